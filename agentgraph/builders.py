@@ -1,0 +1,230 @@
+"""Graphs users start from: per-scalar MLPs wired like MPLP, and seeded random DAG networks.
+
+Naming conventions (used by helpers and tests):
+
+* inputs ``("x", i)`` (slot ``i`` of ``batch["x"]``), targets ``("y", j)`` (slot ``j`` of
+  ``batch["y"]``), loss units ``("loss", j)``;
+* ``mlp``: synapses ``("w", l, i, j)``, biases ``("b", l, j)``, activation units
+  ``("a", l, j)`` for layer ``l`` (0-based, from ``sizes[l]`` to ``sizes[l+1]`` units);
+* softmax units ``("softmax", j)`` and their normaliser ``("softmax_norm",)``.
+
+Wiring follows the MPLP reference implementation: forward ``a(l-1,i) -> w(l,i,j) -> b(l,j) ->
+a(l,j)``; backward ``a(l,j) -> b(l,j) -> w(l,i,j) -> a(l-1,i)`` — the bias agent's outgoing
+message feeds all its weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+
+from agentgraph.errors import AgentGraphError
+from agentgraph.graph import AgentGraph
+from agentgraph.nodes.activations import ACTIVATIONS
+from agentgraph.nodes.losses import LOSSES
+
+__all__ = ["mlp", "random_dag", "mlp_weights"]
+
+
+def _check_choice(value: str, options, what: str) -> None:
+    if value not in options:
+        raise AgentGraphError(f"Unknown {what} {value!r}; choose one of {sorted(options)}.")
+
+
+def _attach_head(g: AgentGraph, outputs: Sequence[Hashable], loss: str) -> None:
+    """Wire output units to loss agents (through a softmax group for cross-entropy)."""
+    n = len(outputs)
+    losses = [("loss", j) for j in range(n)]
+    targets = [("y", j) for j in range(n)]
+    g.add_agents(targets, "target", slots=range(n))
+    g.add_agents(losses, loss)
+    g.add_arrows(targets, losses, "forward", port="target")
+    if loss == "cross_entropy":
+        units = [("softmax", j) for j in range(n)]
+        norm = ("softmax_norm",)
+        g.add_agents([norm], "softmax_norm")
+        g.add_agents(units, "softmax")
+        # every logit reaches the normaliser twice: parallel arrows into the max and lse ports
+        g.add_arrows(outputs, [norm] * n, "forward", port="max")
+        g.add_arrows(outputs, [norm] * n, "forward", port="lse")
+        g.add_arrows([norm] * n, units, "forward", port="norm")
+        g.add_arrows(outputs, units, "forward", port="x")
+        g.add_arrows(units, losses, "forward", port="pred")
+        g.add_arrows(losses, units, "backward", port="m")
+        g.add_arrows(losses, [norm] * n, "backward", port="gp", src_port="gp")
+        g.add_arrows([norm] * n, units, "backward", port="dot")
+        g.add_arrows(units, outputs, "backward", port="m")
+    else:
+        g.add_arrows(outputs, losses, "forward", port="pred")
+        g.add_arrows(losses, outputs, "backward", port="m")
+
+
+def mlp(
+    sizes: Sequence[int],
+    activation: str = "sigmoid",
+    loss: str = "cross_entropy",
+    *,
+    output_activation: str | None = None,
+    init_std: float = 0.05,
+    seed: int = 0,
+) -> AgentGraph:
+    """The per-scalar MPLP graph of a dense network: one agent per weight, bias, unit, softmax
+    unit and loss unit.
+
+    Args:
+        sizes: ``(n_0, ..., n_L)`` units per layer; ``n_0`` inputs, ``n_L`` outputs.
+        activation: hidden-layer activation (a name in :data:`~agentgraph.nodes.ACTIVATIONS`).
+        loss: ``"cross_entropy"`` (softmax → elementwise ``-t log p``) or ``"l2"``.
+        output_activation: activation on the output layer; ``None`` feeds the biases straight
+            into the head.
+        init_std: weights start ``~ N(0, init_std)``; biases start at 0.
+        seed: RNG seed for the weights.
+
+    Returns:
+        An :class:`AgentGraph` with ``sum(n_l * n_{l+1})`` synapse agents. Groups are per layer:
+        ``"synapse:l"``, ``"bias:l"``, ``"<activation>:l"``.
+
+    Example:
+        >>> g = mlp([4, 3, 2], activation="relu", loss="cross_entropy")
+        >>> len(g.agents("synapse")), len(g.agents("bias")), len(g.agents("softmax"))
+        (18, 5, 2)
+    """
+    sizes = [int(s) for s in sizes]
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise AgentGraphError(f"mlp sizes need at least two positive layer sizes, got {sizes}.")
+    _check_choice(activation, ACTIVATIONS, "activation")
+    _check_choice(loss, LOSSES, "loss")
+    if output_activation is not None:
+        _check_choice(output_activation, ACTIVATIONS, "output_activation")
+    rng = np.random.default_rng(seed)
+    g = AgentGraph()
+    prev = [("x", i) for i in range(sizes[0])]
+    g.add_agents(prev, "input", slots=range(sizes[0]))
+    L = len(sizes) - 1
+    for l in range(L):
+        n_in, n_out = sizes[l], sizes[l + 1]
+        ws = [("w", l, i, j) for i in range(n_in) for j in range(n_out)]
+        bs = [("b", l, j) for j in range(n_out)]
+        w0 = rng.normal(0.0, init_std, size=n_in * n_out)
+        g.add_agents(ws, "synapse", groups=f"synapse:{l}", states={"w": w0})
+        g.add_agents(bs, "bias", groups=f"bias:{l}")
+        src = [prev[i] for i in range(n_in) for j in range(n_out)]
+        dst = [bs[j] for i in range(n_in) for j in range(n_out)]
+        g.add_arrows(src, ws, "forward", port="x")
+        g.add_arrows(ws, dst, "forward", port="x")
+        g.add_arrows(dst, ws, "backward", port="m")
+        if l > 0:
+            g.add_arrows(ws, src, "backward", port="m")
+        act = activation if l < L - 1 else output_activation
+        if act is None:
+            prev = bs
+            continue
+        units = [("a", l, j) for j in range(n_out)]
+        g.add_agents(units, act, groups=f"{act}:{l}")
+        g.add_arrows(bs, units, "forward", port="x")
+        g.add_arrows(units, bs, "backward", port="m")
+        prev = units
+    _attach_head(g, prev, loss)
+    return g.validate()
+
+
+def random_dag(
+    n_inputs: int,
+    n_hidden: int,
+    n_outputs: int,
+    *,
+    edge_prob: float = 0.3,
+    parallel_prob: float = 0.1,
+    activation: str = "tanh",
+    loss: str = "l2",
+    init_std: float = 0.5,
+    seed: int = 0,
+) -> AgentGraph:
+    """A seeded random non-layered network of per-scalar agents.
+
+    Units are ordered ``inputs, hidden 0..H-1, outputs``; each hidden or output unit ``v`` draws
+    each earlier unit (inputs and earlier hidden units) as a source with probability
+    ``edge_prob`` — so there are skip connections across any distance, sparse connectivity and
+    several paths between two units. Every unit gets at least one source and every hidden unit
+    at least one consumer. With probability ``parallel_prob`` a connection gets a second,
+    parallel synapse, and (independently) a synapse's arrows into and back from its bias are
+    doubled — parallel arrows that count twice, in both sweeps.
+
+    Agents: inputs ``("x", i)``; synapses ``("w", k)``; unit biases ``("b", v)``; hidden
+    activations ``("a", v)``; output biases feed the head (as in :func:`mlp`).
+
+    Example:
+        >>> g = random_dag(3, 6, 2, edge_prob=0.4, seed=1)
+        >>> g.number_of_agents() > 20
+        True
+    """
+    for name, v in (("n_inputs", n_inputs), ("n_hidden", n_hidden), ("n_outputs", n_outputs)):
+        if int(v) < (0 if name == "n_hidden" else 1):
+            raise AgentGraphError(f"random_dag: {name} must be positive, got {v}.")
+    if not (0.0 <= edge_prob <= 1.0 and 0.0 <= parallel_prob <= 1.0):
+        raise AgentGraphError("random_dag: edge_prob and parallel_prob must lie in [0, 1].")
+    _check_choice(activation, ACTIVATIONS, "activation")
+    _check_choice(loss, LOSSES, "loss")
+    rng = np.random.default_rng(seed)
+    H, O = int(n_hidden), int(n_outputs)
+    inputs = [("x", i) for i in range(n_inputs)]
+    hidden_out = [("a", v) for v in range(H)]  # the sending end of hidden unit v
+    sources = inputs + hidden_out  # candidate sources, in topological order
+    # adjacency: for each receiving unit v (0..H+O-1) the list of source indices into `sources`
+    incoming: list[list[int]] = []
+    for v in range(H + O):
+        n_cand = n_inputs + min(v, H)
+        chosen = list(np.flatnonzero(rng.random(n_cand) < edge_prob))
+        if not chosen:
+            chosen = [int(rng.integers(n_cand))]
+        incoming.append(chosen)
+    for h in range(H):  # every hidden unit feeds something later
+        idx = n_inputs + h
+        if not any(idx in incoming[v] for v in range(h + 1, H + O)):
+            v = int(rng.integers(h + 1, H + O))
+            incoming[v].append(idx)
+
+    g = AgentGraph()
+    g.add_agents(inputs, "input", slots=range(n_inputs))
+    biases = [("b", v) for v in range(H + O)]
+    g.add_agents(biases, "bias")
+    g.add_agents(hidden_out, activation)
+    g.add_arrows(biases[:H], hidden_out, "forward", port="x")
+    g.add_arrows(hidden_out, biases[:H], "backward", port="m")
+    syn_src, syn_dst, doubled = [], [], []
+    for v, chosen in enumerate(incoming):
+        for u in chosen:
+            copies = 2 if rng.random() < parallel_prob else 1
+            for _ in range(copies):
+                syn_src.append(sources[u])
+                syn_dst.append(biases[v])
+                doubled.append(rng.random() < parallel_prob)
+    ws = [("w", k) for k in range(len(syn_src))]
+    g.add_agents(ws, "synapse", states={"w": rng.normal(0.0, init_std, size=len(ws))})
+    g.add_arrows(syn_src, ws, "forward", port="x")
+    into_bias = [(w, b) for w, b, d in zip(ws, syn_dst, doubled) for _ in range(2 if d else 1)]
+    g.add_arrows([w for w, _ in into_bias], [b for _, b in into_bias], "forward", port="x")
+    g.add_arrows([b for _, b in into_bias], [w for w, _ in into_bias], "backward", port="m")
+    back = [(w, s) for w, s in zip(ws, syn_src) if s[0] == "a"]
+    g.add_arrows([w for w, _ in back], [s for _, s in back], "backward", port="m")
+    _attach_head(g, biases[H:], loss)
+    return g.validate()
+
+
+def mlp_weights(
+    state: Mapping[Hashable, Mapping[str, np.ndarray]], sizes: Sequence[int]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Read the dense ``(W_l [n_l, n_{l+1}], b_l [n_{l+1}])`` of an :func:`mlp` graph's state.
+
+    Example:
+        >>> from agentgraph.interpreter import init_state
+        >>> [W.shape for W, b in mlp_weights(init_state(mlp([3, 2, 1], loss="l2"), 1), [3, 2, 1])]
+        [(3, 2), (2, 1)]
+    """
+    out = []
+    for l in range(len(sizes) - 1):
+        W = np.array([[state[("w", l, i, j)]["w"] for j in range(sizes[l + 1])] for i in range(sizes[l])])
+        b = np.array([state[("b", l, j)]["b"] for j in range(sizes[l + 1])])
+        out.append((W, b))
+    return out

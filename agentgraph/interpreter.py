@@ -1,0 +1,405 @@
+"""The reference interpreter: one inner step, agent by agent, example by example, in float64.
+
+Slow and obviously correct — the oracle every compiled program is tested against. It implements
+the step semantics of ``docs/concepts.md``:
+
+1. **Forward sweep.** Agents whose kind runs forward, in topological generations of the forward
+   arrows (agents with no forward arrows are in generation 0). Each agent's ports receive the
+   aggregate of the outputs its in-arrows carry; ports with no arrow receive zeros; kinds with
+   ``external`` data receive ``batch[external][:, slot]`` on port ``"data"``.
+2. **Loss.** Per example, the sum of every loss agent's stored elementwise loss; the step's loss
+   is its batch mean. Loss agents are seeded with their stored ``[loss]``.
+3. **Backward sweep.** Agents whose kind runs backward, in topological generations of the
+   backward arrows. Each agent's ``update`` is averaged over the inner batch and added to its
+   per-agent fields; updated parameters are used from the next forward sweep.
+4. **Reflexive arrows.** Each reflexive arrow applies its agent's reflexive function once, in
+   arrow order.
+
+State layout (``State``): ``{agent: {field: array}}`` with per-agent fields shaped ``[*shape]``
+and per-example fields shaped ``[B, *shape]``, all float64 NumPy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any
+
+import jax
+import networkx as nx
+import numpy as np
+
+from agentgraph.arrows.ports import aggregate
+from agentgraph.errors import AgentGraphError
+from agentgraph.graph import AgentGraph
+from agentgraph.nodes.base import Kind
+
+__all__ = ["StepResult", "init_state", "step", "run", "schedule"]
+
+StateDict = dict[Hashable, dict[str, np.ndarray]]
+
+
+@dataclasses.dataclass
+class StepResult:
+    """What one interpreted inner step returns.
+
+    Attributes:
+        state: the new state ``{agent: {field: array}}``.
+        loss: batch mean of the per-example loss (a float).
+        losses: ``[B]`` per-example sum of the loss agents' losses.
+        inbox: with ``trace=True``, ``{(agent, type): {port: [B, size]}}`` — what each port
+            received, after aggregation; otherwise empty.
+        outputs: with ``trace=True``, ``{(agent, type): {output: [B, size]}}``; otherwise empty.
+    """
+
+    state: StateDict
+    loss: float
+    losses: np.ndarray
+    inbox: dict = dataclasses.field(default_factory=dict)
+    outputs: dict = dataclasses.field(default_factory=dict)
+
+
+def init_state(graph: AgentGraph, batch_size: int) -> StateDict:
+    """The initial state of every agent, per-example fields tiled to ``[batch_size, *shape]``.
+
+    Example:
+        >>> from agentgraph.builders import mlp
+        >>> s = init_state(mlp([2, 1], loss="l2", seed=0), batch_size=3)
+        >>> s[("w", 0, 0, 0)]["x"].shape, s[("w", 0, 0, 0)]["w"].shape
+        ((3,), ())
+    """
+    graph.validate()
+    if int(batch_size) < 1:
+        raise AgentGraphError(f"batch_size must be >= 1, got {batch_size!r}.")
+    out: StateDict = {}
+    for name, data in graph.nx.nodes(data=True):
+        kind = graph.kinds[data["kind"]]
+        init = kind.initial_state(data.get("state"), agent=name)
+        out[name] = {
+            f: (np.broadcast_to(v, (batch_size, *v.shape)).copy() if kind.fields[f].per_example else v)
+            for f, v in init.items()
+        }
+    return out
+
+
+def schedule(graph: AgentGraph, arrow_type: str) -> list[list[Hashable]]:
+    """Topological generations of ``graph``'s ``arrow_type`` arrows over **all** agents.
+
+    Within a generation, agents keep declaration order.
+
+    Example:
+        >>> from agentgraph.builders import mlp
+        >>> [len(g) for g in schedule(mlp([2, 1], loss="l2"), "forward")][:3]
+        [4, 2, 1]
+    """
+    graph.validate()
+    order = {n: i for i, n in enumerate(graph.nx.nodes)}
+    sub = nx.DiGraph()
+    sub.add_nodes_from(graph.nx.nodes)
+    sub.add_edges_from((s, d) for s, d, t in graph.nx.edges(data="type") if t == arrow_type)
+    return [sorted(gen, key=order.__getitem__) for gen in nx.topological_generations(sub)]
+
+
+def _in_arrows(graph: AgentGraph, arrow_type: str) -> dict[Hashable, list[tuple[Hashable, str, str]]]:
+    inbound: dict[Hashable, list[tuple[Hashable, str, str]]] = {}
+    for s, d, _, a in graph.arrows(arrow_type):
+        inbound.setdefault(d, []).append((s, a.get("src_port", "out"), a["port"]))
+    return inbound
+
+
+def _batch_size(graph: AgentGraph, state: StateDict) -> int:
+    for name, fields in state.items():
+        kind = graph.kind_of(name)
+        for f, v in fields.items():
+            if kind.fields[f].per_example:
+                return int(np.shape(v)[0])
+    return 1
+
+
+def _check_state(graph: AgentGraph, state: Mapping, batch_size: int) -> StateDict:
+    missing = [n for n in graph.nx.nodes if n not in state]
+    if missing:
+        raise AgentGraphError(
+            f"State has no entry for agent(s) {missing[:5]}; build it with init_state(graph, B)."
+        )
+    out: StateDict = {}
+    for name in graph.nx.nodes:
+        kind = graph.kind_of(name)
+        fields = state[name]
+        if set(fields) != set(kind.fields):
+            raise AgentGraphError(
+                f"State of agent {name!r} has fields {sorted(fields)}, but kind {kind.name!r} "
+                f"declares {sorted(kind.fields)}."
+            )
+        out[name] = {}
+        for f, spec in kind.fields.items():
+            v = np.array(fields[f], dtype=np.float64)
+            want = (batch_size, *spec.shape) if spec.per_example else spec.shape
+            if v.shape != want:
+                raise AgentGraphError(
+                    f"State of agent {name!r}: field {f!r} has shape {v.shape}, expected {want}."
+                )
+            out[name][f] = v
+    return out
+
+
+def _check_batch(graph: AgentGraph, batch: Mapping[str, Any], batch_size: int) -> dict[str, np.ndarray]:
+    needed: dict[str, list[tuple[Hashable, int]]] = {}
+    for name, data in graph.nx.nodes(data=True):
+        kind = graph.kinds[data["kind"]]
+        if kind.external is not None:
+            needed.setdefault(kind.external, []).append((name, int(data["slot"])))
+    out = {}
+    for key, users in needed.items():
+        if key not in batch:
+            raise AgentGraphError(
+                f"Batch has no key {key!r}, which agent {users[0][0]!r} reads; pass batch[{key!r}] "
+                f"of shape [B, n] with n > {max(s for _, s in users)}."
+            )
+        arr = np.asarray(batch[key], dtype=np.float64)
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arr.ndim != 3 or arr.shape[0] != batch_size:
+            raise AgentGraphError(
+                f"batch[{key!r}] has shape {np.shape(batch[key])}; expected [B={batch_size}, n] "
+                "(or [B, n, d])."
+            )
+        for name, slot in users:
+            if slot >= arr.shape[1]:
+                raise AgentGraphError(
+                    f"Agent {name!r} reads column {slot} of batch[{key!r}], which has only "
+                    f"{arr.shape[1]} columns."
+                )
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            b, col, _ = np.argwhere(bad)[0]
+            who = [n for n, s in users if s == col]
+            raise AgentGraphError(
+                f"batch[{key!r}] contains NaN or inf (first at example {b}, column {col}"
+                + (f", read by agent {who[0]!r}" if who else "")
+                + "); clean the data before stepping."
+            )
+        out[key] = arr
+    return out
+
+
+def _as_outputs(raw: Any, kind: Kind, sweep: str, agent: Hashable) -> dict[str, np.ndarray]:
+    if not isinstance(raw, Mapping):
+        raw = {"out": raw}
+    declared = kind.outputs(sweep)
+    extra = set(raw) - set(declared)
+    if extra:
+        raise AgentGraphError(
+            f"{sweep} of agent {agent!r} (kind {kind.name!r}) returned outputs {sorted(extra)} that "
+            f"the kind does not declare; declared {sweep}_outputs: {dict(declared)}."
+        )
+    out = {}
+    for o, size in declared.items():
+        if o not in raw:
+            out[o] = np.zeros(size)
+            continue
+        v = np.asarray(raw[o], dtype=np.float64)
+        if v.shape != (size,):
+            raise AgentGraphError(
+                f"{sweep} of agent {agent!r} (kind {kind.name!r}) returned output {o!r} of shape "
+                f"{v.shape}; the kind declares size {size}, i.e. shape ({size},)."
+            )
+        out[o] = v
+    return out
+
+
+def _take_state(new: Any, kind: Kind, agent: Hashable, sweep: str) -> dict[str, np.ndarray]:
+    if not isinstance(new, Mapping) or set(new) != set(kind.fields):
+        got = sorted(new) if isinstance(new, Mapping) else type(new).__name__
+        raise AgentGraphError(
+            f"{sweep} of agent {agent!r} (kind {kind.name!r}) returned a state with fields {got}; "
+            f"it must return all of {sorted(kind.fields)}."
+        )
+    out = {}
+    for f, spec in kind.fields.items():
+        v = np.asarray(new[f], dtype=np.float64)
+        if v.shape != spec.shape:
+            raise AgentGraphError(
+                f"{sweep} of agent {agent!r} (kind {kind.name!r}) returned field {f!r} of shape "
+                f"{v.shape}; the kind declares {spec.shape}."
+            )
+        out[f] = v
+    return out
+
+
+def _call(fn, agent: Hashable, kind: Kind, sweep: str, *args):
+    try:
+        return fn(*args)
+    except AgentGraphError:
+        raise
+    except Exception as e:  # a user kind raised: name the agent
+        raise AgentGraphError(
+            f"{sweep} of agent {agent!r} (kind {kind.name!r}) raised {type(e).__name__}: {e}"
+        ) from e
+
+
+def _finite(agent: Hashable, kind: Kind, sweep: str, arrays: Mapping[str, np.ndarray]) -> None:
+    for k, v in arrays.items():
+        if not np.all(np.isfinite(v)):
+            raise AgentGraphError(
+                f"{sweep} of agent {agent!r} (kind {kind.name!r}) produced NaN/inf in {k!r}; "
+                "check its inputs and parameters (or pass check_finite=False)."
+            )
+
+
+def step(
+    graph: AgentGraph,
+    state: Mapping[Hashable, Mapping[str, Any]],
+    params: Mapping[str, Any] | None,
+    batch: Mapping[str, Any],
+    *,
+    trace: bool = False,
+    check_finite: bool = True,
+) -> StepResult:
+    """Run one inner step of ``graph`` (forward, loss, backward, reflexive) in float64.
+
+    Args:
+        graph: a valid :class:`AgentGraph`.
+        state: ``{agent: {field: array}}`` from :func:`init_state` or a previous step; per-example
+            fields are ``[B, *shape]``. Not modified.
+        params: ``{group: pytree}``; each agent's kind receives ``params.get(group)``.
+        batch: ``{key: [B, n]}`` (or ``[B, n, d]``) arrays for the external kinds, e.g.
+            ``{"x": inputs, "y": targets}``.
+        trace: also record every agent's aggregated inbox and its outputs.
+        check_finite: raise if any agent produces NaN/inf (naming it).
+
+    Returns:
+        :class:`StepResult`.
+
+    Example:
+        >>> import numpy as np
+        >>> from agentgraph.builders import mlp
+        >>> from agentgraph.protocols import gradient
+        >>> g = mlp([2, 3, 1], activation="tanh", loss="l2", seed=0)
+        >>> s = init_state(g, batch_size=4)
+        >>> b = {"x": np.ones((4, 2)), "y": np.zeros((4, 1))}
+        >>> r1 = step(g, s, gradient.params(g, lr=0.1), b)
+        >>> r2 = step(g, r1.state, gradient.params(g, lr=0.1), b)
+        >>> r2.loss < r1.loss
+        True
+    """
+    graph.validate()
+    params = {} if params is None else params
+    B = _batch_size(graph, state)
+    st = _check_state(graph, state, B)
+    data = _check_batch(graph, batch, B)
+    result = StepResult(state=st, loss=0.0, losses=np.zeros(B))
+    nodes = graph.nx.nodes
+
+    with jax.enable_x64(True):
+        sent: dict[str, dict[Hashable, dict[str, np.ndarray]]] = {}
+        for sweep in ("forward", "backward"):
+            inbound = _in_arrows(graph, sweep)
+            sent[sweep] = {}
+            for gen in schedule(graph, sweep):
+                for agent in gen:
+                    kind = graph.kind_of(agent)
+                    if not kind.runs(sweep):
+                        continue
+                    p = params.get(graph.group_of(agent))
+                    inbox = {
+                        port: aggregate(
+                            np.stack([sent[sweep][s][o] for s, o, pp in inbound.get(agent, []) if pp == port])
+                            if any(pp == port for _, _, pp in inbound.get(agent, []))
+                            else np.zeros((0, B, spec.size)),
+                            spec.aggregation, spec.size, xp=np,
+                        )
+                        for port, spec in kind.ports(sweep).items()
+                    }
+                    if sweep == "forward" and kind.external is not None:
+                        inbox["data"] = data[kind.external][:, int(nodes[agent]["slot"])]
+                    outs: dict[str, list] = {o: [] for o in kind.outputs(sweep)}
+                    new_state = {f: [] for f in kind.fields}
+                    updates: dict[str, list] = {}
+                    for b in range(B):
+                        sb = {f: (v[b] if kind.fields[f].per_example else v) for f, v in st[agent].items()}
+                        ib = {port: v[b] for port, v in inbox.items()}
+                        if sweep == "forward":
+                            ns, raw = _call(kind.forward, agent, kind, sweep, p, sb, ib)
+                            upd = {}
+                        else:
+                            ns, raw, upd = _call(kind.backward, agent, kind, sweep, p, sb, ib)
+                        ns = _take_state(ns, kind, agent, sweep)
+                        for o, v in _as_outputs(raw, kind, sweep, agent).items():
+                            outs[o].append(v)
+                        for f, v in ns.items():
+                            new_state[f].append(v)
+                        for f, u in dict(upd or {}).items():
+                            spec = kind.fields.get(f)
+                            if spec is None or spec.per_example:
+                                raise AgentGraphError(
+                                    f"backward of agent {agent!r} (kind {kind.name!r}) returned an "
+                                    f"update for {f!r}, which is not a per-agent field of the kind."
+                                )
+                            u = np.asarray(u, dtype=np.float64)
+                            if u.shape != spec.shape:
+                                raise AgentGraphError(
+                                    f"backward of agent {agent!r}: update for {f!r} has shape "
+                                    f"{u.shape}, the field has shape {spec.shape}."
+                                )
+                            updates.setdefault(f, []).append(u)
+                    sent[sweep][agent] = {o: np.stack(v) for o, v in outs.items()}
+                    for f, spec in kind.fields.items():
+                        if spec.per_example:
+                            st[agent][f] = np.stack(new_state[f])
+                    for f, us in updates.items():
+                        st[agent][f] = st[agent][f] + np.mean(np.stack(us), axis=0)
+                    if check_finite:
+                        _finite(agent, kind, sweep, {**sent[sweep][agent], **st[agent]})
+                    if trace:
+                        result.inbox[(agent, sweep)] = {k: np.array(v) for k, v in inbox.items()}
+                        result.outputs[(agent, sweep)] = sent[sweep][agent]
+            if sweep == "forward":
+                for agent in nodes:
+                    kind = graph.kind_of(agent)
+                    if kind.loss_field is not None:
+                        result.losses = result.losses + st[agent][kind.loss_field].reshape(B, -1).sum(axis=1)
+                result.loss = float(np.mean(result.losses))
+
+        for s, _d, _k, _a in graph.arrows("reflexive"):
+            kind = graph.kind_of(s)
+            p = params.get(graph.group_of(s))
+            new_state = {f: [] for f in kind.fields}
+            for b in range(B):
+                sb = {f: (v[b] if kind.fields[f].per_example else v) for f, v in st[s].items()}
+                ns = _take_state(_call(kind.reflexive, s, kind, "reflexive", p, sb), kind, s, "reflexive")
+                for f, v in ns.items():
+                    new_state[f].append(v)
+            for f, spec in kind.fields.items():
+                stacked = np.stack(new_state[f])
+                st[s][f] = stacked if spec.per_example else stacked.mean(axis=0)
+            if check_finite:
+                _finite(s, kind, "reflexive", st[s])
+    return result
+
+
+def run(
+    graph: AgentGraph,
+    state: StateDict,
+    params: Mapping[str, Any] | None,
+    batches: Iterable[Mapping[str, Any]],
+    **kwargs: Any,
+) -> tuple[StateDict, list[float]]:
+    """Run one :func:`step` per batch; returns the final state and the per-step losses.
+
+    Example:
+        >>> import numpy as np
+        >>> from agentgraph.builders import mlp
+        >>> from agentgraph.protocols import gradient
+        >>> g = mlp([1, 4, 1], activation="tanh", loss="l2", seed=0)
+        >>> b = {"x": np.linspace(-1, 1, 8)[:, None], "y": np.linspace(-1, 1, 8)[:, None] ** 2}
+        >>> _, losses = run(g, init_state(g, 8), gradient.params(g, lr=0.5), [b] * 5)
+        >>> losses[-1] < losses[0]
+        True
+    """
+    losses = []
+    for batch in batches:
+        r = step(graph, state, params, batch, **kwargs)
+        state = r.state
+        losses.append(r.loss)
+    return state, losses
