@@ -101,12 +101,12 @@ class AgentGraph:
 
     def __init__(self, kinds: Iterable[Kind] | Mapping[str, Kind] | None = None) -> None:
         self._g = nx.MultiDiGraph()
+        self._validated_at: int | None = None
+        self._version = 0
         self.kinds: dict[str, Kind] = default_kinds()
         if kinds is not None:
             for k in kinds.values() if isinstance(kinds, Mapping) else kinds:
                 self.add_kind(k)
-        self._validated_at: int | None = None
-        self._version = 0
 
     # -- kinds ---------------------------------------------------------------------------------
     def add_kind(self, kind: Kind) -> None:

@@ -230,12 +230,9 @@ def _take_state(new: Any, kind: Kind, agent: Hashable, sweep: str) -> dict[str, 
 def _call(fn, agent: Hashable, kind: Kind, sweep: str, *args):
     try:
         return fn(*args)
-    except AgentGraphError:
-        raise
-    except Exception as e:  # a user kind raised: name the agent
-        raise AgentGraphError(
-            f"{sweep} of agent {agent!r} (kind {kind.name!r}) raised {type(e).__name__}: {e}"
-        ) from e
+    except Exception as e:  # a kind raised: name the agent
+        what = "" if isinstance(e, AgentGraphError) else f"{type(e).__name__}: "
+        raise AgentGraphError(f"{sweep} of agent {agent!r} (kind {kind.name!r}): {what}{e}") from e
 
 
 def _finite(agent: Hashable, kind: Kind, sweep: str, arrays: Mapping[str, np.ndarray]) -> None:
