@@ -4,9 +4,10 @@ Declare a directed multigraph of stateful agents joined by typed arrows, check i
 the reference interpreter, and (soon) compile it to batched JAX kernels.
 """
 
-from agentgraph import builders, interpreter, nodes, protocols
+from agentgraph import builders, compiler, interpreter, nodes, protocols
 from agentgraph.arrows import AGGREGATIONS, ARROW_TYPES, Port
 from agentgraph.builders import mlp, random_dag
+from agentgraph.compiler import Program, compile
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph, AgentSpec, ArrowSpec
 from agentgraph.nodes import Field, Kind
@@ -23,7 +24,10 @@ __all__ = [
     "Field",
     "Kind",
     "Port",
+    "Program",
     "builders",
+    "compile",
+    "compiler",
     "interpreter",
     "mlp",
     "nodes",
