@@ -90,7 +90,7 @@ def schedule(graph: AgentGraph, arrow_type: str) -> list[list[Hashable]]:
     Example:
         >>> from agentgraph.builders import mlp
         >>> [len(g) for g in schedule(mlp([2, 1], loss="l2"), "forward")][:3]
-        [4, 2, 1]
+        [3, 2, 1]
     """
     graph.validate()
     order = {n: i for i, n in enumerate(graph.nx.nodes)}
@@ -281,7 +281,11 @@ def step(
         True
     """
     graph.validate()
-    params = {} if params is None else params
+    # the oracle runs in float64: floating parameter leaves are promoted too
+    params = jax.tree.map(
+        lambda v: np.asarray(v, np.float64) if np.issubdtype(np.asarray(v).dtype, np.floating) else v,
+        {} if params is None else dict(params),
+    )
     B = _batch_size(graph, state)
     st = _check_state(graph, state, B)
     data = _check_batch(graph, batch, B)

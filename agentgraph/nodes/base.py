@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -102,11 +103,11 @@ class Kind:
     """
 
     name: str = ""
-    fields: Mapping[str, Field] = {}
-    forward_ports: Mapping[str, Port] = {}
-    backward_ports: Mapping[str, Port] = {}
-    forward_outputs: Mapping[str, int] = {}
-    backward_outputs: Mapping[str, int] = {}
+    fields: Mapping[str, Field] = MappingProxyType({})
+    forward_ports: Mapping[str, Port] = MappingProxyType({})
+    backward_ports: Mapping[str, Port] = MappingProxyType({})
+    forward_outputs: Mapping[str, int] = MappingProxyType({})
+    backward_outputs: Mapping[str, int] = MappingProxyType({})
     external: str | None = None
     loss_field: str | None = None
 
