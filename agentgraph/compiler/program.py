@@ -221,7 +221,7 @@ class Program:
             >>> loss.shape
             ()
         """
-        return _step(self.plan, tuple(self.kinds.items()), self.arrays, params or {}, state, batch)
+        return _step_jit(self.plan, tuple(self.kinds.items()), self.arrays, params or {}, state, batch)
 
     def unroll(self, params, state, batches, *, remat: bool = True):
         """``T`` inner steps as a ``lax.scan`` (``jax.checkpoint`` on the body when ``remat``).
@@ -318,6 +318,10 @@ def _step(plan: Plan, kinds_items, arrays, params, state, batch):
                 val = new[f] if spec.per_example else new[f].mean(axis=1)
                 state[rp.kind][f] = state[rp.kind][f].at[rows].set(val)
     return state, loss
+
+
+#: ``_step`` compiled once per (plan, kinds): graphs with equal plans share the executable.
+_step_jit = jax.jit(_step, static_argnums=(0, 1))
 
 
 def _run_block_reflexive(kind: Kind, params, st, n, B, dtype):

@@ -27,7 +27,7 @@ ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
     "identity": (lambda x: x, lambda x: jnp.ones_like(x)),
     "sigmoid": (jax.nn.sigmoid, lambda x: jax.nn.sigmoid(x) * (1 - jax.nn.sigmoid(x))),
     "tanh": (jnp.tanh, lambda x: 1 - jnp.tanh(x) ** 2),
-    "relu": (lambda x: jnp.maximum(x, 0), lambda x: jnp.where(x > 0, 1.0, 0.0).astype(x.dtype)),
+    "relu": (jax.nn.relu, lambda x: jnp.where(x > 0, 1.0, 0.0).astype(x.dtype)),
     "step": (_step, lambda x: jnp.zeros_like(x)),
 }
 

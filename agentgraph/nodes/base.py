@@ -88,6 +88,10 @@ class Kind:
     Override :meth:`forward`, :meth:`backward` and/or :meth:`reflexive`. A kind runs in a sweep
     iff it overrides that sweep's method.
 
+    Two kinds are equal when they are of the same class with equal instance attributes (compared
+    by ``repr``); compiled programs of equal kinds and equal plans share one executable. A kind
+    holding large arrays as attributes should override ``_identity``.
+
     Example:
         >>> import jax.numpy as jnp
         >>> class Doubler(Kind):
@@ -211,6 +215,17 @@ class Kind:
                     f"Kind {self.name!r}: loss_field {self.loss_field!r} must name a per-example "
                     "field."
                 )
+
+    # -- identity: equal kinds share compiled executables ---------------------------------------
+    def _identity(self) -> tuple:
+        items = sorted((k, repr(v)) for k, v in vars(self).items())
+        return (type(self), self.name, tuple(items))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Kind) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

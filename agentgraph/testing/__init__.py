@@ -1,0 +1,66 @@
+"""Public hypothesis strategies and small kinds for testing agent graphs.
+
+* :mod:`agentgraph.testing.kinds` — probe kinds (send identity codes, record inboxes) and mixer
+  kinds (nonlinear, stateful, parameterised), for message size ``d``.
+* :mod:`agentgraph.testing.strategies` — :func:`agent_graphs` (random valid graphs),
+  :func:`states`, :func:`group_params`, :func:`batches`, and :func:`malformed_graphs` (graphs and
+  inputs invalid in exactly one way).
+
+Example:
+    >>> from hypothesis import given, settings
+    >>> from agentgraph.interpreter import init_state, step
+    >>> @settings(max_examples=5, database=None, deadline=None)
+    ... @given(agent_graphs(max_agents=4))
+    ... def check(g):
+    ...     r = step(g, init_state(g, 2), None, {}, trace=True)
+    ...     assert set(r.state) == set(g.agents())
+    >>> check()
+"""
+
+from agentgraph.testing.kinds import (
+    MIXER_DEFAULTS,
+    Mixer,
+    Probe,
+    mixer_kinds,
+    probe_kinds,
+    test_kinds,
+)
+from agentgraph.testing.strategies import (
+    DEFAULT_GROUPS,
+    MALFORMED_CATEGORIES,
+    MALFORMED_VARIANTS,
+    VIAS,
+    Case,
+    KindsArg,
+    Malformed,
+    agent_graphs,
+    agent_names,
+    batches,
+    group_params,
+    kind_pool,
+    malformed_graphs,
+    states,
+)
+
+__all__ = [
+    "Case",
+    "DEFAULT_GROUPS",
+    "KindsArg",
+    "MALFORMED_CATEGORIES",
+    "MALFORMED_VARIANTS",
+    "MIXER_DEFAULTS",
+    "Malformed",
+    "Mixer",
+    "Probe",
+    "VIAS",
+    "agent_graphs",
+    "agent_names",
+    "batches",
+    "group_params",
+    "kind_pool",
+    "malformed_graphs",
+    "mixer_kinds",
+    "probe_kinds",
+    "states",
+    "test_kinds",
+]

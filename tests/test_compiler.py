@@ -1,0 +1,179 @@
+"""Compiled programs equal the reference interpreter; lowerings, jit, vmap and grad agree."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from agentgraph import compile, mlp, random_dag
+from agentgraph.builders import mlp_weights
+from agentgraph.interpreter import init_state, step
+from agentgraph.protocols import gradient
+
+
+def _batch(rng, B, n_in, n_out, loss):
+    x = rng.normal(size=(B, n_in))
+    y = np.eye(n_out)[rng.integers(0, n_out, B)] if loss == "cross_entropy" else rng.normal(size=(B, n_out))
+    return {"x": x, "y": y}
+
+
+GRAPHS = {
+    "mlp-ce": lambda: mlp([3, 4, 2], activation="sigmoid", loss="cross_entropy", init_std=0.5, seed=0),
+    "mlp-l2": lambda: mlp([2, 3, 3, 1], activation="tanh", loss="l2", init_std=0.5, seed=1),
+    "dag-ce": lambda: random_dag(3, 6, 2, edge_prob=0.4, parallel_prob=0.3, activation="sigmoid", loss="cross_entropy", seed=2),
+    "dag-l2": lambda: random_dag(2, 7, 2, edge_prob=0.5, parallel_prob=0.3, activation="relu", loss="l2", seed=3),
+}
+
+
+def _max_err(prog, compiled_state, agents_state):
+    got = prog.to_agents(compiled_state)
+    return max(float(np.max(np.abs(got[a][f] - v))) for a, d in agents_state.items() for f, v in d.items())
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+@pytest.mark.parametrize("dense", [True, False], ids=["dense", "segment"])
+def test_compiled_equals_interpreter_x64(name, dense):
+    g = GRAPHS[name]()
+    loss_kind = "cross_entropy" if "ce" in name else "l2"
+    n_in, n_out = len(g.agents("input")), len(g.agents("target"))
+    rng = np.random.default_rng(0)
+    B, lr = 3, 0.3
+    with jax.enable_x64(True):
+        prog = compile(g, dense=dense)
+        s_int = init_state(g, B)
+        s_cmp = prog.init(B)
+        assert _max_err(prog, s_cmp, s_int) == 0.0
+        for _ in range(3):
+            b = _batch(rng, B, n_in, n_out, loss_kind)
+            r = step(g, s_int, gradient.params(g, lr), b)
+            s_cmp, loss = prog.step(gradient.params(g, lr), s_cmp, b)
+            s_int = r.state
+            assert abs(float(loss) - r.loss) < 1e-10
+            assert _max_err(prog, s_cmp, s_int) < 1e-10
+
+
+def test_compiled_float32_close_to_interpreter():
+    g = GRAPHS["dag-ce"]()
+    rng = np.random.default_rng(1)
+    b = _batch(rng, 4, 3, 2, "cross_entropy")
+    prog = compile(g)
+    s, loss = prog.step(gradient.params(g, 0.3), prog.init(4), b)
+    r = step(g, init_state(g, 4), gradient.params(g, 0.3), b)
+    assert s["synapse"]["w"].dtype == jnp.float32
+    assert abs(float(loss) - r.loss) < 1e-5
+    assert _max_err(prog, s, r.state) < 1e-5
+
+
+def test_dense_lowering_is_used_for_mlp_layers():
+    prog = compile(GRAPHS["mlp-ce"]())
+    lowerings = {p.lowering for w in prog.plan.forward + prog.plan.backward for b in w for p in b.ports}
+    assert "segment" not in lowerings
+    assert {"repeat", "strided", "rows", "tile"} <= lowerings
+
+
+def test_jit_equals_no_jit_and_unroll_equals_steps():
+    g = GRAPHS["mlp-l2"]()
+    rng = np.random.default_rng(2)
+    prog = compile(g)
+    params = gradient.params(g, 0.2)
+    batches = [_batch(rng, 4, 2, 1, "l2") for _ in range(4)]
+    s = prog.init(4)
+    eager_losses = []
+    with jax.disable_jit():
+        for b in batches:
+            s, l = prog.step(params, s, b)
+            eager_losses.append(float(l))
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *batches)
+    s_u, losses = jax.jit(prog.unroll)(params, prog.init(4), stacked)
+    np.testing.assert_allclose(np.asarray(losses), eager_losses, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(s_u["synapse"]["w"], s["synapse"]["w"], rtol=1e-5, atol=1e-6)
+
+
+def test_vmap_over_tasks_equals_python_loop():
+    g = GRAPHS["dag-l2"]()
+    rng = np.random.default_rng(3)
+    prog = compile(g)
+    params = gradient.params(g, 0.2)
+    tasks = [_batch(rng, 3, 2, 2, "l2") for _ in range(3)]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *tasks)
+    s0 = prog.init(3)
+    s_v, l_v = jax.vmap(lambda b: prog.step(params, s0, b))(stacked)
+    for i, b in enumerate(tasks):
+        s_i, l_i = prog.step(params, s0, b)
+        assert abs(float(l_v[i]) - float(l_i)) < 1e-6
+        np.testing.assert_allclose(s_v["synapse"]["w"][i], s_i["synapse"]["w"], atol=1e-6)
+
+
+def test_grad_through_unroll_wrt_learning_rate():
+    """Meta-gradient: d(final loss)/d(lr) through a 5-step unroll matches finite differences."""
+    g = GRAPHS["mlp-l2"]()
+    rng = np.random.default_rng(4)
+    batches = [_batch(rng, 4, 2, 1, "l2") for _ in range(5)]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *batches)
+    with jax.enable_x64(True):
+        prog = compile(g)
+
+        def meta_loss(lr):
+            _, losses = prog.unroll({grp: {"lr": lr} for grp in g.groups()}, prog.init(4), stacked)
+            return losses[-1]
+
+        d = jax.grad(meta_loss)(0.2)
+        eps = 1e-6
+        fd = (meta_loss(0.2 + eps) - meta_loss(0.2 - eps)) / (2 * eps)
+    assert abs(float(d) - float(fd)) < 1e-6 * max(1.0, abs(float(fd)))
+    assert abs(float(d)) > 1e-6
+
+
+@pytest.mark.parametrize("name", ["mlp-ce", "dag-l2"])
+def test_compiled_gradient_protocol_equals_jax_grad_sgd_10_steps(name):
+    g = GRAPHS[name]()
+    loss_kind = "cross_entropy" if "ce" in name else "l2"
+    n_in, n_out = len(g.agents("input")), len(g.agents("target"))
+    rng = np.random.default_rng(5)
+    B, lr = 4, 0.3
+    with jax.enable_x64(True):
+        prog = compile(g)
+        s = prog.init(B)
+        ref = init_state(g, B)
+        for _ in range(10):
+            b = _batch(rng, B, n_in, n_out, loss_kind)
+            new_params = gradient.sgd_reference(g, ref, lr, b)
+            for a, d in new_params.items():
+                ref[a] = {**ref[a], **d}
+            s, _ = jax.jit(prog.step)(gradient.params(g, lr), s, b)
+        got = prog.to_agents(s)
+        err = max(float(np.max(np.abs(got[a][f] - v))) for a, d in new_params.items() for f, v in d.items())
+    assert err < 1e-9
+
+
+def test_mlp_compiled_matches_dense_weights_layout():
+    g = mlp([3, 2, 2], activation="tanh", loss="l2", seed=0)
+    prog = compile(g)
+    W = mlp_weights(prog.to_agents(prog.init(1)), [3, 2, 2])[0][0]
+    # synapses are numbered i-major within a layer: row r = i * J + j
+    np.testing.assert_array_equal(np.asarray(prog.init(1)["synapse"]["w"][:6]).reshape(3, 2), W)
+
+
+def test_same_plan_reuses_the_executable():
+    """A second graph with the same structure (other weights, renamed agents) does not retrace."""
+    from agentgraph.compiler.program import _step_jit
+
+    g1 = mlp([3, 5, 2], activation="tanh", loss="cross_entropy", seed=10)
+    g2 = mlp([3, 5, 2], activation="tanh", loss="cross_entropy", seed=11)
+    g3 = g2.relabel({a: ("renamed", a) for a in g2.agents()})
+    b = _batch(np.random.default_rng(6), 2, 3, 2, "cross_entropy")
+    p1, p2, p3 = compile(g1), compile(g2), compile(g3)
+    assert p1.plan == p2.plan == p3.plan
+    s1, _ = p1.step(gradient.params(g1, 0.1), p1.init(2), b)
+    before = _step_jit._cache_size()
+    s2, _ = p2.step(gradient.params(g2, 0.1), p2.init(2), b)
+    s3, _ = p3.step(gradient.params(g3, 0.1), p3.init(2), b)
+    assert _step_jit._cache_size() == before
+    assert not np.allclose(s1["synapse"]["w"], s2["synapse"]["w"])  # really other weights
+    np.testing.assert_array_equal(s2["synapse"]["w"], s3["synapse"]["w"])  # renaming changes nothing
+    # a graph of another structure does compile anew
+    p4 = compile(mlp([3, 6, 2], activation="tanh", loss="cross_entropy"))
+    p4.step(gradient.params(g1, 0.1), p4.init(2), b)
+    assert _step_jit._cache_size() == before + 1
