@@ -32,32 +32,28 @@ def _check_choice(value: str, options, what: str) -> None:
         raise AgentGraphError(f"Unknown {what} {value!r}; choose one of {sorted(options)}.")
 
 
-def _attach_head(g: AgentGraph, outputs: Sequence[Hashable], loss: str) -> None:
-    """Wire output units to loss agents (through a softmax group for cross-entropy)."""
+def _attach_head(g: AgentGraph, outputs: np.ndarray, loss: str) -> None:
+    """Wire output units (agent indices) to loss agents (through a softmax group for CE)."""
     n = len(outputs)
-    losses = [("loss", j) for j in range(n)]
-    targets = [("y", j) for j in range(n)]
-    g.add_agents(targets, "target", slots=range(n))
-    g.add_agents(losses, loss)
-    g.add_arrows(targets, losses, "forward", port="target")
+    targets = g.add_agents([("y", j) for j in range(n)], "target", slots=range(n))
+    losses = g.add_agents([("loss", j) for j in range(n)], loss)
+    g.add_arrows(targets, losses, "forward", port="target", by_index=True)
     if loss == "cross_entropy":
-        units = [("softmax", j) for j in range(n)]
-        norm = ("softmax_norm",)
-        g.add_agents([norm], "softmax_norm")
-        g.add_agents(units, "softmax")
+        norm = np.repeat(g.add_agents([("softmax_norm",)], "softmax_norm"), n)
+        units = g.add_agents([("softmax", j) for j in range(n)], "softmax")
         # every logit reaches the normaliser twice: parallel arrows into the max and lse ports
-        g.add_arrows(outputs, [norm] * n, "forward", port="max")
-        g.add_arrows(outputs, [norm] * n, "forward", port="lse")
-        g.add_arrows([norm] * n, units, "forward", port="norm")
-        g.add_arrows(outputs, units, "forward", port="x")
-        g.add_arrows(units, losses, "forward", port="pred")
-        g.add_arrows(losses, units, "backward", port="m")
-        g.add_arrows(losses, [norm] * n, "backward", port="gp", src_port="gp")
-        g.add_arrows([norm] * n, units, "backward", port="dot")
-        g.add_arrows(units, outputs, "backward", port="m")
+        g.add_arrows(outputs, norm, "forward", port="max", by_index=True)
+        g.add_arrows(outputs, norm, "forward", port="lse", by_index=True)
+        g.add_arrows(norm, units, "forward", port="norm", by_index=True)
+        g.add_arrows(outputs, units, "forward", port="x", by_index=True)
+        g.add_arrows(units, losses, "forward", port="pred", by_index=True)
+        g.add_arrows(losses, units, "backward", port="m", by_index=True)
+        g.add_arrows(losses, norm, "backward", port="gp", src_port="gp", by_index=True)
+        g.add_arrows(norm, units, "backward", port="dot", by_index=True)
+        g.add_arrows(units, outputs, "backward", port="m", by_index=True)
     else:
-        g.add_arrows(outputs, losses, "forward", port="pred")
-        g.add_arrows(losses, outputs, "backward", port="m")
+        g.add_arrows(outputs, losses, "forward", port="pred", by_index=True)
+        g.add_arrows(losses, outputs, "backward", port="m", by_index=True)
 
 
 def mlp(
@@ -99,31 +95,29 @@ def mlp(
         _check_choice(output_activation, ACTIVATIONS, "output_activation")
     rng = np.random.default_rng(seed)
     g = AgentGraph()
-    prev = [("x", i) for i in range(sizes[0])]
-    g.add_agents(prev, "input", slots=range(sizes[0]))
+    prev = g.add_agents([("x", i) for i in range(sizes[0])], "input", slots=range(sizes[0]))
     L = len(sizes) - 1
     for l in range(L):
         n_in, n_out = sizes[l], sizes[l + 1]
-        ws = [("w", l, i, j) for i in range(n_in) for j in range(n_out)]
-        bs = [("b", l, j) for j in range(n_out)]
-        w0 = rng.normal(0.0, init_std, size=n_in * n_out)
-        g.add_agents(ws, "synapse", groups=f"synapse:{l}", states={"w": w0})
-        g.add_agents(bs, "bias", groups=f"bias:{l}")
-        src = [prev[i] for i in range(n_in) for j in range(n_out)]
-        dst = [bs[j] for i in range(n_in) for j in range(n_out)]
-        g.add_arrows(src, ws, "forward", port="x")
-        g.add_arrows(ws, dst, "forward", port="x")
-        g.add_arrows(dst, ws, "backward", port="m")
+        ws = g.add_agents(
+            [("w", l, i, j) for i in range(n_in) for j in range(n_out)], "synapse",
+            groups=f"synapse:{l}", states={"w": rng.normal(0.0, init_std, size=n_in * n_out)},
+        )
+        bs = g.add_agents([("b", l, j) for j in range(n_out)], "bias", groups=f"bias:{l}")
+        src = np.repeat(prev, n_out)  # synapse (i, j) is row i * n_out + j
+        dst = np.tile(bs, n_in)
+        g.add_arrows(src, ws, "forward", port="x", by_index=True)
+        g.add_arrows(ws, dst, "forward", port="x", by_index=True)
+        g.add_arrows(dst, ws, "backward", port="m", by_index=True)
         if l > 0:
-            g.add_arrows(ws, src, "backward", port="m")
+            g.add_arrows(ws, src, "backward", port="m", by_index=True)
         act = activation if l < L - 1 else output_activation
         if act is None:
             prev = bs
             continue
-        units = [("a", l, j) for j in range(n_out)]
-        g.add_agents(units, act, groups=f"{act}:{l}")
-        g.add_arrows(bs, units, "forward", port="x")
-        g.add_arrows(units, bs, "backward", port="m")
+        units = g.add_agents([("a", l, j) for j in range(n_out)], act, groups=f"{act}:{l}")
+        g.add_arrows(bs, units, "forward", port="x", by_index=True)
+        g.add_arrows(units, bs, "backward", port="m", by_index=True)
         prev = units
     _attach_head(g, prev, loss)
     return g.validate()
@@ -170,7 +164,6 @@ def random_dag(
     H, O = int(n_hidden), int(n_outputs)
     inputs = [("x", i) for i in range(n_inputs)]
     hidden_out = [("a", v) for v in range(H)]  # the sending end of hidden unit v
-    sources = inputs + hidden_out  # candidate sources, in topological order
     # adjacency: for each receiving unit v (0..H+O-1) the list of source indices into `sources`
     incoming: list[list[int]] = []
     for v in range(H + O):
@@ -186,29 +179,32 @@ def random_dag(
             incoming[v].append(idx)
 
     g = AgentGraph()
-    g.add_agents(inputs, "input", slots=range(n_inputs))
-    biases = [("b", v) for v in range(H + O)]
-    g.add_agents(biases, "bias")
-    g.add_agents(hidden_out, activation)
-    g.add_arrows(biases[:H], hidden_out, "forward", port="x")
-    g.add_arrows(hidden_out, biases[:H], "backward", port="m")
+    in_idx = g.add_agents(inputs, "input", slots=range(n_inputs))
+    b_idx = g.add_agents([("b", v) for v in range(H + O)], "bias")
+    a_idx = g.add_agents(hidden_out, activation)
+    g.add_arrows(b_idx[:H], a_idx, "forward", port="x", by_index=True)
+    g.add_arrows(a_idx, b_idx[:H], "backward", port="m", by_index=True)
+    src_idx = np.concatenate([in_idx, a_idx])  # candidate sources, in topological order
     syn_src, syn_dst, doubled = [], [], []
     for v, chosen in enumerate(incoming):
         for u in chosen:
             copies = 2 if rng.random() < parallel_prob else 1
             for _ in range(copies):
-                syn_src.append(sources[u])
-                syn_dst.append(biases[v])
+                syn_src.append(u)
+                syn_dst.append(v)
                 doubled.append(rng.random() < parallel_prob)
-    ws = [("w", k) for k in range(len(syn_src))]
-    g.add_agents(ws, "synapse", states={"w": rng.normal(0.0, init_std, size=len(ws))})
-    g.add_arrows(syn_src, ws, "forward", port="x")
-    into_bias = [(w, b) for w, b, d in zip(ws, syn_dst, doubled) for _ in range(2 if d else 1)]
-    g.add_arrows([w for w, _ in into_bias], [b for _, b in into_bias], "forward", port="x")
-    g.add_arrows([b for _, b in into_bias], [w for w, _ in into_bias], "backward", port="m")
-    back = [(w, s) for w, s in zip(ws, syn_src) if s[0] == "a"]
-    g.add_arrows([w for w, _ in back], [s for _, s in back], "backward", port="m")
-    _attach_head(g, biases[H:], loss)
+    syn_src, syn_dst = np.asarray(syn_src, np.int64), np.asarray(syn_dst, np.int64)
+    n_syn = len(syn_src)
+    ws = g.add_agents([("w", k) for k in range(n_syn)], "synapse",
+                      states={"w": rng.normal(0.0, init_std, size=n_syn)})
+    g.add_arrows(src_idx[syn_src], ws, "forward", port="x", by_index=True)
+    reps = np.where(doubled, 2, 1)
+    w_rep, b_rep = np.repeat(ws, reps), np.repeat(b_idx[syn_dst], reps)
+    g.add_arrows(w_rep, b_rep, "forward", port="x", by_index=True)
+    g.add_arrows(b_rep, w_rep, "backward", port="m", by_index=True)
+    from_hidden = syn_src >= n_inputs
+    g.add_arrows(ws[from_hidden], src_idx[syn_src[from_hidden]], "backward", port="m", by_index=True)
+    _attach_head(g, b_idx[H:], loss)
     return g.validate()
 
 

@@ -1,8 +1,14 @@
 """`AgentGraph`: a directed multigraph of stateful agents joined by typed arrows.
 
-The graph is stored as a plain :class:`networkx.MultiDiGraph` with documented attributes, so any
-networkx tool can build, inspect or transform it:
+The graph *is* a networkx multidigraph — :meth:`AgentGraph.to_networkx` and
+:meth:`AgentGraph.from_networkx` convert both ways, and :attr:`AgentGraph.nx` is a (cached)
+networkx view — but it is stored column-wise (one NumPy array per attribute, agents in
+declaration order), so graphs of millions of per-scalar agents build, validate and compile in
+seconds. Agents can be declared one by one (:meth:`add_agent`, :meth:`add_arrow`, validated by
+pydantic) or in blocks (:meth:`add_agents`, :meth:`add_arrows`, validated vectorised).
 
+networkx attributes
+-------------------
 Node attributes
     ``kind`` (str, required) — the name of the agent's :class:`~agentgraph.nodes.Kind`.
     ``group`` (str, default: the kind's name) — the parameter-sharing key: every agent of a group
@@ -20,7 +26,8 @@ Edge attributes (one edge = one arrow; parallel edges are parallel arrows)
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+import dataclasses
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import networkx as nx
@@ -32,7 +39,9 @@ from agentgraph.errors import AgentGraphError
 from agentgraph.nodes.base import Kind
 from agentgraph.nodes.registry import default_kinds
 
-__all__ = ["AgentGraph", "AgentSpec", "ArrowSpec"]
+__all__ = ["AgentGraph", "AgentSpec", "ArrowSpec", "GraphArrays"]
+
+_TYPE_ID = {t: i for i, t in enumerate(ARROW_TYPES)}
 
 
 class AgentSpec(pydantic.BaseModel):
@@ -76,12 +85,56 @@ class ArrowSpec(pydantic.BaseModel):
     src_port: str = "out"
 
 
+@dataclasses.dataclass(frozen=True)
+class GraphArrays:
+    """The graph as plain arrays (jraph style). ``N`` agents, ``E`` arrows.
+
+    Attributes:
+        names: ``[N]`` agent names, in declaration order (agent ``i`` is ``names[i]``).
+        kind: ``int32 [N]`` index into ``kind_names``.
+        kind_names: the kind names used.
+        group: ``int32 [N]`` index into ``group_names`` (undeclared groups are the kind's name).
+        group_names: the group names used.
+        slot: ``int64 [N]`` batch column of external kinds, ``-1`` for none.
+        src, dst: ``int64 [E]`` agent indices of each arrow.
+        type: ``int8 [E]``: 0 forward, 1 backward, 2 reflexive (``ARROW_TYPES`` order).
+        port, src_port: ``int32 [E]`` indices into ``strings`` (``port`` is -1 for reflexive).
+        strings: interned port names.
+    """
+
+    names: Sequence[Hashable]
+    kind: np.ndarray
+    kind_names: tuple[str, ...]
+    group: np.ndarray
+    group_names: tuple[str, ...]
+    slot: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    type: np.ndarray
+    port: np.ndarray
+    src_port: np.ndarray
+    strings: tuple[str, ...]
+
+
 def _pydantic_message(e: pydantic.ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, err['loc'])) or 'value'}: {err['msg']}" for err in e.errors())
 
 
+class _Interner:
+    def __init__(self) -> None:
+        self.items: list = []
+        self.index: dict = {}
+
+    def __call__(self, s) -> int:
+        i = self.index.get(s)
+        if i is None:
+            i = self.index[s] = len(self.items)
+            self.items.append(s)
+        return i
+
+
 class AgentGraph:
-    """A directed multigraph of stateful agents, over :class:`networkx.MultiDiGraph`.
+    """A directed multigraph of stateful agents joined by typed arrows.
 
     Args:
         kinds: extra kinds (instances of :class:`~agentgraph.nodes.Kind`) besides the library's;
@@ -100,9 +153,17 @@ class AgentGraph:
     """
 
     def __init__(self, kinds: Iterable[Kind] | Mapping[str, Kind] | None = None) -> None:
-        self._g = nx.MultiDiGraph()
-        self._validated_at: int | None = None
         self._version = 0
+        self._validated_at: int | None = None
+        self._cache: dict[str, tuple[int, Any]] = {}
+        self._names: list[Hashable] = []
+        self._pos: dict[Hashable, int] = {}
+        self._kinds_i = _Interner()  # kind names
+        self._groups_i = _Interner()  # declared group names
+        self._strings = _Interner()  # port names
+        self._agent_chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # kind, group(-1), slot(-1)
+        self._state_decls: list[tuple[np.ndarray, str, np.ndarray]] = []  # rows, field, values [n,*shape]
+        self._edge_chunks: list[tuple[np.ndarray, ...]] = []  # src, dst, type, port(-1), src_port
         self.kinds: dict[str, Kind] = default_kinds()
         if kinds is not None:
             for k in kinds.values() if isinstance(kinds, Mapping) else kinds:
@@ -121,7 +182,8 @@ class AgentGraph:
 
     def kind_of(self, agent: Hashable) -> Kind:
         """The :class:`Kind` of ``agent``."""
-        name = self._node(agent)["kind"]
+        a = self.arrays()
+        name = a.kind_names[a.kind[self._index(agent)]]
         try:
             return self.kinds[name]
         except KeyError:
@@ -129,8 +191,8 @@ class AgentGraph:
 
     def group_of(self, agent: Hashable) -> str:
         """The parameter-sharing group of ``agent`` (its kind's name unless declared)."""
-        d = self._node(agent)
-        return d.get("group") or d["kind"]
+        a = self.arrays()
+        return a.group_names[a.group[self._index(agent)]]
 
     # -- declaring -----------------------------------------------------------------------------
     def add_agent(
@@ -151,12 +213,21 @@ class AgentGraph:
             spec = AgentSpec(name=name, kind=kind, group=group, state=None if state is None else dict(state), slot=slot)
         except pydantic.ValidationError as e:
             raise AgentGraphError(f"Invalid declaration of agent {name!r}: {_pydantic_message(e)}") from None
-        if spec.name in self._g:
+        if spec.name in self._pos:
             raise AgentGraphError(f"Agent {spec.name!r} already exists; agent names must be unique.")
         if spec.kind not in self.kinds:
             raise self._unknown_kind(spec.name, spec.kind)
-        self.kinds[spec.kind].initial_state(spec.state, agent=spec.name)
-        self._g.add_node(spec.name, **self._node_attrs(spec))
+        init = self.kinds[spec.kind].initial_state(spec.state, agent=spec.name)
+        i = len(self._names)
+        self._names.append(spec.name)
+        self._pos[spec.name] = i
+        self._agent_chunks.append((
+            np.array([self._kinds_i(spec.kind)], np.int32),
+            np.array([-1 if spec.group is None else self._groups_i(spec.group)], np.int32),
+            np.array([-1 if spec.slot is None else spec.slot], np.int64),
+        ))
+        for f in spec.state or {}:
+            self._state_decls.append((np.array([i]), f, init[f][None]))
         self._touch()
         return spec.name
 
@@ -169,7 +240,8 @@ class AgentGraph:
         port: str | None = None,
         src_port: str = "out",
     ) -> int:
-        """Add one arrow ``src -> dst``; parallel arrows are allowed. Returns the edge key.
+        """Add one arrow ``src -> dst``; parallel arrows are allowed. Returns its networkx key
+        (the number of earlier arrows between the same two agents).
 
         ``port`` may be omitted when the destination kind has exactly one port of this type.
 
@@ -183,14 +255,21 @@ class AgentGraph:
                 f"Invalid declaration of arrow {src!r} -> {dst!r}: {_pydantic_message(e)}"
             ) from None
         for end in (spec.src, spec.dst):
-            if end not in self._g:
+            if end not in self._pos:
                 raise AgentGraphError(
                     f"Arrow {spec.src!r} -> {spec.dst!r} ({spec.type}) names agent {end!r}, which "
                     "does not exist; add the agent first."
                 )
-        attrs = {"type": spec.type, "port": self._default_port(spec), "src_port": spec.src_port}
-        self._check_arrow(spec.src, spec.dst, attrs)
-        key = self._g.add_edge(spec.src, spec.dst, **attrs)
+        s, d = self._pos[spec.src], self._pos[spec.dst]
+        port_name = self._default_port(spec)
+        self._check_arrow_combo(spec.src, spec.dst, spec.type, port_name, spec.src_port)
+        a = self.arrays()
+        key = int(np.count_nonzero((a.src == s) & (a.dst == d)))
+        self._edge_chunks.append((
+            np.array([s]), np.array([d]), np.array([_TYPE_ID[spec.type]], np.int8),
+            np.array([-1 if port_name is None else self._strings(port_name)], np.int32),
+            np.array([self._strings(spec.src_port)], np.int32),
+        ))
         self._touch()
         return key
 
@@ -202,8 +281,9 @@ class AgentGraph:
         groups: str | Iterable[str] | None = None,
         states: Mapping[str, Any] | None = None,
         slots: Iterable[int] | None = None,
-    ) -> None:
-        """Bulk-add agents of one kind (fast path for builders; checked by :meth:`validate`).
+    ) -> np.ndarray:
+        """Declare a block of agents of one kind (fast, vectorised; fully checked by
+        :meth:`validate`). Returns their indices ``int64 [n]``.
 
         Args:
             names: ``n`` new agent names.
@@ -211,107 +291,284 @@ class AgentGraph:
             groups: one group for all, or one per agent.
             states: ``{field: array [n, *shape]}`` initial values, one row per agent.
             slots: one slot per agent (external kinds only).
+
+        Example:
+            >>> g = AgentGraph()
+            >>> g.add_agents([("w", i) for i in range(3)], "synapse", states={"w": [0.1, 0.2, 0.3]})
+            array([0, 1, 2])
         """
         names = list(names)
+        n = len(names)
         if kind not in self.kinds:
             raise self._unknown_kind(names[0] if names else None, kind)
-        n = len(names)
-        if groups is None or isinstance(groups, str):
-            group_list = [groups] * n
+        start = len(self._names)
+        idx = np.arange(start, start + n)
+        pos = self._pos
+        for i, nm in enumerate(names):
+            if nm is None or nm in pos:
+                for nm2 in names[:i]:
+                    pos.pop(nm2, None)
+                raise AgentGraphError(
+                    f"add_agents: agent name {nm!r} is None, repeated or already exists; names must be unique."
+                )
+            pos[nm] = start + i
+        self._names.extend(names)
+        if groups is None:
+            g = np.full(n, -1, np.int32)
+        elif isinstance(groups, str):
+            g = np.full(n, self._groups_i(groups), np.int32)
         else:
-            group_list = list(groups)
-        slot_list = [None] * n if slots is None else [int(s) for s in slots]
-        state_cols = {f: np.asarray(v, dtype=np.float64) for f, v in (states or {}).items()}
-        for f, v in state_cols.items():
-            if len(v) != n:
-                raise AgentGraphError(f"add_agents: states[{f!r}] has {len(v)} rows for {n} agents.")
-        if len(group_list) != n or len(slot_list) != n:
+            g = np.array([self._groups_i(x) for x in groups], np.int32)
+        sl = np.full(n, -1, np.int64) if slots is None else np.asarray(list(slots), np.int64)
+        if len(g) != n or len(sl) != n:
             raise AgentGraphError("add_agents: groups and slots need one entry per agent.")
-        nodes = []
-        for i, name in enumerate(names):
-            attrs: dict[str, Any] = {"kind": kind}
-            if group_list[i] is not None:
-                attrs["group"] = group_list[i]
-            if state_cols:
-                attrs["state"] = {f: v[i] for f, v in state_cols.items()}
-            if slot_list[i] is not None:
-                attrs["slot"] = slot_list[i]
-            nodes.append((name, attrs))
-        before = self._g.number_of_nodes()
-        self._g.add_nodes_from(nodes)
-        if self._g.number_of_nodes() != before + n:
-            raise AgentGraphError(f"add_agents: some of the {n} names already exist or repeat.")
+        self._agent_chunks.append((np.full(n, self._kinds_i(kind), np.int32), g, sl))
+        fields = self.kinds[kind].fields
+        for f, v in (states or {}).items():
+            if f not in fields:
+                raise AgentGraphError(
+                    f"add_agents: kind {kind!r} has no state field {f!r}; it has {sorted(fields)}."
+                )
+            v = np.asarray(v, dtype=np.float64)
+            if v.shape != (n, *fields[f].shape):
+                raise AgentGraphError(
+                    f"add_agents: states[{f!r}] has shape {v.shape}; expected {(n, *fields[f].shape)} "
+                    f"(one row per agent, field shape {fields[f].shape})."
+                )
+            if not np.all(np.isfinite(v)):
+                bad = names[int(np.argwhere(~np.isfinite(v.reshape(n, -1)))[0][0])]
+                raise AgentGraphError(f"Agent {bad!r}: state field {f!r} contains NaN or inf; pass finite initial values.")
+            self._state_decls.append((idx, f, v))
         self._touch()
+        return idx
 
     def add_arrows(
         self,
-        srcs: Iterable[Hashable],
-        dsts: Iterable[Hashable],
+        srcs: Iterable[Hashable] | np.ndarray,
+        dsts: Iterable[Hashable] | np.ndarray,
         type: ArrowType = "forward",
         *,
         port: str | None = None,
         src_port: str = "out",
+        by_index: bool = False,
     ) -> None:
-        """Bulk-add arrows of one type and port (fast path for builders; see :meth:`validate`)."""
+        """Declare a block of arrows of one type and port (fast; checked by :meth:`validate`).
+
+        Args:
+            srcs, dsts: agent names, or agent indices (``int [E]``) with ``by_index=True``.
+            type, port, src_port: as in :meth:`add_arrow`; ``port=None`` picks the destination
+                kind's only port of that type.
+
+        Example:
+            >>> g = AgentGraph()
+            >>> i = g.add_agents(["a", "b"], "relu")
+            >>> g.add_arrows(i[:1], i[1:], "forward", by_index=True); g.number_of_arrows()
+            1
+        """
         if type not in ARROW_TYPES:
             raise AgentGraphError(f"Unknown arrow type {type!r}; choose one of {ARROW_TYPES}.")
-        attrs = {"type": type, "port": port, "src_port": src_port}
-        self._g.add_edges_from((s, d, dict(attrs)) for s, d in zip(srcs, dsts, strict=True))
+        if by_index:
+            s = np.asarray(srcs, np.int64)
+            d = np.asarray(dsts, np.int64)
+            N = len(self._names)
+            if len(s) and (s.min() < 0 or d.min() < 0 or s.max() >= N or d.max() >= N):
+                raise AgentGraphError("add_arrows: agent index out of range.")
+        else:
+            srcs, dsts = list(srcs), list(dsts)
+            try:
+                s = np.array([self._pos[x] for x in srcs], np.int64)
+                d = np.array([self._pos[x] for x in dsts], np.int64)
+            except KeyError as e:
+                raise AgentGraphError(f"add_arrows: agent {e.args[0]!r} does not exist; add it first.") from None
+        if len(s) != len(d):
+            raise AgentGraphError(f"add_arrows: {len(s)} sources but {len(d)} destinations.")
+        E = len(s)
+        self._edge_chunks.append((
+            s, d, np.full(E, _TYPE_ID[type], np.int8),
+            np.full(E, -1 if port is None else self._strings(port), np.int32),
+            np.full(E, self._strings(src_port), np.int32),
+        ))
         self._touch()
 
     # -- reading -------------------------------------------------------------------------------
+    def arrays(self) -> GraphArrays:
+        """The graph as plain arrays (:class:`GraphArrays`); cached until the graph changes.
+
+        Ports left implicit are resolved here (to the destination kind's only port).
+        """
+        cached = self._cache.get("arrays")
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        if len(self._agent_chunks) > 1:
+            self._agent_chunks = [tuple(np.concatenate(c) for c in zip(*self._agent_chunks))]
+        if len(self._edge_chunks) > 1:
+            self._edge_chunks = [tuple(np.concatenate(c) for c in zip(*self._edge_chunks))]
+        if self._agent_chunks:
+            kind, group, slot = self._agent_chunks[0]
+        else:
+            kind, group, slot = np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64)
+        if self._edge_chunks:
+            src, dst, typ, port, sport = self._edge_chunks[0]
+        else:
+            src = dst = np.zeros(0, np.int64)
+            typ, port, sport = np.zeros(0, np.int8), np.zeros(0, np.int32), np.zeros(0, np.int32)
+        kind_names = tuple(self._kinds_i.items)
+        # groups: declared ones, then kind names as defaults
+        group_names = list(self._groups_i.items)
+        gidx = {gname: i for i, gname in enumerate(group_names)}
+        default = np.array([gidx.setdefault(k, len(gidx)) for k in kind_names], np.int32)
+        group_names = sorted(gidx, key=gidx.get)
+        group = np.where(group >= 0, group, default[kind] if len(kind) else group).astype(np.int32)
+        # implicit ports: the destination kind's only port of that type
+        missing = np.flatnonzero((port < 0) & (typ != _TYPE_ID["reflexive"]))
+        if len(missing):
+            port = port.copy()
+            combos = np.unique(np.stack([kind[dst[missing]], typ[missing]], 1), axis=0)
+            for k, t in combos:
+                ports = self.kinds[kind_names[k]].ports(ARROW_TYPES[t]) if kind_names[k] in self.kinds else {}
+                sel = missing[(kind[dst[missing]] == k) & (typ[missing] == t)]
+                if len(ports) != 1:
+                    e = int(sel[0])
+                    raise AgentGraphError(
+                        f"Arrow {self._names[src[e]]!r} -> {self._names[dst[e]]!r} ({ARROW_TYPES[t]}) "
+                        f"needs a port: kind {kind_names[k]!r} has {ARROW_TYPES[t]} ports "
+                        f"{sorted(ports)}; pass port=..."
+                    )
+                port[sel] = self._strings(next(iter(ports)))
+            self._edge_chunks = [(src, dst, typ, port, sport)]
+        out = GraphArrays(
+            names=self._names, kind=kind, kind_names=kind_names, group=group,
+            group_names=tuple(group_names), slot=slot, src=src, dst=dst, type=typ, port=port,
+            src_port=sport, strings=tuple(self._strings.items),
+        )
+        self._cache["arrays"] = (self._version, out)
+        return out
+
+    def declared_state(self, agent: Hashable) -> dict[str, np.ndarray]:
+        """The initial state values declared for ``agent`` (fields not declared are absent)."""
+        i = self._index(agent)
+        out = {}
+        for rows, f, vals in self._state_decls:
+            hit = np.flatnonzero(rows == i)
+            if len(hit):
+                out[f] = vals[hit[-1]]
+        return out
+
+    def initial_states(self, kind: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """All agents of ``kind`` and their initial state, vectorised.
+
+        Returns:
+            ``(agents int64 [n], {field: float64 [n, *shape]})`` — declared values over defaults.
+        """
+        a = self.arrays()
+        if kind not in a.kind_names:
+            return np.zeros(0, np.int64), {}
+        k = a.kind_names.index(kind)
+        agents = np.flatnonzero(a.kind == k)
+        spec = self.kinds[kind].fields
+        vals = {f: np.full((len(agents), *s.shape), s.init, np.float64) for f, s in spec.items()}
+        local = np.full(len(a.kind), -1, np.int64)
+        local[agents] = np.arange(len(agents))
+        for rows, f, v in self._state_decls:
+            r = local[rows]
+            m = r >= 0
+            if m.any() and f in vals:
+                vals[f][r[m]] = v[m]
+        return agents, vals
+
     @property
     def nx(self) -> nx.MultiDiGraph:
-        """A read-only view of the underlying multigraph."""
-        return self._g.copy(as_view=True)
+        """The graph as a read-only networkx view (built on first use, cached until a change)."""
+        cached = self._cache.get("nx")
+        if cached is None or cached[0] != self._version:
+            cached = (self._version, self.to_networkx().copy(as_view=True))
+            self._cache["nx"] = cached
+        return cached[1]
 
     def agents(self, kind: str | None = None) -> list[Hashable]:
         """Agent names in declaration order, optionally only those of ``kind``."""
         if kind is None:
-            return list(self._g.nodes)
-        return [n for n, k in self._g.nodes(data="kind") if k == kind]
+            return list(self._names)
+        a = self.arrays()
+        if kind not in a.kind_names:
+            return []
+        return [self._names[i] for i in np.flatnonzero(a.kind == a.kind_names.index(kind))]
 
     def arrows(self, type: ArrowType | None = None) -> list[tuple[Hashable, Hashable, int, dict]]:
         """``(src, dst, key, attrs)`` for every arrow (of ``type``), in declaration order."""
-        return [
-            (s, d, k, a) for s, d, k, a in self._g.edges(keys=True, data=True)
-            if type is None or a["type"] == type
-        ]
+        a = self.arrays()
+        keys = self._edge_keys()
+        out = []
+        for e in range(len(a.src)):
+            t = ARROW_TYPES[a.type[e]]
+            if type is not None and t != type:
+                continue
+            attrs = {"type": t, "port": None if a.port[e] < 0 else a.strings[a.port[e]],
+                     "src_port": a.strings[a.src_port[e]]}
+            out.append((self._names[a.src[e]], self._names[a.dst[e]], int(keys[e]), attrs))
+        return out
 
     def number_of_agents(self) -> int:
         """How many agents the graph has."""
-        return self._g.number_of_nodes()
+        return len(self._names)
 
     def number_of_arrows(self, type: ArrowType | None = None) -> int:
         """How many arrows (of ``type``) the graph has."""
-        if type is None:
-            return self._g.number_of_edges()
-        return sum(1 for _, _, t in self._g.edges(data="type") if t == type)
+        a = self.arrays()
+        return len(a.type) if type is None else int(np.count_nonzero(a.type == _TYPE_ID[type]))
 
     def groups(self) -> list[str]:
         """Every group used by some agent, sorted."""
-        return sorted({self.group_of(n) for n in self._g.nodes})
+        a = self.arrays()
+        return sorted(a.group_names[i] for i in np.unique(a.group))
 
     def __contains__(self, agent: object) -> bool:
-        return agent in self._g
+        return agent in self._pos
 
     def __len__(self) -> int:
-        return self._g.number_of_nodes()
+        return len(self._names)
 
     def __repr__(self) -> str:
-        counts = {t: 0 for t in ARROW_TYPES}
-        for _, _, t in self._g.edges(data="type"):
-            counts[t] = counts.get(t, 0) + 1
+        a = self.arrays()
+        counts = np.bincount(a.type.astype(np.int64), minlength=3)
         return (
-            f"AgentGraph({self.number_of_agents()} agents, "
-            + ", ".join(f"{v} {k}" for k, v in counts.items())
+            f"AgentGraph({len(self._names)} agents, "
+            + ", ".join(f"{counts[i]} {t}" for i, t in enumerate(ARROW_TYPES))
             + " arrows)"
         )
 
     # -- networkx round trip -------------------------------------------------------------------
     def to_networkx(self) -> nx.MultiDiGraph:
-        """A copy of the graph as a plain ``networkx.MultiDiGraph`` (attributes in module doc)."""
-        return self._g.copy()
+        """A new plain ``networkx.MultiDiGraph`` with the documented attributes.
+
+        Example:
+            >>> g = AgentGraph(); _ = g.add_agent("a", "relu")
+            >>> dict(g.to_networkx().nodes(data=True))
+            {'a': {'kind': 'relu'}}
+        """
+        a = self.arrays()
+        h = nx.MultiDiGraph()
+        states: dict[int, dict] = {}
+        for rows, f, vals in self._state_decls:
+            for r, v in zip(rows.tolist(), vals):
+                states.setdefault(r, {})[f] = v
+        declared_group = self._declared_groups()
+        for i, name in enumerate(self._names):
+            attrs: dict[str, Any] = {"kind": a.kind_names[a.kind[i]]}
+            if declared_group[i] >= 0:
+                attrs["group"] = self._groups_i.items[declared_group[i]]
+            if i in states:
+                attrs["state"] = {f: (v.item() if v.ndim == 0 else v) for f, v in states[i].items()}
+            if a.slot[i] >= 0:
+                attrs["slot"] = int(a.slot[i])
+            h.add_node(name, **attrs)
+        names = self._names
+        for e in range(len(a.src)):
+            attrs = {"type": ARROW_TYPES[a.type[e]],
+                     "port": None if a.port[e] < 0 else a.strings[a.port[e]],
+                     "src_port": a.strings[a.src_port[e]]}
+            h.add_edge(names[a.src[e]], names[a.dst[e]], **attrs)
+        return h
 
     @classmethod
     def from_networkx(
@@ -359,71 +616,76 @@ class AgentGraph:
         return out
 
     def relabel(self, mapping: Mapping[Hashable, Hashable]) -> AgentGraph:
-        """A copy with agents renamed by ``mapping`` (names not in it are kept)."""
-        out = AgentGraph(self.kinds)
-        out._g = nx.relabel_nodes(self._g, dict(mapping), copy=True)
-        if out._g.number_of_nodes() != self._g.number_of_nodes():
+        """A copy with agents renamed by ``mapping`` (names not in it are kept).
+
+        Example:
+            >>> g = AgentGraph(); _ = g.add_agent("a", "relu")
+            >>> g.relabel({"a": "b"}).agents()
+            ['b']
+        """
+        out = self.copy()
+        out._names = [mapping.get(n, n) for n in self._names]
+        out._pos = {n: i for i, n in enumerate(out._names)}
+        if len(out._pos) != len(out._names):
             raise AgentGraphError("relabel: the mapping merges two agents into one name.")
+        out._touch()
         return out
 
     def copy(self) -> AgentGraph:
         """An independent copy (kinds are shared: they are stateless)."""
         out = AgentGraph(self.kinds)
-        out._g = self._g.copy()
+        out._names = list(self._names)
+        out._pos = dict(self._pos)
+        for attr in ("_kinds_i", "_groups_i", "_strings"):
+            src, dst = getattr(self, attr), _Interner()
+            dst.items, dst.index = list(src.items), dict(src.index)
+            setattr(out, attr, dst)
+        out._agent_chunks = list(self._agent_chunks)
+        out._state_decls = list(self._state_decls)
+        out._edge_chunks = list(self._edge_chunks)
+        out._touch()
         return out
 
     # -- validation ----------------------------------------------------------------------------
     def validate(self) -> AgentGraph:
-        """Check the whole graph; returns ``self``. Cached until the graph changes.
+        """Check the whole graph (vectorised); returns ``self``. Cached until the graph changes.
 
-        Checks: known kinds, state fields and shapes, finite initial values, slots of external
-        kinds, arrow types, ports, output names, message sizes, reflexive arrows are self-loops of
-        kinds with a reflexive function, and acyclic forward and backward subgraphs.
+        Checks: known kinds, initial states, slots of external kinds, arrow types, ports, output
+        names, message sizes, reflexive arrows are self-loops of kinds with a reflexive
+        function, and acyclic forward and backward subgraphs.
 
         Raises:
             AgentGraphError: naming the first offending agent or arrow and how to fix it.
         """
         if self._validated_at == self._version:
             return self
-        slots: dict[str, dict[int, Hashable]] = {}
-        for name, data in self._g.nodes(data=True):
-            kind = self.kind_of(name)
-            group = data.get("group")
-            if group is not None and not isinstance(group, str):
-                raise AgentGraphError(f"Agent {name!r}: group must be a str, got {group!r}.")
-            kind.initial_state(data.get("state"), agent=name)
-            slot = data.get("slot")
-            if kind.external is not None:
-                if slot is None or isinstance(slot, bool) or not isinstance(slot, (int, np.integer)) or slot < 0:
+        a = self.arrays()
+        names = self._names
+        for k, kname in enumerate(a.kind_names):
+            if kname not in self.kinds:
+                raise self._unknown_kind(names[int(np.flatnonzero(a.kind == k)[0])], kname)
+        for rows, f, vals in self._state_decls:
+            for k in np.unique(a.kind[rows]):
+                kind = self.kinds[a.kind_names[k]]
+                first = names[int(rows[a.kind[rows] == k][0])]
+                spec = kind.fields.get(f)
+                if spec is None:
                     raise AgentGraphError(
-                        f"Agent {name!r} of kind {kind.name!r} reads batch[{kind.external!r}] and needs "
-                        f"a non-negative int 'slot' (its column), got {slot!r}."
+                        f"Agent {first!r} of kind {kind.name!r} declares unknown state field {f!r}; "
+                        f"kind {kind.name!r} has fields {sorted(kind.fields)}."
                     )
-                taken = slots.setdefault(kind.external, {})
-                if int(slot) in taken:
+                if vals.shape[1:] != spec.shape:
                     raise AgentGraphError(
-                        f"Agents {taken[int(slot)]!r} and {name!r} both read column {slot} of "
-                        f"batch[{kind.external!r}]; give each a distinct slot."
+                        f"Agent {first!r} of kind {kind.name!r}: state field {f!r} has shape "
+                        f"{vals.shape[1:]}, but the kind declares shape {spec.shape}."
                     )
-                taken[int(slot)] = name
-            elif slot is not None:
-                raise AgentGraphError(
-                    f"Agent {name!r} of kind {kind.name!r} has a slot but its kind reads no external data."
-                )
-        for s, d, k, attrs in self._g.edges(keys=True, data=True):
-            self._check_arrow(s, d, attrs, key=k)
+        self._validate_slots(a)
+        self._validate_arrows(a)
+        from agentgraph.compiler.waves import generations  # local: compiler depends on graph
+
         for t in ("forward", "backward"):
-            sub = nx.DiGraph()
-            sub.add_edges_from((s, d) for s, d, a in self._g.edges(data="type") if a == t)
-            try:
-                cycle = nx.find_cycle(sub)
-            except nx.NetworkXNoCycle:
-                continue
-            path = " -> ".join(repr(e[0]) for e in cycle) + f" -> {cycle[0][0]!r}"
-            raise AgentGraphError(
-                f"The {t} arrows form a cycle: {path}. {t.capitalize()} arrows must be acyclic; "
-                f"remove one of these arrows (a self-update belongs on a reflexive arrow)."
-            )
+            m = a.type == _TYPE_ID[t]
+            generations(len(names), a.src[m], a.dst[m], on_cycle=lambda nodes, t=t: self._cycle_error(t, m, nodes))
         self._validated_at = self._version
         return self
 
@@ -431,11 +693,30 @@ class AgentGraph:
     def _touch(self) -> None:
         self._version += 1
 
-    def _node(self, agent: Hashable) -> dict:
+    def _index(self, agent: Hashable) -> int:
         try:
-            return self._g.nodes[agent]
-        except KeyError:
+            return self._pos[agent]
+        except (KeyError, TypeError):
             raise AgentGraphError(f"No agent named {agent!r} in this graph.") from None
+
+    def _declared_groups(self) -> np.ndarray:
+        self.arrays()
+        return self._agent_chunks[0][1] if self._agent_chunks else np.zeros(0, np.int32)
+
+    def _edge_keys(self) -> np.ndarray:
+        """networkx keys: for each arrow, how many earlier arrows join the same two agents."""
+        a = self.arrays()
+        E = len(a.src)
+        if E == 0:
+            return np.zeros(0, np.int64)
+        pair = a.src.astype(np.int64) * max(1, len(self._names)) + a.dst
+        order = np.argsort(pair, kind="stable")
+        sp = pair[order]
+        first = np.r_[0, np.flatnonzero(sp[1:] != sp[:-1]) + 1]
+        run_start = np.repeat(first, np.diff(np.r_[first, E]))
+        keys = np.empty(E, np.int64)
+        keys[order] = np.arange(E) - run_start
+        return keys
 
     def _unknown_kind(self, agent: Hashable, name: Any) -> AgentGraphError:
         return AgentGraphError(
@@ -443,34 +724,63 @@ class AgentGraph:
             "Register a user-defined kind with AgentGraph(kinds=[MyKind()]) or graph.add_kind()."
         )
 
-    @staticmethod
-    def _node_attrs(spec: AgentSpec) -> dict:
-        attrs: dict[str, Any] = {"kind": spec.kind}
-        if spec.group is not None:
-            attrs["group"] = spec.group
-        if spec.state is not None:
-            attrs["state"] = dict(spec.state)
-        if spec.slot is not None:
-            attrs["slot"] = spec.slot
-        return attrs
+    def _validate_slots(self, a: GraphArrays) -> None:
+        names = self._names
+        for k, kname in enumerate(a.kind_names):
+            kind = self.kinds[kname]
+            members = np.flatnonzero(a.kind == k)
+            if kind.external is None:
+                bad = members[a.slot[members] >= 0]
+                if len(bad):
+                    raise AgentGraphError(
+                        f"Agent {names[bad[0]]!r} of kind {kname!r} has a slot but its kind reads no external data."
+                    )
+                continue
+            bad = members[a.slot[members] < 0]
+            if len(bad):
+                raise AgentGraphError(
+                    f"Agent {names[bad[0]]!r} of kind {kname!r} reads batch[{kind.external!r}] and needs "
+                    "a non-negative int 'slot' (its column)."
+                )
+        by_key: dict[str, list[np.ndarray]] = {}
+        for k, kname in enumerate(a.kind_names):
+            ext = self.kinds[kname].external
+            if ext is not None:
+                by_key.setdefault(ext, []).append(np.flatnonzero(a.kind == k))
+        for key, parts in by_key.items():
+            members = np.concatenate(parts)
+            slots = a.slot[members]
+            order = np.argsort(slots, kind="stable")
+            dup = np.flatnonzero(slots[order][1:] == slots[order][:-1])
+            if len(dup):
+                i, j = members[order[dup[0]]], members[order[dup[0] + 1]]
+                raise AgentGraphError(
+                    f"Agents {names[i]!r} and {names[j]!r} both read column {a.slot[i]} of "
+                    f"batch[{key!r}]; give each a distinct slot."
+                )
 
-    def _default_port(self, spec: ArrowSpec) -> str | None:
-        if spec.type == "reflexive" or spec.port is not None:
-            return spec.port
-        ports = self.kind_of(spec.dst).ports(spec.type)
-        if len(ports) == 1:
-            return next(iter(ports))
-        raise AgentGraphError(
-            f"Arrow {spec.src!r} -> {spec.dst!r} ({spec.type}) needs a port: kind "
-            f"{self.kind_of(spec.dst).name!r} has {spec.type} ports {sorted(ports)}; pass port=..."
-        )
+    def _validate_arrows(self, a: GraphArrays) -> None:
+        E = len(a.src)
+        if E == 0:
+            return
+        refl = a.type == _TYPE_ID["reflexive"]
+        combos = np.stack([a.type.astype(np.int64), a.kind[a.src], a.kind[a.dst],
+                           a.port.astype(np.int64), a.src_port.astype(np.int64), (a.src == a.dst).astype(np.int64)], 1)
+        uniq, first = np.unique(combos, axis=0, return_index=True)
+        for (t, sk, dk, p, sp, loop), e in zip(uniq, first):
+            self._check_arrow_combo(
+                self._names[a.src[e]], self._names[a.dst[e]], ARROW_TYPES[t],
+                None if p < 0 else a.strings[p], a.strings[sp], kinds=(a.kind_names[sk], a.kind_names[dk]),
+            )
+        del refl
 
-    def _check_arrow(self, s: Hashable, d: Hashable, attrs: Mapping, key: int | None = None) -> None:
-        t = attrs.get("type")
-        label = f"Arrow {s!r} -> {d!r}" + (f" (key {key})" if key is not None else "") + f" [{t}]"
-        if t not in ARROW_TYPES:
-            raise AgentGraphError(f"{label}: unknown type {t!r}; choose one of {ARROW_TYPES}.")
-        sk, dk = self.kind_of(s), self.kind_of(d)
+    def _check_arrow_combo(self, s: Hashable, d: Hashable, t: str, port: str | None, src_port: str,
+                           kinds: tuple[str, str] | None = None) -> None:
+        label = f"Arrow {s!r} -> {d!r} [{t}]"
+        if kinds is None:
+            sk, dk = self.kind_of(s), self.kind_of(d)
+        else:
+            sk, dk = self.kinds[kinds[0]], self.kinds[kinds[1]]
         if t == "reflexive":
             if s != d:
                 raise AgentGraphError(f"{label}: a reflexive arrow must be a self-loop (src == dst).")
@@ -484,16 +794,6 @@ class AgentGraph:
             raise AgentGraphError(
                 f"{label}: a {t} arrow from an agent to itself is a cycle; use a reflexive arrow."
             )
-        port = attrs.get("port")
-        if port is None:
-            ports = dk.ports(t)
-            if len(ports) != 1:
-                raise AgentGraphError(
-                    f"{label}: no port given and kind {dk.name!r} has {t} ports {sorted(ports)}; set 'port'."
-                )
-            port = next(iter(ports))
-            if isinstance(attrs, dict):
-                attrs["port"] = port
         ports = dk.ports(t)
         if port not in ports:
             raise AgentGraphError(
@@ -502,7 +802,6 @@ class AgentGraph:
             )
         if not dk.runs(t):
             raise AgentGraphError(f"{label}: kind {dk.name!r} does not run in the {t} sweep.")
-        src_port = attrs.get("src_port", "out")
         outs = sk.outputs(t)
         if src_port not in outs or not sk.runs(t):
             raise AgentGraphError(
@@ -515,3 +814,28 @@ class AgentGraph:
                 f"{src_port!r} of size {outs[src_port]}, but port {port!r} of {d!r} ({dk.name}) "
                 f"takes size {ports[port].size}."
             )
+
+    def _default_port(self, spec: ArrowSpec) -> str | None:
+        if spec.type == "reflexive" or spec.port is not None:
+            return spec.port
+        ports = self.kind_of(spec.dst).ports(spec.type)
+        if len(ports) == 1:
+            return next(iter(ports))
+        raise AgentGraphError(
+            f"Arrow {spec.src!r} -> {spec.dst!r} ({spec.type}) needs a port: kind "
+            f"{self.kind_of(spec.dst).name!r} has {spec.type} ports {sorted(ports)}; pass port=..."
+        )
+
+    def _cycle_error(self, t: str, mask: np.ndarray, nodes: np.ndarray) -> AgentGraphError:
+        a = self.arrays()
+        keep = np.zeros(len(self._names), bool)
+        keep[nodes] = True
+        m = mask & keep[a.src] & keep[a.dst]
+        sub = nx.DiGraph()
+        sub.add_edges_from(zip(a.src[m].tolist(), a.dst[m].tolist()))
+        cycle = nx.find_cycle(sub)
+        path = " -> ".join(repr(self._names[e[0]]) for e in cycle) + f" -> {self._names[cycle[0][0]]!r}"
+        return AgentGraphError(
+            f"The {t} arrows form a cycle: {path}. {t.capitalize()} arrows must be acyclic; "
+            f"remove one of these arrows (a self-update belongs on a reflexive arrow)."
+        )

@@ -35,13 +35,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Hashable
 
-import networkx as nx
 import numpy as np
 
-from agentgraph.errors import AgentGraphError
+from agentgraph.arrows.types import ARROW_TYPES
+from agentgraph.compiler.waves import generations
 from agentgraph.graph import AgentGraph
 
-__all__ = ["PortPlan", "BlockPlan", "ReflexPlan", "KindLayout", "Plan", "make_plan"]
+__all__ = ["AgentRows", "BlockPlan", "KindLayout", "Plan", "PortPlan", "ReflexPlan", "make_plan"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,33 +106,6 @@ class Plan:
     loss_kinds: tuple[str, ...]
 
 
-def _generations(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Topological generation of every node 0..n-1 of the DAG (src -> dst); vectorised Kahn."""
-    gen = np.zeros(n, dtype=np.int64)
-    if len(src) == 0:
-        return gen
-    indeg = np.bincount(dst, minlength=n)
-    order = np.argsort(src, kind="stable")
-    s_sorted, d_sorted = src[order], dst[order]
-    starts = np.searchsorted(s_sorted, np.arange(n + 1))
-    frontier = np.flatnonzero(indeg == 0)
-    level = 0
-    seen = 0
-    while len(frontier):
-        gen[frontier] = level
-        seen += len(frontier)
-        lo, hi = starts[frontier], starts[frontier + 1]
-        idx = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(frontier) else np.zeros(0, int)
-        targets = d_sorted[idx]
-        np.subtract.at(indeg, targets, 1)
-        cand = np.unique(targets)
-        frontier = cand[indeg[cand] == 0]
-        level += 1
-    if seen != n:  # validate() rules this out; kept as a guard against a hang
-        raise AgentGraphError("cycle detected while lowering; call graph.validate() for details")
-    return gen
-
-
 def _port_lowering(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[str, int, int]:
     """Classify arrows (sorted by dst, dst in 0..n-1) into a dense pattern, or 'segment'."""
     E = len(src)
@@ -163,8 +136,8 @@ def _port_lowering(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[str, int, 
     return "segment", 0, 0
 
 
-def make_plan(graph: AgentGraph, dense: bool = True) -> tuple[Plan, dict[str, np.ndarray], dict]:
-    """Lower a validated graph to ``(plan, arrays, index)``.
+def make_plan(graph: AgentGraph, dense: bool = True) -> tuple[Plan, dict[str, np.ndarray], "AgentRows"]:
+    """Lower a validated graph to ``(plan, arrays, rows)``.
 
     Args:
         graph: the agent graph (validated here).
@@ -172,45 +145,41 @@ def make_plan(graph: AgentGraph, dense: bool = True) -> tuple[Plan, dict[str, np
             test that both lowerings agree).
 
     Returns:
-        ``plan`` (static, hashable), ``arrays`` (``{key: int32 array}``) and ``index``: ``{agent:
-        (kind, row)}`` — where each agent's state lives.
+        ``plan`` (static, hashable), ``arrays`` (``{key: int32 array}``) and ``rows``
+        (:class:`AgentRows`: where each agent's state lives).
+
+    Example:
+        >>> from agentgraph import mlp
+        >>> plan, arrays, rows = make_plan(mlp([2, 2, 1], loss="l2"))
+        >>> [b.kind for b in plan.forward[1]]
+        ['synapse']
     """
     graph.validate()
-    G = graph.nx
-    names = list(G.nodes)
-    pos = {a: i for i, a in enumerate(names)}
-    N = len(names)
-    kind_names = np.array([G.nodes[a]["kind"] for a in names], dtype=object)
-    group_names = np.array([G.nodes[a].get("group") or G.nodes[a]["kind"] for a in names], dtype=object)
-
-    edges = graph.arrows()
-    e_src = np.array([pos[s] for s, _, _, _ in edges], dtype=np.int64)
-    e_dst = np.array([pos[d] for _, d, _, _ in edges], dtype=np.int64)
-    e_type = np.array([a["type"] for *_, a in edges], dtype=object)
-    e_port = np.array([a.get("port") or "" for *_, a in edges], dtype=object)
-    e_sport = np.array([a.get("src_port", "out") for *_, a in edges], dtype=object)
+    A = graph.arrays()
+    N = len(A.names)
+    K = len(A.kind_names)
+    kinds_used = sorted(A.kind_names)
+    kid = {k: A.kind_names.index(k) for k in kinds_used}
+    type_id = {t: i for i, t in enumerate(ARROW_TYPES)}
 
     waves = {}
     for t in ("forward", "backward"):
-        m = e_type == t
-        waves[t] = _generations(N, e_src[m], e_dst[m])
+        m = A.type == type_id[t]
+        waves[t] = generations(N, A.src[m], A.dst[m])
 
-    kinds_used = sorted(set(kind_names.tolist()))
     # -- numbering: per kind, by (forward wave, group, backward wave, declaration order) ----------
     row = np.zeros(N, dtype=np.int64)
-    layouts = []
-    for k in kinds_used:
-        members = np.flatnonzero(kind_names == k)
-        grp = group_names[members].astype(str)
-        order = np.lexsort((members, waves["backward"][members], grp, waves["forward"][members]))
-        row[members[order]] = np.arange(len(members))
-        layouts.append(KindLayout(k, len(members)))
-    n_of = {l.kind: l.n for l in layouts}
-    index = {a: (kind_names[i], int(row[i])) for i, a in enumerate(names)}
+    order = np.lexsort((np.arange(N), waves["backward"], A.group, waves["forward"], A.kind))
+    kind_sorted = A.kind[order]
+    first_of_kind = np.searchsorted(kind_sorted, np.arange(K + 1))
+    row[order] = np.arange(N) - first_of_kind[kind_sorted]
+    n_of = {k: int(first_of_kind[kid[k] + 1] - first_of_kind[kid[k]]) for k in kinds_used}
+    layouts = tuple(KindLayout(k, n_of[k]) for k in kinds_used)
+    rows = AgentRows(A.names, A.kind_names, A.kind, row)
 
     arrays: dict[str, np.ndarray] = {}
 
-    def put(key: str, arr: np.ndarray) -> str:
+    def put(key: str, arr) -> str:
         arrays[key] = np.asarray(arr, dtype=np.int32)
         return key
 
@@ -231,79 +200,102 @@ def make_plan(graph: AgentGraph, dense: bool = True) -> tuple[Plan, dict[str, np
     # -- blocks per sweep -----------------------------------------------------------------------
     sweeps = {}
     for t in ("forward", "backward"):
-        m = e_type == t
-        t_src, t_dst, t_port, t_sport = e_src[m], e_dst[m], e_port[m], e_sport[m]
-        # global buffer row of each arrow's source
-        src_kind = kind_names[t_src]
-        src_row = np.array(
-            [base[(t, k, o)] for k, o in zip(src_kind, t_sport)], dtype=np.int64
-        ) + row[t_src] if len(t_src) else np.zeros(0, np.int64)
-        runs = np.array([graph.kinds[k].runs(t) for k in kind_names], dtype=bool)
+        runs = np.array([graph.kinds[k].runs(t) for k in A.kind_names], bool)
+        active = np.flatnonzero(runs[A.kind]) if N else np.zeros(0, np.int64)
         wv = waves[t]
-        result_waves = []
-        for w in range(int(wv.max()) + 1 if N else 0):
-            blocks = []
-            for k in kinds_used:
-                kd = graph.kinds[k]
-                if not kd.runs(t):
-                    continue
-                sel = np.flatnonzero((kind_names == k) & (wv == w) & runs)
-                if len(sel) == 0:
-                    continue
-                for gname in sorted(set(group_names[sel].astype(str))):
-                    agents = sel[group_names[sel].astype(str) == gname]
-                    agents = agents[np.argsort(row[agents], kind="stable")]
-                    rws = row[agents]
-                    n = len(agents)
-                    tag = f"{t}/{w}/{k}/{gname}"
-                    contiguous = np.array_equal(rws, rws[0] + np.arange(n))
-                    rows_key = "" if contiguous else put(tag + "/rows", rws)
-                    local = np.full(N, -1, dtype=np.int64)
-                    local[agents] = np.arange(n)
-                    into = np.flatnonzero(local[t_dst] >= 0) if len(t_dst) else np.zeros(0, np.int64)
-                    ports = []
-                    for p, spec in kd.ports(t).items():
-                        e = into[t_port[into] == p]
-                        d_loc = local[t_dst[e]]
-                        order = np.lexsort((src_row[e], d_loc))
-                        s_sorted, d_sorted = src_row[e][order], d_loc[order]
-                        low, b0, prm = _port_lowering(s_sorted, d_sorted, n) if dense else (
-                            ("zeros", 0, 0) if len(e) == 0 else ("segment", 0, 0)
-                        )
-                        key = ""
-                        if low == "segment":
-                            key = f"{tag}/{p}"
-                            put(key + "/src", s_sorted)
-                            put(key + "/dst", d_sorted)
-                        ports.append(PortPlan(p, spec.size, spec.aggregation, low, b0, prm, key, len(e)))
-                    slots_key = ""
-                    if t == "forward" and kd.external is not None:
-                        slots_key = put(tag + "/slots", [G.nodes[names[i]]["slot"] for i in agents])
-                    outs = tuple((o, s, base[(t, k, o)]) for o, s in kd.outputs(t).items())
-                    blocks.append(BlockPlan(k, gname, int(rws[0]), int(rws[0]) + n, rows_key,
-                                            tuple(ports), outs, slots_key))
-            if blocks:
-                result_waves.append(tuple(blocks))
-        sweeps[t] = tuple(result_waves)
+        # block of every active agent: (wave, kind, group); agents within a block by row
+        border = active[np.lexsort((row[active], A.group[active], A.kind[active], wv[active]))]
+        bkey = np.stack([wv[border], A.kind[border], A.group[border]], 1)
+        cut = np.r_[0, np.flatnonzero(np.any(bkey[1:] != bkey[:-1], axis=1)) + 1, len(border)]
+        block_of = np.full(N, -1, np.int64)
+        local = np.full(N, -1, np.int64)
+        for b in range(len(cut) - 1):
+            block_of[border[cut[b]:cut[b + 1]]] = b
+            local[border[cut[b]:cut[b + 1]]] = np.arange(cut[b + 1] - cut[b])
+        # arrows of this sweep, with their source's row in the message buffer
+        m = np.flatnonzero(A.type == type_id[t])
+        e_src, e_dst, e_port, e_sport = A.src[m], A.dst[m], A.port[m], A.src_port[m]
+        out_base = np.zeros((K, len(A.strings)), np.int64)
+        for (tt, k, o), v in base.items():
+            if tt == t and o in A.strings:
+                out_base[kid[k], A.strings.index(o)] = v
+        src_row = out_base[A.kind[e_src], e_sport] + row[e_src]
+        eb, el = block_of[e_dst], local[e_dst]
+        eorder = np.lexsort((src_row, el, e_port, eb))
+        eb, el, ep, es = eb[eorder], el[eorder], e_port[eorder], src_row[eorder]
+        result_waves: list[list[BlockPlan]] = []
+        for b in range(len(cut) - 1):
+            agents = border[cut[b]:cut[b + 1]]
+            w, k, g = (int(x) for x in bkey[cut[b]])
+            kname, gname = A.kind_names[k], A.group_names[g]
+            kd = graph.kinds[kname]
+            rws = row[agents]
+            n = len(agents)
+            tag = f"{t}/{w}/{kname}/{gname}"
+            contiguous = bool(rws[-1] - rws[0] == n - 1)
+            rows_key = "" if contiguous else put(tag + "/rows", rws)
+            lo, hi = np.searchsorted(eb, [b, b + 1])
+            ports = []
+            for p, spec in kd.ports(t).items():
+                pid = A.strings.index(p) if p in A.strings else -2
+                plo = lo + np.searchsorted(ep[lo:hi], pid)
+                phi = lo + np.searchsorted(ep[lo:hi], pid, side="right")
+                s_sorted, d_sorted = es[plo:phi], el[plo:phi]
+                if not dense:
+                    low, b0, prm = ("zeros", 0, 0) if phi == plo else ("segment", 0, 0)
+                else:
+                    low, b0, prm = _port_lowering(s_sorted, d_sorted, n)
+                key = ""
+                if low == "segment":
+                    key = f"{tag}/{p}"
+                    put(key + "/src", s_sorted)
+                    put(key + "/dst", d_sorted)
+                ports.append(PortPlan(p, spec.size, spec.aggregation, low, b0, prm, key, int(phi - plo)))
+            slots_key = ""
+            if t == "forward" and kd.external is not None:
+                slots_key = put(tag + "/slots", A.slot[agents])
+            outs = tuple((o, sz, base[(t, kname, o)]) for o, sz in kd.outputs(t).items())
+            while len(result_waves) <= w:
+                result_waves.append([])
+            result_waves[w].append(
+                BlockPlan(kname, gname, int(rws[0]), int(rws[0]) + n, rows_key, tuple(ports), outs, slots_key)
+            )
+        sweeps[t] = tuple(tuple(wv_) for wv_ in result_waves if wv_)
 
     # -- reflexive arrows -------------------------------------------------------------------------
     reflex = []
-    m = e_type == "reflexive"
+    m = A.type == type_id["reflexive"]
     if m.any():
-        counts = np.bincount(e_src[m], minlength=N)
-        for k in kinds_used:
-            for gname in sorted(set(group_names[kind_names == k].astype(str))):
-                for r in sorted(set(counts[(kind_names == k) & (group_names == gname)].tolist()) - {0}):
-                    agents = np.flatnonzero((kind_names == k) & (group_names == gname) & (counts == r))
-                    key = put(f"reflexive/{k}/{gname}/{r}", np.sort(row[agents]))
-                    reflex.append(ReflexPlan(k, gname, key, int(r)))
+        counts = np.bincount(A.src[m], minlength=N)
+        has = np.flatnonzero(counts)
+        combos = np.unique(np.stack([A.kind[has], A.group[has], counts[has]], 1), axis=0)
+        for k, g, r in combos:
+            agents = has[(A.kind[has] == k) & (A.group[has] == g) & (counts[has] == r)]
+            kname, gname = A.kind_names[k], A.group_names[g]
+            key = put(f"reflexive/{kname}/{gname}/{r}", np.sort(row[agents]))
+            reflex.append(ReflexPlan(kname, gname, key, int(r)))
 
     plan = Plan(
-        kinds=tuple(layouts),
+        kinds=layouts,
         forward=sweeps["forward"],
         backward=sweeps["backward"],
         reflexive=tuple(reflex),
         buffers=tuple(buffers),
         loss_kinds=tuple(k for k in kinds_used if graph.kinds[k].loss_field is not None),
     )
-    return plan, arrays, index
+    return plan, arrays, rows
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AgentRows:
+    """Where each agent's state lives in a compiled program: agent ``i`` (declaration order) is
+    row ``row[i]`` of kind ``kind_names[kind[i]]``."""
+
+    names: list
+    kind_names: tuple[str, ...]
+    kind: np.ndarray
+    row: np.ndarray
+
+    def as_dict(self) -> dict:
+        """``{agent: (kind, row)}``."""
+        return {a: (self.kind_names[k], int(r)) for a, k, r in zip(self.names, self.kind.tolist(), self.row)}

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agentgraph.compiler.plan import BlockPlan, Plan, PortPlan, make_plan
+from agentgraph.compiler.plan import AgentRows, BlockPlan, Plan, PortPlan, make_plan
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
 from agentgraph.nodes.base import Kind
@@ -137,33 +137,27 @@ class Program:
         kinds: ``{name: Kind}``.
     """
 
-    def __init__(self, graph: AgentGraph, plan: Plan, arrays: dict, index: dict, dtype) -> None:
+    def __init__(self, graph: AgentGraph, plan: Plan, arrays: dict, rows: AgentRows, dtype) -> None:
         self.plan = plan
         self.arrays = {k: jnp.asarray(v) for k, v in arrays.items()}
-        self.index = index
+        self.rows = rows
         self.kinds = {l.kind: graph.kinds[l.kind] for l in plan.kinds}
         self.dtype = dtype
-        self._graph = graph
-        self._init_cache = self._initial_values(graph)
+        self._index: dict | None = None
+        self._init_cache = {}
+        for k in self.kinds:
+            agents, vals = graph.initial_states(k)
+            r = rows.row[agents]
+            self._init_cache[k] = {f: v[np.argsort(r)] for f, v in vals.items()}
+
+    @property
+    def index(self) -> dict[Hashable, tuple[str, int]]:
+        """``{agent: (kind, row)}``: where each agent's state lives (built on first use)."""
+        if self._index is None:
+            self._index = self.rows.as_dict()
+        return self._index
 
     # -- state -----------------------------------------------------------------------------------
-    def _initial_values(self, graph: AgentGraph) -> dict:
-        out = {}
-        by_kind: dict[str, list[tuple[int, Hashable]]] = {}
-        for agent, (k, r) in self.index.items():
-            by_kind.setdefault(k, []).append((r, agent))
-        G = graph.nx
-        for k, members in by_kind.items():
-            kind = self.kinds[k]
-            members.sort()
-            vals = {f: np.empty((len(members), *spec.shape)) for f, spec in kind.fields.items()}
-            for r, agent in members:
-                init = kind.initial_state(G.nodes[agent].get("state"), agent=agent)
-                for f, v in init.items():
-                    vals[f][r] = v
-            out[k] = vals
-        return out
-
     def init(self, batch_size: int) -> dict:
         """Initial state pytree; per-example fields tiled to ``[N, batch_size, ...]``.
 
@@ -355,7 +349,7 @@ def compile(graph: AgentGraph, *, dense: bool = True, dtype=None) -> Program:
         >>> compile(mlp([4, 3, 2]))  # doctest: +ELLIPSIS
         Program(... agents, ... kinds, ... forward / ... backward waves, ... blocks)
     """
-    plan, arrays, index = make_plan(graph, dense=dense)
+    plan, arrays, rows = make_plan(graph, dense=dense)
     if dtype is None:
         dtype = jnp.zeros(()).dtype  # float32, or float64 under x64
-    return Program(graph, plan, arrays, index, dtype)
+    return Program(graph, plan, arrays, rows, dtype)
