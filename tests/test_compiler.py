@@ -177,3 +177,42 @@ def test_same_plan_reuses_the_executable():
     p4 = compile(mlp([3, 6, 2], activation="tanh", loss="cross_entropy"))
     p4.step(gradient.params(g1, 0.1), p4.init(2), b)
     assert _step_jit._cache_size() == before + 1
+
+
+def test_bucket_graphs_share_one_executable_and_vmap_over_graphs():
+    """Random DAGs of one bucket: each equals the interpreter, none retraces, vmap over graphs works."""
+    from agentgraph.compiler import make_bucket, stack_arrays
+    from agentgraph.compiler.program import _step_jit
+
+    graphs = [random_dag(3, 5, 2, edge_prob=0.4, parallel_prob=0.3, activation="tanh", loss="cross_entropy", seed=s)
+              for s in range(4)]
+    bucket = make_bucket(graphs)
+    progs = [compile(g, bucket=bucket) for g in graphs]
+    assert len({p.plan for p in progs}) == 1
+    rng = np.random.default_rng(7)
+    B = 3
+    b = _batch(rng, B, 3, 2, "cross_entropy")
+    params = gradient.params(graphs[0], 0.3)
+    progs[0].step(params, progs[0].init(B), b)
+    before = _step_jit._cache_size()
+    for g, p in zip(graphs, progs):
+        s, loss = p.step(params, p.init(B), b)
+        r = step(g, init_state(g, B), params, b)
+        assert abs(float(loss) - r.loss) < 1e-5
+        assert _max_err(p, s, r.state) < 1e-5
+    assert _step_jit._cache_size() == before
+    arrays = stack_arrays(progs)
+    states = jax.tree.map(lambda *xs: jnp.stack(xs), *[p.init(B) for p in progs])
+    _, losses = jax.vmap(lambda a, s: progs[0].step(params, s, b, arrays=a))(arrays, states)
+    for i, (g, p) in enumerate(zip(graphs, progs)):
+        assert abs(float(losses[i]) - step(g, init_state(g, B), params, b).loss) < 1e-5
+
+
+def test_graph_outside_the_bucket_is_refused():
+    from agentgraph import AgentGraphError
+    from agentgraph.compiler import make_bucket
+
+    small = random_dag(2, 3, 1, seed=0)
+    big = random_dag(2, 12, 1, edge_prob=0.6, seed=1)
+    with pytest.raises(AgentGraphError, match="does not fit the bucket"):
+        compile(big, bucket=make_bucket([small]))

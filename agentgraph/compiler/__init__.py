@@ -1,6 +1,7 @@
 """The compiler: lower an agent graph to a pure-JAX :class:`Program` (see docs/compiler.md)."""
 
-from agentgraph.compiler.plan import Plan, make_plan
-from agentgraph.compiler.program import Program, compile
+from agentgraph.compiler.plan import Bucket, Plan, make_bucket, make_plan
+from agentgraph.compiler.program import Program, compile, stack_arrays
+from agentgraph.compiler.waves import generations
 
-__all__ = ["Plan", "Program", "compile", "make_plan"]
+__all__ = ["Bucket", "Plan", "Program", "compile", "generations", "make_bucket", "make_plan", "stack_arrays"]

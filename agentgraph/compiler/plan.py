@@ -28,20 +28,30 @@ destination; ``n`` destinations, ``c`` arrows each when the fan-in is uniform):
 
 The first six are the *dense-block* lowering — a complete bipartite synapse layer becomes
 broadcasts and reductions over reshaped slices, as a hand-written implementation would do.
+
+Buckets: :func:`make_bucket` takes several graphs and builds one *padded* plan into which each
+of them fits: the union of their blocks, every block and every port's arrow count rounded up to
+a power of two, segment lowerings everywhere. Padding agents ("phantoms") receive no arrows
+and send to nobody; padding arrows point past the last destination and are dropped by the
+segment reductions; phantom loss agents are masked out of the loss. Graphs of one bucket share
+one executable and can be ``vmap``-ed over (their arrays stacked).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from typing import Any
 from collections.abc import Hashable
 
 import numpy as np
 
 from agentgraph.arrows.types import ARROW_TYPES
 from agentgraph.compiler.waves import generations
+from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
 
-__all__ = ["AgentRows", "BlockPlan", "KindLayout", "Plan", "PortPlan", "ReflexPlan", "make_plan"]
+__all__ = ["AgentRows", "BlockPlan", "Bucket", "KindLayout", "Plan", "PortPlan", "ReflexPlan", "make_bucket", "make_plan"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,16 +146,172 @@ def _port_lowering(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[str, int, 
     return "segment", 0, 0
 
 
-def make_plan(graph: AgentGraph, dense: bool = True) -> tuple[Plan, dict[str, np.ndarray], "AgentRows"]:
+
+# ----------------------------------------------------------------------------------------------
+# analysis of one graph: waves, blocks, arrows per (block, port)
+# ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Analysis:
+    graph: AgentGraph
+    A: Any
+    waves: dict  # sweep -> int64 [N]
+    blocks: dict  # sweep -> {(wave, kind, group): agents int64 [n] (block order)}
+    layout_sweep: dict  # kind -> "forward" | "backward" | "rest"
+
+
+def _analyse(graph: AgentGraph) -> _Analysis:
+    graph.validate()
+    A = graph.arrays()
+    N = len(A.names)
+    type_id = {t: i for i, t in enumerate(ARROW_TYPES)}
+    waves = {}
+    for t in ("forward", "backward"):
+        m = A.type == type_id[t]
+        waves[t] = generations(N, A.src[m], A.dst[m])
+    blocks: dict[str, dict] = {}
+    for t in ("forward", "backward"):
+        runs = np.array([graph.kinds[k].runs(t) for k in A.kind_names], bool)
+        active = np.flatnonzero(runs[A.kind]) if N else np.zeros(0, np.int64)
+        other = waves["backward" if t == "forward" else "forward"]
+        order = active[np.lexsort((active, other[active], A.group[active], A.kind[active], waves[t][active]))]
+        key = np.stack([waves[t][order], A.kind[order], A.group[order]], 1)
+        cut = np.r_[0, np.flatnonzero(np.any(key[1:] != key[:-1], axis=1)) + 1, len(order)] if len(order) else [0]
+        blocks[t] = {}
+        for b in range(len(cut) - 1):
+            w, k, g = (int(x) for x in key[cut[b]])
+            blocks[t][(w, A.kind_names[k], A.group_names[g])] = order[cut[b]:cut[b + 1]]
+    layout_sweep = {}
+    for k in A.kind_names:
+        kd = graph.kinds[k]
+        layout_sweep[k] = "forward" if kd.runs("forward") else "backward" if kd.runs("backward") else "rest"
+    return _Analysis(graph, A, waves, blocks, layout_sweep)
+
+
+def _pow2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+
+
+@dataclasses.dataclass(frozen=True)
+class Bucket:
+    """A padded structure several graphs fit into (see module docstring). Build with
+    :func:`make_bucket`; pass to ``compile(graph, bucket=...)``.
+
+    Attributes:
+        blocks: ``{sweep: ((wave, kind, group, capacity), ...)}``.
+        ports: ``{(sweep, wave, kind, group, port): arrow capacity}``.
+        rest: ``{kind: capacity}`` for agents of kinds that run in no sweep.
+        reflexive: ``((kind, group, repeats, capacity), ...)``.
+    """
+
+    blocks: Any
+    ports: Any
+    rest: Any
+    reflexive: Any
+    kinds: tuple[str, ...]
+
+
+def _block_edges(an: _Analysis, t: str):
+    """For each (block key, port): (src agents, src outputs, dst local) sorted by dst local."""
+    A = an.A
+    N = len(A.names)
+    type_id = {tt: i for i, tt in enumerate(ARROW_TYPES)}
+    m = np.flatnonzero(A.type == type_id[t])
+    block_id = np.full(N, -1, np.int64)
+    local = np.full(N, -1, np.int64)
+    keys = list(an.blocks[t])
+    for b, key in enumerate(keys):
+        agents = an.blocks[t][key]
+        block_id[agents] = b
+        local[agents] = np.arange(len(agents))
+    e_dst = A.dst[m]
+    order = np.lexsort((m, local[e_dst], A.port[m], block_id[e_dst]))
+    e = m[order]
+    eb, ep = block_id[A.dst[e]], A.port[e]
+    out = {}
+    for b, key in enumerate(keys):
+        lo, hi = np.searchsorted(eb, [b, b + 1])
+        kd = an.graph.kinds[key[1]]
+        for p in kd.ports(t):
+            pid = A.strings.index(p) if p in A.strings else -2
+            plo = lo + np.searchsorted(ep[lo:hi], pid)
+            phi = lo + np.searchsorted(ep[lo:hi], pid, side="right")
+            sel = e[plo:phi]
+            out[(key, p)] = (A.src[sel], A.src_port[sel], local[A.dst[sel]])
+    return out
+
+
+def make_bucket(graphs: Sequence[AgentGraph], round_up=_pow2) -> Bucket:
+    """The smallest padded structure every graph of ``graphs`` fits into.
+
+    Args:
+        graphs: one or more agent graphs (their kinds must agree by name).
+        round_up: capacity rounding (default: next power of two).
+
+    Example:
+        >>> from agentgraph import random_dag
+        >>> b = make_bucket([random_dag(2, 4, 1, seed=s) for s in range(3)])
+        >>> sorted({k for _, k, _, _ in b.blocks["forward"]})[:3]
+        ['bias', 'input', 'l2']
+    """
+    if not graphs:
+        raise AgentGraphError("make_bucket needs at least one graph.")
+    blocks = {"forward": {}, "backward": {}}
+    ports: dict = {}
+    rest: dict = {}
+    reflex: dict = {}
+    kinds: set = set()
+    for g in graphs:
+        an = _analyse(g)
+        A = an.A
+        kinds |= set(A.kind_names)
+        for t in ("forward", "backward"):
+            for key, agents in an.blocks[t].items():
+                blocks[t][key] = max(blocks[t].get(key, 0), len(agents))
+            for (key, p), (src, _, _) in _block_edges(an, t).items():
+                pk = (t, *key, p)
+                ports[pk] = max(ports.get(pk, 0), len(src))
+        for k in A.kind_names:
+            if an.layout_sweep[k] == "rest":
+                rest[k] = max(rest.get(k, 0), int(np.count_nonzero(A.kind == A.kind_names.index(k))))
+        for (k, grp, r), agents in _reflexive_sets(A).items():
+            reflex[(k, grp, r)] = max(reflex.get((k, grp, r), 0), len(agents))
+    return Bucket(
+        blocks={t: tuple(sorted((*key, round_up(n)) for key, n in v.items())) for t, v in blocks.items()},
+        ports=tuple(sorted((k, round_up(n)) for k, n in ports.items())),
+        rest=tuple(sorted((k, round_up(n)) for k, n in rest.items())),
+        reflexive=tuple(sorted((*k, round_up(n)) for k, n in reflex.items())),
+        kinds=tuple(sorted(kinds)),
+    )
+
+
+def _reflexive_sets(A) -> dict:
+    type_id = {t: i for i, t in enumerate(ARROW_TYPES)}
+    m = A.type == type_id["reflexive"]
+    out = {}
+    if not m.any():
+        return out
+    counts = np.bincount(A.src[m], minlength=len(A.names))
+    has = np.flatnonzero(counts)
+    for k, g, r in np.unique(np.stack([A.kind[has], A.group[has], counts[has]], 1), axis=0):
+        agents = has[(A.kind[has] == k) & (A.group[has] == g) & (counts[has] == r)]
+        out[(A.kind_names[k], A.group_names[g], int(r))] = agents
+    return out
+
+
+def make_plan(
+    graph: AgentGraph, dense: bool = True, bucket: Bucket | None = None
+) -> tuple[Plan, dict[str, np.ndarray], "AgentRows"]:
     """Lower a validated graph to ``(plan, arrays, rows)``.
 
     Args:
         graph: the agent graph (validated here).
         dense: allow the dense-block lowerings; ``False`` forces ``segment`` everywhere (used to
-            test that both lowerings agree).
+            test that both lowerings agree). Ignored with a bucket (always segment).
+        bucket: lower into this padded structure (:func:`make_bucket`) instead of the graph's
+            exact one.
 
     Returns:
-        ``plan`` (static, hashable), ``arrays`` (``{key: int32 array}``) and ``rows``
+        ``plan`` (static, hashable), ``arrays`` (``{key: array}``) and ``rows``
         (:class:`AgentRows`: where each agent's state lives).
 
     Example:
@@ -154,36 +320,65 @@ def make_plan(graph: AgentGraph, dense: bool = True) -> tuple[Plan, dict[str, np
         >>> [b.kind for b in plan.forward[1]]
         ['synapse']
     """
-    graph.validate()
-    A = graph.arrays()
+    an = _analyse(graph)
+    A = an.A
     N = len(A.names)
-    K = len(A.kind_names)
-    kinds_used = sorted(A.kind_names)
-    kid = {k: A.kind_names.index(k) for k in kinds_used}
-    type_id = {t: i for i, t in enumerate(ARROW_TYPES)}
-
-    waves = {}
+    padded = bucket is not None
+    if padded:
+        missing = sorted(set(A.kind_names) - set(bucket.kinds))
+        if missing:
+            raise AgentGraphError(f"Graph does not fit the bucket: kinds {missing} are not in it.")
+        cap_blocks = {t: {(w, k, g): c for w, k, g, c in bucket.blocks[t]} for t in ("forward", "backward")}
+        cap_ports = dict(bucket.ports)
+        cap_rest = dict(bucket.rest)
+        kinds_used = list(bucket.kinds)
+        dense = False
+    else:
+        cap_blocks = {t: {key: len(v) for key, v in an.blocks[t].items()} for t in ("forward", "backward")}
+        kinds_used = sorted(A.kind_names)
+        cap_rest = {}
+        for k in kinds_used:
+            if an.layout_sweep[k] == "rest":
+                cap_rest[k] = int(np.count_nonzero(A.kind == A.kind_names.index(k)))
+        cap_ports = None
     for t in ("forward", "backward"):
-        m = A.type == type_id[t]
-        waves[t] = generations(N, A.src[m], A.dst[m])
+        for key, agents in an.blocks[t].items():
+            if len(agents) > cap_blocks[t].get(key, -1):
+                raise AgentGraphError(
+                    f"Graph does not fit the bucket: its {t} block {key} (wave, kind, group) has "
+                    f"{len(agents)} agents, the bucket {cap_blocks[t].get(key, 0)}. Build the bucket "
+                    "from this graph too (make_bucket([...]))."
+                )
 
-    # -- numbering: per kind, by (forward wave, group, backward wave, declaration order) ----------
-    row = np.zeros(N, dtype=np.int64)
-    order = np.lexsort((np.arange(N), waves["backward"], A.group, waves["forward"], A.kind))
-    kind_sorted = A.kind[order]
-    first_of_kind = np.searchsorted(kind_sorted, np.arange(K + 1))
-    row[order] = np.arange(N) - first_of_kind[kind_sorted]
-    n_of = {k: int(first_of_kind[kid[k] + 1] - first_of_kind[kid[k]]) for k in kinds_used}
+    # -- layout: each kind's rows are its layout sweep's blocks, in (wave, group) order ---------
+    row = np.full(N, -1, np.int64)
+    n_of: dict[str, int] = {}
+    block_start: dict[tuple, int] = {}
+    for k in kinds_used:
+        kd = graph.kinds[k]
+        ls = "forward" if kd.runs("forward") else "backward" if kd.runs("backward") else "rest"
+        start = 0
+        if ls == "rest":
+            members = np.flatnonzero(A.kind == A.kind_names.index(k)) if k in A.kind_names else np.zeros(0, np.int64)
+            row[members] = np.arange(len(members))
+            start = cap_rest.get(k, len(members))
+        else:
+            for key in sorted(b for b in cap_blocks[ls] if b[1] == k):
+                block_start[(ls, *key)] = start
+                agents = an.blocks[ls].get(key, np.zeros(0, np.int64))
+                row[agents] = start + np.arange(len(agents))
+                start += cap_blocks[ls][key]
+        n_of[k] = start
     layouts = tuple(KindLayout(k, n_of[k]) for k in kinds_used)
     rows = AgentRows(A.names, A.kind_names, A.kind, row)
 
     arrays: dict[str, np.ndarray] = {}
 
-    def put(key: str, arr) -> str:
-        arrays[key] = np.asarray(arr, dtype=np.int32)
+    def put(key: str, arr, dtype=np.int32) -> str:
+        arrays[key] = np.asarray(arr, dtype=dtype)
         return key
 
-    # -- buffers: per sweep and size, one row range per (kind, output) ------------------------
+    # -- message buffers: per sweep and size, one row range per (kind, output); +1 zero row ------
     base: dict[tuple[str, str, str], int] = {}
     buffers = []
     for t in ("forward", "backward"):
@@ -195,85 +390,95 @@ def make_plan(graph: AgentGraph, dense: bool = True) -> tuple[Plan, dict[str, np
             for o, size in kd.outputs(t).items():
                 base[(t, k, o)] = sizes.get(size, 0)
                 sizes[size] = sizes.get(size, 0) + n_of[k]
-        buffers += [(t, s, r) for s, r in sorted(sizes.items())]
+        buffers += [(t, s, r + (1 if padded else 0)) for s, r in sorted(sizes.items())]
 
     # -- blocks per sweep -----------------------------------------------------------------------
     sweeps = {}
     for t in ("forward", "backward"):
-        runs = np.array([graph.kinds[k].runs(t) for k in A.kind_names], bool)
-        active = np.flatnonzero(runs[A.kind]) if N else np.zeros(0, np.int64)
-        wv = waves[t]
-        # block of every active agent: (wave, kind, group); agents within a block by row
-        border = active[np.lexsort((row[active], A.group[active], A.kind[active], wv[active]))]
-        bkey = np.stack([wv[border], A.kind[border], A.group[border]], 1)
-        cut = np.r_[0, np.flatnonzero(np.any(bkey[1:] != bkey[:-1], axis=1)) + 1, len(border)]
-        block_of = np.full(N, -1, np.int64)
-        local = np.full(N, -1, np.int64)
-        for b in range(len(cut) - 1):
-            block_of[border[cut[b]:cut[b + 1]]] = b
-            local[border[cut[b]:cut[b + 1]]] = np.arange(cut[b + 1] - cut[b])
-        # arrows of this sweep, with their source's row in the message buffer
-        m = np.flatnonzero(A.type == type_id[t])
-        e_src, e_dst, e_port, e_sport = A.src[m], A.dst[m], A.port[m], A.src_port[m]
-        out_base = np.zeros((K, len(A.strings)), np.int64)
-        for (tt, k, o), v in base.items():
-            if tt == t and o in A.strings:
-                out_base[kid[k], A.strings.index(o)] = v
-        src_row = out_base[A.kind[e_src], e_sport] + row[e_src]
-        eb, el = block_of[e_dst], local[e_dst]
-        eorder = np.lexsort((src_row, el, e_port, eb))
-        eb, el, ep, es = eb[eorder], el[eorder], e_port[eorder], src_row[eorder]
-        result_waves: list[list[BlockPlan]] = []
-        for b in range(len(cut) - 1):
-            agents = border[cut[b]:cut[b + 1]]
-            w, k, g = (int(x) for x in bkey[cut[b]])
-            kname, gname = A.kind_names[k], A.group_names[g]
+        edges = _block_edges(an, t)
+        # buffer row of output o of agent a: out_base[kind of a, o] + row[a]
+        out_base = np.zeros((len(A.kind_names), len(A.strings)), np.int64)
+        for (tt, k2, o2), v in base.items():
+            if tt == t and k2 in A.kind_names and o2 in A.strings:
+                out_base[A.kind_names.index(k2), A.strings.index(o2)] = v
+        result_waves: dict[int, list[BlockPlan]] = {}
+        for key in sorted(cap_blocks[t]):
+            w, kname, gname = key
             kd = graph.kinds[kname]
-            rws = row[agents]
+            cap = cap_blocks[t][key]
+            agents = an.blocks[t].get(key, np.zeros(0, np.int64))
             n = len(agents)
             tag = f"{t}/{w}/{kname}/{gname}"
-            contiguous = bool(rws[-1] - rws[0] == n - 1)
-            rows_key = "" if contiguous else put(tag + "/rows", rws)
-            lo, hi = np.searchsorted(eb, [b, b + 1])
+            rws = row[agents]
+            if (t, *key) in block_start:
+                start, rows_key = block_start[(t, *key)], ""
+            elif not padded and n and rws[-1] - rws[0] == n - 1:
+                start, rows_key = int(rws[0]), ""
+            else:  # scattered rows; padding rows point past the end (dropped / clipped)
+                start = 0
+                rows_key = put(tag + "/rows", np.r_[rws, np.full(cap - n, n_of[kname])])
             ports = []
             for p, spec in kd.ports(t).items():
-                pid = A.strings.index(p) if p in A.strings else -2
-                plo = lo + np.searchsorted(ep[lo:hi], pid)
-                phi = lo + np.searchsorted(ep[lo:hi], pid, side="right")
-                s_sorted, d_sorted = es[plo:phi], el[plo:phi]
-                if not dense:
-                    low, b0, prm = ("zeros", 0, 0) if phi == plo else ("segment", 0, 0)
+                src, sport, d_loc = edges.get((key, p), (np.zeros(0, np.int64),) * 3)
+                src_row = out_base[A.kind[src], sport] + row[src] if len(src) else np.zeros(0, np.int64)
+                if len(src):
+                    o2 = np.lexsort((src_row, d_loc))
+                    src_row, d_loc = src_row[o2], d_loc[o2]
+                if padded:
+                    ecap = cap_ports.get((t, *key, p), 0)
+                    if len(src_row) > ecap:
+                        raise AgentGraphError(
+                            f"Graph does not fit the bucket: port {p!r} of {t} block {key} receives "
+                            f"{len(src_row)} arrows, the bucket has room for {ecap}."
+                        )
+                    if ecap == 0:
+                        ports.append(PortPlan(p, spec.size, spec.aggregation, "zeros"))
+                        continue
+                    key_p = f"{tag}/{p}"
+                    put(key_p + "/src", np.r_[src_row, np.zeros(ecap - len(src_row), np.int64)])
+                    put(key_p + "/dst", np.r_[d_loc, np.full(ecap - len(src_row), cap)])
+                    ports.append(PortPlan(p, spec.size, spec.aggregation, "segment", 0, 0, key_p, ecap))
+                    continue
+                if dense:
+                    low, b0, prm = _port_lowering(src_row, d_loc, n)
                 else:
-                    low, b0, prm = _port_lowering(s_sorted, d_sorted, n)
-                key = ""
+                    low, b0, prm = ("zeros", 0, 0) if len(src_row) == 0 else ("segment", 0, 0)
+                key_p = ""
                 if low == "segment":
-                    key = f"{tag}/{p}"
-                    put(key + "/src", s_sorted)
-                    put(key + "/dst", d_sorted)
-                ports.append(PortPlan(p, spec.size, spec.aggregation, low, b0, prm, key, int(phi - plo)))
+                    key_p = f"{tag}/{p}"
+                    put(key_p + "/src", src_row)
+                    put(key_p + "/dst", d_loc)
+                ports.append(PortPlan(p, spec.size, spec.aggregation, low, b0, prm, key_p, len(src_row)))
             slots_key = ""
             if t == "forward" and kd.external is not None:
-                slots_key = put(tag + "/slots", A.slot[agents])
+                slots_key = put(tag + "/slots", np.r_[A.slot[agents], np.zeros(cap - n, np.int64)])
             outs = tuple((o, sz, base[(t, kname, o)]) for o, sz in kd.outputs(t).items())
-            while len(result_waves) <= w:
-                result_waves.append([])
-            result_waves[w].append(
-                BlockPlan(kname, gname, int(rws[0]), int(rws[0]) + n, rows_key, tuple(ports), outs, slots_key)
+            result_waves.setdefault(w, []).append(
+                BlockPlan(kname, gname, int(start), int(start) + cap, rows_key, tuple(ports), outs, slots_key)
             )
-        sweeps[t] = tuple(tuple(wv_) for wv_ in result_waves if wv_)
+        sweeps[t] = tuple(tuple(result_waves[w]) for w in sorted(result_waves))
 
     # -- reflexive arrows -------------------------------------------------------------------------
     reflex = []
-    m = A.type == type_id["reflexive"]
-    if m.any():
-        counts = np.bincount(A.src[m], minlength=N)
-        has = np.flatnonzero(counts)
-        combos = np.unique(np.stack([A.kind[has], A.group[has], counts[has]], 1), axis=0)
-        for k, g, r in combos:
-            agents = has[(A.kind[has] == k) & (A.group[has] == g) & (counts[has] == r)]
-            kname, gname = A.kind_names[k], A.group_names[g]
-            key = put(f"reflexive/{kname}/{gname}/{r}", np.sort(row[agents]))
-            reflex.append(ReflexPlan(kname, gname, key, int(r)))
+    sets = _reflexive_sets(A)
+    caps = {(k, g, r): c for k, g, r, c in bucket.reflexive} if padded else {key: len(v) for key, v in sets.items()}
+    for (kname, gname, r), cap in sorted(caps.items()):
+        agents = sets.get((kname, gname, r), np.zeros(0, np.int64))
+        if len(agents) > cap:
+            raise AgentGraphError(
+                f"Graph does not fit the bucket: {len(agents)} agents of kind {kname!r}, group "
+                f"{gname!r} have {r} reflexive arrows; the bucket has room for {cap}."
+            )
+        key = put(f"reflexive/{kname}/{gname}/{r}", np.r_[np.sort(row[agents]), np.full(cap - len(agents), n_of[kname])])
+        reflex.append(ReflexPlan(kname, gname, key, int(r)))
+
+    loss_kinds = tuple(k for k in kinds_used if graph.kinds[k].loss_field is not None)
+    if padded:
+        for k in loss_kinds:
+            valid = np.zeros(n_of[k])
+            if k in A.kind_names:
+                valid[row[A.kind == A.kind_names.index(k)]] = 1.0
+            put(f"valid/{k}", valid, dtype=np.float32)
 
     plan = Plan(
         kinds=layouts,
@@ -281,7 +486,7 @@ def make_plan(graph: AgentGraph, dense: bool = True) -> tuple[Plan, dict[str, np
         backward=sweeps["backward"],
         reflexive=tuple(reflex),
         buffers=tuple(buffers),
-        loss_kinds=tuple(k for k in kinds_used if graph.kinds[k].loss_field is not None),
+        loss_kinds=loss_kinds,
     )
     return plan, arrays, rows
 

@@ -13,19 +13,19 @@ maps each agent to its ``(kind, row)``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agentgraph.compiler.plan import AgentRows, BlockPlan, Plan, PortPlan, make_plan
+from agentgraph.compiler.plan import AgentRows, BlockPlan, Bucket, Plan, PortPlan, make_plan
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
 from agentgraph.nodes.base import Kind
 
-__all__ = ["Program", "compile"]
+__all__ = ["Program", "compile", "stack_arrays"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -88,13 +88,6 @@ def _split(kind: Kind, st: Mapping[str, jax.Array]):
     return pa, ex
 
 
-def _outputs_dict(raw, kind: Kind, sweep: str, like) -> dict:
-    if not isinstance(raw, Mapping):
-        raw = {"out": raw}
-    return {o: raw[o] if o in raw else jnp.zeros(like.shape[:2] + (s,), like.dtype)
-            for o, s in kind.outputs(sweep).items()}
-
-
 def _run_block(kind: Kind, sweep: str, params, st, inputs):
     """Apply ``kind.<sweep>`` to ``n`` agents × ``B`` examples: st per-agent ``[n, ...]``,
     per-example ``[n, B, ...]``; inputs ``[n, B, size]``."""
@@ -118,12 +111,14 @@ def _run_block(kind: Kind, sweep: str, params, st, inputs):
 
 
 def _rows(arr, blk_start: int, blk_stop: int, rows):
-    return arr[rows] if rows is not None else jax.lax.slice_in_dim(arr, blk_start, blk_stop)
+    if rows is not None:  # padding rows point past the end: clipped on read, dropped on write
+        return arr.at[rows].get(mode="clip")
+    return jax.lax.slice_in_dim(arr, blk_start, blk_stop)
 
 
 def _set_rows(arr, blk_start: int, rows, val):
     if rows is not None:
-        return arr.at[rows].set(val)
+        return arr.at[rows].set(val.astype(arr.dtype), mode="drop")
     return jax.lax.dynamic_update_slice_in_dim(arr, val.astype(arr.dtype), blk_start, 0)
 
 
@@ -139,16 +134,19 @@ class Program:
 
     def __init__(self, graph: AgentGraph, plan: Plan, arrays: dict, rows: AgentRows, dtype) -> None:
         self.plan = plan
-        self.arrays = {k: jnp.asarray(v) for k, v in arrays.items()}
+        self.arrays = {k: jnp.asarray(v, dtype if v.dtype.kind == "f" else None) for k, v in arrays.items()}
         self.rows = rows
         self.kinds = {l.kind: graph.kinds[l.kind] for l in plan.kinds}
         self.dtype = dtype
         self._index: dict | None = None
         self._init_cache = {}
-        for k in self.kinds:
-            agents, vals = graph.initial_states(k)
-            r = rows.row[agents]
-            self._init_cache[k] = {f: v[np.argsort(r)] for f, v in vals.items()}
+        for layout in plan.kinds:
+            kind = self.kinds[layout.kind]
+            agents, vals = graph.initial_states(layout.kind)
+            full = {f: np.full((layout.n, *spec.shape), spec.init) for f, spec in kind.fields.items()}
+            for f, v in vals.items():  # phantom rows (buckets) keep the field defaults
+                full[f][rows.row[agents]] = v
+            self._init_cache[layout.kind] = full
 
     @property
     def index(self) -> dict[Hashable, tuple[str, int]]:
@@ -197,13 +195,15 @@ class Program:
         return jax.tree.map(lambda v: jnp.asarray(v, self.dtype), out)
 
     # -- the step ------------------------------------------------------------------------------
-    def step(self, params: Mapping[str, Any] | None, state: Mapping, batch: Mapping[str, Any]):
+    def step(self, params: Mapping[str, Any] | None, state: Mapping, batch: Mapping[str, Any], arrays=None):
         """One inner step: ``(new_state, loss)``; pure, jit/vmap/grad-compatible.
 
         Args:
             params: ``{group: pytree}``.
             state: from :meth:`init`.
             batch: ``{key: [B, n]}`` or ``[B, n, d]`` arrays for the external kinds.
+            arrays: index arrays to use instead of this program's own — another graph of the
+                same bucket, or (under ``vmap``) many graphs stacked by :func:`stack_arrays`.
 
         Example:
             >>> import numpy as np
@@ -215,18 +215,21 @@ class Program:
             >>> loss.shape
             ()
         """
-        return _step_jit(self.plan, tuple(self.kinds.items()), self.arrays, params or {}, state, batch)
+        arrays = self.arrays if arrays is None else arrays
+        return _step_jit(self.plan, tuple(self.kinds.items()), arrays, params or {}, state, batch)
 
-    def unroll(self, params, state, batches, *, remat: bool = True):
+    def unroll(self, params, state, batches, *, remat: bool = True, arrays=None):
         """``T`` inner steps as a ``lax.scan`` (``jax.checkpoint`` on the body when ``remat``).
 
         Args:
             batches: pytree of arrays with a leading ``T`` axis.
+            arrays: as in :meth:`step`.
 
         Returns:
             ``(final_state, losses [T])``.
         """
-        body = functools.partial(_step, self.plan, tuple(self.kinds.items()), self.arrays, params or {})
+        arrays = self.arrays if arrays is None else arrays
+        body = functools.partial(_step, self.plan, tuple(self.kinds.items()), arrays, params or {})
         if remat:
             body = jax.checkpoint(body)
 
@@ -238,7 +241,7 @@ class Program:
     def __repr__(self) -> str:
         nb = sum(len(w) for w in self.plan.forward) + sum(len(w) for w in self.plan.backward)
         return (
-            f"Program({sum(l.n for l in self.plan.kinds)} agents, {len(self.plan.kinds)} kinds, "
+            f"Program({sum(l.n for l in self.plan.kinds)} agent rows, {len(self.plan.kinds)} kinds, "
             f"{len(self.plan.forward)} forward / {len(self.plan.backward)} backward waves, "
             f"{nb} blocks)"
         )
@@ -291,26 +294,29 @@ def _step(plan: Plan, kinds_items, arrays, params, state, batch):
                     val = jnp.broadcast_to(val, (blk.n, B, size)).astype(dtype)
                     if rows is None:
                         bufs[size] = jax.lax.dynamic_update_slice_in_dim(bufs[size], val, base + blk.start, 0)
-                    else:
-                        bufs[size] = bufs[size].at[base + rows].set(val)
+                    else:  # padding rows would land on the next kind's rows: send them past the end
+                        n_k = next(l.n for l in plan.kinds if l.kind == blk.kind)
+                        dest = jnp.where(rows < n_k, base + rows, bufs[size].shape[0])
+                        bufs[size] = bufs[size].at[dest].set(val, mode="drop")
         if sweep == "forward":
             per_ex = jnp.zeros((B,), dtype)
             for k in plan.loss_kinds:
                 lv = state[k][kinds[k].loss_field]
-                per_ex = per_ex + lv.reshape(lv.shape[0], B, -1).sum(axis=(0, 2))
+                lv = lv.reshape(lv.shape[0], B, -1)
+                if f"valid/{k}" in arrays:  # phantom agents of a bucket do not count
+                    lv = jnp.where(arrays[f"valid/{k}"][:, None, None] > 0, lv, 0.0)
+                per_ex = per_ex + lv.sum(axis=(0, 2))
             loss = per_ex.mean()
 
     for rp in plan.reflexive:
         kind = kinds[rp.kind]
         rows = arrays[rp.rows_key]
         for _ in range(rp.repeats):
-            st = {f: v[rows] for f, v in state[rp.kind].items()}
-            n = rows.shape[0]
-            dummy = {}
-            new, _, _ = _run_block_reflexive(kind, params.get(rp.group), st, n, B, dtype)
+            st = {f: v.at[rows].get(mode="clip") for f, v in state[rp.kind].items()}
+            new, _, _ = _run_block_reflexive(kind, params.get(rp.group), st, rows.shape[0], B, dtype)
             for f, spec in kind.fields.items():
                 val = new[f] if spec.per_example else new[f].mean(axis=1)
-                state[rp.kind][f] = state[rp.kind][f].at[rows].set(val)
+                state[rp.kind][f] = state[rp.kind][f].at[rows].set(val.astype(dtype), mode="drop")
     return state, loss
 
 
@@ -335,21 +341,45 @@ def _run_block_reflexive(kind: Kind, params, st, n, B, dtype):
     return new, None, None
 
 
-def compile(graph: AgentGraph, *, dense: bool = True, dtype=None) -> Program:
+def stack_arrays(programs: Sequence[Program]) -> dict:
+    """Stack the index arrays of programs of one bucket along a new leading axis (for ``vmap``).
+
+    Example:
+        >>> from agentgraph import random_dag, compile
+        >>> from agentgraph.compiler import make_bucket
+        >>> gs = [random_dag(2, 3, 1, seed=s) for s in range(2)]
+        >>> b = make_bucket(gs)
+        >>> arrays = stack_arrays([compile(g, bucket=b) for g in gs])
+        >>> next(iter(arrays.values())).shape[0]
+        2
+    """
+    plans = {p.plan for p in programs}
+    if len(plans) != 1:
+        raise AgentGraphError(
+            "stack_arrays needs programs of one bucket (equal plans); compile them with the same "
+            "bucket=make_bucket(graphs)."
+        )
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *[p.arrays for p in programs])
+
+
+def compile(graph: AgentGraph, *, dense: bool = True, bucket: Bucket | None = None, dtype=None) -> Program:
     """Lower ``graph`` to a :class:`Program` of batched JAX kernels.
 
     Args:
         graph: a valid :class:`~agentgraph.AgentGraph`.
         dense: use the dense-block lowerings where the wiring allows (default); ``False`` uses
             the generic sorted-segment lowering everywhere.
+        bucket: lower into a padded :class:`~agentgraph.compiler.plan.Bucket` (from
+            :func:`~agentgraph.compiler.make_bucket`) so that every graph of the bucket shares one
+            executable and their programs can be ``vmap``-ed over (:func:`stack_arrays`).
         dtype: state dtype (default float32, or float64 when ``jax_enable_x64`` is on).
 
     Example:
         >>> from agentgraph import mlp, compile
         >>> compile(mlp([4, 3, 2]))  # doctest: +ELLIPSIS
-        Program(... agents, ... kinds, ... forward / ... backward waves, ... blocks)
+        Program(... agent rows, ... kinds, ... forward / ... backward waves, ... blocks)
     """
-    plan, arrays, rows = make_plan(graph, dense=dense)
+    plan, arrays, rows = make_plan(graph, dense=dense, bucket=bucket)
     if dtype is None:
         dtype = jnp.zeros(()).dtype  # float32, or float64 under x64
     return Program(graph, plan, arrays, rows, dtype)

@@ -388,6 +388,9 @@ class Malformed:
         culprits: substrings (``repr`` of agent names, or e.g. ``"batch['x']"``) the error
             message must contain.
         vias: the declaration routes that can express the defect.
+        bulk_culprits: if not ``None``, replaces ``culprits`` for the ``"bulk"`` route, whose
+            calls declare blocks of agents and may name the offending argument (e.g. the state
+            field) rather than an agent.
     """
 
     category: str
@@ -397,15 +400,27 @@ class Malformed:
     base: Case
     culprits: tuple[str, ...]
     vias: tuple[str, ...] = VIAS
+    bulk_culprits: tuple[str, ...] | None = None
 
-    def __repr__(self) -> str:
+    def culprits_for(self, via: str) -> tuple[str, ...]:
+        """The substrings the error message must contain when the case is declared via ``via``."""
+        if via == "bulk" and self.bulk_culprits is not None:
+            return self.bulk_culprits
+        return self.culprits
+
+    def describe(self) -> str:
+        """A multi-line account of the broken case: defect, culprits, agents, arrows, inputs."""
         g = self.case.graph
-        nodes = list(g.nodes(data="kind")) if isinstance(g, nx.Graph) else g
-        edges = list(g.edges(data=True)) if isinstance(g, nx.Graph) else ()
-        return (
-            f"Malformed({self.category}/{self.variant}: {self.description}; culprits={self.culprits}, "
-            f"vias={self.vias}, nodes={nodes}, edges={edges})"
-        )
+        lines = [f"{self.category}/{self.variant}: {self.description}", f"culprits: {self.culprits}"]
+        if isinstance(g, nx.Graph):
+            lines += [f"agent {n!r}: {a}" for n, a in g.nodes(data=True)]
+            lines += [f"arrow {s!r} -> {d!r}: {a}" for s, d, a in g.edges(data=True)]
+        else:
+            lines.append(f"graph: {g!r}")
+        lines += [f"extra agent {n!r}: {a}" for n, a in self.case.extra_agents]
+        lines += [f"extra arrow {s!r} -> {d!r}: {a}" for s, d, a in self.case.extra_arrows]
+        lines.append(f"batch: {self.case.batch!r}, batch_size: {self.case.batch_size!r}, params: {self.case.params!r}")
+        return "\n".join(lines)
 
 
 _TYPES = ("forward", "backward")
@@ -598,7 +613,7 @@ def _bad_state(draw: Any, base: Case, variant: str) -> Malformed:
     H = _set_node(G, n, state=state)
     return Malformed(
         "bad_state", variant, f"agent {n!r} declares a bad value for field {f!r}", dataclasses.replace(base, graph=H),
-        base, (repr(n),),
+        base, (repr(n),), bulk_culprits=None if variant in ("nan", "inf") else (repr(f),),
     )
 
 
