@@ -180,6 +180,22 @@ class AgentGraph:
         self.kinds[kind.name] = kind
         self._touch()
 
+    def with_kinds(self, kinds: Mapping[str, Kind]) -> AgentGraph:
+        """A copy whose kind table is updated by ``kinds`` (same agents and arrows) — how a
+        protocol such as MPLP is put on a graph.
+
+        Example:
+            >>> from agentgraph import mlp
+            >>> from agentgraph.protocols import mplp
+            >>> g = mlp([2, 1], loss="l2").with_kinds(mplp.kinds())
+            >>> type(g.kind_of(("w", 0, 0, 0))).__name__
+            'MPLPKind'
+        """
+        out = self.copy()
+        for k in kinds.values():
+            out.add_kind(k)
+        return out.validate()
+
     def kind_of(self, agent: Hashable) -> Kind:
         """The :class:`Kind` of ``agent``."""
         a = self.arrays()
