@@ -216,3 +216,38 @@ def test_graph_outside_the_bucket_is_refused():
     big = random_dag(2, 12, 1, edge_prob=0.6, seed=1)
     with pytest.raises(AgentGraphError, match="does not fit the bucket"):
         compile(big, bucket=make_bucket([small]))
+
+
+def test_lowering_errors_name_the_kind_and_an_agent():
+    from agentgraph import AgentGraph, AgentGraphError, Field, Kind, Port
+
+    class PythonBranch(Kind):
+        name = "branchy"
+        fields = {"x": Field(per_example=True)}
+        forward_ports = {"x": Port(1)}
+        forward_outputs = {"out": 1}
+
+        def forward(self, params, state, inputs):
+            if inputs["x"][0] > 0:  # Python control flow on a traced value cannot be lowered
+                return {**state, "x": inputs["x"][0]}, inputs["x"]
+            return state, -inputs["x"]
+
+    class WrongShape(Kind):
+        name = "wrong"
+        fields = {"x": Field(per_example=True)}
+        forward_ports = {"x": Port(1)}
+        forward_outputs = {"out": 1}
+
+        def forward(self, params, state, inputs):
+            return state, jnp.zeros(3)
+
+    for kind in (PythonBranch(), WrongShape()):
+        g = AgentGraph(kinds=[kind])
+        g.add_agent("in", "input", slot=0)
+        g.add_agent("k0", kind.name)
+        g.add_arrow("in", "k0")
+        prog = compile(g)
+        with pytest.raises(AgentGraphError, match=rf"kind '{kind.name}'.*agent 'k0'"):
+            prog.step(None, prog.init(2), {"x": np.ones((2, 1))})
+    with pytest.raises(AgentGraphError, match="Batch has no key 'x'"):
+        prog.step(None, prog.init(2), {})

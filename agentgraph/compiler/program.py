@@ -110,6 +110,38 @@ def _run_block(kind: Kind, sweep: str, params, st, inputs):
     return jax.vmap(per_agent, in_axes=(0, 0, 0))(pa, ex, inputs)
 
 
+class _BlockError(Exception):
+    """Raised while tracing a block; :meth:`Program.step` turns it into an AgentGraphError."""
+
+    def __init__(self, sweep: str, kind: str, group: str, row: int, cause: Exception | str) -> None:
+        super().__init__(str(cause))
+        self.sweep, self.kind, self.group, self.row, self.cause = sweep, kind, group, row, cause
+
+
+def _check_block(kind: Kind, sweep: str, blk, B: int, st, new, raw, upd) -> None:
+    n = blk.n
+    for o, size in kind.outputs(sweep).items():
+        if o in raw and tuple(raw[o].shape) != (n, B, size):
+            raise _BlockError(sweep, blk.kind, blk.group, blk.start,
+                              f"output {o!r} has per-agent shape {tuple(raw[o].shape[2:])}; the kind declares ({size},)")
+    extra = set(raw) - set(kind.outputs(sweep))
+    if extra:
+        raise _BlockError(sweep, blk.kind, blk.group, blk.start, f"returned undeclared outputs {sorted(extra)}")
+    for f, spec in kind.fields.items():
+        if f not in new:
+            raise _BlockError(sweep, blk.kind, blk.group, blk.start, f"returned a state without field {f!r}")
+        if spec.per_example and tuple(new[f].shape) != (n, B, *spec.shape):
+            raise _BlockError(sweep, blk.kind, blk.group, blk.start,
+                              f"returned field {f!r} of shape {tuple(new[f].shape[2:])}; the kind declares {spec.shape}")
+    for f, u in upd.items():
+        spec = kind.fields.get(f)
+        if spec is None or spec.per_example:
+            raise _BlockError(sweep, blk.kind, blk.group, blk.start, f"returned an update for {f!r}, which is not a per-agent field")
+        if tuple(u.shape) != (n, B, *spec.shape):
+            raise _BlockError(sweep, blk.kind, blk.group, blk.start,
+                              f"update for {f!r} has shape {tuple(u.shape[2:])}; the field has shape {spec.shape}")
+
+
 def _rows(arr, blk_start: int, blk_stop: int, rows):
     if rows is not None:  # padding rows point past the end: clipped on read, dropped on write
         return arr.at[rows].get(mode="clip")
@@ -216,7 +248,34 @@ class Program:
             ()
         """
         arrays = self.arrays if arrays is None else arrays
-        return _step_jit(self.plan, tuple(self.kinds.items()), arrays, params or {}, state, batch)
+        self._check_batch(batch)
+        try:
+            return _step_jit(self.plan, tuple(self.kinds.items()), arrays, params or {}, state, batch)
+        except _BlockError as e:
+            raise self._lowering_error(e) from e.cause if isinstance(e.cause, Exception) else None
+
+    def _lowering_error(self, e: _BlockError) -> AgentGraphError:
+        who = [a for a, (k, r) in self.index.items() if k == e.kind and r == e.row]
+        where = f", e.g. agent {who[0]!r}" if who else ""
+        cause = e.cause if isinstance(e.cause, str) else f"{type(e.cause).__name__}: {e.cause}"
+        return AgentGraphError(
+            f"Cannot lower the {e.sweep} function of kind {e.kind!r} (group {e.group!r}{where}): {cause}. "
+            "Kind functions must be pure jax.numpy code for one agent and one example, returning the "
+            "declared fields and outputs."
+        )
+
+    def _check_batch(self, batch: Mapping[str, Any]) -> None:
+        if not isinstance(batch, Mapping):
+            raise AgentGraphError(f"batch must be a mapping {{key: array}}, got {type(batch).__name__}.")
+        for k in sorted({kd.external for kd in self.kinds.values() if kd.external is not None}):
+            if k not in batch:
+                raise AgentGraphError(f"Batch has no key {k!r}, which the graph's {k!r}-reading agents need.")
+            shape = np.shape(batch[k])
+            if len(shape) not in (2, 3):
+                raise AgentGraphError(f"batch[{k!r}] has shape {shape}; expected [B, n] or [B, n, d].")
+            v = batch[k]
+            if isinstance(v, np.ndarray) and not np.all(np.isfinite(v)):
+                raise AgentGraphError(f"batch[{k!r}] contains NaN or inf; clean the data before stepping.")
 
     def unroll(self, params, state, batches, *, remat: bool = True, arrays=None):
         """``T`` inner steps as a ``lax.scan`` (``jax.checkpoint`` on the body when ``remat``).
@@ -232,11 +291,10 @@ class Program:
         body = functools.partial(_step, self.plan, tuple(self.kinds.items()), arrays, params or {})
         if remat:
             body = jax.checkpoint(body)
-
-        def scan_fn(s, b):
-            return body(s, b)
-
-        return jax.lax.scan(scan_fn, state, batches)
+        try:
+            return jax.lax.scan(body, state, batches)
+        except _BlockError as e:
+            raise self._lowering_error(e) from None
 
     def __repr__(self) -> str:
         nb = sum(len(w) for w in self.plan.forward) + sum(len(w) for w in self.plan.backward)
@@ -276,7 +334,13 @@ def _step(plan: Plan, kinds_items, arrays, params, state, batch):
                 if blk.slots_key:
                     cols = data[kind.external][:, arrays[blk.slots_key]]  # [B, n, d]
                     inputs["data"] = jnp.swapaxes(cols, 0, 1)
-                new, raw, upd = _run_block(kind, sweep, params.get(blk.group), st, inputs)
+                try:
+                    new, raw, upd = _run_block(kind, sweep, params.get(blk.group), st, inputs)
+                    _check_block(kind, sweep, blk, B, st, new, raw, upd)
+                except _BlockError:
+                    raise
+                except Exception as e:  # tracing a kind's function failed: say which block
+                    raise _BlockError(sweep, blk.kind, blk.group, blk.start, e) from e
                 results.append((blk, rows, new, raw, upd))
             # write after the whole wave (agents of one wave never read each other)
             for blk, rows, new, raw, upd in results:
