@@ -55,10 +55,10 @@ class AgentSpec(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     name: Any
-    kind: str
-    group: str | None = None
+    kind: pydantic.StrictStr
+    group: pydantic.StrictStr | None = None
     state: dict[str, Any] | None = None
-    slot: int | None = pydantic.Field(default=None, ge=0)
+    slot: pydantic.StrictInt | None = pydantic.Field(default=None, ge=0)
 
     @pydantic.field_validator("name")
     @classmethod
@@ -81,8 +81,8 @@ class ArrowSpec(pydantic.BaseModel):
     src: Any
     dst: Any
     type: ArrowType = "forward"
-    port: str | None = None
-    src_port: str = "out"
+    port: pydantic.StrictStr | None = None
+    src_port: pydantic.StrictStr = "out"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +225,11 @@ class AgentGraph:
         Raises:
             AgentGraphError: duplicate name, unknown kind, bad state (wrong field, shape, NaN).
         """
+        if state is not None and not isinstance(state, Mapping):
+            raise AgentGraphError(
+                f"Invalid declaration of agent {name!r}: state must be a mapping {{field: value}}, "
+                f"got {type(state).__name__}."
+            )
         try:
             spec = AgentSpec(name=name, kind=kind, group=group, state=None if state is None else dict(state), slot=slot)
         except pydantic.ValidationError as e:
@@ -315,8 +320,30 @@ class AgentGraph:
         """
         names = list(names)
         n = len(names)
-        if kind not in self.kinds:
+        if not isinstance(kind, str) or kind not in self.kinds:
             raise self._unknown_kind(names[0] if names else None, kind)
+        if states is not None and not isinstance(states, Mapping):
+            raise AgentGraphError(
+                f"add_agents: states must be a mapping {{field: [n, *shape] values}}, got "
+                f"{type(states).__name__} (declaring agent {names[0] if names else None!r} ...)."
+            )
+        if groups is not None and not isinstance(groups, str):
+            groups = list(groups)
+            bad = [i for i, x in enumerate(groups) if x is not None and not isinstance(x, str)]
+            if bad:
+                raise AgentGraphError(
+                    f"add_agents: agent {names[bad[0]] if bad[0] < n else bad[0]!r} has group "
+                    f"{groups[bad[0]]!r}; groups must be str (or None for the kind's name)."
+                )
+        if slots is not None:
+            slots = list(slots)
+            bad = [i for i, x in enumerate(slots)
+                   if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 0]
+            if bad:
+                raise AgentGraphError(
+                    f"add_agents: agent {names[bad[0]] if bad[0] < n else bad[0]!r} has slot "
+                    f"{slots[bad[0]]!r}; slots must be non-negative ints."
+                )
         start = len(self._names)
         idx = np.arange(start, start + n)
         pos = self._pos
@@ -334,7 +361,7 @@ class AgentGraph:
         elif isinstance(groups, str):
             g = np.full(n, self._groups_i(groups), np.int32)
         else:
-            g = np.array([self._groups_i(x) for x in groups], np.int32)
+            g = np.array([-1 if x is None else self._groups_i(x) for x in groups], np.int32)
         sl = np.full(n, -1, np.int64) if slots is None else np.asarray(list(slots), np.int64)
         if len(g) != n or len(sl) != n:
             raise AgentGraphError("add_agents: groups and slots need one entry per agent.")
@@ -345,7 +372,12 @@ class AgentGraph:
                 raise AgentGraphError(
                     f"add_agents: kind {kind!r} has no state field {f!r}; it has {sorted(fields)}."
                 )
-            v = np.asarray(v, dtype=np.float64)
+            try:
+                v = np.asarray(v, dtype=np.float64)
+            except (TypeError, ValueError) as e:
+                raise AgentGraphError(
+                    f"add_agents: states[{f!r}] for kind {kind!r} is not numeric ({e})."
+                ) from None
             if v.shape != (n, *fields[f].shape):
                 raise AgentGraphError(
                     f"add_agents: states[{f!r}] has shape {v.shape}; expected {(n, *fields[f].shape)} "
@@ -381,8 +413,19 @@ class AgentGraph:
             >>> g.add_arrows(i[:1], i[1:], "forward", by_index=True); g.number_of_arrows()
             1
         """
-        if type not in ARROW_TYPES:
-            raise AgentGraphError(f"Unknown arrow type {type!r}; choose one of {ARROW_TYPES}.")
+        srcs = srcs if isinstance(srcs, np.ndarray) else list(srcs)
+        dsts = dsts if isinstance(dsts, np.ndarray) else list(dsts)
+        first = ""
+        if len(srcs) and len(dsts):
+            s0, d0 = srcs[0], dsts[0]
+            if by_index:
+                s0, d0 = (self._names[int(x)] if 0 <= int(x) < len(self._names) else x for x in (s0, d0))
+            first = f" (first arrow {s0!r} -> {d0!r})"
+        if not isinstance(type, str) or type not in ARROW_TYPES:
+            raise AgentGraphError(f"add_arrows: unknown arrow type {type!r}{first}; choose one of {ARROW_TYPES}.")
+        for label, v in (("port", port), ("src_port", src_port)):
+            if v is not None and not isinstance(v, str):
+                raise AgentGraphError(f"add_arrows: {label} must be a str, got {v!r}{first}.")
         if by_index:
             s = np.asarray(srcs, np.int64)
             d = np.asarray(dsts, np.int64)
@@ -390,7 +433,6 @@ class AgentGraph:
             if len(s) and (s.min() < 0 or d.min() < 0 or s.max() >= N or d.max() >= N):
                 raise AgentGraphError("add_arrows: agent index out of range.")
         else:
-            srcs, dsts = list(srcs), list(dsts)
             try:
                 s = np.array([self._pos[x] for x in srcs], np.int64)
                 d = np.array([self._pos[x] for x in dsts], np.int64)
@@ -811,6 +853,11 @@ class AgentGraph:
                 f"{label}: a {t} arrow from an agent to itself is a cycle; use a reflexive arrow."
             )
         ports = dk.ports(t)
+        if t == "forward" and dk.external is not None and port == "data":
+            raise AgentGraphError(
+                f"{label}: port 'data' of {d!r} ({dk.name}) is fed by batch[{dk.external!r}]; "
+                "arrows cannot deliver into it."
+            )
         if port not in ports:
             raise AgentGraphError(
                 f"{label}: kind {dk.name!r} of agent {d!r} has no {t} port {port!r}; its {t} ports "

@@ -69,8 +69,8 @@ def init_state(graph: AgentGraph, batch_size: int) -> StateDict:
         ((3,), ())
     """
     graph.validate()
-    if int(batch_size) < 1:
-        raise AgentGraphError(f"batch_size must be >= 1, got {batch_size!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise AgentGraphError(f"batch_size must be a positive int, got {batch_size!r}.")
     out: StateDict = {}
     for name, data in graph.nx.nodes(data=True):
         kind = graph.kinds[data["kind"]]
@@ -107,13 +107,35 @@ def _in_arrows(graph: AgentGraph, arrow_type: str) -> dict[Hashable, list[tuple[
     return inbound
 
 
-def _batch_size(graph: AgentGraph, state: StateDict) -> int:
-    for name, fields in state.items():
+def _batch_size(graph: AgentGraph, state: Mapping) -> int:
+    """B from the first per-example field (after the state's structure has been checked)."""
+    for name in graph.agents():
         kind = graph.kind_of(name)
-        for f, v in fields.items():
-            if kind.fields[f].per_example:
-                return int(np.shape(v)[0])
+        for f, spec in kind.fields.items():
+            if spec.per_example:
+                shape = np.shape(state[name][f])
+                if len(shape) != 1 + len(spec.shape):
+                    raise AgentGraphError(
+                        f"State of agent {name!r}: per-example field {f!r} has shape {shape}; expected "
+                        f"[B, *{spec.shape}]. Build states with init_state(graph, B)."
+                    )
+                return int(shape[0])
     return 1
+
+
+def _check_state_structure(graph: AgentGraph, state: Any) -> None:
+    if not isinstance(state, Mapping):
+        raise AgentGraphError(f"state must be a mapping {{agent: {{field: array}}}}, got {type(state).__name__}.")
+    for name in graph.agents():
+        if name not in state:
+            raise AgentGraphError(f"State has no entry for agent {name!r}; build it with init_state(graph, B).")
+        fields = state[name]
+        kind = graph.kind_of(name)
+        if not isinstance(fields, Mapping) or set(fields) != set(kind.fields):
+            got = sorted(fields) if isinstance(fields, Mapping) else type(fields).__name__
+            raise AgentGraphError(
+                f"State of agent {name!r} has fields {got}, but kind {kind.name!r} declares {sorted(kind.fields)}."
+            )
 
 
 def _check_state(graph: AgentGraph, state: Mapping, batch_size: int) -> StateDict:
@@ -156,7 +178,10 @@ def _check_batch(graph: AgentGraph, batch: Mapping[str, Any], batch_size: int) -
                 f"Batch has no key {key!r}, which agent {users[0][0]!r} reads; pass batch[{key!r}] "
                 f"of shape [B, n] with n > {max(s for _, s in users)}."
             )
-        arr = np.asarray(batch[key], dtype=np.float64)
+        try:
+            arr = np.asarray(batch[key], dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise AgentGraphError(f"batch[{key!r}] is not a numeric array ({e}).") from None
         if arr.ndim == 2:
             arr = arr[..., None]
         if arr.ndim != 3 or arr.shape[0] != batch_size:
@@ -281,6 +306,11 @@ def step(
         True
     """
     graph.validate()
+    if params is not None and not isinstance(params, Mapping):
+        raise AgentGraphError(f"params must be a mapping {{group: pytree}} or None, got {type(params).__name__}.")
+    if not isinstance(batch, Mapping):
+        raise AgentGraphError(f"batch must be a mapping {{key: array}}, got {type(batch).__name__}.")
+    _check_state_structure(graph, state)
     # the oracle runs in float64: floating parameter leaves are promoted too
     params = jax.tree.map(
         lambda v: np.asarray(v, np.float64) if np.issubdtype(np.asarray(v).dtype, np.floating) else v,
@@ -373,7 +403,8 @@ def step(
                     new_state[f].append(v)
             for f, spec in kind.fields.items():
                 stacked = np.stack(new_state[f])
-                st[s][f] = stacked if spec.per_example else stacked.mean(axis=0)
+                # per-agent fields: old + batch mean of the change (exact when unchanged)
+                st[s][f] = stacked if spec.per_example else st[s][f] + (stacked - st[s][f]).mean(axis=0)
             if check_finite:
                 _finite(s, kind, "reflexive", st[s])
     return result

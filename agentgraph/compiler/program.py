@@ -330,7 +330,11 @@ def _step(plan: Plan, kinds_items, arrays, params, state, batch):
                 kind = kinds[blk.kind]
                 rows = rows_of(blk)
                 st = {f: _rows(v, blk.start, blk.stop, rows) for f, v in state[blk.kind].items()}
-                inputs = {p.port: _receive(bufs[p.size], p, blk.n, arrays) for p in blk.ports}
+                inputs = {
+                    p.port: _receive(bufs[p.size], p, blk.n, arrays) if p.size in bufs
+                    else jnp.zeros((blk.n, B, p.size), dtype)  # nobody sends messages of this size
+                    for p in blk.ports
+                }
                 if blk.slots_key:
                     cols = data[kind.external][:, arrays[blk.slots_key]]  # [B, n, d]
                     inputs["data"] = jnp.swapaxes(cols, 0, 1)
@@ -379,7 +383,8 @@ def _step(plan: Plan, kinds_items, arrays, params, state, batch):
             st = {f: v.at[rows].get(mode="clip") for f, v in state[rp.kind].items()}
             new, _, _ = _run_block_reflexive(kind, params.get(rp.group), st, rows.shape[0], B, dtype)
             for f, spec in kind.fields.items():
-                val = new[f] if spec.per_example else new[f].mean(axis=1)
+                # per-agent fields: old + batch mean of the change (exact when unchanged)
+                val = new[f] if spec.per_example else st[f] + (new[f] - st[f][:, None]).mean(axis=1)
                 state[rp.kind][f] = state[rp.kind][f].at[rows].set(val.astype(dtype), mode="drop")
     return state, loss
 
