@@ -277,6 +277,59 @@ class Program:
             if isinstance(v, np.ndarray) and not np.all(np.isfinite(v)):
                 raise AgentGraphError(f"batch[{k!r}] contains NaN or inf; clean the data before stepping.")
 
+    def forward(self, params: Mapping[str, Any] | None, state: Mapping, batch: Mapping[str, Any], arrays=None):
+        """The forward sweep only (no backward, no reflexive arrows): ``(state, loss)`` — how a
+        network is evaluated (hint and held-out losses, accuracy).
+
+        Example:
+            >>> import numpy as np
+            >>> from agentgraph import mlp, compile
+            >>> prog = compile(mlp([2, 3, 2], loss="cross_entropy"))
+            >>> s, loss = prog.forward(None, prog.init(5), {"x": np.ones((5, 2)), "y": np.eye(2)[[0, 1, 0, 1, 0]]})
+            >>> round(float(loss), 2)
+            0.69
+        """
+        arrays = self.arrays if arrays is None else arrays
+        self._check_batch(batch)
+        try:
+            return _step_jit(self.plan, tuple(self.kinds.items()), arrays, params or {}, state, batch, backward=False)
+        except _BlockError as e:
+            raise self._lowering_error(e) from None
+
+    def resize(self, state: Mapping, batch_size: int) -> dict:
+        """``state`` with per-agent fields kept and per-example fields reset to their initial
+        values for a batch of ``batch_size`` (e.g. to evaluate on a bigger test batch).
+
+        Example:
+            >>> from agentgraph import mlp, compile
+            >>> prog = compile(mlp([2, 1], loss="l2"))
+            >>> prog.resize(prog.init(3), 7)["synapse"]["x"].shape
+            (2, 7)
+        """
+        fresh = self.init(batch_size)
+        return {k: {f: (fresh[k][f] if self.kinds[k].fields[f].per_example else v) for f, v in fields.items()}
+                for k, fields in state.items()}
+
+    def read(self, state: Mapping, agents: Sequence[Hashable], field: str) -> jax.Array:
+        """Field ``field`` of ``agents`` (all of one kind): ``[n, ...]`` for a per-agent field,
+        ``[B, n, ...]`` for a per-example one. Works under ``jit``/``vmap`` (indices are static).
+
+        Example:
+            >>> from agentgraph import mlp, compile
+            >>> prog = compile(mlp([2, 2], loss="cross_entropy"))
+            >>> prog.read(prog.init(4), [("softmax", 0), ("softmax", 1)], "p").shape
+            (4, 2)
+        """
+        kinds = {self.index[a][0] for a in agents}
+        if len(kinds) != 1:
+            raise AgentGraphError(f"read: agents must share one kind, got kinds {sorted(kinds)}.")
+        (k,) = kinds
+        if field not in self.kinds[k].fields:
+            raise AgentGraphError(f"read: kind {k!r} has no field {field!r}; it has {sorted(self.kinds[k].fields)}.")
+        rows = np.array([self.index[a][1] for a in agents])
+        v = state[k][field][rows]
+        return jnp.swapaxes(v, 0, 1) if self.kinds[k].fields[field].per_example else v
+
     def unroll(self, params, state, batches, *, remat: bool = True, arrays=None):
         """``T`` inner steps as a ``lax.scan`` (``jax.checkpoint`` on the body when ``remat``).
 
@@ -305,7 +358,7 @@ class Program:
         )
 
 
-def _step(plan: Plan, kinds_items, arrays, params, state, batch):
+def _step(plan: Plan, kinds_items, arrays, params, state, batch, backward: bool = True):
     kinds = dict(kinds_items)
     state = {l.kind: dict(state.get(l.kind, {})) for l in plan.kinds}
     some = next((v for k in state for f, v in state[k].items() if kinds[k].fields[f].per_example), None)
@@ -322,7 +375,8 @@ def _step(plan: Plan, kinds_items, arrays, params, state, batch):
     def rows_of(blk: BlockPlan | Any):
         return arrays[blk.rows_key] if blk.rows_key else None
 
-    for sweep, waves in (("forward", plan.forward), ("backward", plan.backward)):
+    sweeps = (("forward", plan.forward), ("backward", plan.backward)) if backward else (("forward", plan.forward),)
+    for sweep, waves in sweeps:
         bufs = {s: jnp.zeros((m, B, s), dtype) for t, s, m in plan.buffers if t == sweep}
         for wave in waves:
             results = []
@@ -376,7 +430,7 @@ def _step(plan: Plan, kinds_items, arrays, params, state, batch):
                 per_ex = per_ex + lv.sum(axis=(0, 2))
             loss = per_ex.mean()
 
-    for rp in plan.reflexive:
+    for rp in plan.reflexive if backward else ():
         kind = kinds[rp.kind]
         rows = arrays[rp.rows_key]
         for _ in range(rp.repeats):
@@ -390,7 +444,7 @@ def _step(plan: Plan, kinds_items, arrays, params, state, batch):
 
 
 #: ``_step`` compiled once per (plan, kinds): graphs with equal plans share the executable.
-_step_jit = jax.jit(_step, static_argnums=(0, 1))
+_step_jit = jax.jit(_step, static_argnums=(0, 1), static_argnames=("backward",))
 
 
 def _run_block_reflexive(kind: Kind, params, st, n, B, dtype):
