@@ -171,14 +171,41 @@ def bench_scale(name: str, build, batch: int, runs: int) -> dict:
     return res
 
 
+SCALES = {
+    "7.7k": lambda: mlp([144, 50, 10], seed=0),
+    "79.5k": lambda: mlp([784, 100, 10], seed=0),
+    "random_dag_8k": lambda: random_dag(144, 60, 10, edge_prob=0.6, parallel_prob=0.05, activation="sigmoid",
+                                        loss="cross_entropy", seed=0),
+    "1M": lambda: mlp([784, 1250, 16], seed=0),
+}
+
+
+def bench_scale_subprocess(name: str, runs: int) -> dict:
+    """Run one scale benchmark in a fresh process, so its peak memory (max RSS) is its own."""
+    import resource
+    import subprocess
+
+    out = subprocess.run([sys.executable, __file__, "--scale-only", name, "--runs", str(runs)],
+                         capture_output=True, text=True, check=True)
+    print(out.stdout.strip().splitlines()[0], flush=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return res
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tasks", type=int, default=16)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    ap.add_argument("--only", choices=["mplp", "gradient", "scale"], default=None, help="run one part only")
     ap.add_argument("--skip-1m", action="store_true", help="skip the 1M-synapse graph")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--scale-only", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.scale_only:
+        print(json.dumps(bench_scale(args.scale_only, SCALES[args.scale_only], 8, args.runs)))
+        return 0
     dev = jax.devices()[0]
     tag = dev.platform
     out_path = args.out or os.path.join(os.path.dirname(__file__), "results", f"compiler-{tag}.json")
@@ -189,17 +216,18 @@ def main(argv=None) -> int:
         res["gradient"] = bench_gradient(args.runs, 3, 4, sizes=(12, 6, 3))
         res["scale"] = {"small": bench_scale("small", lambda: mlp([20, 10, 3], seed=0), 8, args.runs)}
     else:
-        res["mplp"] = bench_mplp(args.runs, args.tasks, 20, 8)
-        res["gradient"] = bench_gradient(args.runs, 20, 8)
-        res["scale"] = {
-            "7.7k": bench_scale("7.7k", lambda: mlp([144, 50, 10], seed=0), 8, args.runs),
-            "79.5k": bench_scale("79.5k", lambda: mlp([784, 100, 10], seed=0), 8, args.runs),
-            "random_dag_8k": bench_scale("random DAG", lambda: random_dag(144, 60, 10, edge_prob=0.6, parallel_prob=0.05,
-                                                                           activation="sigmoid", loss="cross_entropy", seed=0), 8, args.runs),
-        }
-        if not args.skip_1m:
-            res["scale"]["1M"] = bench_scale("1M", lambda: mlp([784, 1250, 16], seed=0), 8, args.runs)
+        if args.only in (None, "mplp"):
+            res["mplp"] = bench_mplp(args.runs, args.tasks, 20, 8)
+        if args.only in (None, "gradient"):
+            res["gradient"] = bench_gradient(args.runs, 20, 8)
+    if not args.quick and args.only in (None, "scale"):
+        names = [n for n in SCALES if not (args.skip_1m and n == "1M")]
+        # peak RSS of children is a running maximum over the runs so far (1M runs last)
+        res["scale"] = {n: bench_scale_subprocess(n, args.runs) for n in names}
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
+    if args.only and os.path.exists(out_path):  # one part re-run: keep the others' figures
+        with open(out_path) as f:
+            res = {**json.load(f), **res}
     with open(out_path, "w") as f:
         json.dump(res, f, indent=2)
     print(f"wrote {out_path}")
