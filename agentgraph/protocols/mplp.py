@@ -38,7 +38,10 @@ from agentgraph.nodes.activations import ACTIVATIONS
 from agentgraph.nodes.base import Field, Kind
 from agentgraph.nodes.registry import default_kinds
 
-__all__ = ["MPLPConfig", "MPLPKind", "kinds", "init_params", "n_features"]
+__all__ = [
+    "MPLPConfig", "MPLPKind", "SHARING", "assemble", "init_meta", "init_norm", "init_params", "kinds",
+    "n_features", "role", "share_keys",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,12 +53,24 @@ class MPLPConfig:
         hidden: GRU hidden channels besides update and message (sinusoid 15, MNIST 7).
         stateful: GRU learners (True) or stateless f/g MLPs (False).
         mlp: hidden layer sizes of the learners' networks.
+        in_size, carry_size: pad every kind's learner inputs / carry to these sizes (one learner
+            shared by all kinds; see :meth:`padded`).
+        record: store each agent's raw learner inputs (``feat``) and raw update (``raw``) in
+            per-example fields — used to measure the normalisation.
     """
 
     k: int = 4
     hidden: int = 7
     stateful: bool = True
     mlp: tuple[int, ...] = (80, 40)
+    in_size: int | None = None
+    carry_size: int | None = None
+    record: bool = False
+
+    def padded(self) -> MPLPConfig:
+        """The config for one learner shared by every kind: inputs and carries padded to the
+        largest kind's (softmax inputs, parameter carries)."""
+        return dataclasses.replace(self, in_size=self.k + 4, carry_size=1 + self.hidden + self.k)
 
 
 def _features(base: str, state: Mapping, m: jax.Array) -> jax.Array:
@@ -118,10 +133,13 @@ class MPLPKind(Kind):
         self.name = base.name
         self.param = _PARAM_FIELD.get(base.name)
         k = config.k
-        self.carry_size = (1 if self.param else 0) + config.hidden + k
+        self.carry_size = config.carry_size or (1 if self.param else 0) + config.hidden + k
         fields = dict(base.fields)
-        if config.stateful:
+        if config.stateful and base.runs("backward") and base.name != "softmax_norm":
             fields["carry"] = Field(shape=(self.carry_size,), per_example=True)
+        if config.record and base.runs("backward") and base.name != "softmax_norm":
+            fields["feat"] = Field(shape=(n_features(base.name, k),), per_example=True)
+            fields["raw"] = Field(per_example=True)
         self.fields = fields
         self.forward_ports = dict(base.forward_ports)
         self.forward_outputs = dict(base.forward_outputs)
@@ -150,15 +168,21 @@ class MPLPKind(Kind):
         if self.base.name == "softmax_norm":  # MPLP's softmax units need no normaliser message
             return state, jnp.zeros((k,)), {}
         m = messages.get("m", jnp.zeros((k,)))
-        x = _features(self.base.name, state, m)
-        x = (x - params["in_mean"]) * params["in_inv_std"]
+        feat = _features(self.base.name, state, m)
+        if self.config.in_size:  # one learner for all kinds: pad, then normalise
+            feat_p = jnp.pad(feat, (0, self.config.in_size - feat.shape[0]))
+            x = (feat_p - params["in_mean"]) * params["in_inv_std"]
+        else:
+            x = (feat - params["in_mean"]) * params["in_inv_std"]
         if self.config.stateful:
             c = gru_step(params["learner"], x, state["carry"])
             state = {**state, "carry": c}
             msg, upd = c[-k:], c[0]
         else:
             msg = apply_mlp(params["learner"]["g"], x, hidden="relu", final="tanh")
-            upd = apply_mlp(params["learner"]["f"], x, hidden="relu", final="tanh")[0] if self.param else 0.0
+            upd = apply_mlp(params["learner"]["f"], x, hidden="relu", final="tanh")[0]
+        if self.config.record:
+            state = {**state, "feat": feat, "raw": upd}
         outs = {o: msg for o in self.backward_outputs}
         update = {}
         if self.param:
@@ -169,21 +193,149 @@ class MPLPKind(Kind):
         return (type(self), self.name, self.base._identity(), self.config)
 
 
-def kinds(config: MPLPConfig = MPLPConfig()) -> dict[str, Kind]:
+def kinds(config: MPLPConfig = MPLPConfig(), sharing: str = "group") -> dict[str, Kind]:
     """The MPLP kind table: every library kind with a learned backward.
 
     Example:
         >>> sorted(kinds())[:3]
         ['bias', 'cross_entropy', 'identity']
     """
+    if sharing == "all":
+        config = config.padded()
     return {name: MPLPKind(base, config) for name, base in default_kinds().items()}
 
 
-def init_params(graph, key: jax.Array, config: MPLPConfig = MPLPConfig(), weight_std: float = 0.05) -> dict[str, Any]:
-    """Fresh MPLP parameters for every group of ``graph`` whose kind learns.
+#: How learners are shared: one per group (e.g. per layer), one per role across the graph, or one
+#: for everything (inputs and carries padded, normalisation shared too).
+SHARING = ("group", "kind", "all")
 
-    Each group gets ``{"learner": ..., "in_mean": [F], "in_inv_std": [F], "out_mean": (),
-    "out_scale": ()}`` with identity normalisation and ``out_scale = 0.2 * weight_std``.
+
+def role(kind: str) -> str:
+    """The MPLP role of a library kind: ``synapse``, ``bias``, ``softmax``, ``loss`` or
+    ``activation`` — what learners are shared by, so a protocol moves between activations.
+
+    Example:
+        >>> role("sigmoid"), role("cross_entropy"), role("synapse")
+        ('activation', 'loss', 'synapse')
+    """
+    if kind in ("l2", "cross_entropy"):
+        return "loss"
+    if kind in ACTIVATIONS:
+        return "activation"
+    return kind
+
+
+def _renamed(group: str, kind: str) -> str:
+    if group == kind:
+        return role(kind)
+    if group.startswith(kind + ":"):
+        return role(kind) + group[len(kind):]
+    return group
+
+
+def share_keys(graph, sharing: str = "group") -> dict[str, tuple[str, str, str]]:
+    """``{group: (learner key, normalisation key, kind)}`` for every learning group of ``graph``.
+
+    Learner keys: ``group`` mode — the group with its kind replaced by its :func:`role`
+    (``"sigmoid:0"`` → ``"activation:0"``); ``kind`` mode — the role; ``all`` — ``"all"``.
+    Normalisation is per group except in ``all`` mode.
+
+    Example:
+        >>> from agentgraph import mlp
+        >>> share_keys(mlp([2, 3, 2]), "kind")["sigmoid:0"]
+        ('activation', 'activation:0', 'sigmoid')
+    """
+    if sharing not in SHARING:
+        raise AgentGraphError(f"Unknown sharing {sharing!r}; choose one of {SHARING} (config field 'sharing').")
+    A = graph.arrays()
+    out: dict[str, tuple[str, str, str]] = {}
+    for g, kd in sorted(set(zip(A.group.tolist(), A.kind.tolist()))):
+        gname, kname = A.group_names[g], A.kind_names[kd]
+        base = default_kinds().get(kname)
+        if base is None or not base.runs("backward") or kname == "softmax_norm":
+            continue
+        if gname in out:
+            raise AgentGraphError(
+                f"Group {gname!r} mixes kinds {out[gname][2]!r} and {kname!r}; MPLP learners are per kind, "
+                "so give agents of different kinds different groups."
+            )
+        renamed = _renamed(gname, kname)
+        learner = {"group": renamed, "kind": role(kname), "all": "all"}[sharing]
+        out[gname] = (learner, "all" if sharing == "all" else renamed, kname)
+    return out
+
+
+def init_meta(graph, key: jax.Array, config: MPLPConfig = MPLPConfig(), sharing: str = "group",
+              weight_std: float = 0.05) -> dict[str, Any]:
+    """Trainable MPLP parameters: ``{learner key: {"learner": ..., "out_scale": ()}}`` with
+    ``out_scale = 0.2 * weight_std``.
+
+    Example:
+        >>> import jax
+        >>> from agentgraph import mlp
+        >>> sorted(init_meta(mlp([2, 3, 2]), jax.random.PRNGKey(0), sharing="kind"))
+        ['activation', 'bias', 'loss', 'softmax', 'synapse']
+    """
+    keys = share_keys(graph, sharing)
+    if sharing == "all":
+        config = config.padded()
+    wanted: dict[str, str] = {}
+    for lkey, _, kname in keys.values():
+        wanted.setdefault(lkey, kname)
+    out = {}
+    for (lkey, kname), gk in zip(sorted(wanted.items()), jax.random.split(key, max(1, len(wanted)))):
+        F = config.in_size or n_features(kname, config.k)
+        carry = config.carry_size or (1 if kname in _PARAM_FIELD else 0) + config.hidden + config.k
+        if config.stateful:
+            learner = init_gru(gk, F, carry, config.mlp)
+        else:
+            kf, kg = jax.random.split(gk)
+            learner = {"f": init_mlp(kf, [F, *config.mlp, 1]), "g": init_mlp(kg, [F, *config.mlp, config.k])}
+        out[lkey] = {"learner": learner, "out_scale": jnp.asarray(0.2 * weight_std)}
+    return out
+
+
+def init_norm(graph, config: MPLPConfig = MPLPConfig(), sharing: str = "group") -> dict[str, Any]:
+    """Identity normalisation ``{norm key: {"in_mean": [F], "in_inv_std": [F], "out_mean": ()}}``
+    (replaced by measured values before meta-training, see :mod:`agentgraph.meta.normalisation`).
+
+    Example:
+        >>> from agentgraph import mlp
+        >>> init_norm(mlp([2, 3, 2]))["synapse:0"]["in_mean"].shape
+        (6,)
+    """
+    out = {}
+    for _, nkey, kname in share_keys(graph, sharing).values():
+        # in "all" mode one normalisation serves every kind: as wide as the widest inputs
+        F = config.k + 4 if sharing == "all" else n_features(kname, config.k)
+        out[nkey] = {"in_mean": jnp.zeros((F,)), "in_inv_std": jnp.ones((F,)), "out_mean": jnp.zeros(())}
+    return out
+
+
+def assemble(meta: dict, norm: dict, keys: dict[str, tuple[str, str, str]]) -> dict[str, Any]:
+    """The per-group params a compiled MPLP program takes, from shared pieces.
+
+    Example:
+        >>> import jax
+        >>> from agentgraph import mlp
+        >>> g = mlp([2, 3, 2]); keys = share_keys(g, "kind")
+        >>> p = assemble(init_meta(g, jax.random.PRNGKey(0), sharing="kind"), init_norm(g, sharing="kind"), keys)
+        >>> p["synapse:0"]["learner"] is p["synapse:1"]["learner"]
+        True
+    """
+    out = {}
+    for group, (lkey, nkey, kname) in keys.items():
+        if lkey not in meta:
+            raise AgentGraphError(f"The protocol has no learner {lkey!r} for group {group!r} (kind {kname!r}).")
+        if nkey not in norm:
+            raise AgentGraphError(f"The protocol has no normalisation {nkey!r} for group {group!r}.")
+        out[group] = {**meta[lkey], **norm[nkey]}
+    return out
+
+
+def init_params(graph, key: jax.Array, config: MPLPConfig = MPLPConfig(), weight_std: float = 0.05,
+                sharing: str = "group") -> dict[str, Any]:
+    """Fresh per-group MPLP parameters (identity normalisation) — ``assemble(init_meta, init_norm)``.
 
     Example:
         >>> import jax
@@ -192,29 +344,5 @@ def init_params(graph, key: jax.Array, config: MPLPConfig = MPLPConfig(), weight
         >>> sorted(p)[:3], p["synapse:0"]["in_mean"].shape
         (['bias:0', 'bias:1', 'cross_entropy'], (6,))
     """
-    A = graph.arrays()
-    out = {}
-    groups = sorted(set(zip(A.group.tolist(), A.kind.tolist())))
-    keys = jax.random.split(key, max(1, len(groups)))
-    for (g, kd), gk in zip(groups, keys):
-        gname, kname = A.group_names[g], A.kind_names[kd]
-        base = default_kinds().get(kname)
-        if base is None or not base.runs("backward") or kname == "softmax_norm":
-            continue
-        if gname in out:
-            raise AgentGraphError(f"Group {gname!r} mixes kinds; MPLP learners are per kind.")
-        F = n_features(kname, config.k)
-        param = kname in _PARAM_FIELD
-        if config.stateful:
-            learner = init_gru(gk, F, (1 if param else 0) + config.hidden + config.k, config.mlp)
-        else:
-            kf, kg = jax.random.split(gk)
-            learner = {"f": init_mlp(kf, [F, *config.mlp, 1]), "g": init_mlp(kg, [F, *config.mlp, config.k])}
-        out[gname] = {
-            "learner": learner,
-            "in_mean": jnp.zeros((F,)),
-            "in_inv_std": jnp.ones((F,)),
-            "out_mean": jnp.zeros(()),
-            "out_scale": jnp.asarray(0.2 * weight_std),
-        }
-    return out
+    return assemble(init_meta(graph, key, config, sharing, weight_std), init_norm(graph, config, sharing),
+                    share_keys(graph, sharing))
