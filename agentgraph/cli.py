@@ -55,6 +55,120 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _overrides(pairs: Sequence[str] | None) -> dict:
+    """``["meta.steps=3", "run.seed=1"]`` → ``{"meta.steps": 3, "run.seed": 1}`` (values parsed
+    as YAML scalars/lists)."""
+    import yaml
+
+    from agentgraph.errors import AgentGraphError
+
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise AgentGraphError(f"--set {pair!r}: expected FIELD=VALUE, e.g. --set meta.meta_steps=100")
+        k, v = pair.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def _train(args: argparse.Namespace) -> int:
+    from agentgraph.meta.config import load_config
+    from agentgraph.meta.train import train
+
+    ov = _overrides(args.set)
+    if args.seed is not None:
+        ov["run.seed"] = args.seed
+    if args.out_dir is not None:
+        ov["run.out_dir"] = args.out_dir
+    if args.meta_steps is not None:
+        ov["meta.meta_steps"] = args.meta_steps
+    cfg = load_config(args.config, ov)
+    res = train(cfg, resume=args.resume, progress=not args.no_progress, max_steps=args.max_steps)
+    print(
+        f"meta-steps run: {res['steps']}; meta-loss {res['first_meta_loss']:.4f} -> {res['last_meta_loss']:.4f}; "
+        f"{res['seconds_per_step']:.3f} s/meta-step (first {res['first_step_seconds']:.1f} s incl. compile); "
+        f"non-finite steps skipped: {res['bad_steps']}; checkpoint: {res['checkpoint']}"
+    )
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from agentgraph.meta.config import load_config, parse_config
+    from agentgraph.meta.evaluate import evaluate
+    from agentgraph.meta.protocol_io import load_protocol
+
+    ov = _overrides(args.set)
+    if args.config:
+        cfg = load_config(args.config, ov)
+    else:
+        from agentgraph.meta import checkpoint as ckpt
+
+        _, meta = ckpt.load(args.checkpoint)
+        data = meta["config"]
+        for dotted, value in ov.items():
+            node = data
+            *head, last = dotted.split(".")
+            for part in head:
+                node = node.setdefault(part, {})
+            node[last] = value
+        cfg = parse_config(data, f"(from checkpoint {args.checkpoint!r})")
+    from agentgraph.meta.setup import make_setup
+
+    setup = make_setup(cfg)
+    proto, norm = load_protocol(args.checkpoint, setup)
+    res = evaluate(cfg, proto, norm, runs=args.runs, sgd_lr=args.sgd_lr, adam_lr=args.adam_lr, setup=setup)
+    metric = res["metric"]
+    pct = 100.0 if metric == "accuracy" else 1.0
+    unit = " %" if metric == "accuracy" else ""
+    print(f"{metric} after each inner step, mean ± std over {args.runs} fresh networks "
+          f"(SGD lr {res['sgd']['lr']}, Adam lr {res['adam']['lr']})")
+    print(f"{'step':>4}  {'MPLP':>16}  {'SGD':>16}  {'Adam':>16}")
+    for i in res["steps"]:
+        cells = [f"{pct * res[n]['mean'][i]:.4g} ± {pct * res[n]['std'][i]:.3g}{unit}" for n in ("mplp", "sgd", "adam")]
+        print(f"{i:>4}  " + "  ".join(f"{c:>16}" for c in cells))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(res, f, indent=2)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    import jax
+
+    from agentgraph.meta.config import load_config
+    from agentgraph.meta.setup import make_setup
+    from agentgraph.meta.tasks import task_family
+    from agentgraph.meta.train import init_training_shapes, make_meta_step
+
+    cfg = load_config(args.config, _overrides(args.set))
+    family = task_family(cfg)
+    setup = make_setup(cfg)
+    ts = init_training_shapes(cfg, setup)
+    step = make_meta_step(cfg, setup, family)
+    t0 = time.perf_counter()
+    jax.block_until_ready(step(ts, 0))
+    first = time.perf_counter() - t0
+    times = []
+    for s in range(1, args.steps + 1):
+        t0 = time.perf_counter()
+        ts, m, _ = step(ts, s)
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - t0)
+    res = {"config": args.config, "device": str(jax.devices()[0]), "first_step_s": first,
+           "median_step_s": float(np.median(times)), "steps": args.steps, "step_times_s": times}
+    print(f"{args.config}: first meta-step (compile + run) {first:.1f} s; median meta-step "
+          f"{res['median_step_s']:.3f} s over {args.steps} on {res['device']}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(res, f, indent=2)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``agentgraph`` command.
 
@@ -82,8 +196,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--check-steps", type=int, default=5, help="steps checked against jax.grad (default 5)"
     )
     demo.set_defaults(fn=_demo)
+
+    tr = sub.add_parser("train", help="meta-train a learned protocol from a YAML/TOML config",
+                        description="Meta-train MPLP as CONFIG describes (see examples/configs/). Writes "
+                        "metrics.jsonl and checkpoints into run.out_dir.")
+    tr.add_argument("config", help="YAML or TOML config file")
+    tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in run.out_dir")
+    tr.add_argument("--seed", type=int, default=None, help="override run.seed")
+    tr.add_argument("--out-dir", default=None, help="override run.out_dir")
+    tr.add_argument("--meta-steps", type=int, default=None, help="override meta.meta_steps")
+    tr.add_argument("--max-steps", type=int, default=None, help="stop after this many meta-steps in this call")
+    tr.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override any config field (repeatable)")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(fn=_train)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint: MPLP vs SGD vs Adam on fresh networks",
+                        description="Train fresh random networks with the checkpoint's protocol, SGD and Adam "
+                        "(tuned learning rates unless given) and print mean ± std per inner step.")
+    ev.add_argument("checkpoint", help="a checkpoint written by `agentgraph train`")
+    ev.add_argument("--config", default=None, help="evaluate on this config's network/task (transfer); "
+                    "default: the checkpoint's own")
+    ev.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override config fields, e.g. "
+                    "net.activation=step")
+    ev.add_argument("--runs", type=int, default=100, help="evaluation runs (default 100)")
+    ev.add_argument("--sgd-lr", type=float, default=None, help="fixed SGD learning rate (default: tuned)")
+    ev.add_argument("--adam-lr", type=float, default=None, help="fixed Adam learning rate (default: tuned)")
+    ev.add_argument("--out", default=None, help="also write the results as JSON here")
+    ev.set_defaults(fn=_eval)
+
+    be = sub.add_parser("bench", help="time meta-steps of a config (compile and median step)",
+                        description="Compile the meta-step of CONFIG and time it.")
+    be.add_argument("config", help="YAML or TOML config file")
+    be.add_argument("--steps", type=int, default=5, help="timed meta-steps after the first (default 5)")
+    be.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override config fields")
+    be.add_argument("--out", default=None, help="write the figures as JSON here")
+    be.set_defaults(fn=_bench)
+
     args = parser.parse_args(argv)
-    return args.fn(args)
+    from agentgraph.errors import AgentGraphError
+
+    try:
+        return args.fn(args)
+    except AgentGraphError as e:
+        print(f"agentgraph {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

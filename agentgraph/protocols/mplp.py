@@ -89,6 +89,8 @@ def _features(base: str, state: Mapping, m: jax.Array) -> jax.Array:
         return jnp.stack([state["loss"], state["pred"], state["target"], logp])
     if base in ACTIVATIONS:
         return jnp.concatenate([m, state["x"][None]])
+    if base == "sum":
+        return jnp.concatenate([m, state["z"][None]])
     raise AgentGraphError(f"MPLP has no learner inputs for kind {base!r}.")
 
 
@@ -105,7 +107,7 @@ def n_features(base: str, k: int) -> int:
         return k + 4
     if base in ("l2", "cross_entropy"):
         return 4
-    if base in ACTIVATIONS:
+    if base in ACTIVATIONS or base == "sum":
         return k + 1
     raise AgentGraphError(f"MPLP has no learner inputs for kind {base!r}.")
 
@@ -291,7 +293,7 @@ def init_meta(graph, key: jax.Array, config: MPLPConfig = MPLPConfig(), sharing:
         else:
             kf, kg = jax.random.split(gk)
             learner = {"f": init_mlp(kf, [F, *config.mlp, 1]), "g": init_mlp(kg, [F, *config.mlp, config.k])}
-        out[lkey] = {"learner": learner, "out_scale": jnp.asarray(0.2 * weight_std)}
+        out[lkey] = {"learner": learner, "out_scale": jnp.asarray(0.2 * weight_std, jnp.float32)}
     return out
 
 

@@ -1,0 +1,207 @@
+"""Meta-training configuration: pydantic models read from YAML or TOML.
+
+A config is checked completely before any compute: unknown fields, wrong types, out-of-range
+values and missing data files are rejected with the field's dotted path (``meta.steps``) or the
+file's path in the message.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+
+from agentgraph.errors import AgentGraphError
+
+__all__ = ["NetConfig", "DataConfig", "ProtocolConfig", "MetaConfig", "RunConfig", "TrainConfig", "load_config",
+           "parse_config"]
+
+_STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class NetConfig(pydantic.BaseModel):
+    """The inner network: a per-scalar ``mlp`` or a seeded ``random_dag`` pool."""
+
+    model_config = _STRICT
+    kind: Literal["mlp", "random_dag"] = "mlp"
+    sizes: list[pydantic.PositiveInt] = [144, 50, 10]
+    activation: Literal["identity", "sigmoid", "tanh", "relu", "step"] = "sigmoid"
+    loss: Literal["cross_entropy", "l2"] = "cross_entropy"
+    init_std: pydantic.PositiveFloat = 0.05
+    # random_dag only: hidden units, connection and parallel-synapse probabilities
+    n_hidden: pydantic.NonNegativeInt = 20
+    edge_prob: float = pydantic.Field(0.3, ge=0.0, le=1.0)
+    parallel_prob: float = pydantic.Field(0.0, ge=0.0, le=1.0)
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> NetConfig:
+        if len(self.sizes) < 2:
+            raise ValueError("sizes needs at least an input and an output size")
+        return self
+
+
+class DataConfig(pydantic.BaseModel):
+    """The task family."""
+
+    model_config = _STRICT
+    task: Literal["sinusoid", "mnist", "digits", "fashion_mnist", "npz"] = "mnist"
+    image_size: pydantic.PositiveInt | None = 12
+    path: str | None = None  # user npz for task "npz"; cache dir for the others
+    cv_batch: pydantic.PositiveInt = 100
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.task == "npz" and not self.path:
+            raise ValueError("task 'npz' needs 'path' pointing at the npz file")
+        return self
+
+
+class ProtocolConfig(pydantic.BaseModel):
+    """The learned protocol (MPLP)."""
+
+    model_config = _STRICT
+    k: pydantic.PositiveInt = 4
+    hidden: pydantic.NonNegativeInt = 7
+    stateful: bool = True
+    mlp: list[pydantic.PositiveInt] = [80, 40]
+    sharing: Literal["group", "kind", "all"] = "group"
+
+
+class MetaConfig(pydantic.BaseModel):
+    """The inner loop and the outer (meta) loop."""
+
+    model_config = _STRICT
+    inner_steps: pydantic.PositiveInt = 20
+    batch: pydantic.PositiveInt = 8
+    outer_batch: pydantic.PositiveInt = 1
+    meta_steps: pydantic.PositiveInt = 5000
+    meta_lr: pydantic.PositiveFloat = 5e-4
+    hint_weight: float = pydantic.Field(0.7, ge=0.0)
+    cv_weight: float = pydantic.Field(0.3, ge=0.0)
+    prior_pool: pydantic.PositiveInt = 16
+    maml: bool = False
+    truncation: pydantic.PositiveInt | None = None
+    remat: bool = True
+    calibration_rounds: pydantic.NonNegativeInt = 5
+    calibration_blend: float = pydantic.Field(0.5, ge=0.0, le=1.0)
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> MetaConfig:
+        if self.hint_weight + self.cv_weight <= 0:
+            raise ValueError("hint_weight + cv_weight must be positive")
+        if self.truncation is not None and self.truncation > self.inner_steps:
+            raise ValueError("truncation must not exceed inner_steps")
+        return self
+
+
+class RunConfig(pydantic.BaseModel):
+    """Where results go and how often."""
+
+    model_config = _STRICT
+    seed: int = 0
+    out_dir: str = "runs/default"
+    checkpoint_every: pydantic.PositiveInt = 50
+    keep: pydantic.PositiveInt = 3
+
+
+class TrainConfig(pydantic.BaseModel):
+    """Everything ``agentgraph train`` needs.
+
+    Example:
+        >>> cfg = TrainConfig(data={"task": "sinusoid"}, net={"sizes": [1, 20, 20, 1], "activation": "relu", "loss": "l2"})
+        >>> cfg.meta.hint_weight, cfg.net.sizes
+        (0.7, [1, 20, 20, 1])
+    """
+
+    model_config = _STRICT
+    net: NetConfig = NetConfig()
+    data: DataConfig = DataConfig()
+    protocol: ProtocolConfig = ProtocolConfig()
+    meta: MetaConfig = MetaConfig()
+    run: RunConfig = RunConfig()
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.data.task == "sinusoid" and (self.net.sizes[0] != 1 or self.net.sizes[-1] != 1):
+            raise ValueError("the sinusoid task needs net.sizes to start and end with 1")
+        if self.data.task == "sinusoid" and self.net.loss != "l2":
+            raise ValueError("the sinusoid task is a regression: set net.loss to 'l2'")
+        size = self.data.image_size
+        if self.data.task in ("mnist", "digits", "fashion_mnist") and size and self.net.sizes[0] != size * size:
+            raise ValueError(
+                f"net.sizes[0] is {self.net.sizes[0]} but data.image_size {size} gives {size * size} inputs"
+            )
+        return self
+
+
+def _format(e: pydantic.ValidationError, source: str) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        parts.append(f"  {loc}: {err['msg']}")
+    return f"Invalid config {source}:\n" + "\n".join(parts)
+
+
+def parse_config(data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
+    """Validate a config mapping; errors name every offending field by its dotted path.
+
+    Example:
+        >>> parse_config({"meta": {"inner_steps": 5}}).meta.inner_steps
+        5
+        >>> try:
+        ...     parse_config({"meta": {"inner_stepz": 5}})
+        ... except AgentGraphError as e:
+        ...     print(str(e).splitlines()[1].strip())
+        meta.inner_stepz: Extra inputs are not permitted
+    """
+    if not isinstance(data, dict):
+        raise AgentGraphError(f"Invalid config {source}: the top level must be a mapping, got {type(data).__name__}.")
+    try:
+        return TrainConfig.model_validate(data)
+    except pydantic.ValidationError as e:
+        raise AgentGraphError(_format(e, source)) from None
+
+
+def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) config and validate it.
+
+    Args:
+        path: the config file.
+        overrides: dotted-path values applied on top (``{"run.seed": 3}``), as the CLI's flags do.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "c.toml"
+        >>> _ = p.write_text("[meta]\\ninner_steps = 3\\n[net]\\nsizes = [64, 10]\\n[data]\\ntask = 'digits'\\nimage_size = 8\\n")
+        >>> load_config(p, {"run.seed": 7}).run.seed
+        7
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise AgentGraphError(f"Config file {str(p)!r} does not exist.")
+    text = p.read_text()
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif p.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            raise AgentGraphError(f"Config {str(p)!r}: unknown format {p.suffix!r}; use .yaml, .yml or .toml.")
+    except AgentGraphError:
+        raise
+    except Exception as e:  # a syntax error in the file
+        raise AgentGraphError(f"Config {str(p)!r} could not be parsed: {e}") from None
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *head, last = dotted.split(".")
+        for part in head:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise AgentGraphError(f"Override {dotted!r}: {part!r} is not a section of the config.")
+        node[last] = value
+    return parse_config(data, repr(str(p)))

@@ -1,0 +1,77 @@
+"""The inner loop and the meta-loss of MPLP meta-training (paper §3.1.1).
+
+For one task: start from a prior network, run ``K`` inner steps of the protocol; after each step
+the *hint loss* is the updated network's loss on the batch just used; after the last step the
+*cross-validation loss* is its loss on held-out data. ``meta_loss = hint_weight * mean(hints) +
+cv_weight * cv``. Gradients flow through the whole unroll (``jax.checkpoint`` on each step), or
+through the last ``truncation`` steps only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from agentgraph.meta.setup import Setup, with_params
+from agentgraph.protocols import mplp
+
+__all__ = ["inner_loop", "task_meta_loss", "batch_meta_loss"]
+
+
+def inner_loop(setup: Setup, params: Mapping[str, Any], task: Mapping, w0: jax.Array, b0: jax.Array,
+               *, remat: bool = True, truncation: int | None = None):
+    """Run the protocol for ``K`` steps on ``task["train"]`` from weights ``(w0, b0)``.
+
+    Returns:
+        ``(final_state, losses [K], hints [K])``: ``losses[i]`` is the loss at step ``i`` before
+        its update, ``hints[i]`` the loss on the same batch after it.
+    """
+    prog = setup.prog
+    B = task["train"]["x"].shape[1]
+    state = with_params(prog.init(B), w0, b0)
+
+    def body(s, batch):
+        s, loss = prog.step(params, s, batch)
+        _, hint = prog.forward(params, s, batch)
+        return s, (loss, hint)
+
+    if remat:
+        body = jax.checkpoint(body)
+    train = task["train"]
+    K = train["x"].shape[0]
+    if truncation is None or truncation >= K:
+        state, (losses, hints) = jax.lax.scan(body, state, train)
+        return state, losses, hints
+    # truncated backprop: no gradient flows into the state across chunk boundaries
+    losses, hints = [], []
+    for start in range(0, K, truncation):
+        state = jax.lax.stop_gradient(state)
+        chunk = jax.tree.map(lambda v: v[start:start + truncation], train)
+        state, (l, h) = jax.lax.scan(body, state, chunk)
+        losses.append(l)
+        hints.append(h)
+    return state, jnp.concatenate(losses), jnp.concatenate(hints)
+
+
+def task_meta_loss(trainable: Mapping[str, Any], norm: Mapping[str, Any], setup: Setup, task: Mapping,
+                   w0: jax.Array, b0: jax.Array):
+    """Meta-loss of one task; returns ``(meta_loss, aux)`` with aux ``{"loss": [K], "hint": [K],
+    "cv": ()}``. With MAML (``trainable["prior"]``), the prior replaces ``(w0, b0)``."""
+    cfg = setup.cfg.meta
+    params = mplp.assemble(trainable["protocol"], norm, setup.keys)
+    if "prior" in trainable:
+        w0, b0 = trainable["prior"]["w"], trainable["prior"]["b"]
+    state, losses, hints = inner_loop(setup, params, task, w0, b0, remat=cfg.remat, truncation=cfg.truncation)
+    cv_state = setup.prog.resize(state, task["cv"]["x"].shape[0])
+    _, cv = setup.prog.forward(params, cv_state, task["cv"])
+    meta = cfg.hint_weight * hints.mean() + cfg.cv_weight * cv
+    return meta, {"loss": losses, "hint": hints, "cv": cv}
+
+
+def batch_meta_loss(trainable, norm, setup: Setup, tasks, w0s, b0s):
+    """Mean meta-loss over an outer batch (tasks, priors stacked on axis 0), vmapped."""
+    metas, aux = jax.vmap(lambda t, w, b: task_meta_loss(trainable, norm, setup, t, w, b))(tasks, w0s, b0s)
+    return metas.mean(), jax.tree.map(lambda v: v.mean(0), aux)

@@ -1,0 +1,104 @@
+"""Task families for meta-training: what one inner loop sees.
+
+A *task* is ``{"train": {"x": [K, B, n_in], "y": [K, B, n_out]}, "cv": {"x": [C, n_in], "y":
+[C, n_out]}}``: ``K`` inner-step batches and a held-out set. Samplers are pure JAX functions of a
+PRNG key, so an outer batch of tasks is ``vmap(sample)(keys)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from agentgraph.errors import AgentGraphError
+
+__all__ = ["TaskFamily", "task_family", "sinusoid_task"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskFamily:
+    """A task sampler and what it produces.
+
+    Attributes:
+        sample: ``key -> task`` (pure, vmap-able).
+        n_in, n_out: input and output sizes.
+        classification: targets are one-hot classes (accuracy is meaningful).
+        eval_set: ``key -> (x [C, n_in], y [C, n_out])`` for evaluation (test split; for the
+            sinusoid, 100 evenly spaced points of a fresh task) — with the task's train batches
+            from ``eval_sample``.
+        eval_sample: ``key -> task`` drawing training batches for evaluation runs (same family;
+            for images, from the training split) and the evaluation set in ``"cv"``.
+    """
+
+    sample: Callable[[jax.Array], dict]
+    eval_sample: Callable[[jax.Array], dict]
+    n_in: int
+    n_out: int
+    classification: bool
+
+
+def sinusoid_task(key: jax.Array, steps: int, batch: int, cv: int, *, evenly_spaced: bool = False) -> dict:
+    """One sinusoid regression task ``y = A sin(x + p)``, ``A ∈ [0.1, 0.5]``, ``p ∈ [0, π]``,
+    ``x ∈ [-5, 5]`` (MPLP §4.1): train ``[K, B, 1]``, held-out ``[cv, 1]`` (evenly spaced when
+    ``evenly_spaced``, as the paper's evaluation loss).
+
+    Example:
+        >>> import jax
+        >>> t = sinusoid_task(jax.random.PRNGKey(0), 5, 10, 100)
+        >>> t["train"]["x"].shape, t["cv"]["y"].shape
+        ((5, 10, 1), (100, 1))
+    """
+    from agentgraph.data import sample_sinusoid_task
+
+    return sample_sinusoid_task(key, steps, batch, cv, evenly_spaced=evenly_spaced)
+
+
+def task_family(cfg: Any) -> TaskFamily:
+    """The task family of a :class:`~agentgraph.meta.config.TrainConfig`; loads data eagerly, so
+    a missing dataset is reported before any compute.
+
+    Example:
+        >>> from agentgraph.meta.config import parse_config
+        >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 20, 1], "loss": "l2"}})
+        >>> task_family(cfg).n_in
+        1
+    """
+    K, B, C = cfg.meta.inner_steps, cfg.meta.batch, cfg.data.cv_batch
+    if cfg.data.task == "sinusoid":
+        return TaskFamily(
+            sample=lambda key: sinusoid_task(key, K, B, C),
+            eval_sample=lambda key: sinusoid_task(key, K, B, 100, evenly_spaced=True),
+            n_in=1, n_out=1, classification=False,
+        )
+    from agentgraph.data import load_dataset, sample_classification_task
+
+    kwargs: dict[str, Any] = {"size": cfg.data.image_size}
+    if cfg.data.task == "npz":
+        kwargs["path"] = cfg.data.path
+    elif cfg.data.path:
+        kwargs["cache_dir"] = cfg.data.path
+    ds = load_dataset(cfg.data.task, **kwargs)
+    x_tr, y_tr = jnp.asarray(ds.x_train, jnp.float32), jnp.asarray(ds.y_train)
+    x_te, y_te = jnp.asarray(ds.x_test, jnp.float32), jnp.asarray(ds.y_test)
+    n_in, n_cls = int(x_tr.shape[1]), int(ds.n_classes)
+    if n_in != cfg.net.sizes[0] or n_cls != cfg.net.sizes[-1]:
+        raise AgentGraphError(
+            f"Dataset {cfg.data.task!r} has {n_in} inputs and {n_cls} classes but net.sizes is "
+            f"{cfg.net.sizes}; set net.sizes to start with {n_in} and end with {n_cls}."
+        )
+
+    def sample(key):
+        return sample_classification_task(key, x_tr, y_tr, n_cls, K, B, C)
+
+    def eval_sample(key):
+        k1, k2 = jax.random.split(key)
+        task = sample_classification_task(k1, x_tr, y_tr, n_cls, K, B, 1)
+        idx = jax.random.choice(k2, x_te.shape[0], (C,), replace=False)
+        task["cv"] = {"x": x_te[idx], "y": jax.nn.one_hot(y_te[idx], n_cls)}
+        return task
+
+    return TaskFamily(sample=sample, eval_sample=eval_sample, n_in=n_in, n_out=n_cls, classification=True)

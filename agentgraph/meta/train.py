@@ -1,0 +1,210 @@
+"""Meta-training driver: calibrate, then meta-train with checkpoints, metrics and resume.
+
+``train(cfg)`` writes into ``cfg.run.out_dir``: ``metrics.jsonl`` (one line per meta-step:
+meta-loss, held-out loss, mean hint loss, first/last inner loss, seconds) and checkpoints
+``ckpt_<step>.npz`` holding the learned protocol, its normalisation, the optimiser state, the
+prior pool and the step. Randomness is derived from ``(run.seed, step)``, so ``resume=True``
+continues exactly as an uninterrupted run would (same numbers on CPU). A non-finite meta-loss or
+gradient skips that update, is reported with its step, and is never written to a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from agentgraph.errors import AgentGraphError
+from agentgraph.meta import checkpoint as ckpt
+from agentgraph.meta.config import TrainConfig
+from agentgraph.meta.loop import batch_meta_loss
+from agentgraph.meta.normalisation import calibrate
+from agentgraph.meta.optim import meta_optimizer
+from agentgraph.meta.setup import Setup, make_setup, prior_pool
+from agentgraph.meta.tasks import TaskFamily, task_family
+from agentgraph.protocols import mplp
+
+__all__ = ["TrainResult", "init_training", "make_meta_step", "train"]
+
+FORMAT = "agentgraph-train-1"
+MAX_BAD_STEPS = 20
+
+
+class TrainResult(dict):
+    """Summary of a run: ``steps``, ``first_meta_loss``, ``last_meta_loss``, ``seconds_per_step``,
+    ``bad_steps``, ``checkpoint``, ``out_dir``."""
+
+
+def init_training(cfg: TrainConfig, setup: Setup, family: TaskFamily) -> dict[str, Any]:
+    """A fresh training state: protocol, measured normalisation, prior pool, optimiser state."""
+    key = jax.random.PRNGKey(cfg.run.seed)
+    k_meta, k_pool, k_cal, k_prior = jax.random.split(key, 4)
+    sharing = cfg.protocol.sharing
+    meta = mplp.init_meta(setup.graph, k_meta, setup.config, sharing, weight_std=cfg.net.init_std)
+    norm = mplp.init_norm(setup.graph, setup.config, sharing)
+    pool = prior_pool(setup, k_pool, cfg.meta.prior_pool)
+    norm = calibrate(setup, meta, norm, family.sample, k_cal, pool, cfg.meta.calibration_rounds,
+                     cfg.meta.calibration_blend)
+    trainable: dict[str, Any] = {"protocol": meta}
+    if cfg.meta.maml:
+        trainable["prior"] = {"w": cfg.net.init_std * jax.random.normal(k_prior, (setup.n_synapses,)),
+                              "b": jnp.zeros((setup.n_biases,))}
+    opt_state = meta_optimizer(cfg.meta.meta_lr).init(trainable)
+    return {"trainable": trainable, "opt_state": opt_state, "norm": norm, "pool": pool}
+
+
+def make_meta_step(cfg: TrainConfig, setup: Setup, family: TaskFamily) -> Callable:
+    """The jitted meta-step ``(train_state, step) -> (train_state, metrics, finite)``.
+
+    A step whose meta-loss or gradients are not finite leaves the state unchanged and returns
+    ``finite = False``.
+    """
+    opt = meta_optimizer(cfg.meta.meta_lr)
+    data_key = jax.random.fold_in(jax.random.PRNGKey(cfg.run.seed), 1)
+    n_tasks = cfg.meta.outer_batch
+
+    def step_fn(ts, step):
+        k = jax.random.fold_in(data_key, step)
+        k_tasks, k_prior = jax.random.split(k)
+        tasks = jax.vmap(family.sample)(jax.random.split(k_tasks, n_tasks))
+        idx = jax.random.randint(k_prior, (n_tasks,), 0, ts["pool"]["w"].shape[0])
+        w0s, b0s = ts["pool"]["w"][idx], ts["pool"]["b"][idx]
+        (loss, aux), grads = jax.value_and_grad(batch_meta_loss, has_aux=True)(
+            ts["trainable"], ts["norm"], setup, tasks, w0s, b0s)
+        finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        updates, new_opt = opt.update(grads, ts["opt_state"], ts["trainable"])
+        new_tr = optax.apply_updates(ts["trainable"], updates)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        out = {**ts, "trainable": keep(new_tr, ts["trainable"]), "opt_state": keep(new_opt, ts["opt_state"])}
+        metrics = {"meta_loss": loss, "cv": aux["cv"], "hint": aux["hint"].mean(),
+                   "inner_first": aux["loss"][0], "inner_last": aux["loss"][-1]}
+        return out, metrics, finite
+
+    return jax.jit(step_fn)
+
+
+def _metadata(cfg: TrainConfig, step: int) -> dict:
+    return {"format": FORMAT, "step": step, "config": cfg.model_dump(mode="json")}
+
+
+def _trim_metrics(path: str, upto: int) -> None:
+    """Keep only metric lines of steps < ``upto`` (a resumed run rewrites the rest)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = [ln for ln in f if ln.strip() and json.loads(ln)["step"] < upto]
+    with open(path, "w") as f:
+        f.writelines(lines)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_steps: int | None = None,
+          log: Callable[[str], None] = print) -> TrainResult:
+    """Meta-train the protocol ``cfg`` describes.
+
+    Args:
+        cfg: the validated config.
+        resume: continue from the newest checkpoint in ``cfg.run.out_dir`` (refused if it was
+            written with a different config).
+        progress: show a progress bar with the live meta-loss.
+        max_steps: stop after this many meta-steps in this call (for sessions with a time limit);
+            the run still ends at ``cfg.meta.meta_steps``.
+        log: where messages go.
+
+    Returns:
+        :class:`TrainResult`.
+    """
+    out_dir = cfg.run.out_dir
+    family = task_family(cfg)  # loads data: a missing dataset fails here, before any compute
+    setup = make_setup(cfg)
+    os.makedirs(out_dir, exist_ok=True)
+    metrics_path = os.path.join(out_dir, "metrics.jsonl")
+    start = 0
+    ts = None
+    if resume:
+        path = ckpt.latest(out_dir)
+        if path is None:
+            log(f"no checkpoint in {out_dir!r}: starting fresh")
+        else:
+            template = init_training_shapes(cfg, setup)
+            tree, meta = ckpt.load(path, template)
+            if meta.get("config") != cfg.model_dump(mode="json"):
+                raise AgentGraphError(
+                    f"Checkpoint {path!r} was written with a different config; resume with the same "
+                    "config (or start a new run.out_dir)."
+                )
+            ts = jax.tree.map(jnp.asarray, tree)
+            start = int(meta["step"]) + 1
+            log(f"resuming from {path} at meta-step {start}")
+    if ts is None:
+        t0 = time.perf_counter()
+        ts = init_training(cfg, setup, family)
+        log(f"normalisation measured over {cfg.meta.calibration_rounds} inner loops in {time.perf_counter() - t0:.1f} s")
+        if os.path.exists(metrics_path):
+            os.remove(metrics_path)
+    _trim_metrics(metrics_path, start)
+    meta_step = make_meta_step(cfg, setup, family)
+    end = cfg.meta.meta_steps if max_steps is None else min(cfg.meta.meta_steps, start + max_steps)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.meta.meta_steps, initial=start, desc="meta-training", unit="step")
+    first = last = None
+    bad = consecutive_bad = 0
+    times = []
+    last_ckpt = None
+    with open(metrics_path, "a") as mf:
+        for s in range(start, end):
+            t0 = time.perf_counter()
+            new_ts, m, finite = meta_step(ts, s)
+            m = {k: float(v) for k, v in m.items()}
+            dt = time.perf_counter() - t0
+            times.append(dt)
+            if not bool(finite):
+                bad += 1
+                consecutive_bad += 1
+                log(f"meta-step {s}: non-finite meta-loss or gradient (meta-loss {m['meta_loss']}); update skipped, "
+                    "no checkpoint written")
+                if consecutive_bad >= MAX_BAD_STEPS:
+                    raise AgentGraphError(
+                        f"{consecutive_bad} consecutive non-finite meta-steps (last {s}); lower meta.meta_lr or "
+                        f"check the data. The last good checkpoint is {last_ckpt or 'none'}."
+                    )
+            else:
+                consecutive_bad = 0
+            ts = new_ts
+            first = m["meta_loss"] if first is None else first
+            last = m["meta_loss"]
+            mf.write(json.dumps({"step": s, **m, "finite": bool(finite), "seconds": dt}) + "\n")
+            mf.flush()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(meta_loss=f"{m['meta_loss']:.4f}", cv=f"{m['cv']:.4f}")
+            if bool(finite) and ((s + 1) % cfg.run.checkpoint_every == 0 or s == end - 1):
+                last_ckpt = ckpt.save_step(out_dir, s, jax.device_get(ts), _metadata(cfg, s), keep=cfg.run.keep)
+    if bar is not None:
+        bar.close()
+    return TrainResult(
+        steps=end - start, first_meta_loss=first, last_meta_loss=last,
+        seconds_per_step=float(np.median(times[1:])) if len(times) > 1 else (times[0] if times else None),
+        first_step_seconds=times[0] if times else None, bad_steps=bad, checkpoint=last_ckpt, out_dir=out_dir,
+    )
+
+
+def init_training_shapes(cfg: TrainConfig, setup: Setup) -> dict[str, Any]:
+    """The structure and shapes of a training state, without calibrating (a checkpoint template)."""
+    key = jax.random.PRNGKey(0)
+    sharing = cfg.protocol.sharing
+    trainable: dict[str, Any] = {"protocol": mplp.init_meta(setup.graph, key, setup.config, sharing)}
+    if cfg.meta.maml:
+        trainable["prior"] = {"w": jnp.zeros((setup.n_synapses,)), "b": jnp.zeros((setup.n_biases,))}
+    return {"trainable": trainable, "opt_state": meta_optimizer(cfg.meta.meta_lr).init(trainable),
+            "norm": mplp.init_norm(setup.graph, setup.config, sharing),
+            "pool": prior_pool(setup, key, cfg.meta.prior_pool)}
