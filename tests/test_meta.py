@@ -1,0 +1,168 @@
+"""MPLP meta-training: config errors, a short run that learns, resume == uninterrupted,
+sharing modes on non-layered graphs, protocol transfer, NaN handling."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from agentgraph import AgentGraphError
+from agentgraph.meta import checkpoint as ckpt
+from agentgraph.meta.config import load_config, parse_config
+from agentgraph.meta.protocol_io import load_protocol
+from agentgraph.meta.setup import make_setup
+from agentgraph.meta.train import train
+
+pytest.importorskip("sklearn")
+
+
+def digits_cfg(tmp_path, **over):
+    cfg = {
+        "net": {"sizes": [64, 10], "activation": "sigmoid", "loss": "cross_entropy"},
+        "data": {"task": "digits", "image_size": 8, "cv_batch": 50},
+        "protocol": {"k": 2, "hidden": 2, "sharing": "kind"},
+        "meta": {"inner_steps": 5, "batch": 8, "outer_batch": 2, "meta_steps": 100, "meta_lr": 3e-3,
+                 "prior_pool": 8, "calibration_rounds": 2},
+        "run": {"seed": 0, "out_dir": str(tmp_path / "run"), "checkpoint_every": 50},
+    }
+    for dotted, v in over.items():
+        node = cfg
+        *head, last = dotted.split("__")
+        for h in head:
+            node = node.setdefault(h, {})
+        node[last] = v
+    return parse_config(cfg)
+
+
+def _metrics(out_dir):
+    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
+        return [json.loads(ln) for ln in f]
+
+
+def test_malformed_configs_name_the_field(tmp_path):
+    with pytest.raises(AgentGraphError, match=r"meta\.inner_stepz: Extra inputs"):
+        parse_config({"meta": {"inner_stepz": 3}})
+    with pytest.raises(AgentGraphError, match=r"meta\.batch: Input should be greater than 0"):
+        parse_config({"meta": {"batch": 0}})
+    with pytest.raises(AgentGraphError, match=r"protocol\.sharing"):
+        parse_config({"protocol": {"sharing": "everything"}})
+    with pytest.raises(AgentGraphError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("meta: [1, 2\n")
+    with pytest.raises(AgentGraphError, match="could not be parsed"):
+        load_config(bad)
+
+
+def test_missing_dataset_is_reported_before_compute(tmp_path, monkeypatch):
+    monkeypatch.setenv("AGENTGRAPH_DATA", str(tmp_path / "empty-cache"))
+    cfg = parse_config({"data": {"task": "mnist", "image_size": 12}, "run": {"out_dir": str(tmp_path / "r")}})
+    with pytest.raises(AgentGraphError, match=r"python -m agentgraph\.data fetch mnist"):
+        train(cfg, progress=False)
+    assert not os.path.exists(tmp_path / "r")  # nothing was written
+
+
+def test_short_meta_training_decreases_the_meta_loss(tmp_path):
+    cfg = digits_cfg(tmp_path)
+    res = train(cfg, progress=False, log=lambda s: None)
+    m = _metrics(cfg.run.out_dir)
+    assert len(m) == 100 and all(r["finite"] for r in m)
+    first = np.mean([r["meta_loss"] for r in m[:10]])
+    last = np.mean([r["meta_loss"] for r in m[-10:]])
+    assert last < 0.75 * first, (first, last)
+    assert res["checkpoint"] and os.path.exists(res["checkpoint"])
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    a = digits_cfg(tmp_path / "a", meta__meta_steps=6, run__checkpoint_every=3)
+    b = digits_cfg(tmp_path / "b", meta__meta_steps=6, run__checkpoint_every=3)
+    train(a, progress=False, log=lambda s: None)
+    train(b, progress=False, max_steps=4, log=lambda s: None)  # "killed" after 4 steps (checkpoint at 3)
+    train(b, resume=True, progress=False, log=lambda s: None)
+    ta, ma = ckpt.load(ckpt.latest(a.run.out_dir))
+    tb, mb = ckpt.load(ckpt.latest(b.run.out_dir))
+    assert ma["step"] == mb["step"] == 5
+    assert set(ta) == set(tb)
+    for k in ta:
+        np.testing.assert_array_equal(ta[k], tb[k], err_msg=k)
+    la = [r["meta_loss"] for r in _metrics(a.run.out_dir)]
+    lb = [r["meta_loss"] for r in _metrics(b.run.out_dir)]
+    assert la == lb and len(la) == 6
+
+
+@pytest.mark.parametrize("sharing", ["group", "kind", "all"])
+def test_sharing_modes_on_a_non_layered_graph(tmp_path, sharing):
+    from agentgraph.protocols import mplp
+
+    cfg = digits_cfg(tmp_path, net__kind="random_dag", net__n_hidden=4, net__edge_prob=0.3,
+                     protocol__sharing=sharing, meta__meta_steps=2, meta__calibration_rounds=1)
+    res = train(cfg, progress=False, log=lambda s: None)
+    flat, _ = ckpt.load(res["checkpoint"])
+    learners = {k.split("]")[2][2:-1] for k in flat if k.startswith("['trainable']['protocol']")}
+    keys = mplp.share_keys(make_setup(cfg).graph, sharing)
+    assert learners == {lk for lk, _, _ in keys.values()}
+    assert len(learners) == {"group": 5, "kind": 5, "all": 1}[sharing]  # random_dag: one group per kind
+    assert res["bad_steps"] == 0
+
+
+def test_group_sharing_is_per_layer_on_mlps():
+    from agentgraph import mlp
+    from agentgraph.protocols import mplp
+
+    g = mlp([4, 3, 3, 2])
+    assert len({lk for lk, _, _ in mplp.share_keys(g, "group").values()}) == 3 + 3 + 2 + 2
+    assert len({lk for lk, _, _ in mplp.share_keys(g, "kind").values()}) == 5
+    assert len({nk for _, nk, _ in mplp.share_keys(g, "kind").values()}) == 10  # normalisation per layer
+    assert {lk for lk, _, _ in mplp.share_keys(g, "all").values()} == {"all"}
+
+
+def test_protocol_transfers_to_step_activation_and_wider_net_and_refuses_others(tmp_path):
+    cfg = digits_cfg(tmp_path, net__sizes=[64, 16, 10], meta__meta_steps=2, meta__calibration_rounds=1)
+    res = train(cfg, progress=False, log=lambda s: None)
+    for target in (
+        digits_cfg(tmp_path, net__sizes=[64, 16, 10], net__activation="step"),
+        digits_cfg(tmp_path, net__sizes=[64, 40, 10]),
+    ):
+        meta, norm = load_protocol(res["checkpoint"], make_setup(target))
+        assert "synapse" in meta and "activation:0" in norm
+    with pytest.raises(AgentGraphError, match=r"does not fit.*shape"):
+        load_protocol(res["checkpoint"], make_setup(digits_cfg(tmp_path, net__sizes=[64, 16, 10], protocol__k=3)))
+    with pytest.raises(AgentGraphError, match=r"does not fit.*missing"):
+        load_protocol(res["checkpoint"], make_setup(digits_cfg(tmp_path, net__sizes=[64, 16, 16, 10])))
+
+
+def test_nan_step_is_reported_and_never_checkpointed(tmp_path, monkeypatch):
+    import agentgraph.meta.train as tr
+
+    cfg = digits_cfg(tmp_path, meta__meta_steps=4, run__checkpoint_every=1, meta__calibration_rounds=1)
+    real = tr.task_family
+
+    def poisoned(c):
+        fam = real(c)
+
+        def sample(key):
+            t = fam.sample(key)
+            bad = jax.random.bernoulli(key, 0.5)  # about half the steps get a NaN input
+            t["train"]["x"] = jnp.where(bad, jnp.nan, t["train"]["x"])
+            return t
+
+        return type(fam)(sample=sample, eval_sample=fam.eval_sample, n_in=fam.n_in, n_out=fam.n_out,
+                         classification=fam.classification)
+
+    monkeypatch.setattr(tr, "task_family", poisoned)
+    logs = []
+    res = train(cfg, progress=False, log=logs.append)
+    m = _metrics(cfg.run.out_dir)
+    bad_steps = [r["step"] for r in m if not r["finite"]]
+    assert res["bad_steps"] == len(bad_steps) >= 1
+    assert any(f"meta-step {bad_steps[0]}: non-finite" in s for s in logs)
+    for f in os.listdir(cfg.run.out_dir):
+        if f.endswith(".npz"):
+            flat, meta = ckpt.load(os.path.join(cfg.run.out_dir, f))
+            assert meta["step"] not in bad_steps
+            assert all(np.all(np.isfinite(v)) for v in flat.values())
