@@ -8,6 +8,7 @@ only by the explicit ``python -m agentgraph.data fetch NAME``.
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 __all__ = ["ENV_VAR", "cache_dir", "fetch_command"]
@@ -43,5 +44,5 @@ def fetch_command(name: str, override: str | os.PathLike | None = None) -> str:
     """
     cmd = f"python -m agentgraph.data fetch {name}"
     if override is not None and os.fspath(override):
-        cmd += f" --cache-dir {os.fspath(override)}"
+        cmd += f" --cache-dir {shlex.quote(os.fspath(override))}"
     return cmd
