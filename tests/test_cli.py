@@ -1,0 +1,48 @@
+"""The command line: --help everywhere, train → eval on a tiny digits run, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agentgraph.cli import main
+
+
+@pytest.mark.parametrize("cmd", [[], ["demo"], ["train"], ["eval"], ["bench"]])
+def test_help(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*cmd, "--help"])
+    assert e.value.code == 0
+    assert "usage: agentgraph" in capsys.readouterr().out
+
+
+def test_train_then_eval_digits(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    cfg = tmp_path / "digits.toml"
+    cfg.write_text(
+        "[net]\nsizes = [64, 10]\n[data]\ntask = 'digits'\nimage_size = 8\ncv_batch = 20\n"
+        "[protocol]\nk = 2\nhidden = 2\nsharing = 'kind'\n"
+        f"[meta]\ninner_steps = 3\nbatch = 4\nmeta_steps = 2\ncalibration_rounds = 1\nprior_pool = 2\n"
+        f"[run]\nout_dir = '{tmp_path / 'run'}'\ncheckpoint_every = 1\n"
+    )
+    assert main(["train", str(cfg), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "meta-steps run: 2" in out
+    ck = tmp_path / "run" / "ckpt_00000001.npz"
+    res_path = tmp_path / "eval.json"
+    assert main(["eval", str(ck), "--runs", "3", "--sgd-lr", "0.1", "--adam-lr", "0.01", "--out", str(res_path)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy after each inner step" in out and "MPLP" in out
+    res = json.loads(res_path.read_text())
+    assert len(res["mplp"]["mean"]) == 4 and res["sgd"]["lr"] == 0.1
+    assert all(0.0 <= a <= 1.0 for a in res["adam"]["mean"])
+
+
+def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("meta:\n  batch: -1\n")
+    assert main(["train", str(bad)]) == 2
+    assert "meta.batch" in capsys.readouterr().err
