@@ -4,7 +4,7 @@ Declare a directed multigraph of stateful agents joined by typed arrows, check i
 the reference interpreter, and (soon) compile it to batched JAX kernels.
 """
 
-from agentgraph import builders, compiler, interpreter, nodes, protocols
+from agentgraph import builders, compiler, data, interpreter, learners, meta, nodes, protocols
 from agentgraph.arrows import AGGREGATIONS, ARROW_TYPES, Port
 from agentgraph.builders import mlp, random_dag
 from agentgraph.compiler import Program, compile
@@ -28,7 +28,10 @@ __all__ = [
     "builders",
     "compile",
     "compiler",
+    "data",
     "interpreter",
+    "learners",
+    "meta",
     "mlp",
     "nodes",
     "protocols",

@@ -166,3 +166,10 @@ def test_nan_step_is_reported_and_never_checkpointed(tmp_path, monkeypatch):
             flat, meta = ckpt.load(os.path.join(cfg.run.out_dir, f))
             assert meta["step"] not in bad_steps
             assert all(np.all(np.isfinite(v)) for v in flat.values())
+
+
+def test_fresh_run_refuses_a_directory_with_old_checkpoints(tmp_path):
+    cfg = digits_cfg(tmp_path, meta__meta_steps=1, meta__calibration_rounds=1)
+    train(cfg, progress=False, log=lambda s: None)
+    with pytest.raises(AgentGraphError, match="--resume"):
+        train(cfg, progress=False, log=lambda s: None)

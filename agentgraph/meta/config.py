@@ -47,15 +47,15 @@ class DataConfig(pydantic.BaseModel):
     """The task family."""
 
     model_config = _STRICT
-    task: Literal["sinusoid", "mnist", "digits", "fashion_mnist", "npz"] = "mnist"
+    task: Literal["sinusoid", "mnist", "digits", "fashion_mnist", "idx", "npz"] = "mnist"
     image_size: pydantic.PositiveInt | None = 12
-    path: str | None = None  # user npz for task "npz"; cache dir for the others
+    path: str | None = None  # your npz file (npz) or IDX directory (idx, fashion_mnist); else the cache dir
     cv_batch: pydantic.PositiveInt = 100
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> DataConfig:
-        if self.task == "npz" and not self.path:
-            raise ValueError("task 'npz' needs 'path' pointing at the npz file")
+        if self.task in ("npz", "idx") and not self.path:
+            raise ValueError(f"task {self.task!r} needs 'path' pointing at your data")
         return self
 
 
@@ -130,7 +130,7 @@ class TrainConfig(pydantic.BaseModel):
         if self.data.task == "sinusoid" and self.net.loss != "l2":
             raise ValueError("the sinusoid task is a regression: set net.loss to 'l2'")
         size = self.data.image_size
-        if self.data.task in ("mnist", "digits", "fashion_mnist") and size and self.net.sizes[0] != size * size:
+        if self.data.task in ("mnist", "digits", "fashion_mnist", "idx", "npz") and size and self.net.sizes[0] != size * size:
             raise ValueError(
                 f"net.sizes[0] is {self.net.sizes[0]} but data.image_size {size} gives {size * size} inputs"
             )

@@ -77,7 +77,7 @@ def task_family(cfg: Any) -> TaskFamily:
     from agentgraph.data import load_dataset, sample_classification_task
 
     kwargs: dict[str, Any] = {"size": cfg.data.image_size}
-    if cfg.data.task == "npz":
+    if cfg.data.task in ("npz", "idx", "fashion_mnist"):
         kwargs["path"] = cfg.data.path
     elif cfg.data.path:
         kwargs["cache_dir"] = cfg.data.path

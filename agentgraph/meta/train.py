@@ -143,6 +143,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
             start = int(meta["step"]) + 1
             log(f"resuming from {path} at meta-step {start}")
     if ts is None:
+        if ckpt.latest(out_dir) is not None:
+            raise AgentGraphError(
+                f"{out_dir!r} already holds checkpoints of an earlier run; pass --resume to continue it, or "
+                "choose another run.out_dir."
+            )
         t0 = time.perf_counter()
         ts = init_training(cfg, setup, family)
         log(f"normalisation measured over {cfg.meta.calibration_rounds} inner loops in {time.perf_counter() - t0:.1f} s")
