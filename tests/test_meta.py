@@ -137,7 +137,9 @@ def test_protocol_transfers_to_step_activation_and_wider_net_and_refuses_others(
 
 
 def test_nan_step_is_reported_and_never_checkpointed(tmp_path, monkeypatch):
-    import agentgraph.meta.train as tr
+    import importlib
+
+    tr = importlib.import_module("agentgraph.meta.train")
 
     cfg = digits_cfg(tmp_path, meta__meta_steps=4, run__checkpoint_every=1, meta__calibration_rounds=1)
     real = tr.task_family
@@ -173,3 +175,13 @@ def test_fresh_run_refuses_a_directory_with_old_checkpoints(tmp_path):
     train(cfg, progress=False, log=lambda s: None)
     with pytest.raises(AgentGraphError, match="--resume"):
         train(cfg, progress=False, log=lambda s: None)
+
+
+@pytest.mark.slow
+def test_sinusoid_paper_setting_meta_loss_decreases(tmp_path):
+    """Paper Fig. 2 setting, 300 meta-steps (~100 s on CPU): the meta-loss falls (run with -m slow)."""
+    cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "sinusoid.yaml"),
+                      {"meta.meta_steps": 300, "run.out_dir": str(tmp_path / "sin")})
+    train(cfg, progress=False, log=lambda s: None)
+    ml = [r["meta_loss"] for r in _metrics(cfg.run.out_dir)]
+    assert np.mean(ml[-50:]) < 0.92 * np.mean(ml[:50])
