@@ -448,17 +448,15 @@ _step_jit = jax.jit(_step, static_argnums=(0, 1), static_argnames=("backward",))
 
 
 def _run_block_reflexive(kind: Kind, params, st, n, B, dtype):
+    """``kind.reflexive`` on ``n`` agents × ``B`` examples; returns fields shaped ``[n, B, ...]``."""
     pa, ex = _split(kind, st)
 
     def per_example(pa1, ex1):
         return kind.reflexive(params, {**pa1, **ex1})
 
-    if not ex:  # no per-example fields: still run per example so per-agent fields average over B
-        ex_axes = None
-    per_agent = jax.vmap(per_example, in_axes=(None, 0)) if ex else None
     if ex:
-        new = jax.vmap(per_agent, in_axes=(0, 0))(pa, ex)
-    else:
+        new = jax.vmap(jax.vmap(per_example, in_axes=(None, 0)), in_axes=(0, 0))(pa, ex)
+    else:  # no per-example fields: every example would compute the same thing
         one = jax.vmap(lambda p: per_example(p, {}))(pa)
         new = jax.tree.map(lambda v: jnp.broadcast_to(v[:, None], (v.shape[0], B, *v.shape[1:])), one)
     return new, None, None
