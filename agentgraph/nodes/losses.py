@@ -64,6 +64,10 @@ class L2Loss(_Loss):
 class CrossEntropyLoss(_Loss):
     """``loss = -t log p`` (elementwise, not summed over classes); gradient ``-t / p``.
 
+    ``p`` is floored at the smallest normal float (``tiny``) inside the log and the gradient, so a
+    softmax output that underflows to 0 gives a large finite loss instead of ``inf``/NaN; for
+    every ``p >= tiny`` this is exactly ``-t log p``.
+
     Example:
         >>> import jax.numpy as jnp
         >>> z = {"pred": 0.0, "target": 0.0, "loss": 0.0}
@@ -75,10 +79,10 @@ class CrossEntropyLoss(_Loss):
     name = "cross_entropy"
 
     def value(self, pred, target):
-        return -target * jnp.log(pred)
+        return -target * jnp.log(jnp.maximum(pred, jnp.finfo(jnp.result_type(pred)).tiny))
 
     def dvalue(self, pred, target):
-        return -target / pred
+        return -target / jnp.maximum(pred, jnp.finfo(jnp.result_type(pred)).tiny)
 
 
 #: Loss kinds by name.
