@@ -6,7 +6,8 @@ the step semantics of ``docs/concepts.md``:
 1. **Forward sweep.** Agents whose kind runs forward, in topological generations of the forward
    arrows (agents with no forward arrows are in generation 0). Each agent's ports receive the
    aggregate of the outputs its in-arrows carry; ports with no arrow receive zeros; kinds with
-   ``external`` data receive ``batch[external][:, slot]`` on port ``"data"``.
+   ``external`` data receive ``batch[external][:, slot]`` on port ``"data"``. Ports the kind
+   declares in ``premaps`` receive ``kind.premap`` of that aggregate (in both sweeps).
 2. **Loss.** Per example, the sum of every loss agent's stored elementwise loss; the step's loss
    is its batch mean. Loss agents are seeded with their stored ``[loss]``.
 3. **Backward sweep.** Agents whose kind runs backward, in topological generations of the
@@ -350,6 +351,8 @@ def step(
                     for b in range(B):
                         sb = {f: (v[b] if kind.fields[f].per_example else v) for f, v in st[agent].items()}
                         ib = {port: v[b] for port, v in inbox.items()}
+                        for port in kind.premaps(sweep):
+                            ib[port] = _call(kind.premap, agent, kind, sweep, p, sweep, port, ib[port])
                         if sweep == "forward":
                             ns, raw = _call(kind.forward, agent, kind, sweep, p, sb, ib)
                             upd = {}

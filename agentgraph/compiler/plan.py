@@ -24,6 +24,9 @@ destination; ``n`` destinations, ``c`` arrows each when the fan-in is uniform):
 ``tile``    c == 1 and src = base + arange(n) % p;
 ``rows``    src = base + dst * c + arange(c): a contiguous ``[n, c]`` block, reduced over axis 1;
 ``strided`` src = base + arange(c) * n + dst: a ``[c, n]`` block, reduced over axis 0;
+``gather``  c == 1 into a port the kind *premaps* (see :class:`~agentgraph.Kind`), from fewer
+            distinct senders than receivers: the premap runs on the unique senders' rows
+            (``src``), the receivers gather from the result (``inv``);
 ``segment`` anything else: gather ``buffer[src]`` then a sorted segment reduction.
 
 The first six are the *dense-block* lowering — a complete bipartite synapse layer becomes
@@ -61,7 +64,7 @@ class PortPlan:
     port: str
     size: int
     aggregation: str
-    lowering: str  # zeros | slice | repeat | tile | rows | strided | segment
+    lowering: str  # zeros | slice | repeat | tile | rows | strided | gather | segment
     base: int = 0  # first source row in the buffer (dense lowerings)
     param: int = 0  # r (repeat), p (tile), c (rows / strided)
     key: str = ""  # array-part key prefix (segment lowering)
@@ -444,6 +447,12 @@ def make_plan(
                 else:
                     low, b0, prm = ("zeros", 0, 0) if len(src_row) == 0 else ("segment", 0, 0)
                 key_p = ""
+                if low == "segment" and p in kd.premaps(t) and len(src_row) == n and np.array_equal(d_loc, np.arange(n)):
+                    usrc, inv = np.unique(src_row, return_inverse=True)
+                    if len(usrc) < n:
+                        low, key_p = "gather", f"{tag}/{p}"
+                        put(key_p + "/src", usrc)
+                        put(key_p + "/inv", inv)
                 if low == "segment":
                     key_p = f"{tag}/{p}"
                     put(key_p + "/src", src_row)

@@ -31,7 +31,39 @@ __all__ = ["Program", "compile", "stack_arrays"]
 # ----------------------------------------------------------------------------------------------
 # port aggregation
 # ----------------------------------------------------------------------------------------------
+def _sum0(x):
+    """``x.sum(0)`` by pairwise halving: XLA:CPU's library reductions over the *leading* axis of a
+    large array run ~40× below memory speed; contiguous half-adds run at memory speed, also
+    under ``vmap`` (docs/performance.md)."""
+    while x.shape[0] > 1:
+        h = x.shape[0] // 2
+        s = x[:h] + x[h:2 * h]
+        x = jnp.concatenate([s, x[2 * h:]]) if x.shape[0] % 2 else s
+    return x[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _tile(src, reps: int):
+    """``src [p, ...]`` stacked ``reps`` times along axis 0 → ``[reps * p, ...]``; its VJP sums the
+    copies with :func:`_sum0`."""
+    return jnp.tile(src, (reps,) + (1,) * (src.ndim - 1))
+
+
+def _tile_fwd(src, reps):
+    return _tile(src, reps), None
+
+
+def _tile_bwd(reps, _, g):
+    return (_sum0(g.reshape(reps, g.shape[0] // reps, *g.shape[1:])),)
+
+
+_tile.defvjp(_tile_fwd, _tile_bwd)
+
+
 def _reduce(x, aggregation: str, axis: int):
+    if aggregation in ("sum", "mean") and axis == 0:
+        s = _sum0(x)
+        return s if aggregation == "sum" else s / x.shape[0]
     if aggregation == "sum":
         return x.sum(axis)
     if aggregation == "mean":
@@ -41,27 +73,39 @@ def _reduce(x, aggregation: str, axis: int):
     return jax.nn.logsumexp(x, axis=axis)
 
 
-def _receive(buf, p: PortPlan, n: int, arrays: Mapping[str, jax.Array]):
-    """Aggregated messages ``[n, B, size]`` for one port of one block, from buffer ``[M, B, size]``."""
-    B = buf.shape[1]
+def _receive(buf, p: PortPlan, n: int, B: int, arrays: Mapping[str, jax.Array], premap=None, dtype=None):
+    """Aggregated messages ``[n, B, size]`` for one port of one block, from buffer ``[M, B, size]``
+    (``None``: nobody sends messages of this size).
+
+    ``premap`` (``[rows, B, size] -> [rows, B, d]``), when given, is applied to the aggregate;
+    where every receiver has a single arrow it is applied to the senders' rows before they are
+    broadcast (same values, fewer rows)."""
+    fn = premap if premap is not None else (lambda v: v)
     low = p.lowering
-    if low == "zeros":
-        return jnp.zeros((n, B, p.size), buf.dtype)
+    if low == "zeros" or buf is None:
+        one = fn(jnp.zeros((1, B, p.size), dtype if buf is None else buf.dtype))
+        return jnp.broadcast_to(one, (n, *one.shape[1:]))
     if low == "slice":
-        return jax.lax.slice_in_dim(buf, p.base, p.base + n)
+        return fn(jax.lax.slice_in_dim(buf, p.base, p.base + n))
     if low == "repeat":
-        src = jax.lax.slice_in_dim(buf, p.base, p.base + n // p.param)
+        src = fn(jax.lax.slice_in_dim(buf, p.base, p.base + n // p.param))
         return jnp.repeat(src, p.param, axis=0, total_repeat_length=n)
     if low == "tile":
-        src = jax.lax.slice_in_dim(buf, p.base, p.base + p.param)
-        return jnp.tile(src, (n // p.param, 1, 1))
+        src = fn(jax.lax.slice_in_dim(buf, p.base, p.base + p.param))
+        return _tile(src, n // p.param)
+    if low == "gather":  # one arrow per receiver from a few senders: premap the senders only
+        return fn(buf[arrays[p.key + "/src"]])[arrays[p.key + "/inv"]]
     if low == "rows":
         src = jax.lax.slice_in_dim(buf, p.base, p.base + n * p.param)
-        return _reduce(src.reshape(n, p.param, B, p.size), p.aggregation, 1)
+        return fn(_reduce(src.reshape(n, p.param, B, p.size), p.aggregation, 1))
     if low == "strided":
         src = jax.lax.slice_in_dim(buf, p.base, p.base + n * p.param)
-        return _reduce(src.reshape(p.param, n, B, p.size), p.aggregation, 0)
-    # generic: gather + sorted segment reduction; empty segments give zeros
+        return fn(_reduce(src.reshape(p.param, n, B, p.size), p.aggregation, 0))
+    return fn(_segment(buf, p, n, arrays))
+
+
+def _segment(buf, p: PortPlan, n: int, arrays: Mapping[str, jax.Array]):
+    """Generic lowering: gather + sorted segment reduction; empty segments give zeros."""
     src, dst = arrays[p.key + "/src"], arrays[p.key + "/dst"]
     vals = buf[src]
     count = jax.ops.segment_sum(jnp.ones_like(dst, buf.dtype), dst, n, indices_are_sorted=True)
@@ -79,6 +123,12 @@ def _receive(buf, p: PortPlan, n: int, arrays: Mapping[str, jax.Array]):
     return jnp.where(has, mx + jnp.log(jnp.where(has, se, 1.0)), 0.0)
 
 
+def _premap_fn(kind: Kind, params, sweep: str, port: str):
+    """``kind.premap`` for one port, vmapped over ``[rows, B, size]``."""
+    one = lambda m: kind.premap(params, sweep, port, m)  # noqa: E731
+    return jax.vmap(jax.vmap(one))
+
+
 # ----------------------------------------------------------------------------------------------
 # one block: the kind's per-agent function, vmapped over agents and the inner batch
 # ----------------------------------------------------------------------------------------------
@@ -88,9 +138,10 @@ def _split(kind: Kind, st: Mapping[str, jax.Array]):
     return pa, ex
 
 
-def _run_block(kind: Kind, sweep: str, params, st, inputs):
+def _run_block(kind: Kind, sweep: str, params, st, inputs, B: int):
     """Apply ``kind.<sweep>`` to ``n`` agents × ``B`` examples: st per-agent ``[n, ...]``,
-    per-example ``[n, B, ...]``; inputs ``[n, B, size]``."""
+    per-example ``[n, B, ...]``; inputs ``[n, B, size]``. Returns ``(new, outputs, updates)``
+    shaped ``[n, B, ...]``."""
     pa, ex = _split(kind, st)
 
     def per_example(pa1, ex1, in1):
@@ -106,8 +157,14 @@ def _run_block(kind: Kind, sweep: str, params, st, inputs):
             raw = {"out": raw}
         return new, dict(raw), dict(upd or {})
 
-    per_agent = jax.vmap(per_example, in_axes=(None, 0, 0))
-    return jax.vmap(per_agent, in_axes=(0, 0, 0))(pa, ex, inputs)
+    # one vmap over the n*B (agent, example) rows: the kind's matmuls become plain 2-d
+    # [rows, in] @ [in, out] products (two nested vmaps give [n, B, in] operands, whose weight
+    # gradients XLA:CPU computes through transposed copies)
+    n = next(iter(jax.tree.leaves((inputs, pa, ex)))).shape[0]
+    to_rows = lambda v: v.reshape(n * B, *v.shape[2:])  # noqa: E731
+    pa_rows = jax.tree.map(lambda v: to_rows(jnp.broadcast_to(v[:, None], (n, B, *v.shape[1:]))), pa)
+    out = jax.vmap(per_example)(pa_rows, jax.tree.map(to_rows, ex), jax.tree.map(to_rows, inputs))
+    return jax.tree.map(lambda v: v.reshape(n, B, *v.shape[1:]), out)
 
 
 class _BlockError(Exception):
@@ -384,16 +441,18 @@ def _step(plan: Plan, kinds_items, arrays, params, state, batch, backward: bool 
                 kind = kinds[blk.kind]
                 rows = rows_of(blk)
                 st = {f: _rows(v, blk.start, blk.stop, rows) for f, v in state[blk.kind].items()}
-                inputs = {
-                    p.port: _receive(bufs[p.size], p, blk.n, arrays) if p.size in bufs
-                    else jnp.zeros((blk.n, B, p.size), dtype)  # nobody sends messages of this size
-                    for p in blk.ports
-                }
-                if blk.slots_key:
-                    cols = data[kind.external][:, arrays[blk.slots_key]]  # [B, n, d]
-                    inputs["data"] = jnp.swapaxes(cols, 0, 1)
                 try:
-                    new, raw, upd = _run_block(kind, sweep, params.get(blk.group), st, inputs)
+                    pre = kind.premaps(sweep)
+                    inputs = {
+                        p.port: _receive(bufs.get(p.size), p, blk.n, B, arrays, dtype=dtype,
+                                         premap=_premap_fn(kind, params.get(blk.group), sweep, p.port)
+                                         if p.port in pre else None)
+                        for p in blk.ports
+                    }
+                    if blk.slots_key:
+                        cols = data[kind.external][:, arrays[blk.slots_key]]  # [B, n, d]
+                        inputs["data"] = jnp.swapaxes(cols, 0, 1)
+                    new, raw, upd = _run_block(kind, sweep, params.get(blk.group), st, inputs, B)
                     _check_block(kind, sweep, blk, B, st, new, raw, upd)
                 except _BlockError:
                     raise

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from agentgraph.learners.mlp import apply_mlp, init_mlp
+from agentgraph.learners.mlp import apply_mlp, apply_mlp_from_pre, first_layer, init_mlp
 
-__all__ = ["init_gru", "gru_step"]
+__all__ = ["init_gru", "gru_cell", "gru_input_layer", "gru_step"]
 
 
 def init_gru(key: jax.Array, in_size: int, carry_size: int, hidden: Sequence[int] = (80, 40)) -> dict:
@@ -44,6 +44,47 @@ def init_gru(key: jax.Array, in_size: int, carry_size: int, hidden: Sequence[int
     }
 
 
+def gru_input_layer(params: dict) -> tuple[jax.Array, jax.Array]:
+    """Everything the GRU computes *linearly* from its input ``x``, as one matrix: the gates' ``x``
+    part and ``MLP_x``'s first layer.
+
+    Returns:
+        ``(W [in, 2*carry + h], b [2*carry + h])`` with ``h`` the width of ``MLP_x``'s first layer,
+        so that ``x @ W + b`` is the *input projection* :func:`gru_cell` takes.
+
+    Example:
+        >>> import jax
+        >>> W, b = gru_input_layer(init_gru(jax.random.PRNGKey(0), 6, 12))
+        >>> W.shape, b.shape
+        ((6, 104), (104,))
+    """
+    w0, b0 = first_layer(params["mlp_x"])
+    return jnp.concatenate([params["wx"], w0], 1), jnp.concatenate([params["b"], b0])
+
+
+def gru_cell(params: dict, px: jax.Array, c: jax.Array) -> jax.Array:
+    """The GRU update from the input projection ``px = x @ W + b`` (:func:`gru_input_layer`),
+    ``[..., 2*carry + h]``, and the carry ``c [..., carry]`` → new carry ``[..., carry]``.
+
+    Splitting the linear first layer off lets a caller compute it cheaply when ``x`` is built
+    from parts shared by many agents (MPLP's premap).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> p = init_gru(jax.random.PRNGKey(0), 3, 5)
+        >>> W, b = gru_input_layer(p)
+        >>> x, c = jnp.ones(3), jnp.zeros(5)
+        >>> bool(jnp.allclose(gru_cell(p, x @ W + b, c), gru_step(p, x, c)))
+        True
+    """
+    n = c.shape[-1]
+    gates = jax.nn.sigmoid(px[..., :2 * n] + c @ params["wc"])
+    u, r = gates[..., :n], gates[..., n:]
+    hx = apply_mlp_from_pre(params["mlp_x"], px[..., 2 * n:], hidden="tanh")
+    cand = jnp.tanh(hx + apply_mlp(params["mlp_c"], c * r, hidden="tanh") + params["bn"])
+    return u * c + (1.0 - u) * cand
+
+
 def gru_step(params: dict, x: jax.Array, c: jax.Array) -> jax.Array:
     """One GRU update: ``x [..., in]``, carry ``c [..., carry]`` → new carry ``[..., carry]``.
 
@@ -53,10 +94,5 @@ def gru_step(params: dict, x: jax.Array, c: jax.Array) -> jax.Array:
         >>> gru_step(p, jnp.ones(3), jnp.zeros(5)).shape
         (5,)
     """
-    n = c.shape[-1]
-    gates = jax.nn.sigmoid(x @ params["wx"] + c @ params["wc"] + params["b"])
-    u, r = gates[..., :n], gates[..., n:]
-    cand = jnp.tanh(
-        apply_mlp(params["mlp_x"], x, hidden="tanh") + apply_mlp(params["mlp_c"], c * r, hidden="tanh") + params["bn"]
-    )
-    return u * c + (1.0 - u) * cand
+    W, b = gru_input_layer(params)
+    return gru_cell(params, x @ W + b, c)

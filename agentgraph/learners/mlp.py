@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ACTS", "init_mlp", "apply_mlp"]
+__all__ = ["ACTS", "apply_mlp", "apply_mlp_from_pre", "first_layer", "init_mlp"]
 
 ACTS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "identity": lambda x: x}
 
@@ -50,3 +50,31 @@ def apply_mlp(layers: Sequence[dict], x: jax.Array, hidden: str = "relu", final:
             x = x + layer["b"]
         x = ACTS[hidden if i < len(layers) - 1 else final](x)
     return x
+
+
+def first_layer(layers: Sequence[dict]) -> tuple[jax.Array, jax.Array]:
+    """The first layer's ``(w [n_in, h], b [h])`` (zeros when it has no bias).
+
+    Example:
+        >>> import jax
+        >>> w, b = first_layer(init_mlp(jax.random.PRNGKey(0), [3, 4, 2]))
+        >>> w.shape, b.shape
+        ((3, 4), (4,))
+    """
+    w = layers[0]["w"]
+    return w, layers[0].get("b", jnp.zeros(w.shape[1:], w.dtype))
+
+
+def apply_mlp_from_pre(layers: Sequence[dict], pre: jax.Array, hidden: str = "relu", final: str = "identity") -> jax.Array:
+    """:func:`apply_mlp` given the first layer's pre-activation ``pre = x @ w + b [..., h]``
+    instead of ``x`` — for callers that compute the (linear) first layer themselves.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> p = init_mlp(jax.random.PRNGKey(0), [3, 4, 2])
+        >>> x = jnp.ones(3); w, b = first_layer(p)
+        >>> bool(jnp.allclose(apply_mlp_from_pre(p, x @ w + b, final="tanh"), apply_mlp(p, x, final="tanh")))
+        True
+    """
+    x = ACTS[hidden if len(layers) > 1 else final](pre)
+    return apply_mlp(layers[1:], x, hidden, final)

@@ -68,6 +68,7 @@ class ProtocolConfig(pydantic.BaseModel):
     stateful: bool = True
     mlp: list[pydantic.PositiveInt] = [80, 40]
     sharing: Literal["group", "kind", "all"] = "group"
+    premap: bool = False
 
 
 class MetaConfig(pydantic.BaseModel):
@@ -84,7 +85,7 @@ class MetaConfig(pydantic.BaseModel):
     prior_pool: pydantic.PositiveInt = 16
     maml: bool = False
     truncation: pydantic.PositiveInt | None = None
-    remat: bool = True
+    remat: bool | Literal["full", "dots", "none"] = True  # true = full; see meta.loop.REMAT
     calibration_rounds: pydantic.NonNegativeInt = 5
     calibration_blend: float = pydantic.Field(0.5, ge=0.0, le=1.0)
 

@@ -18,11 +18,26 @@ import jax.numpy as jnp
 from agentgraph.meta.setup import Setup, with_params
 from agentgraph.protocols import mplp
 
-__all__ = ["inner_loop", "task_meta_loss", "batch_meta_loss"]
+__all__ = ["REMAT", "inner_loop", "task_meta_loss", "batch_meta_loss"]
+
+#: How each inner step is rematerialised in the meta-gradient (config ``meta.remat``):
+#: ``full`` (``True``) keeps only the state between steps and recomputes each step's insides in
+#: the backward pass; ``dots`` also keeps every matmul result; ``none`` (``False``) keeps
+#: everything. Measured on CPU in docs/performance.md (``full`` is fastest there and smallest).
+REMAT = {"full": "full", True: "full", "dots": "dots", "none": "none", False: "none"}
+
+
+def _remat(body, remat):
+    mode = REMAT[remat]
+    if mode == "full":
+        return jax.checkpoint(body)
+    if mode == "dots":
+        return jax.checkpoint(body, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
+    return body
 
 
 def inner_loop(setup: Setup, params: Mapping[str, Any], task: Mapping, w0: jax.Array, b0: jax.Array,
-               *, remat: bool = True, truncation: int | None = None):
+               *, remat: bool | str = True, truncation: int | None = None):
     """Run the protocol for ``K`` steps on ``task["train"]`` from weights ``(w0, b0)``.
 
     Returns:
@@ -38,8 +53,7 @@ def inner_loop(setup: Setup, params: Mapping[str, Any], task: Mapping, w0: jax.A
         _, hint = prog.forward(params, s, batch)
         return s, (loss, hint)
 
-    if remat:
-        body = jax.checkpoint(body)
+    body = _remat(body, remat)
     train = task["train"]
     K = train["x"].shape[0]
     if truncation is None or truncation >= K:
@@ -73,5 +87,9 @@ def task_meta_loss(trainable: Mapping[str, Any], norm: Mapping[str, Any], setup:
 
 def batch_meta_loss(trainable, norm, setup: Setup, tasks, w0s, b0s):
     """Mean meta-loss over an outer batch (tasks, priors stacked on axis 0), vmapped."""
+    if jax.tree.leaves(w0s)[0].shape[0] == 1:  # one task: no vmap (its unit axis makes XLA:CPU copy)
+        one = lambda v: v[0]  # noqa: E731
+        meta, aux = task_meta_loss(trainable, norm, setup, jax.tree.map(one, tasks), w0s[0], b0s[0])
+        return meta, aux
     metas, aux = jax.vmap(lambda t, w, b: task_meta_loss(trainable, norm, setup, t, w, b))(tasks, w0s, b0s)
     return metas.mean(), jax.tree.map(lambda v: v.mean(0), aux)

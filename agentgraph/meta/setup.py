@@ -74,7 +74,7 @@ def make_setup(cfg: TrainConfig, graph: AgentGraph | None = None) -> Setup:
         8
     """
     p = cfg.protocol
-    config = mplp.MPLPConfig(k=p.k, hidden=p.hidden, stateful=p.stateful, mlp=tuple(p.mlp))
+    config = mplp.MPLPConfig(k=p.k, hidden=p.hidden, stateful=p.stateful, mlp=tuple(p.mlp), premap=p.premap)
     base = graph if graph is not None else build_graph(cfg, seed=cfg.run.seed)
     g = base.with_kinds(mplp.kinds(config, p.sharing))
     prog = compile(g)

@@ -21,6 +21,14 @@ Semantics (the contract shared by the interpreter and the compiler):
 
 ``params`` is whatever the protocol gives the agent's *group* (``None`` if nothing); it is how
 learned rules share parameters.
+
+**Premaps.** A kind may declare, per sweep, ports whose aggregated message it only uses through
+a fixed per-example function — ``premap(params, sweep, port, message [size]) -> [d]`` — and then
+receives that function's value (``[d]``) in ``inputs``/``messages`` instead of the raw message.
+The meaning is exactly "apply ``premap`` to the aggregated message first"; the point is speed:
+where each agent of a port receives a single arrow (a bias feeding all its synapses), the
+compiler applies ``premap`` once per *sender* and broadcasts the result, instead of once per
+receiver. MPLP uses it to compute its learners' first layer per unit rather than per synapse.
 """
 
 from __future__ import annotations
@@ -129,6 +137,17 @@ class Kind:
 
     def reflexive(self, params: Any, state: State) -> State:
         """One agent, one example: returns the new state."""
+        raise NotImplementedError
+
+    def premaps(self, sweep: str) -> Mapping[str, int]:
+        """``{port: d}``: the ports of ``sweep`` whose aggregated message is passed through
+        :meth:`premap` (output size ``d``) before the sweep's function sees it. Default: none."""
+        return {}
+
+    def premap(self, params: Any, sweep: str, port: str, message: Any) -> Any:
+        """One agent, one example: ``message [size]`` (aggregated) → ``[d]``. Must not depend
+        on the agent's state — the compiler may evaluate it once per sender (see module
+        docstring)."""
         raise NotImplementedError
 
     # -- introspection ---------------------------------------------------------------------------

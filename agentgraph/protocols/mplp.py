@@ -32,15 +32,15 @@ import jax.numpy as jnp
 
 from agentgraph.arrows.ports import Port
 from agentgraph.errors import AgentGraphError
-from agentgraph.learners.gru import gru_step, init_gru
-from agentgraph.learners.mlp import apply_mlp, init_mlp
+from agentgraph.learners.gru import gru_cell, gru_input_layer, init_gru
+from agentgraph.learners.mlp import apply_mlp_from_pre, first_layer, init_mlp
 from agentgraph.nodes.activations import ACTIVATIONS
 from agentgraph.nodes.base import Field, Kind
 from agentgraph.nodes.registry import default_kinds
 
 __all__ = [
-    "MPLPConfig", "MPLPKind", "SHARING", "assemble", "init_meta", "init_norm", "init_params", "kinds",
-    "n_features", "role", "share_keys",
+    "MPLPConfig", "MPLPKind", "SHARING", "assemble", "init_meta", "init_norm", "init_params", "input_layer",
+    "kinds", "n_features", "role", "share_keys",
 ]
 
 
@@ -57,6 +57,9 @@ class MPLPConfig:
             shared by all kinds; see :meth:`padded`).
         record: store each agent's raw learner inputs (``feat``) and raw update (``raw``) in
             per-example fields — used to measure the normalisation.
+        premap: compute the learners' first layer on the incoming message once per *sender*
+            (e.g. per bias unit instead of per synapse) through the engine's premap hook
+            (:meth:`~agentgraph.Kind.premap`); the numbers are the same either way.
     """
 
     k: int = 4
@@ -66,6 +69,7 @@ class MPLPConfig:
     in_size: int | None = None
     carry_size: int | None = None
     record: bool = False
+    premap: bool = False
 
     def padded(self) -> MPLPConfig:
         """The config for one learner shared by every kind: inputs and carries padded to the
@@ -73,25 +77,63 @@ class MPLPConfig:
         return dataclasses.replace(self, in_size=self.k + 4, carry_size=1 + self.hidden + self.k)
 
 
-def _features(base: str, state: Mapping, m: jax.Array) -> jax.Array:
-    """The learner inputs of one agent (one example) of library kind ``base``."""
+def _own_features(base: str, state: Mapping) -> jax.Array:
+    """The learner inputs of one agent (one example) of library kind ``base`` that are not its
+    incoming message: everything after ``m``, or all of them for loss kinds."""
     if base == "synapse":
-        return jnp.concatenate([m, state["w"][None], state["x"][None]])
+        return jnp.stack([state["w"], state["x"]])
     if base == "bias":
-        return jnp.concatenate([m, state["b"][None], state["z"][None]])
+        return jnp.stack([state["b"], state["z"]])
     if base == "softmax":
         d = state["x"] - state["mx"]
-        return jnp.concatenate([m, jnp.stack([state["x"], d, jnp.exp(d), jnp.exp(state["lse"] - state["mx"])])])
+        return jnp.stack([state["x"], d, jnp.exp(d), jnp.exp(state["lse"] - state["mx"])])
     if base == "l2":
         return jnp.stack([state["loss"], state["pred"], state["target"], state["target"] - state["pred"]])
     if base == "cross_entropy":
         logp = jnp.log(jnp.clip(state["pred"], 1e-7, 1 - 1e-7))
         return jnp.stack([state["loss"], state["pred"], state["target"], logp])
     if base in ACTIVATIONS:
-        return jnp.concatenate([m, state["x"][None]])
+        return state["x"][None]
     if base == "sum":
-        return jnp.concatenate([m, state["z"][None]])
+        return state["z"][None]
     raise AgentGraphError(f"MPLP has no learner inputs for kind {base!r}.")
+
+
+def _features(base: str, state: Mapping, m: jax.Array) -> jax.Array:
+    """All learner inputs of one agent (one example): ``[m, own]`` (losses: ``own``)."""
+    own = _own_features(base, state)
+    return own if base in ("l2", "cross_entropy") else jnp.concatenate([m, own])
+
+
+def input_layer(config: MPLPConfig, learner: Mapping) -> tuple[jax.Array, jax.Array]:
+    """Everything a learner computes *linearly* from its (normalised) inputs, as one matrix:
+    ``(W [F, D], b [D])`` — the GRU's gates and ``MLP_x`` first layer, or the first layers of the
+    stateless ``f`` and ``g`` side by side.
+
+    Example:
+        >>> import jax
+        >>> from agentgraph.learners import init_gru
+        >>> W, b = input_layer(MPLPConfig(k=4, hidden=7), init_gru(jax.random.PRNGKey(0), 6, 12))
+        >>> W.shape
+        (6, 104)
+    """
+    if config.stateful:
+        return gru_input_layer(learner)
+    wf, bf = first_layer(learner["f"])
+    wg, bg = first_layer(learner["g"])
+    return jnp.concatenate([wf, wg], 1), jnp.concatenate([bf, bg])
+
+
+def _learner_out(config: MPLPConfig, learner: Mapping, pre: jax.Array, carry):
+    """``(new carry or None, message [k], raw update ())`` from the input projection ``pre``."""
+    k = config.k
+    if config.stateful:
+        c = gru_cell(learner, pre, carry)
+        return c, c[-k:], c[0]
+    hf = learner["f"][0]["w"].shape[1]
+    upd = apply_mlp_from_pre(learner["f"], pre[:hf], hidden="relu", final="tanh")[0]
+    msg = apply_mlp_from_pre(learner["g"], pre[hf:], hidden="relu", final="tanh")
+    return None, msg, upd
 
 
 def n_features(base: str, k: int) -> int:
@@ -165,24 +207,50 @@ class MPLPKind(Kind):
             return self.base.runs("backward")
         return False
 
+    def premaps(self, sweep: str) -> dict[str, int]:
+        """The incoming message ``m`` is premapped through the learner's first layer (its
+        normalised message part), except while recording raw learner inputs."""
+        if (sweep != "backward" or not self.config.premap or "m" not in self.backward_ports or self.config.record
+                or self.base.name == "softmax_norm"):
+            return {}
+        return {"m": self._proj_size}
+
+    @property
+    def _proj_size(self) -> int:
+        c = self.config
+        h = c.mlp[0] if c.mlp else None
+        if c.stateful:
+            return 2 * self.carry_size + (h or self.carry_size)
+        return (h or 1) + (h or c.k)
+
+    def premap(self, params, sweep, port, message):
+        """``m [k]`` → its share of the learner's input projection ``[D]``: the normalised message
+        times the first-layer rows that see it. Computed once per sender, broadcast to receivers."""
+        k = self.config.k
+        W, _ = input_layer(self.config, params["learner"])
+        return ((message - params["in_mean"][:k]) * params["in_inv_std"][:k]) @ W[:k]
+
     def backward(self, params, state, messages):
         k = self.config.k
         if self.base.name == "softmax_norm":  # MPLP's softmax units need no normaliser message
             return state, jnp.zeros((k,)), {}
-        m = messages.get("m", jnp.zeros((k,)))
-        feat = _features(self.base.name, state, m)
-        if self.config.in_size:  # one learner for all kinds: pad, then normalise
-            feat_p = jnp.pad(feat, (0, self.config.in_size - feat.shape[0]))
-            x = (feat_p - params["in_mean"]) * params["in_inv_std"]
+        W, b = input_layer(self.config, params["learner"])
+        mean, inv = params["in_mean"], params["in_inv_std"]
+        if self.premaps("backward"):
+            # the message's part of the projection arrives premapped (computed per sender); the
+            # agent adds its own few inputs' part
+            own = _own_features(self.base.name, state)
+            if self.config.in_size:
+                own = jnp.pad(own, (0, self.config.in_size - k - own.shape[0]))
+            pre = messages["m"] + ((own - mean[k:]) * inv[k:]) @ W[k:] + b
+            feat = None
         else:
-            x = (feat - params["in_mean"]) * params["in_inv_std"]
-        if self.config.stateful:
-            c = gru_step(params["learner"], x, state["carry"])
-            state = {**state, "carry": c}
-            msg, upd = c[-k:], c[0]
-        else:
-            msg = apply_mlp(params["learner"]["g"], x, hidden="relu", final="tanh")
-            upd = apply_mlp(params["learner"]["f"], x, hidden="relu", final="tanh")[0]
+            feat = _features(self.base.name, state, messages.get("m", jnp.zeros((k,))))
+            feat_p = jnp.pad(feat, (0, self.config.in_size - feat.shape[0])) if self.config.in_size else feat
+            pre = ((feat_p - mean) * inv) @ W + b
+        carry, msg, upd = _learner_out(self.config, params["learner"], pre, state.get("carry"))
+        if carry is not None:
+            state = {**state, "carry": carry}
         if self.config.record:
             state = {**state, "feat": feat, "raw": upd}
         outs = {o: msg for o in self.backward_outputs}

@@ -1,0 +1,147 @@
+"""Meta-step timing, variant against variant, in alternating fresh processes.
+
+Run:  python benchmarks/bench_meta_step.py [--config examples/configs/mnist.yaml] [--rounds 3] [--steps 5]
+          [--variants baseline,premap,...] [--reference-cmd "CMD"] [--out benchmarks/results/meta_step-cpu.json]
+
+Each *variant* is a set of config overrides and environment variables (XLA flags, threads).
+Every round runs every variant once, each in a fresh Python process (XLA flags are per
+process): compile + one meta-step, then the median of ``--steps`` more meta-steps and the
+process's peak RSS. Variants alternate within a round, so they share the machine's noise; the
+table reports the median over rounds and each variant's ratio to the first one.
+
+``--reference-cmd`` adds an external program to the alternation (e.g. another implementation
+of the same meta-step): it must print, as its last line, a JSON object with ``median_step_s``.
+
+``--worker`` (internal) runs one variant in this process and prints its JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+#: name -> (config overrides, environment); the first of a run is the baseline of its ratios.
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "baseline": ({}, {}),
+    "premap": ({"protocol.premap": True}, {}),
+    "remat-none": ({"meta.remat": "none"}, {}),
+    "remat-dots": ({"meta.remat": "dots"}, {}),
+    "xla-no-ynn": ({}, {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type="}),
+    "xla-onednn": ({}, {"XLA_FLAGS": "--xla_cpu_experimental_onednn_fusion_type=dot "
+                                     "--xla_cpu_experimental_ynn_fusion_type="}),
+}
+
+
+def worker(config: str, overrides: dict, steps: int) -> dict:
+    import resource
+
+    import jax
+    import numpy as np
+
+    sys.path.insert(0, ROOT)
+    from agentgraph.meta.config import load_config
+    from agentgraph.meta.setup import make_setup
+    from agentgraph.meta.tasks import task_family
+    from agentgraph.meta.train import init_training_shapes, make_meta_step
+
+    cfg = load_config(config, overrides)
+    family = task_family(cfg)
+    setup = make_setup(cfg)
+    ts = init_training_shapes(cfg, setup)
+    step = make_meta_step(cfg, setup, family)
+    t0 = time.perf_counter()
+    jax.block_until_ready(step(ts, 0))
+    first = time.perf_counter() - t0
+    times = []
+    for s in range(1, steps + 1):
+        t0 = time.perf_counter()
+        ts, m, _ = step(ts, s)
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - t0)
+    return {"first_step_s": first, "median_step_s": float(np.median(times)), "step_times_s": times,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def _run(cmd: list[str] | str, env: dict, shell: bool = False) -> dict:
+    full = {**os.environ, **env}
+    out = subprocess.run(cmd, env=full, shell=shell, capture_output=True, text=True, cwd=ROOT)
+    lines = [ln for ln in out.stdout.strip().splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"variant command failed ({out.returncode}): {cmd}\n{out.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="examples/configs/mnist.yaml")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {sorted(VARIANTS)}")
+    ap.add_argument("--set", action="append", default=[], help="extra override field=value for every variant")
+    ap.add_argument("--reference-cmd", default=None, help="external command timed in the same alternation")
+    ap.add_argument("--reference-name", default="reference")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.worker:
+        print(json.dumps(worker(a.config, json.loads(a.overrides), a.steps)), flush=True)
+        return 0
+    extra = {}
+    for item in a.set:
+        k, v = item.split("=", 1)
+        extra[k] = json.loads(v) if v[:1] in "0123456789-[{tf\"" else v
+    names = [n for n in a.variants.split(",") if n]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    if a.reference_cmd:
+        runs[a.reference_name] = []
+    for r in range(a.rounds):
+        for n in names:
+            over, env = VARIANTS[n]
+            cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--config", a.config,
+                   "--steps", str(a.steps), "--overrides", json.dumps({**extra, **over})]
+            res = _run(cmd, env)
+            runs[n].append(res)
+            print(f"round {r}: {n:14s} median {res['median_step_s']:.3f} s  first {res['first_step_s']:.1f} s  "
+                  f"peak RSS {res['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
+        if a.reference_cmd:
+            res = _run(a.reference_cmd, {}, shell=True)
+            runs[a.reference_name].append(res)
+            print(f"round {r}: {a.reference_name:14s} median {res['median_step_s']:.3f} s", flush=True)
+    base = statistics.median(x["median_step_s"] for x in runs[names[0]])
+    summary = {}
+    for n, rs in runs.items():
+        med = statistics.median(x["median_step_s"] for x in rs)
+        rss = [x.get("peak_rss_bytes") or (x["peak_rss_mb"] * 2**20 if "peak_rss_mb" in x else None) for x in rs]
+        summary[n] = {"median_step_s": med, "ratio_to_first": med / base, "round_medians_s": [x["median_step_s"] for x in rs],
+                      "peak_rss_bytes": max((v for v in rss if v), default=None),
+                      "overrides": VARIANTS.get(n, ({}, {}))[0], "env": VARIANTS.get(n, ({}, {}))[1]}
+    print(f"\n{'variant':16s} {'median s':>9s} {'ratio':>7s} {'peak RSS GiB':>13s}")
+    for n, v in summary.items():
+        rss = f"{v['peak_rss_bytes'] / 2**30:.2f}" if v["peak_rss_bytes"] else "-"
+        print(f"{n:16s} {v['median_step_s']:9.3f} {v['ratio_to_first']:7.3f} {rss:>13s}")
+    result = {"config": a.config, "rounds": a.rounds, "steps": a.steps, "extra_overrides": extra,
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+              "reference_cmd": a.reference_cmd, "variants": summary}
+    if a.out:
+        os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
+        with open(a.out, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
