@@ -48,7 +48,7 @@ def _peak_bytes(jitted, *args) -> int:
     return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes)
 
 
-def bench_mplp(runs: int, tasks: int, steps: int, batch: int, sizes=(144, 50, 10)) -> dict:
+def bench_mplp(runs: int, tasks: int, steps: int, batch: int, sizes=(144, 50, 10), forward_only: bool = False) -> dict:
     k, hidden = 4, 7
     cfg = mplp.MPLPConfig(k=k, hidden=hidden)
     g = mlp(list(sizes), activation="sigmoid", loss="cross_entropy", seed=0).with_kinds(mplp.kinds(cfg))
@@ -89,7 +89,8 @@ def bench_mplp(runs: int, tasks: int, steps: int, batch: int, sizes=(144, 50, 10
     # correctness first: same losses
     lc, ld = fwd_c(params, cs, batches), fwd_d(params, ds, batches)
     out["max_abs_loss_diff"] = float(jnp.max(jnp.abs(lc - ld)))
-    for name, fc, fd in (("forward_unroll", fwd_c, fwd_d), ("meta_gradient", grad_c, grad_d)):
+    parts = (("forward_unroll", fwd_c, fwd_d),) + (() if forward_only else (("meta_gradient", grad_c, grad_d),))
+    for name, fc, fd in parts:
         t0 = time.perf_counter(); _block(fc(params, cs, batches)); comp_c = time.perf_counter() - t0
         t0 = time.perf_counter(); _block(fd(params, ds, batches)); comp_d = time.perf_counter() - t0
         tc, td = [], []
@@ -200,6 +201,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     ap.add_argument("--only", choices=["mplp", "gradient", "scale"], default=None, help="run one part only")
     ap.add_argument("--skip-1m", action="store_true", help="skip the 1M-synapse graph")
+    ap.add_argument("--forward-only", action="store_true", help="mplp: time the forward unroll only")
     ap.add_argument("--out", default=None)
     ap.add_argument("--scale-only", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -217,7 +219,7 @@ def main(argv=None) -> int:
         res["scale"] = {"small": bench_scale("small", lambda: mlp([20, 10, 3], seed=0), 8, args.runs)}
     else:
         if args.only in (None, "mplp"):
-            res["mplp"] = bench_mplp(args.runs, args.tasks, 20, 8)
+            res["mplp"] = bench_mplp(args.runs, args.tasks, 20, 8, forward_only=args.forward_only)
         if args.only in (None, "gradient"):
             res["gradient"] = bench_gradient(args.runs, 20, 8)
     if not args.quick and args.only in (None, "scale"):

@@ -9,6 +9,9 @@ process): compile + one meta-step, then the median of ``--steps`` more meta-step
 process's peak RSS. Variants alternate within a round, so they share the machine's noise; the
 table reports the median over rounds and each variant's ratio to the first one.
 
+``--tree NAME=PATH`` adds a variant that runs another checkout of agentgraph (e.g. a ``git
+worktree`` of the commit before a change) with no overrides — before/after in one alternation.
+
 ``--reference-cmd`` adds an external program to the alternation (e.g. another implementation
 of the same meta-step): it must print, as its last line, a JSON object with ``median_step_s``.
 
@@ -34,20 +37,29 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "baseline": ({}, {}),
     "premap": ({"protocol.premap": True}, {}),
     "remat-none": ({"meta.remat": "none"}, {}),
+    "remat-learner": ({"meta.remat": "learner"}, {}),
     "remat-dots": ({"meta.remat": "dots"}, {}),
     "xla-no-ynn": ({}, {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type="}),
     "xla-onednn": ({}, {"XLA_FLAGS": "--xla_cpu_experimental_onednn_fusion_type=dot "
                                      "--xla_cpu_experimental_ynn_fusion_type="}),
+    "hugepages": ({}, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
+    "hugepages+onednn": ({}, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1",
+                              "XLA_FLAGS": "--xla_cpu_experimental_onednn_fusion_type=dot "
+                                           "--xla_cpu_experimental_ynn_fusion_type="}),
+    "hugepages+premap": ({"protocol.premap": True}, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
+    "hugepages+remat-learner": ({"meta.remat": "learner"}, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
+    "premap+onednn": ({"protocol.premap": True}, {"XLA_FLAGS": "--xla_cpu_experimental_onednn_fusion_type=dot "
+                                                              "--xla_cpu_experimental_ynn_fusion_type="}),
 }
 
 
-def worker(config: str, overrides: dict, steps: int) -> dict:
+def worker(config: str, overrides: dict, steps: int, root: str = ROOT) -> dict:
     import resource
 
+    sys.path.insert(0, root)
     import jax
     import numpy as np
 
-    sys.path.insert(0, ROOT)
     from agentgraph.meta.config import load_config
     from agentgraph.meta.setup import make_setup
     from agentgraph.meta.tasks import task_family
@@ -87,6 +99,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {sorted(VARIANTS)}")
     ap.add_argument("--set", action="append", default=[], help="extra override field=value for every variant")
+    ap.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
+                    help="also time the agentgraph checkout at PATH as variant NAME")
+    ap.add_argument("--root", default=ROOT, help=argparse.SUPPRESS)
     ap.add_argument("--reference-cmd", default=None, help="external command timed in the same alternation")
     ap.add_argument("--reference-name", default="reference")
     ap.add_argument("--out", default=None)
@@ -94,7 +109,7 @@ def main(argv=None) -> int:
     ap.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
-        print(json.dumps(worker(a.config, json.loads(a.overrides), a.steps)), flush=True)
+        print(json.dumps(worker(a.config, json.loads(a.overrides), a.steps, a.root)), flush=True)
         return 0
     extra = {}
     for item in a.set:
@@ -104,14 +119,17 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         ap.error(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
+    trees = dict(t.split("=", 1) for t in a.tree)
+    names = [*trees, *names]
     runs: dict[str, list[dict]] = {n: [] for n in names}
     if a.reference_cmd:
         runs[a.reference_name] = []
     for r in range(a.rounds):
         for n in names:
-            over, env = VARIANTS[n]
+            over, env = VARIANTS.get(n, ({}, {}))
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--config", a.config,
-                   "--steps", str(a.steps), "--overrides", json.dumps({**extra, **over})]
+                   "--steps", str(a.steps), "--overrides", json.dumps({**extra, **over}),
+                   "--root", os.path.abspath(trees.get(n, ROOT))]
             res = _run(cmd, env)
             runs[n].append(res)
             print(f"round {r}: {n:14s} median {res['median_step_s']:.3f} s  first {res['first_step_s']:.1f} s  "
@@ -127,7 +145,8 @@ def main(argv=None) -> int:
         rss = [x.get("peak_rss_bytes") or (x["peak_rss_mb"] * 2**20 if "peak_rss_mb" in x else None) for x in rs]
         summary[n] = {"median_step_s": med, "ratio_to_first": med / base, "round_medians_s": [x["median_step_s"] for x in rs],
                       "peak_rss_bytes": max((v for v in rss if v), default=None),
-                      "overrides": VARIANTS.get(n, ({}, {}))[0], "env": VARIANTS.get(n, ({}, {}))[1]}
+                      "overrides": VARIANTS.get(n, ({}, {}))[0], "env": VARIANTS.get(n, ({}, {}))[1],
+                      "tree": trees.get(n)}
     print(f"\n{'variant':16s} {'median s':>9s} {'ratio':>7s} {'peak RSS GiB':>13s}")
     for n, v in summary.items():
         rss = f"{v['peak_rss_bytes'] / 2**30:.2f}" if v["peak_rss_bytes"] else "-"

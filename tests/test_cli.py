@@ -1,4 +1,4 @@
-"""The command line: --help everywhere, train → eval on a tiny digits run, clear errors."""
+"""The command line: --help everywhere, train → eval → export → demo on a tiny digits run, clear errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from agentgraph.cli import main
 
 
-@pytest.mark.parametrize("cmd", [[], ["demo"], ["train"], ["eval"], ["bench"]])
+@pytest.mark.parametrize("cmd", [[], ["demo"], ["gradcheck"], ["train"], ["eval"], ["export"], ["bench"]])
 def test_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([*cmd, "--help"])
@@ -37,6 +37,15 @@ def test_train_then_eval_digits(tmp_path, capsys):
     res = json.loads(res_path.read_text())
     assert len(res["mplp"]["mean"]) == 4 and res["sgd"]["lr"] == 0.1
     assert all(0.0 <= a <= 1.0 for a in res["adam"]["mean"])
+    # export the protocol alone, and run the demo with it: table and plot
+    small = tmp_path / "protocol.npz"
+    assert main(["export", str(ck), str(small), "--sgd-lr", "0.2", "--adam-lr", "0.02"]) == 0
+    assert small.stat().st_size < ck.stat().st_size
+    png = tmp_path / "demo.png"
+    assert main(["demo", "--protocol", str(small), "--runs", "3", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "SGD (lr 0.2)" in out and "Adam (lr 0.02)" in out and "MPLP" in out
+    assert png.stat().st_size > 1000
 
 
 def test_errors_are_one_line_and_exit_2(tmp_path, capsys):

@@ -82,8 +82,7 @@ def load_digits_raw(seed: int = 0, n_train: int = DIGITS_TRAIN) -> Raw:
         from sklearn.datasets import load_digits
     except ImportError:
         raise AgentGraphError(
-            "The 'digits' dataset needs scikit-learn: pip install scikit-learn "
-            "(or pip install 'agentgraph[data]')."
+            "The 'digits' dataset needs scikit-learn, a dependency of agentgraph: pip install scikit-learn."
         ) from None
     d = load_digits()
     x, y = np.asarray(d.images), np.asarray(d.target)

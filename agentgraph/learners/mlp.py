@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 __all__ = ["ACTS", "apply_mlp", "apply_mlp_from_pre", "first_layer", "init_mlp"]
 
@@ -35,8 +36,13 @@ def init_mlp(key: jax.Array, sizes: Sequence[int], *, last_bias: bool = True) ->
     return layers
 
 
-def apply_mlp(layers: Sequence[dict], x: jax.Array, hidden: str = "relu", final: str = "identity") -> jax.Array:
+def apply_mlp(layers: Sequence[dict], x: jax.Array, hidden: str = "relu", final: str = "identity",
+              *, start: int = 0) -> jax.Array:
     """Apply dense layers to ``x [..., n_in]`` → ``[..., n_out]``.
+
+    Each layer's pre-activation is named ``mlp_pre<i>`` (``i`` counted from ``start``) with
+    :func:`jax.ad_checkpoint.checkpoint_name`, so a ``jax.checkpoint`` policy can keep chosen
+    layers instead of recomputing them (see ``meta.remat``).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -48,6 +54,7 @@ def apply_mlp(layers: Sequence[dict], x: jax.Array, hidden: str = "relu", final:
         x = x @ layer["w"]
         if "b" in layer:
             x = x + layer["b"]
+        x = checkpoint_name(x, f"mlp_pre{start + i}")
         x = ACTS[hidden if i < len(layers) - 1 else final](x)
     return x
 
@@ -76,5 +83,5 @@ def apply_mlp_from_pre(layers: Sequence[dict], pre: jax.Array, hidden: str = "re
         >>> bool(jnp.allclose(apply_mlp_from_pre(p, x @ w + b, final="tanh"), apply_mlp(p, x, final="tanh")))
         True
     """
-    x = ACTS[hidden if len(layers) > 1 else final](pre)
-    return apply_mlp(layers[1:], x, hidden, final)
+    x = ACTS[hidden if len(layers) > 1 else final](checkpoint_name(pre, "mlp_pre0"))
+    return apply_mlp(layers[1:], x, hidden, final, start=1)

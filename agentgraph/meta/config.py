@@ -60,9 +60,13 @@ class DataConfig(pydantic.BaseModel):
 
 
 class ProtocolConfig(pydantic.BaseModel):
-    """The learned protocol (MPLP)."""
+    """The learned protocol: ``mplp`` (learned backward), or ``sgd`` — plain SGD with
+    ``sgd_lr`` (the gradient protocol), whose only trainable part is a MAML prior (the MAML
+    baseline: needs ``meta.maml``)."""
 
     model_config = _STRICT
+    rule: Literal["mplp", "sgd"] = "mplp"
+    sgd_lr: pydantic.PositiveFloat = 0.05
     k: pydantic.PositiveInt = 4
     hidden: pydantic.NonNegativeInt = 7
     stateful: bool = True
@@ -85,9 +89,12 @@ class MetaConfig(pydantic.BaseModel):
     prior_pool: pydantic.PositiveInt = 16
     maml: bool = False
     truncation: pydantic.PositiveInt | None = None
-    remat: bool | Literal["full", "dots", "none"] = True  # true = full; see meta.loop.REMAT
+    remat: bool | Literal["full", "learner", "dots", "none"] = True  # true = full; see meta.loop.REMAT
     calibration_rounds: pydantic.NonNegativeInt = 5
     calibration_blend: float = pydantic.Field(0.5, ge=0.0, le=1.0)
+    # random_dag only: meta-train on this many seeded graphs (seeds run.seed, run.seed + 1, ...),
+    # one per meta-step in turn; their layer groups share learners and normalisation
+    graph_pool: pydantic.PositiveInt = 1
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> MetaConfig:
@@ -106,6 +113,10 @@ class RunConfig(pydantic.BaseModel):
     out_dir: str = "runs/default"
     checkpoint_every: pydantic.PositiveInt = 50
     keep: pydantic.PositiveInt = 3
+    # every eval_every meta-steps (0: never), score the protocol on eval_runs fresh networks (the
+    # metric after the last inner step, on the evaluation set) into metrics.jsonl as "eval"
+    eval_every: pydantic.NonNegativeInt = 0
+    eval_runs: pydantic.PositiveInt = 20
 
 
 class TrainConfig(pydantic.BaseModel):
@@ -128,6 +139,10 @@ class TrainConfig(pydantic.BaseModel):
     def _check(self) -> TrainConfig:
         if self.data.task == "sinusoid" and (self.net.sizes[0] != 1 or self.net.sizes[-1] != 1):
             raise ValueError("the sinusoid task needs net.sizes to start and end with 1")
+        if self.meta.graph_pool > 1 and self.net.kind != "random_dag":
+            raise ValueError("meta.graph_pool > 1 needs net.kind 'random_dag' (an mlp has one graph)")
+        if self.protocol.rule == "sgd" and not self.meta.maml:
+            raise ValueError("protocol.rule 'sgd' learns only a MAML prior: set meta.maml to true")
         if self.data.task == "sinusoid" and self.net.loss != "l2":
             raise ValueError("the sinusoid task is a regression: set net.loss to 'l2'")
         size = self.data.image_size

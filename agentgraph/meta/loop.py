@@ -18,33 +18,37 @@ import jax.numpy as jnp
 from agentgraph.meta.setup import Setup, with_params
 from agentgraph.protocols import mplp
 
-__all__ = ["REMAT", "inner_loop", "task_meta_loss", "batch_meta_loss"]
+__all__ = ["REMAT", "batch_meta_loss", "inner_loop", "protocol_params", "task_meta_loss"]
 
 #: How each inner step is rematerialised in the meta-gradient (config ``meta.remat``):
 #: ``full`` (``True``) keeps only the state between steps and recomputes each step's insides in
-#: the backward pass; ``dots`` also keeps every matmul result; ``none`` (``False``) keeps
-#: everything. Measured on CPU in docs/performance.md (``full`` is fastest there and smallest).
-REMAT = {"full": "full", True: "full", "dots": "dots", "none": "none", False: "none"}
+#: the backward pass; ``learner`` also keeps the learners' second-layer pre-activations (the
+#: costly ``[rows, 80] @ [80, 40]`` products; cheap ``[rows, 40]`` to store); ``dots`` keeps every
+#: matmul result; ``none`` (``False``) keeps everything. Measured in docs/performance.md.
+REMAT = {"full": "full", True: "full", "learner": "learner", "dots": "dots", "none": "none", False: "none"}
 
 
 def _remat(body, remat):
     mode = REMAT[remat]
     if mode == "full":
         return jax.checkpoint(body)
+    if mode == "learner":
+        return jax.checkpoint(body, policy=jax.checkpoint_policies.save_only_these_names("mlp_pre1"))
     if mode == "dots":
         return jax.checkpoint(body, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
     return body
 
 
 def inner_loop(setup: Setup, params: Mapping[str, Any], task: Mapping, w0: jax.Array, b0: jax.Array,
-               *, remat: bool | str = True, truncation: int | None = None):
-    """Run the protocol for ``K`` steps on ``task["train"]`` from weights ``(w0, b0)``.
+               *, remat: bool | str = True, truncation: int | None = None, prog=None):
+    """Run the protocol for ``K`` steps on ``task["train"]`` from weights ``(w0, b0)`` (on
+    ``prog``, default the MPLP program; the gradient protocol runs on ``setup.plain``).
 
     Returns:
         ``(final_state, losses [K], hints [K])``: ``losses[i]`` is the loss at step ``i`` before
         its update, ``hints[i]`` the loss on the same batch after it.
     """
-    prog = setup.prog
+    prog = setup.prog if prog is None else prog
     B = task["train"]["x"].shape[1]
     state = with_params(prog.init(B), w0, b0)
 
@@ -70,17 +74,27 @@ def inner_loop(setup: Setup, params: Mapping[str, Any], task: Mapping, w0: jax.A
     return state, jnp.concatenate(losses), jnp.concatenate(hints)
 
 
+def protocol_params(setup: Setup, trainable: Mapping[str, Any], norm: Mapping[str, Any]):
+    """``(params, program)`` the inner loop runs: the assembled MPLP parameters on the MPLP
+    program, or (``protocol.rule: sgd``) the gradient protocol's ``{group: {"lr"}}`` on the
+    plain program."""
+    if setup.cfg.protocol.rule == "sgd":
+        return {g: {"lr": setup.cfg.protocol.sgd_lr} for g in setup.plain_groups}, setup.plain
+    return mplp.assemble(trainable["protocol"], norm, setup.keys), setup.prog
+
+
 def task_meta_loss(trainable: Mapping[str, Any], norm: Mapping[str, Any], setup: Setup, task: Mapping,
                    w0: jax.Array, b0: jax.Array):
     """Meta-loss of one task; returns ``(meta_loss, aux)`` with aux ``{"loss": [K], "hint": [K],
     "cv": ()}``. With MAML (``trainable["prior"]``), the prior replaces ``(w0, b0)``."""
     cfg = setup.cfg.meta
-    params = mplp.assemble(trainable["protocol"], norm, setup.keys)
+    params, prog = protocol_params(setup, trainable, norm)
     if "prior" in trainable:
         w0, b0 = trainable["prior"]["w"], trainable["prior"]["b"]
-    state, losses, hints = inner_loop(setup, params, task, w0, b0, remat=cfg.remat, truncation=cfg.truncation)
-    cv_state = setup.prog.resize(state, task["cv"]["x"].shape[0])
-    _, cv = setup.prog.forward(params, cv_state, task["cv"])
+    state, losses, hints = inner_loop(setup, params, task, w0, b0, remat=cfg.remat, truncation=cfg.truncation,
+                                      prog=prog)
+    cv_state = prog.resize(state, task["cv"]["x"].shape[0])
+    _, cv = prog.forward(params, cv_state, task["cv"])
     meta = cfg.hint_weight * hints.mean() + cfg.cv_weight * cv
     return meta, {"loss": losses, "hint": hints, "cv": cv}
 

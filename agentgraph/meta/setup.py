@@ -50,6 +50,7 @@ class Setup:
         keys: ``{group: (learner key, normalisation key, kind)}``.
         n_synapses, n_biases: how many weights and biases.
         outputs: the agents whose ``p`` (softmax) or ``x`` (identity head) are the predictions.
+        plain_groups: the groups of the plain network (the gradient protocol's parameter keys).
     """
 
     cfg: TrainConfig
@@ -62,6 +63,7 @@ class Setup:
     n_biases: int
     outputs: tuple
     output_kind: str
+    plain_groups: tuple = ()
 
 
 def make_setup(cfg: TrainConfig, graph: AgentGraph | None = None) -> Setup:
@@ -85,7 +87,7 @@ def make_setup(cfg: TrainConfig, graph: AgentGraph | None = None) -> Setup:
     else:
         outputs, okind = tuple(("loss", j) for j in range(n_out)), "pred"
     return Setup(cfg, g, prog, plain, config, mplp.share_keys(g, p.sharing),
-                 len(base.agents("synapse")), len(base.agents("bias")), outputs, okind)
+                 len(base.agents("synapse")), len(base.agents("bias")), outputs, okind, tuple(base.groups()))
 
 
 def prior_pool(setup: Setup, key: jax.Array, size: int) -> dict[str, jax.Array]:

@@ -27,11 +27,11 @@ from agentgraph.meta.config import TrainConfig
 from agentgraph.meta.loop import batch_meta_loss
 from agentgraph.meta.normalisation import calibrate
 from agentgraph.meta.optim import meta_optimizer
-from agentgraph.meta.setup import Setup, make_setup, prior_pool
+from agentgraph.meta.setup import Setup, build_graph, make_setup, prior_pool
 from agentgraph.meta.tasks import TaskFamily, task_family
 from agentgraph.protocols import mplp
 
-__all__ = ["TrainResult", "init_training", "make_meta_step", "train"]
+__all__ = ["TrainResult", "init_training", "make_meta_step", "make_setups", "train"]
 
 FORMAT = "agentgraph-train-1"
 MAX_BAD_STEPS = 20
@@ -42,22 +42,42 @@ class TrainResult(dict):
     ``bad_steps``, ``checkpoint``, ``out_dir``."""
 
 
-def init_training(cfg: TrainConfig, setup: Setup, family: TaskFamily) -> dict[str, Any]:
-    """A fresh training state: protocol, measured normalisation, prior pool, optimiser state."""
+def make_setups(cfg: TrainConfig) -> list[Setup]:
+    """The inner networks meta-training cycles through: one, or ``meta.graph_pool`` seeded
+    random DAGs (seeds ``run.seed + i``)."""
+    if cfg.meta.graph_pool == 1:
+        return [make_setup(cfg)]
+    return [make_setup(cfg, build_graph(cfg, seed=cfg.run.seed + i)) for i in range(cfg.meta.graph_pool)]
+
+
+def _extra_pools(cfg: TrainConfig, setups: list[Setup], key: jax.Array) -> dict[str, Any]:
+    return {str(i): prior_pool(s, jax.random.fold_in(key, i), cfg.meta.prior_pool) for i, s in enumerate(setups)
+            if i > 0}
+
+
+def init_training(cfg: TrainConfig, setup: Setup, family: TaskFamily,
+                  setups: list[Setup] | None = None) -> dict[str, Any]:
+    """A fresh training state: protocol, measured normalisation, prior pool (``pool_extra``: the
+    pools of the other graphs of a graph pool), optimiser state."""
     key = jax.random.PRNGKey(cfg.run.seed)
     k_meta, k_pool, k_cal, k_prior = jax.random.split(key, 4)
     sharing = cfg.protocol.sharing
     meta = mplp.init_meta(setup.graph, k_meta, setup.config, sharing, weight_std=cfg.net.init_std)
     norm = mplp.init_norm(setup.graph, setup.config, sharing)
     pool = prior_pool(setup, k_pool, cfg.meta.prior_pool)
-    norm = calibrate(setup, meta, norm, family.sample, k_cal, pool, cfg.meta.calibration_rounds,
-                     cfg.meta.calibration_blend)
-    trainable: dict[str, Any] = {"protocol": meta}
+    trainable: dict[str, Any] = {}
+    if cfg.protocol.rule == "mplp":
+        norm = calibrate(setup, meta, norm, family.sample, k_cal, pool, cfg.meta.calibration_rounds,
+                         cfg.meta.calibration_blend)
+        trainable["protocol"] = meta
     if cfg.meta.maml:
         trainable["prior"] = {"w": cfg.net.init_std * jax.random.normal(k_prior, (setup.n_synapses,)),
                               "b": jnp.zeros((setup.n_biases,))}
     opt_state = meta_optimizer(cfg.meta.meta_lr).init(trainable)
-    return {"trainable": trainable, "opt_state": opt_state, "norm": norm, "pool": pool}
+    out = {"trainable": trainable, "opt_state": opt_state, "norm": norm, "pool": pool}
+    if setups and len(setups) > 1:
+        out["pool_extra"] = _extra_pools(cfg, setups, k_pool)
+    return out
 
 
 def make_meta_step(cfg: TrainConfig, setup: Setup, family: TaskFamily) -> Callable:
@@ -122,7 +142,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
     """
     out_dir = cfg.run.out_dir
     family = task_family(cfg)  # loads data: a missing dataset fails here, before any compute
-    setup = make_setup(cfg)
+    setups = make_setups(cfg)
+    setup = setups[0]
     os.makedirs(out_dir, exist_ok=True)
     metrics_path = os.path.join(out_dir, "metrics.jsonl")
     start = 0
@@ -132,7 +153,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
         if path is None:
             log(f"no checkpoint in {out_dir!r}: starting fresh")
         else:
-            template = init_training_shapes(cfg, setup)
+            template = init_training_shapes(cfg, setup, setups)
             tree, meta = ckpt.load(path, template)
             if meta.get("config") != cfg.model_dump(mode="json"):
                 raise AgentGraphError(
@@ -149,12 +170,23 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
                 "choose another run.out_dir."
             )
         t0 = time.perf_counter()
-        ts = init_training(cfg, setup, family)
-        log(f"normalisation measured over {cfg.meta.calibration_rounds} inner loops in {time.perf_counter() - t0:.1f} s")
+        ts = init_training(cfg, setup, family, setups)
+        if cfg.protocol.rule == "mplp":
+            log(f"normalisation measured over {cfg.meta.calibration_rounds} inner loops in "
+                f"{time.perf_counter() - t0:.1f} s")
         if os.path.exists(metrics_path):
             os.remove(metrics_path)
     _trim_metrics(metrics_path, start)
-    meta_step = make_meta_step(cfg, setup, family)
+    steps = [make_meta_step(cfg, su, family) for su in setups]
+
+    def meta_step(ts, s):  # graph s mod G; the other graphs' prior pools ride along untouched
+        i = s % len(steps)
+        if i == 0:
+            return steps[0](ts, s)
+        new, m, f = steps[i]({**ts, "pool": ts["pool_extra"][str(i)]}, s)
+        return {**new, "pool": ts["pool"]}, m, f
+
+    evaluate_now = _periodic_eval(cfg, setup, family) if cfg.run.eval_every else None
     end = cfg.meta.meta_steps if max_steps is None else min(cfg.meta.meta_steps, start + max_steps)
     bar = None
     if progress:
@@ -187,6 +219,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
             ts = new_ts
             first = m["meta_loss"] if first is None else first
             last = m["meta_loss"]
+            if evaluate_now is not None and ((s + 1) % cfg.run.eval_every == 0 or s == 0):
+                m["eval"] = evaluate_now(ts, s)
             mf.write(json.dumps({"step": s, **m, "finite": bool(finite), "seconds": dt}) + "\n")
             mf.flush()
             if bar is not None:
@@ -203,13 +237,34 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
     )
 
 
-def init_training_shapes(cfg: TrainConfig, setup: Setup) -> dict[str, Any]:
+def _periodic_eval(cfg: TrainConfig, setup: Setup, family: TaskFamily) -> Callable:
+    """``(train_state, step) -> float``: the protocol's mean score after the last inner step on
+    ``run.eval_runs`` fresh networks (fixed evaluation keys, so the curve is comparable across
+    steps); one compiled program."""
+    from agentgraph.meta.evaluate import run_mplp
+    from agentgraph.meta.loop import protocol_params
+
+    keys = jax.random.split(jax.random.PRNGKey(2_000_003), cfg.run.eval_runs)
+
+    @jax.jit
+    def scores(trainable, norm):
+        params, prog = protocol_params(setup, trainable, norm)
+        prior = trainable.get("prior")
+        return jax.vmap(lambda k: run_mplp(setup, family, params, k, prior, prog)[0][-1])(keys).mean()
+
+    return lambda ts, s: float(scores(ts["trainable"], ts["norm"]))
+
+
+def init_training_shapes(cfg: TrainConfig, setup: Setup, setups: list[Setup] | None = None) -> dict[str, Any]:
     """The structure and shapes of a training state, without calibrating (a checkpoint template)."""
     key = jax.random.PRNGKey(0)
     sharing = cfg.protocol.sharing
-    trainable: dict[str, Any] = {"protocol": mplp.init_meta(setup.graph, key, setup.config, sharing)}
+    trainable: dict[str, Any] = {}
+    if cfg.protocol.rule == "mplp":
+        trainable["protocol"] = mplp.init_meta(setup.graph, key, setup.config, sharing)
     if cfg.meta.maml:
         trainable["prior"] = {"w": jnp.zeros((setup.n_synapses,)), "b": jnp.zeros((setup.n_biases,))}
     return {"trainable": trainable, "opt_state": meta_optimizer(cfg.meta.meta_lr).init(trainable),
             "norm": mplp.init_norm(setup.graph, setup.config, sharing),
-            "pool": prior_pool(setup, key, cfg.meta.prior_pool)}
+            "pool": prior_pool(setup, key, cfg.meta.prior_pool),
+            **({"pool_extra": _extra_pools(cfg, setups, key)} if setups and len(setups) > 1 else {})}

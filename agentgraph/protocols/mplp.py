@@ -24,11 +24,12 @@ Use :func:`kinds` to get the kind table and :func:`init_params` for a graph's pa
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from agentgraph.arrows.ports import Port
 from agentgraph.errors import AgentGraphError
@@ -105,34 +106,31 @@ def _features(base: str, state: Mapping, m: jax.Array) -> jax.Array:
     return own if base in ("l2", "cross_entropy") else jnp.concatenate([m, own])
 
 
-def input_layer(config: MPLPConfig, learner: Mapping) -> tuple[jax.Array, jax.Array]:
-    """Everything a learner computes *linearly* from its (normalised) inputs, as one matrix:
-    ``(W [F, D], b [D])`` — the GRU's gates and ``MLP_x`` first layer, or the first layers of the
-    stateless ``f`` and ``g`` side by side.
+def input_layer(config: MPLPConfig, learner: Mapping) -> tuple[tuple[jax.Array, jax.Array], ...]:
+    """Everything a learner computes *linearly* from its (normalised) inputs: ``((W [F, d], b
+    [d]), ...)`` — the GRU's gates and ``MLP_x`` first layer, or the first layers of the
+    stateless ``f`` and ``g``.
 
     Example:
         >>> import jax
         >>> from agentgraph.learners import init_gru
-        >>> W, b = input_layer(MPLPConfig(k=4, hidden=7), init_gru(jax.random.PRNGKey(0), 6, 12))
-        >>> W.shape
-        (6, 104)
+        >>> parts = input_layer(MPLPConfig(k=4, hidden=7), init_gru(jax.random.PRNGKey(0), 6, 12))
+        >>> [W.shape for W, _ in parts]
+        [(6, 24), (6, 80)]
     """
     if config.stateful:
         return gru_input_layer(learner)
-    wf, bf = first_layer(learner["f"])
-    wg, bg = first_layer(learner["g"])
-    return jnp.concatenate([wf, wg], 1), jnp.concatenate([bf, bg])
+    return first_layer(learner["f"]), first_layer(learner["g"])
 
 
-def _learner_out(config: MPLPConfig, learner: Mapping, pre: jax.Array, carry):
-    """``(new carry or None, message [k], raw update ())`` from the input projection ``pre``."""
+def _learner_out(config: MPLPConfig, learner: Mapping, pre: Sequence[jax.Array], carry):
+    """``(new carry or None, message [k], raw update ())`` from the input projection's parts."""
     k = config.k
     if config.stateful:
-        c = gru_cell(learner, pre, carry)
+        c = gru_cell(learner, pre[0], pre[1], carry)
         return c, c[-k:], c[0]
-    hf = learner["f"][0]["w"].shape[1]
-    upd = apply_mlp_from_pre(learner["f"], pre[:hf], hidden="relu", final="tanh")[0]
-    msg = apply_mlp_from_pre(learner["g"], pre[hf:], hidden="relu", final="tanh")
+    upd = apply_mlp_from_pre(learner["f"], pre[0], hidden="relu", final="tanh")[0]
+    msg = apply_mlp_from_pre(learner["g"], pre[1], hidden="relu", final="tanh")
     return None, msg, upd
 
 
@@ -224,17 +222,18 @@ class MPLPKind(Kind):
         return (h or 1) + (h or c.k)
 
     def premap(self, params, sweep, port, message):
-        """``m [k]`` → its share of the learner's input projection ``[D]``: the normalised message
-        times the first-layer rows that see it. Computed once per sender, broadcast to receivers."""
+        """``m [k]`` → its share of the learner's input projection ``[D]`` (the parts side by
+        side): the normalised message times the first-layer rows that see it. Computed once per
+        sender, broadcast to receivers."""
         k = self.config.k
-        W, _ = input_layer(self.config, params["learner"])
-        return ((message - params["in_mean"][:k]) * params["in_inv_std"][:k]) @ W[:k]
+        m = (message - params["in_mean"][:k]) * params["in_inv_std"][:k]
+        return jnp.concatenate([m @ W[:k] for W, _ in input_layer(self.config, params["learner"])])
 
     def backward(self, params, state, messages):
         k = self.config.k
         if self.base.name == "softmax_norm":  # MPLP's softmax units need no normaliser message
             return state, jnp.zeros((k,)), {}
-        W, b = input_layer(self.config, params["learner"])
+        parts = input_layer(self.config, params["learner"])
         mean, inv = params["in_mean"], params["in_inv_std"]
         if self.premaps("backward"):
             # the message's part of the projection arrives premapped (computed per sender); the
@@ -242,12 +241,15 @@ class MPLPKind(Kind):
             own = _own_features(self.base.name, state)
             if self.config.in_size:
                 own = jnp.pad(own, (0, self.config.in_size - k - own.shape[0]))
-            pre = messages["m"] + ((own - mean[k:]) * inv[k:]) @ W[k:] + b
+            own = (own - mean[k:]) * inv[k:]
+            cuts = np.cumsum([W.shape[1] for W, _ in parts])[:-1]
+            pre = [pm + own @ W[k:] + b for pm, (W, b) in zip(jnp.split(messages["m"], cuts), parts)]
             feat = None
         else:
             feat = _features(self.base.name, state, messages.get("m", jnp.zeros((k,))))
             feat_p = jnp.pad(feat, (0, self.config.in_size - feat.shape[0])) if self.config.in_size else feat
-            pre = ((feat_p - mean) * inv) @ W + b
+            x = (feat_p - mean) * inv
+            pre = [x @ W + b for W, b in parts]
         carry, msg, upd = _learner_out(self.config, params["learner"], pre, state.get("carry"))
         if carry is not None:
             state = {**state, "carry": carry}

@@ -1,0 +1,108 @@
+"""Plots of evaluation results (matplotlib, drawn off-screen into PNG files).
+
+Every function takes the dictionaries :func:`agentgraph.meta.evaluate.evaluate` returns —
+``{"metric", "steps", "mplp": {"mean", "std"}, "sgd": {...}, "adam": {...}}`` — and writes one
+PNG. matplotlib is imported when a plot is drawn, not when agentgraph is imported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["plot_curves", "plot_meta_curves"]
+
+_COLORS = {"mplp": "tab:red", "sgd": "tab:blue", "adam": "tab:green", "maml": "tab:purple"}
+_LABELS = {"mplp": "MPLP (no gradient)", "sgd": "SGD", "adam": "Adam", "maml": "MAML"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(results: Mapping[str, Any] | Sequence[tuple[str, Mapping[str, Any]]], path: str, *, title: str = "",
+                methods: Sequence[str] = ("mplp", "sgd", "adam"), percent: bool | None = None) -> str:
+    """Mean ± std of the metric after each inner step, one line per method; returns ``path``.
+
+    Args:
+        results: one evaluation result, or ``[(panel title, result), ...]`` for side-by-side panels.
+        path: the PNG to write (its directory is created).
+        title: figure title.
+        methods: which methods of the result to draw (those present).
+        percent: show accuracy in % (default: when the metric is accuracy).
+
+    Example:
+        >>> import tempfile, os
+        >>> r = {"metric": "accuracy", "steps": [0, 1, 2], "mplp": {"mean": [.1, .5, .7], "std": [0, .1, .1]},
+        ...      "sgd": {"mean": [.1, .2, .3], "std": [0, .1, .1], "lr": 0.1}}
+        >>> p = plot_curves(r, os.path.join(tempfile.mkdtemp(), "c.png"), title="demo")
+        >>> os.path.getsize(p) > 1000
+        True
+    """
+    panels = list(results) if not isinstance(results, Mapping) else [("", results)]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    for ax, (ptitle, res) in zip(axes[0], panels):
+        pct = res.get("metric") == "accuracy" if percent is None else percent
+        scale = 100.0 if pct else 1.0
+        for m in methods:
+            if m not in res:
+                continue
+            mean = [scale * v for v in res[m]["mean"]]
+            std = [scale * v for v in res[m]["std"]]
+            steps = res.get("steps", list(range(len(mean))))
+            label = _LABELS.get(m, m) + (f" (lr {res[m]['lr']:g})" if "lr" in res[m] else "")
+            ax.plot(steps, mean, color=_COLORS.get(m), label=label, lw=2)
+            ax.fill_between(steps, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
+                            color=_COLORS.get(m), alpha=0.15, lw=0)
+        ax.set_xlabel("inner step")
+        ax.set_ylabel(("test accuracy (%)" if pct else res.get("metric", "value")))
+        if res.get("metric") == "loss":
+            ax.set_yscale("log")
+        ax.set_title(ptitle)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_meta_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: str, *, xlabel: str = "meta-step",
+                     ylabel: str = "", title: str = "", hline: float | None = None, hline_label: str = "") -> str:
+    """One line per named curve of ``(x, y)`` points (e.g. accuracy against meta-steps or CPU
+    minutes); an optional horizontal reference line. Returns ``path``.
+
+    Example:
+        >>> import tempfile, os
+        >>> p = plot_meta_curves({"a": [(0, 0.1), (100, 0.4)]}, os.path.join(tempfile.mkdtemp(), "m.png"), hline=0.49)
+        >>> os.path.exists(p)
+        True
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for name, pts in curves.items():
+        if pts:
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, marker="o", ms=3, label=name)
+    if hline is not None:
+        ax.axhline(hline, color="k", ls="--", lw=1, label=hline_label or None)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
