@@ -53,7 +53,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.plot:
         from agentgraph.plots import plot_curves
 
-        plot_curves(res, args.plot, title=f"agentgraph demo: pretrained MPLP vs SGD vs Adam on digits ({args.runs} runs)")
+        plot_curves(res, args.plot, title=f"pretrained MPLP vs SGD vs Adam, digits, {args.runs} fresh networks")
         print(f"plot written to {args.plot}")
     return 0
 

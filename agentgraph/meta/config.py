@@ -73,10 +73,27 @@ class ProtocolConfig(pydantic.BaseModel):
     mlp: list[pydantic.PositiveInt] = [80, 40]
     sharing: Literal["group", "kind", "all"] = "group"
     premap: bool = False
+    # the per-example gradient step as an extra learner input of weights and biases (paper §5):
+    # "none"; "always" (training and evaluation: not a gradient-free protocol); "train" (scaled
+    # from 1 down to 0 over meta.grad_input_anneal meta-steps, zero afterwards and at evaluation)
+    grad_input: Literal["none", "train", "always"] = "none"
 
 
 class MetaConfig(pydantic.BaseModel):
     """The inner loop and the outer (meta) loop."""
+
+    def unroll_at(self, step: int) -> int:
+        """Inner steps meta-trained on at meta-step ``step`` (``inner_steps`` without a curriculum).
+
+        Example:
+            >>> MetaConfig(curriculum=[[0, 5], [100, 20]]).unroll_at(99)
+            5
+        """
+        k = self.inner_steps
+        for start, length in self.curriculum or ():
+            if step >= start:
+                k = length
+        return k
 
     model_config = _STRICT
     inner_steps: pydantic.PositiveInt = 20
@@ -95,6 +112,16 @@ class MetaConfig(pydantic.BaseModel):
     # random_dag only: meta-train on this many seeded graphs (seeds run.seed, run.seed + 1, ...),
     # one per meta-step in turn; their layer groups share learners and normalisation
     graph_pool: pydantic.PositiveInt = 1
+    # warm start by imitation: the first imitation_steps meta-steps fit the protocol's updates to
+    # SGD(imitation_lr)'s on the first imitation_unroll inner steps (meta.loop.task_imitation_loss)
+    imitation_steps: pydantic.NonNegativeInt = 0
+    imitation_lr: pydantic.PositiveFloat = 1.0
+    imitation_unroll: pydantic.PositiveInt = 4
+    # unroll curriculum: [[from meta-step, inner steps], ...], e.g. [[0, 5], [200, 10], [400, 20]]:
+    # meta-train on the first few inner steps of each task, lengthened at the given meta-steps
+    curriculum: list[tuple[pydantic.NonNegativeInt, pydantic.PositiveInt]] | None = None
+    # protocol.grad_input "train": meta-steps over which the gradient input fades out
+    grad_input_anneal: pydantic.PositiveInt = 500
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> MetaConfig:
@@ -102,6 +129,17 @@ class MetaConfig(pydantic.BaseModel):
             raise ValueError("hint_weight + cv_weight must be positive")
         if self.truncation is not None and self.truncation > self.inner_steps:
             raise ValueError("truncation must not exceed inner_steps")
+        if self.imitation_steps and self.imitation_unroll > self.inner_steps:
+            raise ValueError("imitation_unroll must not exceed inner_steps")
+        if self.curriculum is not None:
+            starts = [s for s, _ in self.curriculum]
+            if not starts or starts[0] != 0 or starts != sorted(set(starts)):
+                raise ValueError("curriculum must start at meta-step 0 with strictly increasing meta-steps, "
+                                 "e.g. [[0, 5], [200, 10], [400, 20]]")
+            if any(k > self.inner_steps for _, k in self.curriculum):
+                raise ValueError("curriculum inner steps must not exceed inner_steps")
+            if self.truncation is not None:
+                raise ValueError("curriculum and truncation cannot be combined; choose one")
         return self
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from agentgraph.meta.config import TrainConfig
+from agentgraph.meta.gradient_input import eval_scale, with_gradient
 from agentgraph.meta.setup import Setup, make_setup, predictions, with_params
 from agentgraph.meta.tasks import TaskFamily, task_family
 from agentgraph.protocols import mplp
@@ -69,8 +70,12 @@ def run_mplp(setup: Setup, family: TaskFamily, params: dict, key: jax.Array, pri
     prog = setup.prog if prog is None else prog
     state = with_params(prog.init(task["train"]["x"].shape[1]), w, b)
 
+    feed = prog is setup.prog and setup.config.grad_input
+
     def body(s, tb):
         t, batch = tb
+        if feed:  # protocol.grad_input "always" (with "train" the scale is 0 here)
+            s = with_gradient(setup, s, batch, eval_scale(setup))
         s, _ = prog.step(params, s, batch)
         w, b = s["synapse"]["w"], s["bias"]["b"]
         return s, (score(setup, family, w, b, task["cv"]), _seen(setup, family, w, b, task["train"], t))

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from agentgraph.meta.gradient_input import with_gradient
 from agentgraph.meta.setup import Setup, with_params
 from agentgraph.protocols import mplp
 
@@ -40,9 +41,11 @@ def _remat(body, remat):
 
 
 def inner_loop(setup: Setup, params: Mapping[str, Any], task: Mapping, w0: jax.Array, b0: jax.Array,
-               *, remat: bool | str = True, truncation: int | None = None, prog=None):
+               *, remat: bool | str = True, truncation: int | None = None, prog=None, grad_scale=0.0):
     """Run the protocol for ``K`` steps on ``task["train"]`` from weights ``(w0, b0)`` (on
     ``prog``, default the MPLP program; the gradient protocol runs on ``setup.plain``).
+    ``grad_scale``: the gradient input's scale (``protocol.grad_input``, see
+    :mod:`agentgraph.meta.gradient_input`).
 
     Returns:
         ``(final_state, losses [K], hints [K])``: ``losses[i]`` is the loss at step ``i`` before
@@ -52,7 +55,11 @@ def inner_loop(setup: Setup, params: Mapping[str, Any], task: Mapping, w0: jax.A
     B = task["train"]["x"].shape[1]
     state = with_params(prog.init(B), w0, b0)
 
+    feed = prog is setup.prog and setup.config.grad_input
+
     def body(s, batch):
+        if feed:
+            s = with_gradient(setup, s, batch, grad_scale)
         s, loss = prog.step(params, s, batch)
         _, hint = prog.forward(params, s, batch)
         return s, (loss, hint)
@@ -84,7 +91,7 @@ def protocol_params(setup: Setup, trainable: Mapping[str, Any], norm: Mapping[st
 
 
 def task_meta_loss(trainable: Mapping[str, Any], norm: Mapping[str, Any], setup: Setup, task: Mapping,
-                   w0: jax.Array, b0: jax.Array):
+                   w0: jax.Array, b0: jax.Array, grad_scale=0.0):
     """Meta-loss of one task; returns ``(meta_loss, aux)`` with aux ``{"loss": [K], "hint": [K],
     "cv": ()}``. With MAML (``trainable["prior"]``), the prior replaces ``(w0, b0)``."""
     cfg = setup.cfg.meta
@@ -92,18 +99,20 @@ def task_meta_loss(trainable: Mapping[str, Any], norm: Mapping[str, Any], setup:
     if "prior" in trainable:
         w0, b0 = trainable["prior"]["w"], trainable["prior"]["b"]
     state, losses, hints = inner_loop(setup, params, task, w0, b0, remat=cfg.remat, truncation=cfg.truncation,
-                                      prog=prog)
+                                      prog=prog, grad_scale=grad_scale)
     cv_state = prog.resize(state, task["cv"]["x"].shape[0])
     _, cv = prog.forward(params, cv_state, task["cv"])
     meta = cfg.hint_weight * hints.mean() + cfg.cv_weight * cv
     return meta, {"loss": losses, "hint": hints, "cv": cv}
 
 
-def batch_meta_loss(trainable, norm, setup: Setup, tasks, w0s, b0s):
-    """Mean meta-loss over an outer batch (tasks, priors stacked on axis 0), vmapped."""
+def batch_meta_loss(trainable, norm, setup: Setup, tasks, w0s, b0s, objective=None):
+    """Mean meta-loss over an outer batch (tasks, priors stacked on axis 0), vmapped;
+    ``objective`` (default :func:`task_meta_loss`) is the per-task loss."""
+    objective = objective or task_meta_loss
     if jax.tree.leaves(w0s)[0].shape[0] == 1:  # one task: no vmap (its unit axis makes XLA:CPU copy)
         one = lambda v: v[0]  # noqa: E731
-        meta, aux = task_meta_loss(trainable, norm, setup, jax.tree.map(one, tasks), w0s[0], b0s[0])
+        meta, aux = objective(trainable, norm, setup, jax.tree.map(one, tasks), w0s[0], b0s[0])
         return meta, aux
-    metas, aux = jax.vmap(lambda t, w, b: task_meta_loss(trainable, norm, setup, t, w, b))(tasks, w0s, b0s)
+    metas, aux = jax.vmap(lambda t, w, b: objective(trainable, norm, setup, t, w, b))(tasks, w0s, b0s)
     return metas.mean(), jax.tree.map(lambda v: v.mean(0), aux)

@@ -17,13 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from agentgraph.compiler import compile
-from agentgraph.meta.setup import Setup, with_params
+from agentgraph.meta.gradient_input import with_gradient
+from agentgraph.meta.setup import Setup, group_rows, with_params
 from agentgraph.protocols import mplp
 
 __all__ = ["calibrate", "tensor_ids"]
 
 
-def tensor_ids(kind: str, k: int) -> np.ndarray:
+def tensor_ids(kind: str, k: int, grad_input: bool = False) -> np.ndarray:
     """Which input tensor each learner input channel belongs to (the message's ``k`` channels
     are one tensor).
 
@@ -31,7 +32,7 @@ def tensor_ids(kind: str, k: int) -> np.ndarray:
         >>> tensor_ids("synapse", 3).tolist()
         [0, 0, 0, 1, 2]
     """
-    F = mplp.n_features(kind, k)
+    F = mplp.n_features(kind, k, grad_input)
     if kind in ("l2", "cross_entropy"):
         return np.arange(F)
     return np.r_[np.zeros(k, int), 1 + np.arange(F - k)]
@@ -70,20 +71,15 @@ def calibrate(setup: Setup, meta: dict, norm: dict, sample, key: jax.Array, pool
     rec_cfg = dataclasses.replace(setup.config, record=True)
     g = setup.graph.with_kinds(mplp.kinds(rec_cfg, sharing))
     prog = compile(g)
-    # rows of every group, per kind
-    A = g.arrays()
-    rows_of: dict[str, tuple[str, np.ndarray]] = {}
-    for group, (_, nkey, kname) in setup.keys.items():
-        agents = np.flatnonzero((A.group == A.group_names.index(group)) & (A.kind == A.kind_names.index(kname)))
-        rows_of[group] = (kname, prog.rows.row[agents])
+    rows_of = group_rows(g, prog, setup.keys)
 
     @jax.jit
     def simulate(params, task, w0, b0):
         B = task["train"]["x"].shape[1]
         state = with_params(prog.init(B), w0, b0)
 
-        def body(s, batch):
-            s, _ = prog.step(params, s, batch)
+        def body(s, batch):  # a gradient input is measured at full scale
+            s, _ = prog.step(params, with_gradient(setup, s, batch, 1.0), batch)
             return s, {k: (s[k]["feat"], s[k]["raw"]) for k in s if "feat" in s[k]}
 
         _, rec = jax.lax.scan(body, state, task["train"])
@@ -113,7 +109,7 @@ def calibrate(setup: Setup, meta: dict, norm: dict, sample, key: jax.Array, pool
                     mean[c], inv[c] = mu, (1.0 / sd if sd >= 1e-5 else 1.0)
             else:
                 mean, inv = _stats(np.concatenate([f.reshape(-1, f.shape[-1]) for _, f, _ in parts]),
-                                   tensor_ids(kname, setup.config.k))
+                                   tensor_ids(kname, setup.config.k, setup.config.grad_input))
             raws = [rw for kn, _, rw in parts if kn in ("synapse", "bias")]
             out_mean = float(np.concatenate([x.reshape(-1) for x in raws]).mean()) if raws else 0.0
             measured[nkey] = {"in_mean": mean, "in_inv_std": inv, "out_mean": np.asarray(out_mean)}

@@ -8,8 +8,11 @@ checkpoints all agree on one layout.
 from __future__ import annotations
 
 import dataclasses
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from agentgraph.builders import mlp, random_dag
 from agentgraph.compiler import Program, compile
@@ -17,7 +20,7 @@ from agentgraph.graph import AgentGraph
 from agentgraph.meta.config import TrainConfig
 from agentgraph.protocols import mplp
 
-__all__ = ["Setup", "build_graph", "make_setup", "predictions", "prior_pool", "with_params"]
+__all__ = ["Setup", "build_graph", "group_rows", "make_setup", "predictions", "prior_pool", "with_params"]
 
 
 def build_graph(cfg: TrainConfig, seed: int = 0) -> AgentGraph:
@@ -65,6 +68,16 @@ class Setup:
     output_kind: str
     plain_groups: tuple = ()
 
+    @functools.cached_property
+    def teacher(self) -> Program:
+        """The gradient protocol on the same network with recording kinds
+        (:mod:`agentgraph.protocols.recording`): its per-example messages and updates, for
+        imitation and for the gradient input. Compiled on first use."""
+        from agentgraph.nodes.registry import default_kinds
+        from agentgraph.protocols.recording import recording_kinds
+
+        return compile(self.graph.with_kinds(recording_kinds(default_kinds())))
+
 
 def make_setup(cfg: TrainConfig, graph: AgentGraph | None = None) -> Setup:
     """Build and compile the inner network of ``cfg`` (or ``graph``, a library-kind network).
@@ -76,7 +89,8 @@ def make_setup(cfg: TrainConfig, graph: AgentGraph | None = None) -> Setup:
         8
     """
     p = cfg.protocol
-    config = mplp.MPLPConfig(k=p.k, hidden=p.hidden, stateful=p.stateful, mlp=tuple(p.mlp), premap=p.premap)
+    config = mplp.MPLPConfig(k=p.k, hidden=p.hidden, stateful=p.stateful, mlp=tuple(p.mlp), premap=p.premap,
+                             grad_input=p.grad_input != "none")
     base = graph if graph is not None else build_graph(cfg, seed=cfg.run.seed)
     g = base.with_kinds(mplp.kinds(config, p.sharing))
     prog = compile(g)
@@ -86,8 +100,11 @@ def make_setup(cfg: TrainConfig, graph: AgentGraph | None = None) -> Setup:
         outputs, okind = tuple(("softmax", j) for j in range(n_out)), "p"
     else:
         outputs, okind = tuple(("loss", j) for j in range(n_out)), "pred"
-    return Setup(cfg, g, prog, plain, config, mplp.share_keys(g, p.sharing),
-                 len(base.agents("synapse")), len(base.agents("bias")), outputs, okind, tuple(base.groups()))
+    setup = Setup(cfg, g, prog, plain, config, mplp.share_keys(g, p.sharing),
+                  len(base.agents("synapse")), len(base.agents("bias")), outputs, okind, tuple(base.groups()))
+    if config.grad_input:
+        setup.teacher  # noqa: B018 -- build it now: a program's arrays must not be created under a jit trace
+    return setup
 
 
 def prior_pool(setup: Setup, key: jax.Array, size: int) -> dict[str, jax.Array]:
@@ -117,3 +134,23 @@ def predictions(setup: Setup, prog: Program, state: dict) -> jax.Array:
     """The network's predictions ``[B, n_out]`` after a forward sweep."""
     return prog.read(state, list(setup.outputs), setup.output_kind)
 
+
+
+def group_rows(graph: AgentGraph, prog: Program, keys: dict) -> dict[str, tuple[str, np.ndarray]]:
+    """``{group: (kind, rows)}``: where each learning group's agents live in ``prog``'s state
+    (``state[kind][field][rows]``), for the groups of ``keys`` (:func:`~agentgraph.protocols.mplp.share_keys`).
+
+    Example:
+        >>> from agentgraph.meta.config import parse_config
+        >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"}})
+        >>> s = make_setup(cfg)
+        >>> kind, rows = group_rows(s.graph, s.prog, s.keys)["synapse:0"]
+        >>> kind, len(rows)
+        ('synapse', 4)
+    """
+    A = graph.arrays()
+    out = {}
+    for group, (_, _, kname) in keys.items():
+        agents = np.flatnonzero((A.group == A.group_names.index(group)) & (A.kind == A.kind_names.index(kname)))
+        out[group] = (kname, prog.rows.row[agents])
+    return out

@@ -10,6 +10,7 @@ gradient skips that update, is reported with its step, and is never written to a
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -24,7 +25,9 @@ import optax
 from agentgraph.errors import AgentGraphError
 from agentgraph.meta import checkpoint as ckpt
 from agentgraph.meta.config import TrainConfig
-from agentgraph.meta.loop import batch_meta_loss
+from agentgraph.meta.imitation import make_imitation, matched_out_scale, task_imitation_loss
+from agentgraph.meta.gradient_input import train_scale
+from agentgraph.meta.loop import batch_meta_loss, task_meta_loss
 from agentgraph.meta.normalisation import calibrate
 from agentgraph.meta.optim import meta_optimizer
 from agentgraph.meta.setup import Setup, build_graph, make_setup, prior_pool
@@ -70,6 +73,10 @@ def init_training(cfg: TrainConfig, setup: Setup, family: TaskFamily,
         norm = calibrate(setup, meta, norm, family.sample, k_cal, pool, cfg.meta.calibration_rounds,
                          cfg.meta.calibration_blend)
         trainable["protocol"] = meta
+        if cfg.meta.imitation_steps:  # warm start: begin with updates the size of SGD's
+            imit = make_imitation(setup)
+            task = family.sample(jax.random.fold_in(k_cal, 1))
+            trainable = matched_out_scale(trainable, norm, setup, imit, task, pool["w"][0], pool["b"][0])
     if cfg.meta.maml:
         trainable["prior"] = {"w": cfg.net.init_std * jax.random.normal(k_prior, (setup.n_synapses,)),
                               "b": jnp.zeros((setup.n_biases,))}
@@ -80,8 +87,11 @@ def init_training(cfg: TrainConfig, setup: Setup, family: TaskFamily,
     return out
 
 
-def make_meta_step(cfg: TrainConfig, setup: Setup, family: TaskFamily) -> Callable:
-    """The jitted meta-step ``(train_state, step) -> (train_state, metrics, finite)``.
+def make_meta_step(cfg: TrainConfig, setup: Setup, family: TaskFamily, *, imitation: bool = False,
+                   unroll: int | None = None) -> Callable:
+    """The jitted meta-step ``(train_state, step) -> (train_state, metrics, finite)``
+    (``imitation``: the warm-start objective of :mod:`agentgraph.meta.imitation`; ``unroll``:
+    meta-train on the first ``unroll`` inner steps of each task only — the curriculum).
 
     A step whose meta-loss or gradients are not finite leaves the state unchanged and returns
     ``finite = False``.
@@ -89,15 +99,19 @@ def make_meta_step(cfg: TrainConfig, setup: Setup, family: TaskFamily) -> Callab
     opt = meta_optimizer(cfg.meta.meta_lr)
     data_key = jax.random.fold_in(jax.random.PRNGKey(cfg.run.seed), 1)
     n_tasks = cfg.meta.outer_batch
+    objective = functools.partial(task_imitation_loss, imit=make_imitation(setup)) if imitation else task_meta_loss
 
     def step_fn(ts, step):
         k = jax.random.fold_in(data_key, step)
         k_tasks, k_prior = jax.random.split(k)
         tasks = jax.vmap(family.sample)(jax.random.split(k_tasks, n_tasks))
+        if unroll is not None:
+            tasks = {**tasks, "train": jax.tree.map(lambda v: v[:, :unroll], tasks["train"])}
         idx = jax.random.randint(k_prior, (n_tasks,), 0, ts["pool"]["w"].shape[0])
         w0s, b0s = ts["pool"]["w"][idx], ts["pool"]["b"][idx]
+        obj = functools.partial(objective, grad_scale=train_scale(setup, step))
         (loss, aux), grads = jax.value_and_grad(batch_meta_loss, has_aux=True)(
-            ts["trainable"], ts["norm"], setup, tasks, w0s, b0s)
+            ts["trainable"], ts["norm"], setup, tasks, w0s, b0s, obj)
         finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
         updates, new_opt = opt.update(grads, ts["opt_state"], ts["trainable"])
         new_tr = optax.apply_updates(ts["trainable"], updates)
@@ -177,13 +191,23 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
         if os.path.exists(metrics_path):
             os.remove(metrics_path)
     _trim_metrics(metrics_path, start)
-    steps = [make_meta_step(cfg, su, family) for su in setups]
+    programs: dict[tuple[bool, int], list[Callable]] = {}  # (imitation, unroll) -> a meta-step per graph
+
+    def pick(s: int, i: int) -> Callable:
+        imitation = s < cfg.meta.imitation_steps
+        k = cfg.meta.unroll_at(s - cfg.meta.imitation_steps) if not imitation else cfg.meta.inner_steps
+        if (imitation, k) not in programs:
+            unroll = k if k < cfg.meta.inner_steps else None
+            programs[imitation, k] = [make_meta_step(cfg, su, family, imitation=imitation, unroll=unroll)
+                                      for su in setups]
+        return programs[imitation, k][i]
 
     def meta_step(ts, s):  # graph s mod G; the other graphs' prior pools ride along untouched
-        i = s % len(steps)
+        i = s % len(setups)
+        fn = pick(s, i)
         if i == 0:
-            return steps[0](ts, s)
-        new, m, f = steps[i]({**ts, "pool": ts["pool_extra"][str(i)]}, s)
+            return fn(ts, s)
+        new, m, f = fn({**ts, "pool": ts["pool_extra"][str(i)]}, s)
         return {**new, "pool": ts["pool"]}, m, f
 
     evaluate_now = _periodic_eval(cfg, setup, family) if cfg.run.eval_every else None
@@ -202,6 +226,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
             t0 = time.perf_counter()
             new_ts, m, finite = meta_step(ts, s)
             m = {k: float(v) for k, v in m.items()}
+            if s < cfg.meta.imitation_steps:
+                m["imitation"] = True  # meta_loss is the warm-start objective on this step
+            elif cfg.meta.curriculum:
+                m["unroll"] = cfg.meta.unroll_at(s - cfg.meta.imitation_steps)
             dt = time.perf_counter() - t0
             times.append(dt)
             if not bool(finite):

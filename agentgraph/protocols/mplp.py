@@ -61,6 +61,10 @@ class MPLPConfig:
         premap: compute the learners' first layer on the incoming message once per *sender*
             (e.g. per bias unit instead of per synapse) through the engine's premap hook
             (:meth:`~agentgraph.Kind.premap`); the numbers are the same either way.
+        grad_input: parameter agents get one more learner input, the per-example field
+            ``grad`` — their own SGD step ``-dL/dw`` for the current example, written by the
+            caller before each step (:mod:`agentgraph.meta.gradient_input`). With it the
+            protocol is **not** gradient-free; it is the paper's §5 suggestion, an option.
     """
 
     k: int = 4
@@ -71,6 +75,7 @@ class MPLPConfig:
     carry_size: int | None = None
     record: bool = False
     premap: bool = False
+    grad_input: bool = False
 
     def padded(self) -> MPLPConfig:
         """The config for one learner shared by every kind: inputs and carries padded to the
@@ -78,13 +83,15 @@ class MPLPConfig:
         return dataclasses.replace(self, in_size=self.k + 4, carry_size=1 + self.hidden + self.k)
 
 
+_PARAM_FIELD = {"synapse": "w", "bias": "b"}
+
+
 def _own_features(base: str, state: Mapping) -> jax.Array:
     """The learner inputs of one agent (one example) of library kind ``base`` that are not its
     incoming message: everything after ``m``, or all of them for loss kinds."""
-    if base == "synapse":
-        return jnp.stack([state["w"], state["x"]])
-    if base == "bias":
-        return jnp.stack([state["b"], state["z"]])
+    if base in ("synapse", "bias"):
+        own = [state[_PARAM_FIELD[base]], state["x" if base == "synapse" else "z"]]
+        return jnp.stack(own + [state["grad"]] if "grad" in state else own)
     if base == "softmax":
         d = state["x"] - state["mx"]
         return jnp.stack([state["x"], d, jnp.exp(d), jnp.exp(state["lse"] - state["mx"])])
@@ -134,15 +141,15 @@ def _learner_out(config: MPLPConfig, learner: Mapping, pre: Sequence[jax.Array],
     return None, msg, upd
 
 
-def n_features(base: str, k: int) -> int:
-    """Learner input size for library kind ``base``.
+def n_features(base: str, k: int, grad_input: bool = False) -> int:
+    """Learner input size for library kind ``base`` (``grad_input``: see :class:`MPLPConfig`).
 
     Example:
-        >>> n_features("synapse", 4), n_features("cross_entropy", 4)
-        (6, 4)
+        >>> n_features("synapse", 4), n_features("cross_entropy", 4), n_features("bias", 4, grad_input=True)
+        (6, 4, 7)
     """
     if base in ("synapse", "bias"):
-        return k + 2
+        return k + 2 + int(grad_input)
     if base == "softmax":
         return k + 4
     if base in ("l2", "cross_entropy"):
@@ -150,9 +157,6 @@ def n_features(base: str, k: int) -> int:
     if base in ACTIVATIONS or base == "sum":
         return k + 1
     raise AgentGraphError(f"MPLP has no learner inputs for kind {base!r}.")
-
-
-_PARAM_FIELD = {"synapse": "w", "bias": "b"}
 
 
 class MPLPKind(Kind):
@@ -179,8 +183,10 @@ class MPLPKind(Kind):
         fields = dict(base.fields)
         if config.stateful and base.runs("backward") and base.name != "softmax_norm":
             fields["carry"] = Field(shape=(self.carry_size,), per_example=True)
+        if config.grad_input and self.param:
+            fields["grad"] = Field(per_example=True)
         if config.record and base.runs("backward") and base.name != "softmax_norm":
-            fields["feat"] = Field(shape=(n_features(base.name, k),), per_example=True)
+            fields["feat"] = Field(shape=(n_features(base.name, k, config.grad_input),), per_example=True)
             fields["raw"] = Field(per_example=True)
         self.fields = fields
         self.forward_ports = dict(base.forward_ports)
@@ -356,7 +362,7 @@ def init_meta(graph, key: jax.Array, config: MPLPConfig = MPLPConfig(), sharing:
         wanted.setdefault(lkey, kname)
     out = {}
     for (lkey, kname), gk in zip(sorted(wanted.items()), jax.random.split(key, max(1, len(wanted)))):
-        F = config.in_size or n_features(kname, config.k)
+        F = config.in_size or n_features(kname, config.k, config.grad_input)
         carry = config.carry_size or (1 if kname in _PARAM_FIELD else 0) + config.hidden + config.k
         if config.stateful:
             learner = init_gru(gk, F, carry, config.mlp)
@@ -379,7 +385,7 @@ def init_norm(graph, config: MPLPConfig = MPLPConfig(), sharing: str = "group") 
     out = {}
     for _, nkey, kname in share_keys(graph, sharing).values():
         # in "all" mode one normalisation serves every kind: as wide as the widest inputs
-        F = config.k + 4 if sharing == "all" else n_features(kname, config.k)
+        F = config.k + 4 if sharing == "all" else n_features(kname, config.k, config.grad_input)
         out[nkey] = {"in_mean": jnp.zeros((F,)), "in_inv_std": jnp.ones((F,)), "out_mean": jnp.zeros(())}
     return out
 

@@ -1,0 +1,73 @@
+"""Figures of docs/results.md, from the evaluation JSONs `agentgraph eval --out` wrote.
+
+Run:  python benchmarks/plot_results.py sinusoid EVAL.json OUT.png
+      python benchmarks/plot_results.py maml MPLP_MAML_EVAL.json MAML_EVAL.json OUT.png
+      python benchmarks/plot_results.py meta METRICS.jsonl [METRICS.jsonl ...] --names A B --out OUT.png
+
+``sinusoid``: two panels, the training loss on the points seen so far and the evaluation loss on
+100 evenly spaced points, per inner step. ``maml``: MPLP + MAML prior against MAML (SGD from its
+prior). ``meta``: the periodic evaluation (``eval`` in metrics.jsonl) against meta-steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from agentgraph.plots import plot_curves, plot_meta_curves  # noqa: E402
+
+
+def _load(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _seen(res: dict) -> dict:
+    out = {"metric": res["metric"], "steps": res["steps"][1:]}
+    for m in ("mplp", "sgd", "adam"):
+        if m in res:
+            out[m] = {"mean": res[m]["seen_mean"], "std": res[m]["seen_std"], **({"lr": res[m]["lr"]} if "lr" in res[m] else {})}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=["sinusoid", "maml", "meta"])
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--names", nargs="*", default=None)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--title", default="")
+    a = ap.parse_args(argv)
+    if a.what == "sinusoid":
+        res, out = _load(a.files[0]), a.out or a.files[1]
+        plot_curves([("training loss, points seen so far", _seen(res)), ("evaluation loss, 100 points", res)], out,
+                    title=a.title or "sinusoid: MPLP vs Adam", methods=("mplp", "adam"))
+    elif a.what == "maml":
+        r1, r2 = _load(a.files[0]), _load(a.files[1])
+        out = a.out or a.files[2]
+        both = {"metric": r1["metric"], "steps": r1["steps"], "mplp": r1["mplp"], "maml": r2["mplp"]}
+        seen = {"metric": r1["metric"], "steps": r1["steps"][1:],
+                "mplp": {"mean": r1["mplp"]["seen_mean"], "std": r1["mplp"]["seen_std"]},
+                "maml": {"mean": r2["mplp"]["seen_mean"], "std": r2["mplp"]["seen_std"]}}
+        plot_curves([("training loss, points seen so far", seen), ("evaluation loss, 100 points", both)], out,
+                    title=a.title or "sinusoid, 2 steps: MPLP + MAML prior vs MAML", methods=("mplp", "maml"))
+    else:
+        names = a.names or [os.path.basename(os.path.dirname(f)) or f for f in a.files]
+        curves = {}
+        for name, path in zip(names, a.files):
+            with open(path) as f:
+                rows = [json.loads(ln) for ln in f if ln.strip()]
+            curves[name] = [(r["step"] + 1, 100 * r["eval"]) for r in rows if "eval" in r]
+        out = a.out or "meta.png"
+        plot_meta_curves(curves, out, ylabel="accuracy after the last inner step (%)", title=a.title,
+                         hline=48.95, hline_label="paper, MPLP (48.95 %)")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

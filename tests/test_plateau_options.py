@@ -1,0 +1,149 @@
+"""The options that attack the meta-training plateau (issue: imitation warm start, gradient
+input, unroll curriculum) and the recording kinds they rest on."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from agentgraph import AgentGraphError, compile, mlp, random_dag
+from agentgraph.meta import checkpoint as ckpt
+from agentgraph.meta.setup import make_setup, prior_pool, with_params
+from agentgraph.meta.train import train
+from agentgraph.protocols import gradient
+from agentgraph.protocols.recording import recording_kinds
+
+from test_meta import _metrics, digits_cfg
+
+pytest.importorskip("sklearn")
+
+
+@pytest.mark.parametrize("graph", [mlp([3, 4, 2], activation="tanh", loss="cross_entropy", seed=1),
+                                   random_dag(3, 5, 2, edge_prob=0.5, loss="l2", seed=2)],
+                         ids=["mlp", "random_dag"])
+def test_recorded_gradient_protocol_updates_are_per_example_sgd_steps(graph):
+    """The recorded per-example updates average to the SGD step that jax.grad gives, and the
+    recorded inbox of every bias is dL/dz per example."""
+    with jax.enable_x64(True):
+        prog = compile(graph.with_kinds(recording_kinds(graph.kinds)), dtype=jnp.float64)
+        plain = compile(graph, dtype=jnp.float64)
+        B = 5
+        rng = np.random.default_rng(0)
+        n_in, n_out = len(graph.agents("input")), len(graph.agents("target"))
+        y = np.eye(n_out)[rng.integers(0, n_out, B)] if graph.agents("softmax") else rng.normal(size=(B, n_out))
+        batch = {"x": rng.normal(size=(B, n_in)), "y": y}
+        lr = 0.3
+        s0 = prog.init(B)
+        s1, _ = prog.step(gradient.params(graph, lr), s0, batch)
+        p1, _ = plain.step(gradient.params(graph, lr), plain.init(B), batch)
+        np.testing.assert_allclose(s1["synapse"]["w"], p1["synapse"]["w"], atol=1e-12)  # recording changes nothing
+        np.testing.assert_allclose(s0["synapse"]["w"] + s1["synapse"]["upd_w"].mean(1), p1["synapse"]["w"], atol=1e-12)
+        np.testing.assert_allclose(s0["bias"]["b"] + s1["bias"]["upd_b"].mean(1), p1["bias"]["b"], atol=1e-12)
+
+        def loss_of_z_shift(eps):  # dL_b/dz_j per example through a shift of every bias per example
+            st = plain.init(B)
+            b = st["bias"]["b"][:, None] + eps
+            tot = 0.0
+            for i in range(B):
+                one = jax.tree.map(lambda v: v[i:i + 1], batch)
+                st1 = with_params(plain.init(1), st["synapse"]["w"], b[:, i])
+                tot = tot + plain.forward(None, st1, one)[1]
+            return tot
+
+        dz = jax.grad(loss_of_z_shift)(jnp.zeros((len(graph.agents("bias")), B)))
+        np.testing.assert_allclose(s1["bias"]["in_m"][..., 0], dz, atol=1e-10)
+        np.testing.assert_allclose(s1["bias"]["upd_b"], -lr * dz, atol=1e-10)
+
+
+def test_imitation_warm_start_fits_the_gradient_protocols_messages_and_updates(tmp_path):
+    from agentgraph.meta.imitation import make_imitation, task_imitation_loss
+    from agentgraph.meta.tasks import task_family
+    from agentgraph.meta.train import init_training
+
+    cfg = digits_cfg(tmp_path, meta__imitation_steps=40, meta__imitation_lr=0.5, meta__imitation_unroll=2,
+                     meta__meta_steps=42, meta__outer_batch=1, meta__meta_lr=3e-3, meta__calibration_rounds=1)
+    res = train(cfg, progress=False, log=lambda s: None)
+    rows = _metrics(cfg.run.out_dir)
+    assert [r.get("imitation", False) for r in rows] == [True] * 40 + [False] * 2 and res["bad_steps"] == 0
+    setup = make_setup(cfg)
+    fam = task_family(cfg)
+    imit = make_imitation(setup)
+    pool = prior_pool(setup, jax.random.PRNGKey(1), 1)
+    fresh = init_training(cfg, setup, fam)
+    tree, _ = ckpt.load(res["checkpoint"], fresh)
+
+    def objective(trainable, norm):
+        vals = [task_imitation_loss(trainable, norm, setup, fam.sample(jax.random.PRNGKey(i)), pool["w"][0],
+                                    pool["b"][0], imit) for i in range(3)]
+        return np.mean([float(v[0]) for v in vals]), np.mean([float(v[1]["cv"]) for v in vals])
+
+    before, msg_before = objective(fresh["trainable"], fresh["norm"])
+    after, msg_after = objective(jax.tree.map(jnp.asarray, tree["trainable"]), tree["norm"])
+    assert after < 0.7 * before, (before, after)
+    assert msg_after < 0.8 * msg_before, (msg_before, msg_after)  # messages turned towards backprop's (40 steps)
+
+
+def test_imitation_starts_with_updates_the_size_of_sgds(tmp_path):
+    from agentgraph.meta.imitation import _PARAM, make_imitation
+    from agentgraph.meta.tasks import task_family
+    from agentgraph.meta.train import init_training
+    from agentgraph.protocols import mplp
+
+    cfg = digits_cfg(tmp_path, meta__imitation_steps=5, meta__imitation_lr=2.0, meta__calibration_rounds=1,
+                     protocol__sharing="group")
+    setup = make_setup(cfg)
+    fam = task_family(cfg)
+    ts = init_training(cfg, setup, fam)
+    imit = make_imitation(setup)
+    params = mplp.assemble(ts["trainable"]["protocol"], ts["norm"], setup.keys)
+    task = fam.sample(jax.random.fold_in(jax.random.split(jax.random.PRNGKey(cfg.run.seed), 4)[2], 1))
+    batch = jax.tree.map(lambda v: v[0], task["train"])
+    w0, b0 = ts["pool"]["w"][0], ts["pool"]["b"][0]
+    t, _ = imit.teacher.step({g: {"lr": 2.0} for g in setup.plain_groups}, with_params(imit.teacher.init(8), w0, b0), batch)
+    s, _ = imit.student.step(params, with_params(imit.student.init(8), w0, b0), batch)
+    for g, (kn, rows) in imit.update_groups.items():  # group sharing: one learner, one scale per group
+        mine = (s[kn]["raw"][rows] - params[g]["out_mean"]) * params[g]["out_scale"]
+        ratio = float(jnp.sqrt(jnp.mean(mine ** 2) / jnp.mean(t[kn]["upd_" + _PARAM[kn]][rows] ** 2)))
+        assert abs(ratio - 1) < 1e-3, (g, ratio)
+
+
+def test_gradient_input_is_the_per_example_sgd_step_and_fades_out(tmp_path):
+    from agentgraph.meta.gradient_input import eval_scale, train_scale, with_gradient
+
+    cfg = digits_cfg(tmp_path, protocol__grad_input="train", meta__grad_input_anneal=10)
+    setup = make_setup(cfg)
+    B = 4
+    rng = np.random.default_rng(0)
+    batch = {"x": rng.normal(size=(B, 64)).astype(np.float32), "y": np.eye(10, dtype=np.float32)[rng.integers(0, 10, B)]}
+    w = 0.05 * jax.random.normal(jax.random.PRNGKey(0), (setup.n_synapses,))
+    b = jnp.zeros(setup.n_biases)
+    s = with_gradient(setup, with_params(setup.prog.init(B), w, b), batch, 0.5)
+
+    def loss(w, b, i):
+        one = jax.tree.map(lambda v: v[i:i + 1], batch)
+        return setup.plain.forward(None, with_params(setup.plain.init(1), w, b), one)[1]
+
+    for i in range(B):
+        gw, gb = jax.grad(loss, argnums=(0, 1))(w, b, i)
+        np.testing.assert_allclose(s["synapse"]["grad"][:, i], -0.5 * gw, atol=1e-6)
+        np.testing.assert_allclose(s["bias"]["grad"][:, i], -0.5 * gb, atol=1e-6)
+    assert [float(train_scale(setup, t)) for t in (0, 5, 10, 20)] == [1.0, 0.5, 0.0, 0.0]
+    assert eval_scale(setup) == 0.0
+    always = make_setup(digits_cfg(tmp_path, protocol__grad_input="always"))
+    assert train_scale(always, 1000) == 1.0 and eval_scale(always) == 1.0
+    res = train(digits_cfg(tmp_path, protocol__grad_input="train", meta__grad_input_anneal=2, meta__meta_steps=3,
+                           meta__calibration_rounds=1), progress=False, log=lambda s: None)
+    assert res["bad_steps"] == 0
+
+
+def test_unroll_curriculum_lengthens_the_inner_loop(tmp_path):
+    cfg = digits_cfg(tmp_path, meta__meta_steps=6, meta__curriculum=[[0, 2], [3, 4], [5, 5]],
+                     meta__calibration_rounds=1)
+    train(cfg, progress=False, log=lambda s: None)
+    assert [r["unroll"] for r in _metrics(cfg.run.out_dir)] == [2, 2, 2, 4, 4, 5]
+    for bad, match in (([[1, 2]], "start at meta-step 0"), ([[0, 2], [0, 3]], "strictly increasing"),
+                       ([[0, 9]], "must not exceed inner_steps")):
+        with pytest.raises(AgentGraphError, match=match):
+            digits_cfg(tmp_path, meta__curriculum=bad)
