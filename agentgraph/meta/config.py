@@ -117,6 +117,7 @@ class MetaConfig(pydantic.BaseModel):
     imitation_steps: pydantic.NonNegativeInt = 0
     imitation_lr: pydantic.PositiveFloat = 1.0
     imitation_unroll: pydantic.PositiveInt = 4
+    imitation_meta_lr: pydantic.PositiveFloat | None = None  # the meta-optimiser's rate while imitating (default meta_lr)
     # unroll curriculum: [[from meta-step, inner steps], ...], e.g. [[0, 5], [200, 10], [400, 20]]:
     # meta-train on the first few inner steps of each task, lengthened at the given meta-steps
     curriculum: list[tuple[pydantic.NonNegativeInt, pydantic.PositiveInt]] | None = None

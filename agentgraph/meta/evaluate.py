@@ -25,7 +25,7 @@ from agentgraph.protocols import mplp
 __all__ = ["LR_GRID", "evaluate", "score", "run_mplp", "run_optax"]
 
 #: Learning rates tried when tuning SGD and Adam.
-LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 def score(setup: Setup, family: TaskFamily, w: jax.Array, b: jax.Array, data: dict, *,

@@ -14,10 +14,13 @@ batch, and
   arriving at each agent should point the way the gradient protocol's message does:
   ``1 - cos(m[..., 0], m*)`` over the group's agents and examples (scale-free: MPLP averages
   messages where backprop sums them, and its messages are bounded);
-* **updates**: every parameter agent's update should equal SGD's, ``-imitation_lr * dL/dw``:
-  ``|Δ - Δ*|² / |Δ*|²`` per group, both per example and for the batch mean (the update the
-  network actually takes: per-example errors that do not cancel over the batch make weights
-  drift even when each example's update is close).
+* **updates**: every parameter agent's update should point the way SGD's does,
+  ``-imitation_lr * dL/dw``, per example and for the batch mean (the update the network
+  actually takes: per-example errors that do not cancel over the batch make weights drift),
+  ``(1 - cos) / 2`` each, and the batch mean should have SGD's size: ``(log ratio of norms)² / 4``.
+  Directions are scale-free because one learner (and one output scale) may serve layers whose
+  SGD steps differ a hundredfold while its update channel is bounded; the size term lets it
+  learn those ratios without dominating.
 
 The objective is the mean over steps of the groups' mean message error plus their mean update
 error. The gradient is only a *target*: the protocol never receives it, before or after.
@@ -95,10 +98,6 @@ def _cos_err(a: jax.Array, b: jax.Array) -> jax.Array:
     return 1.0 - num / (jnp.sqrt(jnp.sum(a * a) * jnp.sum(b * b)) + 1e-12)
 
 
-def _rel_err(a: jax.Array, b: jax.Array) -> jax.Array:
-    return jnp.sum((a - b) ** 2) / (jnp.sum(b * b) + 1e-20)
-
-
 def task_imitation_loss(trainable: Mapping[str, Any], norm: Mapping[str, Any], setup: Setup, task: Mapping,
                         w0: jax.Array, b0: jax.Array, imit: Imitation, grad_scale=0.0):
     """The imitation objective of one task from weights ``(w0, b0)`` (module docstring).
@@ -130,7 +129,9 @@ def task_imitation_loss(trainable: Mapping[str, Any], norm: Mapping[str, Any], s
             p = params[g]
             mine = (s2[kn]["raw"][rows] - p["out_mean"]) * p["out_scale"]
             target = t_state[kn]["upd_" + _PARAM[kn]][rows]
-            upd_errs.append(_rel_err(mine, target) + _rel_err(mine.mean(1), target.mean(1)))
+            mean_m, mean_t = mine.mean(1), target.mean(1)
+            size = jnp.log(jnp.sum(mean_m ** 2) + 1e-30) - jnp.log(jnp.sum(mean_t ** 2) + 1e-30)
+            upd_errs.append(0.5 * (_cos_err(mine, target) + _cos_err(mean_m, mean_t)) + 0.0625 * size ** 2)
         m_err = jnp.mean(jnp.stack(msg_errs)) if msg_errs else jnp.zeros(())
         u_err = jnp.mean(jnp.stack(upd_errs))
         return s2, (m_err, u_err, jax.lax.stop_gradient(loss))

@@ -80,7 +80,7 @@ def init_training(cfg: TrainConfig, setup: Setup, family: TaskFamily,
     if cfg.meta.maml:
         trainable["prior"] = {"w": cfg.net.init_std * jax.random.normal(k_prior, (setup.n_synapses,)),
                               "b": jnp.zeros((setup.n_biases,))}
-    opt_state = meta_optimizer(cfg.meta.meta_lr).init(trainable)
+    opt_state = _optimizer(cfg).init(trainable)
     out = {"trainable": trainable, "opt_state": opt_state, "norm": norm, "pool": pool}
     if setups and len(setups) > 1:
         out["pool_extra"] = _extra_pools(cfg, setups, k_pool)
@@ -96,7 +96,7 @@ def make_meta_step(cfg: TrainConfig, setup: Setup, family: TaskFamily, *, imitat
     A step whose meta-loss or gradients are not finite leaves the state unchanged and returns
     ``finite = False``.
     """
-    opt = meta_optimizer(cfg.meta.meta_lr)
+    opt = _optimizer(cfg)
     data_key = jax.random.fold_in(jax.random.PRNGKey(cfg.run.seed), 1)
     n_tasks = cfg.meta.outer_batch
     objective = functools.partial(task_imitation_loss, imit=make_imitation(setup)) if imitation else task_meta_loss
@@ -122,6 +122,11 @@ def make_meta_step(cfg: TrainConfig, setup: Setup, family: TaskFamily, *, imitat
         return out, metrics, finite
 
     return jax.jit(step_fn)
+
+
+def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    m = cfg.meta
+    return meta_optimizer(m.meta_lr, m.imitation_meta_lr, m.imitation_steps)
 
 
 def _metadata(cfg: TrainConfig, step: int) -> dict:
@@ -162,6 +167,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
     metrics_path = os.path.join(out_dir, "metrics.jsonl")
     start = 0
     ts = None
+    setup_seconds = None
     if resume:
         path = ckpt.latest(out_dir)
         if path is None:
@@ -185,9 +191,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
             )
         t0 = time.perf_counter()
         ts = init_training(cfg, setup, family, setups)
+        setup_seconds = time.perf_counter() - t0
         if cfg.protocol.rule == "mplp":
-            log(f"normalisation measured over {cfg.meta.calibration_rounds} inner loops in "
-                f"{time.perf_counter() - t0:.1f} s")
+            log(f"normalisation measured over {cfg.meta.calibration_rounds} inner loops in {setup_seconds:.1f} s")
         if os.path.exists(metrics_path):
             os.remove(metrics_path)
     _trim_metrics(metrics_path, start)
@@ -249,6 +255,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
             last = m["meta_loss"]
             if evaluate_now is not None and ((s + 1) % cfg.run.eval_every == 0 or s == 0):
                 m["eval"] = evaluate_now(ts, s)
+            if s == 0 and setup_seconds is not None:
+                m["setup_seconds"] = setup_seconds  # calibration and initialisation, before meta-step 0
             mf.write(json.dumps({"step": s, **m, "finite": bool(finite), "seconds": dt}) + "\n")
             mf.flush()
             if bar is not None:
@@ -292,7 +300,7 @@ def init_training_shapes(cfg: TrainConfig, setup: Setup, setups: list[Setup] | N
         trainable["protocol"] = mplp.init_meta(setup.graph, key, setup.config, sharing)
     if cfg.meta.maml:
         trainable["prior"] = {"w": jnp.zeros((setup.n_synapses,)), "b": jnp.zeros((setup.n_biases,))}
-    return {"trainable": trainable, "opt_state": meta_optimizer(cfg.meta.meta_lr).init(trainable),
+    return {"trainable": trainable, "opt_state": _optimizer(cfg).init(trainable),
             "norm": mplp.init_norm(setup.graph, setup.config, sharing),
             "pool": prior_pool(setup, key, cfg.meta.prior_pool),
             **({"pool_extra": _extra_pools(cfg, setups, key)} if setups and len(setups) > 1 else {})}
