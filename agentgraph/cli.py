@@ -172,6 +172,9 @@ def _eval(args: argparse.Namespace) -> int:
     prior = load_prior(args.checkpoint, setup) if cfg.meta.maml else None
     res = evaluate(cfg, proto, norm, runs=args.runs, sgd_lr=args.sgd_lr, adam_lr=args.adam_lr, setup=setup,
                    prior=prior)
+    if cfg.protocol.grad_input == "always":
+        print("note: this protocol receives each weight's gradient as a learner input (protocol.grad_input: "
+              "always); it is not a gradient-free protocol.")
     print(f"{res['metric']} after each inner step, mean ± std over {args.runs} fresh networks "
           f"(SGD lr {res['sgd']['lr']}, Adam lr {res['adam']['lr']})")
     _print_table(res, args.runs)

@@ -29,7 +29,7 @@ sys.path.insert(0, ROOT)
 
 PAPER = 0.4895
 CONFIG = os.path.join(ROOT, "examples", "configs", "mnist.yaml")
-COMMON = ["run.eval_every=100", "run.checkpoint_every=100", "run.keep=30"]
+COMMON = ["run.eval_every=100", "run.checkpoint_every=100", "run.keep=30", "meta.imitation_steps=0"]
 
 #: option -> (--set overrides, meta-steps, what it is)
 OPTIONS: dict[str, tuple[list[str], int, str]] = {

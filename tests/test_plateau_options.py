@@ -74,9 +74,10 @@ def test_imitation_warm_start_fits_the_gradient_protocols_messages_and_updates(t
     fresh = init_training(cfg, setup, fam)
     tree, _ = ckpt.load(res["checkpoint"], fresh)
 
+    one = jax.jit(lambda tr, nm, task: task_imitation_loss(tr, nm, setup, task, pool["w"][0], pool["b"][0], imit))
+
     def objective(trainable, norm):
-        vals = [task_imitation_loss(trainable, norm, setup, fam.sample(jax.random.PRNGKey(i)), pool["w"][0],
-                                    pool["b"][0], imit) for i in range(3)]
+        vals = [one(trainable, norm, fam.sample(jax.random.PRNGKey(i))) for i in range(3)]
         return np.mean([float(v[0]) for v in vals]), np.mean([float(v[1]["cv"]) for v in vals])
 
     before, msg_before = objective(fresh["trainable"], fresh["norm"])
