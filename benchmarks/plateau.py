@@ -34,8 +34,11 @@ COMMON = ["run.eval_every=100", "run.checkpoint_every=100", "run.keep=30", "meta
 #: option -> (--set overrides, meta-steps, what it is)
 OPTIONS: dict[str, tuple[list[str], int, str]] = {
     "baseline": ([], 1000, "the paper's recipe (meta-lr 5e-4, outer batch 1)"),
-    "imitation": (["meta.imitation_steps=600", "meta.imitation_meta_lr=2e-3"], 1600,
-                  "600 imitation steps (messages and updates fitted to backprop's, 4-step unrolls), then the recipe"),
+    "imitation": (["meta.imitation_steps=600", "meta.imitation_meta_lr=2e-3", "meta.meta_lr=2e-4"], 1600,
+                  "600 imitation steps (messages and updates fitted to backprop's, 4-step unrolls, meta-lr 2e-3), "
+                  "then the recipe at meta-lr 2e-4"),
+    "imitation-metalr5e-4": (["meta.imitation_steps=600", "meta.imitation_meta_lr=2e-3"], 1600,
+                             "as imitation, but the recipe's meta-lr 5e-4 after it"),
     "curriculum": (["meta.curriculum=[[0,5],[250,10],[500,20]]"], 1000,
                    "unroll 5 inner steps, 10 from meta-step 250, 20 from 500"),
     "outer4": (["meta.outer_batch=4", "meta.meta_lr=1e-3"], 300,

@@ -27,7 +27,7 @@ def digits_cfg(tmp_path, **over):
         "net": {"sizes": [64, 10], "activation": "sigmoid", "loss": "cross_entropy"},
         "data": {"task": "digits", "image_size": 8, "cv_batch": 50},
         "protocol": {"k": 2, "hidden": 2, "sharing": "kind"},
-        "meta": {"inner_steps": 5, "batch": 8, "outer_batch": 2, "meta_steps": 100, "meta_lr": 3e-3,
+        "meta": {"inner_steps": 5, "batch": 8, "outer_batch": 2, "meta_steps": 100, "meta_lr": 1e-3,
                  "prior_pool": 8, "calibration_rounds": 2},
         "run": {"seed": 0, "out_dir": str(tmp_path / "run"), "checkpoint_every": 50},
     }
@@ -73,10 +73,10 @@ def test_short_meta_training_decreases_the_meta_loss(tmp_path):
     res = train(cfg, progress=False, log=lambda s: None)
     m = _metrics(cfg.run.out_dir)
     assert len(m) == 100 and all(r["finite"] for r in m)
-    # The trajectory is chaotic at this meta-lr: float-rounding differences (summation order)
-    # grow from 1e-7 to 1e-3 within 30 meta-steps, and the last ten steps of one run can sit on a
-    # bounce. So the test compares the whole second half with the first ten steps; an untrained
-    # protocol stays at the chance level (~2.3) throughout.
+    # Float-rounding differences (summation order differs between CPUs) grow along the run, so
+    # the test compares the whole second half with the first ten steps; an untrained protocol
+    # stays at the chance level (~2.3) throughout. At meta-lr 3e-3 this run learned and then
+    # regressed on some machines (2.31 -> 1.78 -> 2.1); at 1e-3 it falls steadily (2.31 -> 1.28).
     first = np.mean([r["meta_loss"] for r in m[:10]])
     second_half = np.mean([r["meta_loss"] for r in m[50:]])
     assert second_half < 0.8 * first, (first, second_half)

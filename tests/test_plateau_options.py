@@ -130,13 +130,16 @@ def test_gradient_input_is_the_per_example_sgd_step_and_fades_out(tmp_path):
         gw, gb = jax.grad(loss, argnums=(0, 1))(w, b, i)
         np.testing.assert_allclose(s["synapse"]["grad"][:, i], -0.5 * gw, atol=1e-6)
         np.testing.assert_allclose(s["bias"]["grad"][:, i], -0.5 * gb, atol=1e-6)
-    assert [float(train_scale(setup, t)) for t in (0, 5, 10, 20)] == [1.0, 0.5, 0.0, 0.0]
-    assert eval_scale(setup) == 0.0
+    assert [train_scale(setup, t) for t in (10, 20)] == [None, None]  # faded out: no gradient protocol run
+    assert [float(train_scale(setup, t)) for t in (0, 5)] == [1.0, 0.5]
+    assert eval_scale(setup) is None
     always = make_setup(digits_cfg(tmp_path, protocol__grad_input="always"))
     assert train_scale(always, 1000) == 1.0 and eval_scale(always) == 1.0
-    res = train(digits_cfg(tmp_path, protocol__grad_input="train", meta__grad_input_anneal=2, meta__meta_steps=3,
-                           meta__calibration_rounds=1), progress=False, log=lambda s: None)
+    cfg = digits_cfg(tmp_path, protocol__grad_input="train", meta__grad_input_anneal=2, meta__meta_steps=3,
+                     meta__calibration_rounds=1)
+    res = train(cfg, progress=False, log=lambda s: None)
     assert res["bad_steps"] == 0
+    assert [r["grad_scale"] for r in _metrics(cfg.run.out_dir)] == [1.0, 0.5, 0.0]
 
 
 def test_unroll_curriculum_lengthens_the_inner_loop(tmp_path):
@@ -148,3 +151,20 @@ def test_unroll_curriculum_lengthens_the_inner_loop(tmp_path):
                        ([[0, 9]], "must not exceed inner_steps")):
         with pytest.raises(AgentGraphError, match=match):
             digits_cfg(tmp_path, meta__curriculum=bad)
+
+
+def test_resume_through_imitation_and_curriculum_equals_uninterrupted(tmp_path):
+    kw = dict(meta__meta_steps=6, run__checkpoint_every=2, meta__imitation_steps=2, meta__imitation_unroll=2,
+              meta__imitation_meta_lr=1e-2, meta__curriculum=[[0, 3], [2, 5]], meta__calibration_rounds=1)
+    a, b = digits_cfg(tmp_path / "a", **kw), digits_cfg(tmp_path / "b", **kw)
+    train(a, progress=False, log=lambda s: None)
+    train(b, progress=False, max_steps=3, log=lambda s: None)  # stopped inside the curriculum's first stage
+    train(b, resume=True, progress=False, log=lambda s: None)
+    ra, rb = _metrics(a.run.out_dir), _metrics(b.run.out_dir)
+    assert [r["meta_loss"] for r in ra] == [r["meta_loss"] for r in rb]
+    assert [r.get("imitation", False) for r in ra] == [True, True, False, False, False, False]
+    assert [r.get("unroll") for r in ra] == [None, None, 3, 3, 5, 5]
+    ta, _ = ckpt.load(ckpt.latest(a.run.out_dir))
+    tb, _ = ckpt.load(ckpt.latest(b.run.out_dir))
+    for k in ta:
+        np.testing.assert_array_equal(ta[k], tb[k], err_msg=k)

@@ -112,8 +112,9 @@ class MetaConfig(pydantic.BaseModel):
     # random_dag only: meta-train on this many seeded graphs (seeds run.seed, run.seed + 1, ...),
     # one per meta-step in turn; their layer groups share learners and normalisation
     graph_pool: pydantic.PositiveInt = 1
-    # warm start by imitation: the first imitation_steps meta-steps fit the protocol's updates to
-    # SGD(imitation_lr)'s on the first imitation_unroll inner steps (meta.loop.task_imitation_loss)
+    # warm start by imitation: the first imitation_steps meta-steps fit the protocol's messages and
+    # updates to backprop's / SGD(imitation_lr)'s on the first imitation_unroll inner steps
+    # (agentgraph.meta.imitation); curriculum stages and the gradient fade count the meta-steps after them
     imitation_steps: pydantic.NonNegativeInt = 0
     imitation_lr: pydantic.PositiveFloat = 1.0
     imitation_unroll: pydantic.PositiveInt = 4
@@ -180,6 +181,8 @@ class TrainConfig(pydantic.BaseModel):
             raise ValueError("the sinusoid task needs net.sizes to start and end with 1")
         if self.meta.graph_pool > 1 and self.net.kind != "random_dag":
             raise ValueError("meta.graph_pool > 1 needs net.kind 'random_dag' (an mlp has one graph)")
+        if self.protocol.rule == "sgd" and self.meta.imitation_steps:
+            raise ValueError("meta.imitation_steps needs protocol.rule 'mplp' (the sgd rule has no learners to warm-start)")
         if self.protocol.rule == "sgd" and not self.meta.maml:
             raise ValueError("protocol.rule 'sgd' learns only a MAML prior: set meta.maml to true")
         if self.data.task == "sinusoid" and self.net.loss != "l2":

@@ -70,11 +70,11 @@ def run_mplp(setup: Setup, family: TaskFamily, params: dict, key: jax.Array, pri
     prog = setup.prog if prog is None else prog
     state = with_params(prog.init(task["train"]["x"].shape[1]), w, b)
 
-    feed = prog is setup.prog and setup.config.grad_input
+    feed = prog is setup.prog and eval_scale(setup) is not None
 
     def body(s, tb):
         t, batch = tb
-        if feed:  # protocol.grad_input "always" (with "train" the scale is 0 here)
+        if feed:  # protocol.grad_input "always" (a "train" input is gone at evaluation)
             s = with_gradient(setup, s, batch, eval_scale(setup))
         s, _ = prog.step(params, s, batch)
         w, b = s["synapse"]["w"], s["bias"]["b"]

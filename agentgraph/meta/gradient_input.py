@@ -8,9 +8,10 @@ differentiated through.
 
 * ``always``: in meta-training and at evaluation. Such a protocol uses the gradient; its
   results are reported apart from the gradient-free protocol's.
-* ``train``: scaled by ``max(0, 1 - step / meta.grad_input_anneal)`` during meta-training, zero
-  afterwards and at evaluation: the gradient is scaffolding that is taken away, and the final
-  protocol is gradient-free.
+* ``train``: scaled by ``max(0, 1 - step / meta.grad_input_anneal)`` during meta-training
+  (``step`` counts meta-loss steps, after any imitation steps), zero afterwards and at
+  evaluation: the gradient is scaffolding that is taken away, and the final protocol is
+  gradient-free. Once the scale is zero the gradient protocol is not run at all.
 
 Example:
     >>> import jax, numpy as np
@@ -42,8 +43,9 @@ _PARAM = {"synapse": "w", "bias": "b"}
 def with_gradient(setup: Setup, state: Mapping, batch: Mapping, scale) -> dict:
     """``state`` (MPLP program) with ``grad`` of every weight and bias set to ``scale`` times
     its per-example SGD step on ``batch`` (``[B, ...]`` arrays) at the state's current weights.
-    A no-op when the protocol has no gradient input."""
-    if not setup.config.grad_input:
+    A no-op when the protocol has no gradient input or ``scale`` is ``None`` (the ``grad``
+    fields keep their value, zero from ``init``). See the module example."""
+    if not setup.config.grad_input or scale is None:
         return dict(state)
     teacher = setup.teacher
     B = jax.tree.leaves(batch)[0].shape[0]
@@ -58,17 +60,36 @@ def with_gradient(setup: Setup, state: Mapping, batch: Mapping, scale) -> dict:
     return out
 
 
-def train_scale(setup: Setup, step) -> float:
-    """The gradient input's scale at meta-step ``step`` (traced or not): 1 for ``always``,
-    ``max(0, 1 - step / meta.grad_input_anneal)`` for ``train``, 0 without."""
+def train_scale(setup: Setup, step):
+    """The gradient input's scale at meta-loss step ``step`` (an int or a traced scalar; counted
+    after any imitation steps): 1 for ``always``, ``max(0, 1 - step / meta.grad_input_anneal)``
+    for ``train``, and ``None`` (do not run the gradient protocol) without a gradient input or
+    once a ``train`` input has faded out (``step`` a Python int).
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> s = NS(cfg=NS(protocol=NS(grad_input="train"), meta=NS(grad_input_anneal=100)))
+        >>> float(train_scale(s, 25)), train_scale(s, 100)
+        (0.75, None)
+    """
     mode = setup.cfg.protocol.grad_input
     if mode == "always":
         return 1.0
     if mode == "train":
-        return jax.numpy.maximum(0.0, 1.0 - step / setup.cfg.meta.grad_input_anneal)
-    return 0.0
+        anneal = setup.cfg.meta.grad_input_anneal
+        if isinstance(step, int) and step >= anneal:
+            return None
+        return jax.numpy.maximum(0.0, 1.0 - step / anneal)
+    return None
 
 
-def eval_scale(setup: Setup) -> float:
-    """The scale at evaluation: 1 for ``always``, else 0 (the protocol runs without gradient)."""
-    return 1.0 if setup.cfg.protocol.grad_input == "always" else 0.0
+def eval_scale(setup: Setup) -> float | None:
+    """The scale at evaluation: 1 for ``always``, else ``None`` (the protocol runs without
+    gradient, and the gradient protocol is not run).
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> eval_scale(NS(cfg=NS(protocol=NS(grad_input="always")))), eval_scale(NS(cfg=NS(protocol=NS(grad_input="train"))))
+        (1.0, None)
+    """
+    return 1.0 if setup.cfg.protocol.grad_input == "always" else None

@@ -47,7 +47,8 @@ import numpy as np
 
 from agentgraph.compiler import Program, compile
 from agentgraph.errors import AgentGraphError
-from agentgraph.meta.gradient_input import with_gradient
+from agentgraph.meta.gradient_input import train_scale, with_gradient
+from agentgraph.meta.loop import _remat
 from agentgraph.meta.setup import Setup, group_rows, with_params
 from agentgraph.protocols import mplp
 
@@ -99,7 +100,7 @@ def _cos_err(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def task_imitation_loss(trainable: Mapping[str, Any], norm: Mapping[str, Any], setup: Setup, task: Mapping,
-                        w0: jax.Array, b0: jax.Array, imit: Imitation, grad_scale=0.0):
+                        w0: jax.Array, b0: jax.Array, imit: Imitation, grad_scale=None):
     """The imitation objective of one task from weights ``(w0, b0)`` (module docstring).
 
     Returns:
@@ -136,8 +137,6 @@ def task_imitation_loss(trainable: Mapping[str, Any], norm: Mapping[str, Any], s
         u_err = jnp.mean(jnp.stack(upd_errs))
         return s2, (m_err, u_err, jax.lax.stop_gradient(loss))
 
-    from agentgraph.meta.loop import _remat
-
     _, (m_errs, u_errs, losses) = jax.lax.scan(_remat(body, cfg.remat), state, train)
     return (m_errs + u_errs).mean(), {"loss": losses, "hint": u_errs, "cv": m_errs.mean()}
 
@@ -146,8 +145,9 @@ def matched_out_scale(trainable: Mapping[str, Any], norm: Mapping[str, Any], set
                       task: Mapping, w0: jax.Array, b0: jax.Array) -> dict[str, Any]:
     """``trainable`` with each learner's ``out_scale`` set so that its updates have the size of
     SGD's (``meta.imitation_lr``) on the first batch of ``task``: the ratio of the root mean
-    squares of the teacher's and the student's per-example updates (geometric mean over the
-    groups sharing a learner).
+    squares of the teacher's and the student's per-example updates — the largest over the
+    groups sharing a learner: its update channel is bounded, so the scale must leave room for
+    the layer with the largest steps (the imitation objective's size term then shrinks the others).
 
     The output scale is one scalar that the meta-optimiser moves by about ``meta_lr`` per step;
     SGD's updates can be a hundred times the initial scale, so imitation starts from the matched
@@ -158,7 +158,8 @@ def matched_out_scale(trainable: Mapping[str, Any], norm: Mapping[str, Any], set
     batch = jax.tree.map(lambda v: v[0], task["train"])
     B = batch["x"].shape[0]
     t_state, _ = imit.teacher.step(lr, with_params(imit.teacher.init(B), w0, b0), batch)
-    s_state, _ = imit.student.step(params, with_params(imit.student.init(B), w0, b0), batch)
+    s_state, _ = imit.student.step(params, with_gradient(setup, with_params(imit.student.init(B), w0, b0), batch,
+                                                         train_scale(setup, 0)), batch)
     logs: dict[str, list] = {}
     for g, (kn, rows) in imit.update_groups.items():
         target = jnp.sqrt(jnp.mean(t_state[kn]["upd_" + _PARAM[kn]][rows] ** 2))

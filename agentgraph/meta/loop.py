@@ -41,7 +41,7 @@ def _remat(body, remat):
 
 
 def inner_loop(setup: Setup, params: Mapping[str, Any], task: Mapping, w0: jax.Array, b0: jax.Array,
-               *, remat: bool | str = True, truncation: int | None = None, prog=None, grad_scale=0.0):
+               *, remat: bool | str = True, truncation: int | None = None, prog=None, grad_scale=None):
     """Run the protocol for ``K`` steps on ``task["train"]`` from weights ``(w0, b0)`` (on
     ``prog``, default the MPLP program; the gradient protocol runs on ``setup.plain``).
     ``grad_scale``: the gradient input's scale (``protocol.grad_input``, see
@@ -55,7 +55,7 @@ def inner_loop(setup: Setup, params: Mapping[str, Any], task: Mapping, w0: jax.A
     B = task["train"]["x"].shape[1]
     state = with_params(prog.init(B), w0, b0)
 
-    feed = prog is setup.prog and setup.config.grad_input
+    feed = prog is setup.prog and setup.config.grad_input and grad_scale is not None
 
     def body(s, batch):
         if feed:
@@ -91,7 +91,7 @@ def protocol_params(setup: Setup, trainable: Mapping[str, Any], norm: Mapping[st
 
 
 def task_meta_loss(trainable: Mapping[str, Any], norm: Mapping[str, Any], setup: Setup, task: Mapping,
-                   w0: jax.Array, b0: jax.Array, grad_scale=0.0):
+                   w0: jax.Array, b0: jax.Array, grad_scale=None):
     """Meta-loss of one task; returns ``(meta_loss, aux)`` with aux ``{"loss": [K], "hint": [K],
     "cv": ()}``. With MAML (``trainable["prior"]``), the prior replaces ``(w0, b0)``."""
     cfg = setup.cfg.meta

@@ -26,9 +26,9 @@ def normalize_per_tensor(eps: float = 1e-8) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def meta_optimizer(lr: float, first_lr: float | None = None, first_steps: int = 0) -> optax.GradientTransformation:
-    """``chain(normalize_per_tensor(), adam(lr))``; with ``first_steps``, the learning rate is
-    ``first_lr`` for the first ``first_steps`` updates (the imitation warm start) and ``lr`` after.
+def meta_optimizer(lr: float) -> optax.GradientTransformation:
+    """``chain(normalize_per_tensor(), adam(lr))``. Optimisers of different ``lr`` share one
+    state structure, so a run may switch rate between phases (imitation, then meta-loss).
 
     Example:
         >>> import jax.numpy as jnp
@@ -38,7 +38,4 @@ def meta_optimizer(lr: float, first_lr: float | None = None, first_steps: int = 
         >>> u["w"].shape
         (2,)
     """
-    if first_steps:
-        later = lr
-        lr = lambda count: jnp.where(count < first_steps, first_lr or later, later)  # noqa: E731
     return optax.chain(normalize_per_tensor(), optax.adam(lr))

@@ -78,8 +78,9 @@ def load_protocol(path: str, setup: Setup) -> tuple[dict[str, Any] | None, dict[
         raise AgentGraphError(
             f"The protocol in {path!r} does not fit this network ({len(missing)} missing, {len(wrong)} with "
             "other shapes):\n" + "\n".join(lines) + (f"\n  ... and {more} more" if more > 0 else "")
-            + "\nLearners must match in protocol.k, protocol.hidden, protocol.mlp, protocol.stateful and "
-            "protocol.sharing, and every layer group of the new network must exist in the trained one."
+            + "\nLearners must match in protocol.k, protocol.hidden, protocol.mlp, protocol.stateful, "
+            "protocol.sharing and protocol.grad_input (an extra learner input), and every layer group of the new "
+            "network must exist in the trained one."
         )
     tree = jax.tree_util.tree_unflatten(treedef, out)
     return tree["trainable"]["protocol"], tree["norm"]

@@ -76,7 +76,8 @@ class Setup:
         from agentgraph.nodes.registry import default_kinds
         from agentgraph.protocols.recording import recording_kinds
 
-        return compile(self.graph.with_kinds(recording_kinds(default_kinds())))
+        with jax.ensure_compile_time_eval():  # concrete arrays even if first used under a jit trace
+            return compile(self.graph.with_kinds(recording_kinds(default_kinds())))
 
 
 def make_setup(cfg: TrainConfig, graph: AgentGraph | None = None) -> Setup:
@@ -102,8 +103,6 @@ def make_setup(cfg: TrainConfig, graph: AgentGraph | None = None) -> Setup:
         outputs, okind = tuple(("loss", j) for j in range(n_out)), "pred"
     setup = Setup(cfg, g, prog, plain, config, mplp.share_keys(g, p.sharing),
                   len(base.agents("synapse")), len(base.agents("bias")), outputs, okind, tuple(base.groups()))
-    if config.grad_input:
-        setup.teacher  # noqa: B018 -- build it now: a program's arrays must not be created under a jit trace
     return setup
 
 

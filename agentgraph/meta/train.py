@@ -24,7 +24,7 @@ import optax
 
 from agentgraph.errors import AgentGraphError
 from agentgraph.meta import checkpoint as ckpt
-from agentgraph.meta.config import TrainConfig
+from agentgraph.meta.config import TrainConfig, parse_config
 from agentgraph.meta.imitation import make_imitation, matched_out_scale, task_imitation_loss
 from agentgraph.meta.gradient_input import train_scale
 from agentgraph.meta.loop import batch_meta_loss, task_meta_loss
@@ -80,7 +80,7 @@ def init_training(cfg: TrainConfig, setup: Setup, family: TaskFamily,
     if cfg.meta.maml:
         trainable["prior"] = {"w": cfg.net.init_std * jax.random.normal(k_prior, (setup.n_synapses,)),
                               "b": jnp.zeros((setup.n_biases,))}
-    opt_state = _optimizer(cfg).init(trainable)
+    opt_state = meta_optimizer(cfg.meta.meta_lr).init(trainable)
     out = {"trainable": trainable, "opt_state": opt_state, "norm": norm, "pool": pool}
     if setups and len(setups) > 1:
         out["pool_extra"] = _extra_pools(cfg, setups, k_pool)
@@ -88,15 +88,18 @@ def init_training(cfg: TrainConfig, setup: Setup, family: TaskFamily,
 
 
 def make_meta_step(cfg: TrainConfig, setup: Setup, family: TaskFamily, *, imitation: bool = False,
-                   unroll: int | None = None) -> Callable:
+                   unroll: int | None = None, grad_feed: bool = True) -> Callable:
     """The jitted meta-step ``(train_state, step) -> (train_state, metrics, finite)``
-    (``imitation``: the warm-start objective of :mod:`agentgraph.meta.imitation`; ``unroll``:
-    meta-train on the first ``unroll`` inner steps of each task only — the curriculum).
+    (``imitation``: the warm-start objective of :mod:`agentgraph.meta.imitation`, at
+    ``meta.imitation_meta_lr``; ``unroll``: meta-train on the first ``unroll`` inner steps of
+    each task only — the curriculum; ``grad_feed``: run the gradient protocol for a
+    ``protocol.grad_input`` — false once a ``train`` input has faded out).
 
     A step whose meta-loss or gradients are not finite leaves the state unchanged and returns
     ``finite = False``.
     """
-    opt = _optimizer(cfg)
+    m = cfg.meta
+    opt = meta_optimizer(m.imitation_meta_lr or m.meta_lr if imitation else m.meta_lr)
     data_key = jax.random.fold_in(jax.random.PRNGKey(cfg.run.seed), 1)
     n_tasks = cfg.meta.outer_batch
     objective = functools.partial(task_imitation_loss, imit=make_imitation(setup)) if imitation else task_meta_loss
@@ -109,7 +112,8 @@ def make_meta_step(cfg: TrainConfig, setup: Setup, family: TaskFamily, *, imitat
             tasks = {**tasks, "train": jax.tree.map(lambda v: v[:, :unroll], tasks["train"])}
         idx = jax.random.randint(k_prior, (n_tasks,), 0, ts["pool"]["w"].shape[0])
         w0s, b0s = ts["pool"]["w"][idx], ts["pool"]["b"][idx]
-        obj = functools.partial(objective, grad_scale=train_scale(setup, step))
+        scale = train_scale(setup, jnp.maximum(step - m.imitation_steps, 0)) if grad_feed else None
+        obj = functools.partial(objective, grad_scale=scale)
         (loss, aux), grads = jax.value_and_grad(batch_meta_loss, has_aux=True)(
             ts["trainable"], ts["norm"], setup, tasks, w0s, b0s, obj)
         finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
@@ -122,11 +126,6 @@ def make_meta_step(cfg: TrainConfig, setup: Setup, family: TaskFamily, *, imitat
         return out, metrics, finite
 
     return jax.jit(step_fn)
-
-
-def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    m = cfg.meta
-    return meta_optimizer(m.meta_lr, m.imitation_meta_lr, m.imitation_steps)
 
 
 def _metadata(cfg: TrainConfig, step: int) -> dict:
@@ -175,7 +174,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
         else:
             template = init_training_shapes(cfg, setup, setups)
             tree, meta = ckpt.load(path, template)
-            if meta.get("config") != cfg.model_dump(mode="json"):
+            saved = meta.get("config")
+            # compare validated configs: fields added since the checkpoint take their defaults
+            if saved is None or parse_config(saved).model_dump(mode="json") != cfg.model_dump(mode="json"):
                 raise AgentGraphError(
                     f"Checkpoint {path!r} was written with a different config; resume with the same "
                     "config (or start a new run.out_dir)."
@@ -197,16 +198,18 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
         if os.path.exists(metrics_path):
             os.remove(metrics_path)
     _trim_metrics(metrics_path, start)
-    programs: dict[tuple[bool, int], list[Callable]] = {}  # (imitation, unroll) -> a meta-step per graph
+    programs: dict[tuple, list[Callable]] = {}  # (imitation, unroll, gradient fed) -> a meta-step per graph
 
     def pick(s: int, i: int) -> Callable:
         imitation = s < cfg.meta.imitation_steps
-        k = cfg.meta.unroll_at(s - cfg.meta.imitation_steps) if not imitation else cfg.meta.inner_steps
-        if (imitation, k) not in programs:
+        phase = max(s - cfg.meta.imitation_steps, 0)  # curriculum and gradient fade count meta-loss steps
+        k = cfg.meta.unroll_at(phase) if not imitation else cfg.meta.inner_steps
+        feed = train_scale(setup, phase) is not None
+        if (imitation, k, feed) not in programs:
             unroll = k if k < cfg.meta.inner_steps else None
-            programs[imitation, k] = [make_meta_step(cfg, su, family, imitation=imitation, unroll=unroll)
-                                      for su in setups]
-        return programs[imitation, k][i]
+            programs[imitation, k, feed] = [make_meta_step(cfg, su, family, imitation=imitation, unroll=unroll,
+                                                           grad_feed=feed) for su in setups]
+        return programs[imitation, k, feed][i]
 
     def meta_step(ts, s):  # graph s mod G; the other graphs' prior pools ride along untouched
         i = s % len(setups)
@@ -236,6 +239,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
                 m["imitation"] = True  # meta_loss is the warm-start objective on this step
             elif cfg.meta.curriculum:
                 m["unroll"] = cfg.meta.unroll_at(s - cfg.meta.imitation_steps)
+            if cfg.protocol.grad_input == "train" and s >= cfg.meta.imitation_steps:
+                sc = train_scale(setup, s - cfg.meta.imitation_steps)
+                m["grad_scale"] = 0.0 if sc is None else float(sc)
             dt = time.perf_counter() - t0
             times.append(dt)
             if not bool(finite):
@@ -300,7 +306,7 @@ def init_training_shapes(cfg: TrainConfig, setup: Setup, setups: list[Setup] | N
         trainable["protocol"] = mplp.init_meta(setup.graph, key, setup.config, sharing)
     if cfg.meta.maml:
         trainable["prior"] = {"w": jnp.zeros((setup.n_synapses,)), "b": jnp.zeros((setup.n_biases,))}
-    return {"trainable": trainable, "opt_state": _optimizer(cfg).init(trainable),
+    return {"trainable": trainable, "opt_state": meta_optimizer(cfg.meta.meta_lr).init(trainable),
             "norm": mplp.init_norm(setup.graph, setup.config, sharing),
             "pool": prior_pool(setup, key, cfg.meta.prior_pool),
             **({"pool_extra": _extra_pools(cfg, setups, key)} if setups and len(setups) > 1 else {})}

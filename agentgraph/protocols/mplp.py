@@ -16,6 +16,8 @@ Learner inputs (REFERENCE.md §1): synapse ``[m (k), w, x]``; bias ``[m (k), b, 
 ``[m (k), pre-activation]``; softmax ``[m (k), logit, logit - max, exp(logit - max),
 sum exp(logits - max)]``; loss ``[loss, prediction, target, log(clip(prediction)) (CE) or
 target - prediction (L2)]``. The loss agent's first input is its seed, the stored ``[loss]``.
+With ``grad_input`` (an option, not gradient-free) weights and biases also see their
+per-example gradient step ``grad``, last.
 
 Use :func:`kinds` to get the kind table and :func:`init_params` for a graph's parameters;
 ``graph.with_kinds(mplp.kinds(...))`` turns any library graph into an MPLP graph.

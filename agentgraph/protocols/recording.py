@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from agentgraph.errors import AgentGraphError
 from agentgraph.nodes.base import Field, Kind
 
 __all__ = ["Recording", "recording_kinds"]
@@ -41,6 +42,11 @@ class Recording(Kind):
     """
 
     def __init__(self, base: Kind) -> None:
+        if any(base.premaps(sweep) for sweep in ("forward", "backward")):
+            raise AgentGraphError(
+                f"Kind {base.name!r} premaps its messages, so its inbox cannot be recorded raw; record it with "
+                "premapping off (MPLP: protocol.premap: false)."
+            )
         self.base = base
         self.name = base.name
         fields = dict(base.fields)
