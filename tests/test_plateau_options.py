@@ -87,7 +87,7 @@ def test_imitation_warm_start_fits_the_gradient_protocols_messages_and_updates(t
 
 
 def test_imitation_starts_with_updates_the_size_of_sgds(tmp_path):
-    from agentgraph.meta.imitation import _PARAM, make_imitation
+    from agentgraph.meta.imitation import make_imitation
     from agentgraph.meta.tasks import task_family
     from agentgraph.meta.train import init_training
     from agentgraph.protocols import mplp
@@ -106,7 +106,7 @@ def test_imitation_starts_with_updates_the_size_of_sgds(tmp_path):
     s, _ = imit.student.step(params, with_params(imit.student.init(8), w0, b0), batch)
     for g, (kn, rows) in imit.update_groups.items():  # group sharing: one learner, one scale per group
         mine = (s[kn]["raw"][rows] - params[g]["out_mean"]) * params[g]["out_scale"]
-        ratio = float(jnp.sqrt(jnp.mean(mine ** 2) / jnp.mean(t[kn]["upd_" + _PARAM[kn]][rows] ** 2)))
+        ratio = float(jnp.sqrt(jnp.mean(mine ** 2) / jnp.mean(t[kn]["upd_" + mplp.PARAM_FIELDS[kn]][rows] ** 2)))
         assert abs(ratio - 1) < 1e-3, (g, ratio)
 
 

@@ -34,11 +34,9 @@ from collections.abc import Mapping
 import jax
 
 from agentgraph.meta.setup import Setup, with_params
+from agentgraph.protocols import mplp
 
 __all__ = ["eval_scale", "train_scale", "with_gradient"]
-
-_PARAM = {"synapse": "w", "bias": "b"}
-
 
 def with_gradient(setup: Setup, state: Mapping, batch: Mapping, scale) -> dict:
     """``state`` (MPLP program) with ``grad`` of every weight and bias set to ``scale`` times
@@ -54,7 +52,7 @@ def with_gradient(setup: Setup, state: Mapping, batch: Mapping, scale) -> dict:
     lr = {g: {"lr": 1.0} for g in setup.plain_groups}
     t, _ = teacher.step(lr, with_params(teacher.init(B), w, b), batch)
     out = dict(state)
-    for kind, field in _PARAM.items():
+    for kind, field in mplp.PARAM_FIELDS.items():
         g = jax.lax.stop_gradient(t[kind]["upd_" + field]).astype(state[kind]["grad"].dtype)
         out[kind] = {**state[kind], "grad": scale * g}
     return out

@@ -54,9 +54,6 @@ from agentgraph.protocols import mplp
 
 __all__ = ["Imitation", "make_imitation", "matched_out_scale", "task_imitation_loss"]
 
-_PARAM = {"synapse": "w", "bias": "b"}
-
-
 @dataclasses.dataclass(frozen=True)
 class Imitation:
     """The two recording programs of one setup and where each learning group's rows are.
@@ -90,7 +87,7 @@ def make_imitation(setup: Setup) -> Imitation:
         raise AgentGraphError("The MPLP and gradient programs number agents differently; imitation cannot pair them.")
     rows = group_rows(setup.graph, student, setup.keys)
     msg = {g: kr for g, kr in rows.items() if kr[0] not in ("l2", "cross_entropy")}
-    upd = {g: kr for g, kr in rows.items() if kr[0] in _PARAM}
+    upd = {g: kr for g, kr in rows.items() if kr[0] in mplp.PARAM_FIELDS}
     return Imitation(student, teacher, msg, upd)
 
 
@@ -107,7 +104,26 @@ def task_imitation_loss(trainable: Mapping[str, Any], norm: Mapping[str, Any], s
         ``(loss, aux)`` with aux ``{"loss": [U] the network's loss before each step, "hint": [U]
         update error per step, "cv": () mean message error}`` (``U = meta.imitation_unroll``) —
         the keys :func:`~agentgraph.meta.loop.task_meta_loss` returns, so the training driver
-        logs both alike.
+        logs both alike. ``grad_scale``: the gradient input's scale (``protocol.grad_input``).
+
+    Example:
+        >>> import jax
+        >>> from agentgraph.meta.config import parse_config
+        >>> from agentgraph.meta.setup import make_setup, prior_pool
+        >>> from agentgraph.meta.tasks import task_family
+        >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
+        ...                     "meta": {"inner_steps": 3, "imitation_unroll": 2}})
+        >>> setup = make_setup(cfg)
+        >>> tr = {"protocol": mplp.init_meta(setup.graph, jax.random.PRNGKey(0), setup.config)}
+        >>> norm = mplp.init_norm(setup.graph, setup.config)
+        >>> pool = prior_pool(setup, jax.random.PRNGKey(1), 1)
+        >>> task = task_family(cfg).sample(jax.random.PRNGKey(2))
+        >>> loss, aux = task_imitation_loss(tr, norm, setup, task, pool["w"][0], pool["b"][0], make_imitation(setup))
+        >>> aux["hint"].shape, bool(loss > 0)
+        ((2,), True)
+        >>> tr2 = matched_out_scale(tr, norm, setup, make_imitation(setup), task, pool["w"][0], pool["b"][0])
+        >>> sorted(tr2["protocol"]) == sorted(tr["protocol"])
+        True
     """
     cfg = setup.cfg.meta
     params = mplp.assemble(trainable["protocol"], norm, setup.keys)
@@ -129,7 +145,7 @@ def task_imitation_loss(trainable: Mapping[str, Any], norm: Mapping[str, Any], s
         for g, (kn, rows) in imit.update_groups.items():
             p = params[g]
             mine = (s2[kn]["raw"][rows] - p["out_mean"]) * p["out_scale"]
-            target = t_state[kn]["upd_" + _PARAM[kn]][rows]
+            target = t_state[kn]["upd_" + mplp.PARAM_FIELDS[kn]][rows]
             mean_m, mean_t = mine.mean(1), target.mean(1)
             size = jnp.log(jnp.sum(mean_m ** 2) + 1e-30) - jnp.log(jnp.sum(mean_t ** 2) + 1e-30)
             upd_errs.append(0.5 * (_cos_err(mine, target) + _cos_err(mean_m, mean_t)) + 0.0625 * size ** 2)
@@ -162,7 +178,7 @@ def matched_out_scale(trainable: Mapping[str, Any], norm: Mapping[str, Any], set
                                                          train_scale(setup, 0)), batch)
     logs: dict[str, list] = {}
     for g, (kn, rows) in imit.update_groups.items():
-        target = jnp.sqrt(jnp.mean(t_state[kn]["upd_" + _PARAM[kn]][rows] ** 2))
+        target = jnp.sqrt(jnp.mean(t_state[kn]["upd_" + mplp.PARAM_FIELDS[kn]][rows] ** 2))
         mine = jnp.sqrt(jnp.mean((s_state[kn]["raw"][rows] - params[g]["out_mean"]) ** 2))
         logs.setdefault(setup.keys[g][0], []).append(jnp.log(target + 1e-20) - jnp.log(mine + 1e-20))
     proto = {lk: dict(v) for lk, v in trainable["protocol"].items()}

@@ -122,7 +122,16 @@ def prior_pool(setup: Setup, key: jax.Array, size: int) -> dict[str, jax.Array]:
 
 
 def with_params(state: dict, w: jax.Array, b: jax.Array) -> dict:
-    """``state`` (of either program) with synapse weights ``w`` and biases ``b`` replaced."""
+    """``state`` (of either program) with synapse weights ``w [n_synapses]`` and biases ``b
+    [n_biases]`` replaced (in the programs' row order).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from agentgraph.meta.config import parse_config
+        >>> s = make_setup(parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"}}))
+        >>> with_params(s.plain.init(2), jnp.ones(8), jnp.zeros(5))["synapse"]["w"].tolist()
+        [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    """
     out = dict(state)
     out["synapse"] = {**state["synapse"], "w": w.astype(state["synapse"]["w"].dtype)}
     out["bias"] = {**state["bias"], "b": b.astype(state["bias"]["b"].dtype)}

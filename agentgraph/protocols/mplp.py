@@ -42,7 +42,7 @@ from agentgraph.nodes.base import Field, Kind
 from agentgraph.nodes.registry import default_kinds
 
 __all__ = [
-    "MPLPConfig", "MPLPKind", "SHARING", "assemble", "init_meta", "init_norm", "init_params", "input_layer",
+    "MPLPConfig", "MPLPKind", "PARAM_FIELDS", "SHARING", "assemble", "init_meta", "init_norm", "init_params", "input_layer",
     "kinds", "n_features", "role", "share_keys",
 ]
 
@@ -85,14 +85,15 @@ class MPLPConfig:
         return dataclasses.replace(self, in_size=self.k + 4, carry_size=1 + self.hidden + self.k)
 
 
-_PARAM_FIELD = {"synapse": "w", "bias": "b"}
+#: The parameter field of each library kind that owns one.
+PARAM_FIELDS = {"synapse": "w", "bias": "b"}
 
 
 def _own_features(base: str, state: Mapping) -> jax.Array:
     """The learner inputs of one agent (one example) of library kind ``base`` that are not its
     incoming message: everything after ``m``, or all of them for loss kinds."""
     if base in ("synapse", "bias"):
-        own = [state[_PARAM_FIELD[base]], state["x" if base == "synapse" else "z"]]
+        own = [state[PARAM_FIELDS[base]], state["x" if base == "synapse" else "z"]]
         return jnp.stack(own + [state["grad"]] if "grad" in state else own)
     if base == "softmax":
         d = state["x"] - state["mx"]
@@ -179,7 +180,7 @@ class MPLPKind(Kind):
         self.base = base
         self.config = config
         self.name = base.name
-        self.param = _PARAM_FIELD.get(base.name)
+        self.param = PARAM_FIELDS.get(base.name)
         k = config.k
         self.carry_size = config.carry_size or (1 if self.param else 0) + config.hidden + k
         fields = dict(base.fields)
@@ -365,7 +366,7 @@ def init_meta(graph, key: jax.Array, config: MPLPConfig = MPLPConfig(), sharing:
     out = {}
     for (lkey, kname), gk in zip(sorted(wanted.items()), jax.random.split(key, max(1, len(wanted)))):
         F = config.in_size or n_features(kname, config.k, config.grad_input)
-        carry = config.carry_size or (1 if kname in _PARAM_FIELD else 0) + config.hidden + config.k
+        carry = config.carry_size or (1 if kname in PARAM_FIELDS else 0) + config.hidden + config.k
         if config.stateful:
             learner = init_gru(gk, F, carry, config.mlp)
         else:
