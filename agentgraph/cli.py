@@ -45,7 +45,7 @@ def _demo(args: argparse.Namespace) -> int:
           f"{meta.get('step', 0) + 1} meta-steps) trains fresh {tuple(n.sizes)} {n.activation} networks on the embedded "
           f"scikit-learn digits ({cfg.data.image_size}x{cfg.data.image_size}), {cfg.meta.inner_steps} steps of batch "
           f"{cfg.meta.batch}, " + ("WITH the gradient as a learner input (protocol.grad_input: always)"
-                                   if cfg.protocol.grad_input == "always" else "with no gradient") + "; SGD (lr {sgd_lr:g}) and Adam (lr {adam_lr:g}) train the same networks "
+                                   if cfg.protocol.grad_input == "always" else "with no gradient") + f"; SGD (lr {sgd_lr:g}) and Adam (lr {adam_lr:g}) train the same networks "
           f"on the same batches. Test accuracy, mean ± std over {args.runs} runs:")
     t0 = time.perf_counter()
     res = evaluate(cfg, proto, norm, runs=args.runs, sgd_lr=sgd_lr, adam_lr=adam_lr, setup=setup)
