@@ -276,3 +276,21 @@ def test_graph_pool_cycles_random_dags_and_resumes(tmp_path):
     assert all(0.0 <= r["eval"] <= 1.0 for r in rows if "eval" in r)
     with pytest.raises(AgentGraphError, match="graph_pool"):
         digits_cfg(tmp_path, meta__graph_pool=2)
+
+
+def test_evaluation_in_chunks_of_runs_gives_the_same_numbers(tmp_path, monkeypatch):
+    import importlib
+
+    from agentgraph.protocols import mplp
+
+    ev = importlib.import_module("agentgraph.meta.evaluate")
+    cfg = digits_cfg(tmp_path)
+    setup = make_setup(cfg)
+    meta = mplp.init_meta(setup.graph, jax.random.PRNGKey(0), setup.config, "kind")
+    norm = mplp.init_norm(setup.graph, setup.config, "kind")
+    whole = ev.evaluate(cfg, meta, norm, runs=3, sgd_lr=0.1, adam_lr=0.01, setup=setup)
+    monkeypatch.setattr(ev, "_MEMORY_BUDGET", 1.0)  # one run at a time (a big network's case)
+    assert ev._runs_at_once(setup, cfg.meta.batch) == 1
+    parts = ev.evaluate(cfg, meta, norm, runs=3, sgd_lr=0.1, adam_lr=0.01, setup=setup)
+    for m in ("mplp", "sgd", "adam"):
+        np.testing.assert_allclose(whole[m]["mean"], parts[m]["mean"], atol=1e-6)

@@ -111,6 +111,27 @@ def run_optax(setup: Setup, family: TaskFamily, opt: optax.GradientTransformatio
     return jnp.concatenate([score(setup, family, *wb, task["cv"])[None], scores]), seen
 
 
+#: Bytes one evaluation run may hold at once, per agent and example (learner activations).
+_BYTES_PER_ROW = 1200 * 4
+_MEMORY_BUDGET = 4e9
+
+
+def _runs_at_once(setup: Setup, batch: int) -> int:
+    """How many evaluation runs to vmap together so their activations fit ``_MEMORY_BUDGET``
+    (all 100 for the paper's 12×12 net; a handful for (784,100,10))."""
+    rows = (setup.n_synapses + setup.n_biases) * batch
+    return max(1, int(_MEMORY_BUDGET // (rows * _BYTES_PER_ROW)))
+
+
+def _chunked(fn, keys: jax.Array, chunk: int):
+    """``fn(keys)`` (a vmapped run over keys ``[R, ...]``) in slices of ``chunk`` runs,
+    concatenated: the same numbers as one call, in bounded memory."""
+    if keys.shape[0] <= chunk:
+        return fn(keys)
+    parts = [jax.device_get(fn(keys[i:i + chunk])) for i in range(0, keys.shape[0], chunk)]
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+
+
 def _summary(runs: tuple[np.ndarray, np.ndarray]) -> dict[str, list[float]]:
     scores, seen = (np.asarray(r) for r in runs)
     return {"mean": scores.mean(0).tolist(), "std": scores.std(0).tolist(),
@@ -149,7 +170,8 @@ def evaluate(cfg: TrainConfig, meta: dict | None, norm: dict, *, runs: int = 100
     eval_keys = jax.random.split(k_eval, runs)
     better = (lambda a, b: a > b) if family.classification else (lambda a, b: a < b)
 
-    mplp_runs = jax.jit(jax.vmap(lambda k: run_mplp(setup, family, params, k, prior, prog)))(eval_keys)
+    chunk = _runs_at_once(setup, cfg.meta.batch)
+    mplp_runs = _chunked(jax.jit(jax.vmap(lambda k: run_mplp(setup, family, params, k, prior, prog))), eval_keys, chunk)
     out: dict[str, Any] = {"metric": "accuracy" if family.classification else "loss",
                            "steps": list(range(cfg.meta.inner_steps + 1)), "runs": runs,
                            "mplp": _summary(mplp_runs)}
@@ -158,7 +180,7 @@ def evaluate(cfg: TrainConfig, meta: dict | None, norm: dict, *, runs: int = 100
         run_lr = jax.jit(jax.vmap(lambda lr, k, make=make: run_optax(setup, family, make(lr), k), in_axes=(None, 0)))
 
         def scores_for(lr, keys, run_lr=run_lr):
-            return run_lr(jnp.asarray(lr, jnp.float32), keys)
+            return _chunked(lambda k: run_lr(jnp.asarray(lr, jnp.float32), k), keys, chunk)
 
         lr = fixed
         tuned = {}
