@@ -37,6 +37,11 @@ def test_train_then_eval_digits(tmp_path, capsys):
     res = json.loads(res_path.read_text())
     assert len(res["mplp"]["mean"]) == 4 and res["sgd"]["lr"] == 0.1
     assert all(0.0 <= a <= 1.0 for a in res["adam"]["mean"])
+    # transfer to a wider hidden layer with the input statistics re-measured there
+    assert main(["eval", str(ck), "--runs", "2", "--sgd-lr", "0.1", "--adam-lr", "0.01", "--set", "net.sizes=[64,12,10]",
+                 "--remeasure", "1"]) == 2  # the checkpoint's net has no hidden layer: refused, one line
+    assert main(["eval", str(ck), "--runs", "2", "--sgd-lr", "0.1", "--adam-lr", "0.01", "--remeasure", "1"]) == 0
+    assert "re-measured on this network over 1 simulated" in capsys.readouterr().out
     # export the protocol alone, and run the demo with it: table and plot
     small = tmp_path / "protocol.npz"
     assert main(["export", str(ck), str(small), "--sgd-lr", "0.2", "--adam-lr", "0.02"]) == 0

@@ -21,7 +21,7 @@ from agentgraph.meta.gradient_input import with_gradient
 from agentgraph.meta.setup import Setup, group_rows, with_params
 from agentgraph.protocols import mplp
 
-__all__ = ["calibrate", "tensor_ids"]
+__all__ = ["calibrate", "remeasure_inputs", "tensor_ids"]
 
 
 def tensor_ids(kind: str, k: int, grad_input: bool = False) -> np.ndarray:
@@ -119,3 +119,33 @@ def calibrate(setup: Setup, meta: dict, norm: dict, sample, key: jax.Array, pool
             else:
                 norm[nkey] = {k: np.asarray(blend * norm[nkey][k] + (1 - blend) * m[k], np.float32) for k in m}
     return jax.tree.map(jnp.asarray, norm)
+
+
+def remeasure_inputs(setup: Setup, meta: dict, norm: dict, sample, key: jax.Array, rounds: int = 5,
+                     blend: float = 0.5) -> dict:
+    """A trained protocol's normalisation with the *input* statistics measured again on
+    ``setup``'s network (``agentgraph eval --remeasure``): for moving a protocol to a network
+    whose learner inputs are distributed differently (a wider layer sums more inputs). The
+    protocol itself is unchanged and nothing is learned: ``rounds`` inner loops on fresh
+    networks are simulated with it, as in :func:`calibrate`, and ``in_mean``/``in_inv_std`` are
+    replaced; the learned update offset ``out_mean`` is kept.
+
+    Example:
+        >>> import jax
+        >>> from agentgraph.meta.config import parse_config
+        >>> from agentgraph.meta.setup import make_setup
+        >>> from agentgraph.meta.tasks import task_family
+        >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
+        ...                     "meta": {"inner_steps": 2}})
+        >>> s = make_setup(cfg)
+        >>> meta = mplp.init_meta(s.graph, jax.random.PRNGKey(0), s.config)
+        >>> norm = mplp.init_norm(s.graph, s.config)
+        >>> new = remeasure_inputs(s, meta, norm, task_family(cfg).sample, jax.random.PRNGKey(1), rounds=1)
+        >>> float(new["synapse:0"]["out_mean"]) == float(norm["synapse:0"]["out_mean"])
+        True
+    """
+    from agentgraph.meta.setup import prior_pool
+
+    pool = prior_pool(setup, jax.random.fold_in(key, 7), max(rounds, 1))
+    new = calibrate(setup, meta, norm, sample, key, pool, rounds, blend)
+    return {k: {**new[k], "out_mean": norm[k]["out_mean"]} for k in new}
