@@ -27,7 +27,8 @@ def _pyplot():
 
 
 def plot_curves(results: Mapping[str, Any] | Sequence[tuple[str, Mapping[str, Any]]], path: str, *, title: str = "",
-                methods: Sequence[str] = ("mplp", "sgd", "adam"), percent: bool | None = None) -> str:
+                methods: Sequence[str] = ("mplp", "sgd", "adam"), percent: bool | None = None,
+                labels: Mapping[str, str] | None = None) -> str:
     """Mean ± std of the metric after each inner step, one line per method; returns ``path``.
 
     Args:
@@ -36,6 +37,7 @@ def plot_curves(results: Mapping[str, Any] | Sequence[tuple[str, Mapping[str, An
         title: figure title.
         methods: which methods of the result to draw (those present).
         percent: show accuracy in % (default: when the metric is accuracy).
+        labels: legend names per method (default "MPLP (no gradient)", "SGD", ...).
 
     Example:
         >>> import tempfile, os
@@ -57,7 +59,7 @@ def plot_curves(results: Mapping[str, Any] | Sequence[tuple[str, Mapping[str, An
             mean = [scale * v for v in res[m]["mean"]]
             std = [scale * v for v in res[m]["std"]]
             steps = res.get("steps", list(range(len(mean))))
-            label = _LABELS.get(m, m) + (f" (lr {res[m]['lr']:g})" if "lr" in res[m] else "")
+            label = {**_LABELS, **(labels or {})}.get(m, m) + (f" (lr {res[m]['lr']:g})" if "lr" in res[m] else "")
             ax.plot(steps, mean, color=_COLORS.get(m), label=label, lw=2)
             ax.fill_between(steps, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
                             color=_COLORS.get(m), alpha=0.15, lw=0)

@@ -54,7 +54,8 @@ def main(argv=None) -> int:
                 "mplp": {"mean": r1["mplp"]["seen_mean"], "std": r1["mplp"]["seen_std"]},
                 "maml": {"mean": r2["mplp"]["seen_mean"], "std": r2["mplp"]["seen_std"]}}
         plot_curves([("training loss, points seen so far", seen), ("evaluation loss, 100 points", both)], out,
-                    title=a.title or "sinusoid, 2 steps: MPLP + MAML prior vs MAML", methods=("mplp", "maml"))
+                    title=a.title or "sinusoid, 2 steps: MPLP + MAML prior vs MAML", methods=("mplp", "maml"),
+                    labels={"mplp": "MPLP + learned prior (no gradient)", "maml": "MAML (SGD 0.05 from its prior)"})
     else:
         names = a.names or [os.path.basename(os.path.dirname(f)) or f for f in a.files]
         curves = {}
