@@ -171,13 +171,12 @@ def _eval(args: argparse.Namespace) -> int:
     setup = make_setup(cfg)
     proto, norm = load_protocol(args.checkpoint, setup)
     if args.remeasure:
-        import jax
-
         from agentgraph.meta.normalisation import remeasure_inputs
         from agentgraph.meta.tasks import task_family
 
-        norm = remeasure_inputs(setup, proto, norm, task_family(cfg).sample, jax.random.PRNGKey(54321), args.remeasure)
-        print(f"learner input statistics re-measured on this network over {args.remeasure} simulated inner loops")
+        norm = remeasure_inputs(cfg, setup, norm, task_family(cfg).sample)
+        print(f"learner input statistics re-measured on this network as meta-training measured them "
+              f"(untrained protocol of seed {cfg.run.seed}, {cfg.meta.calibration_rounds} inner loops)")
     prior = load_prior(args.checkpoint, setup) if cfg.meta.maml else None
     res = evaluate(cfg, proto, norm, runs=args.runs, sgd_lr=args.sgd_lr, adam_lr=args.adam_lr, setup=setup,
                    prior=prior)
@@ -319,9 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev.add_argument("--runs", type=int, default=100, help="evaluation runs (default 100)")
     ev.add_argument("--sgd-lr", type=float, default=None, help="fixed SGD learning rate (default: tuned)")
     ev.add_argument("--adam-lr", type=float, default=None, help="fixed Adam learning rate (default: tuned)")
-    ev.add_argument("--remeasure", type=int, default=0, metavar="ROUNDS",
-                    help="re-measure the learners' input statistics on this network over ROUNDS simulated "
-                    "inner loops before evaluating (for transfer to networks of other sizes; nothing is learned)")
+    ev.add_argument("--remeasure", action="store_true",
+                    help="re-measure the learners' input statistics on this network, as meta-training measured "
+                    "them on its own, before evaluating (for transfer to networks of other sizes; nothing is learned)")
     ev.add_argument("--out", default=None, help="also write the results as JSON here")
     ev.add_argument("--plot", default=None, help="also draw the curves into this PNG")
     ev.set_defaults(fn=_eval)

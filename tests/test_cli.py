@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from agentgraph.cli import main
@@ -39,9 +40,24 @@ def test_train_then_eval_digits(tmp_path, capsys):
     assert all(0.0 <= a <= 1.0 for a in res["adam"]["mean"])
     # transfer to a wider hidden layer with the input statistics re-measured there
     assert main(["eval", str(ck), "--runs", "2", "--sgd-lr", "0.1", "--adam-lr", "0.01", "--set", "net.sizes=[64,12,10]",
-                 "--remeasure", "1"]) == 2  # the checkpoint's net has no hidden layer: refused, one line
-    assert main(["eval", str(ck), "--runs", "2", "--sgd-lr", "0.1", "--adam-lr", "0.01", "--remeasure", "1"]) == 0
-    assert "re-measured on this network over 1 simulated" in capsys.readouterr().out
+                 "--remeasure"]) == 2  # the checkpoint's net has no hidden layer: refused, one line
+    assert main(["eval", str(ck), "--runs", "2", "--sgd-lr", "0.1", "--adam-lr", "0.01", "--remeasure"]) == 0
+    assert "re-measured on this network as meta-training measured them" in capsys.readouterr().out
+    # on the training network the re-measured statistics are the checkpoint's own
+    from agentgraph.meta import checkpoint
+    from agentgraph.meta.config import parse_config
+    from agentgraph.meta.normalisation import remeasure_inputs
+    from agentgraph.meta.protocol_io import load_protocol
+    from agentgraph.meta.setup import make_setup
+    from agentgraph.meta.tasks import task_family
+
+    ck_cfg = parse_config(checkpoint.load(str(ck))[1]["config"])
+    ck_setup = make_setup(ck_cfg)
+    _, ck_norm = load_protocol(str(ck), ck_setup)
+    again = remeasure_inputs(ck_cfg, ck_setup, ck_norm, task_family(ck_cfg).sample)
+    for group in ck_norm:
+        for field in ("in_mean", "in_inv_std", "out_mean"):
+            np.testing.assert_allclose(again[group][field], ck_norm[group][field], rtol=1e-5, atol=1e-7)
     # export the protocol alone, and run the demo with it: table and plot
     small = tmp_path / "protocol.npz"
     assert main(["export", str(ck), str(small), "--sgd-lr", "0.2", "--adam-lr", "0.02"]) == 0

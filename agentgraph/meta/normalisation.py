@@ -21,7 +21,7 @@ from agentgraph.meta.gradient_input import with_gradient
 from agentgraph.meta.setup import Setup, group_rows, with_params
 from agentgraph.protocols import mplp
 
-__all__ = ["calibrate", "remeasure_inputs", "tensor_ids"]
+__all__ = ["calibrate", "initial_norm", "remeasure_inputs", "tensor_ids"]
 
 
 def tensor_ids(kind: str, k: int, grad_input: bool = False) -> np.ndarray:
@@ -121,31 +121,58 @@ def calibrate(setup: Setup, meta: dict, norm: dict, sample, key: jax.Array, pool
     return jax.tree.map(jnp.asarray, norm)
 
 
-def remeasure_inputs(setup: Setup, meta: dict, norm: dict, sample, key: jax.Array, rounds: int = 5,
-                     blend: float = 0.5) -> dict:
-    """A trained protocol's normalisation with the *input* statistics measured again on
-    ``setup``'s network (``agentgraph eval --remeasure``): for moving a protocol to a network
-    whose learner inputs are distributed differently (a wider layer sums more inputs). The
-    protocol itself is unchanged and nothing is learned: ``rounds`` inner loops on fresh
-    networks are simulated with it, as in :func:`calibrate`, and ``in_mean``/``in_inv_std`` are
-    replaced; the learned update offset ``out_mean`` is kept.
+def initial_norm(cfg, setup: Setup, sample) -> tuple[dict, dict, dict]:
+    """The normalisation meta-training measures at its start for ``cfg`` on ``setup``'s network:
+    the untrained protocol of ``run.seed`` run over ``meta.calibration_rounds`` inner loops on the
+    seed's prior pool. Returns ``(meta, norm, pool)``: that untrained protocol, the measured
+    normalisation and the pool (``{"w": [P, n], "b": [P, m]}``).
 
     Example:
-        >>> import jax
         >>> from agentgraph.meta.config import parse_config
         >>> from agentgraph.meta.setup import make_setup
         >>> from agentgraph.meta.tasks import task_family
         >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
-        ...                     "meta": {"inner_steps": 2}})
-        >>> s = make_setup(cfg)
-        >>> meta = mplp.init_meta(s.graph, jax.random.PRNGKey(0), s.config)
-        >>> norm = mplp.init_norm(s.graph, s.config)
-        >>> new = remeasure_inputs(s, meta, norm, task_family(cfg).sample, jax.random.PRNGKey(1), rounds=1)
-        >>> float(new["synapse:0"]["out_mean"]) == float(norm["synapse:0"]["out_mean"])
-        True
+        ...                     "meta": {"inner_steps": 2, "calibration_rounds": 1}})
+        >>> meta, norm, pool = initial_norm(cfg, make_setup(cfg), task_family(cfg).sample)
+        >>> sorted(norm["synapse:0"])
+        ['in_inv_std', 'in_mean', 'out_mean']
     """
     from agentgraph.meta.setup import prior_pool
 
-    pool = prior_pool(setup, jax.random.fold_in(key, 7), max(rounds, 1))
-    new = calibrate(setup, meta, norm, sample, key, pool, rounds, blend)
+    k_meta, k_pool, k_cal, _ = jax.random.split(jax.random.PRNGKey(cfg.run.seed), 4)
+    sharing = cfg.protocol.sharing
+    meta = mplp.init_meta(setup.graph, k_meta, setup.config, sharing, weight_std=cfg.net.init_std)
+    norm = mplp.init_norm(setup.graph, setup.config, sharing)
+    pool = prior_pool(setup, k_pool, cfg.meta.prior_pool)
+    if cfg.protocol.rule == "mplp":
+        norm = calibrate(setup, meta, norm, sample, k_cal, pool, cfg.meta.calibration_rounds,
+                         cfg.meta.calibration_blend)
+    return meta, norm, pool
+
+
+def remeasure_inputs(cfg, setup: Setup, norm: dict, sample) -> dict:
+    """A trained protocol's normalisation with the *input* statistics measured again on
+    ``setup``'s network (``agentgraph eval --remeasure``), for moving a protocol to a network
+    whose learner inputs are distributed differently (a wider layer sums more inputs).
+
+    The statistics are measured exactly as meta-training measured them at its start
+    (:func:`initial_norm`: the *untrained* protocol of ``run.seed``, ``meta.calibration_rounds``
+    inner loops), only on the new network, so the trained learners see inputs scaled as in
+    training; measuring with the trained protocol instead would change the statistics the
+    learners were trained under. Nothing is learned; the learned update offset ``out_mean`` is
+    kept. On the training network it gives back the checkpoint's statistics.
+
+    Example:
+        >>> from agentgraph.meta.config import parse_config
+        >>> from agentgraph.meta.setup import make_setup
+        >>> from agentgraph.meta.tasks import task_family
+        >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
+        ...                     "meta": {"inner_steps": 2, "calibration_rounds": 1}})
+        >>> s = make_setup(cfg)
+        >>> _, norm, _ = initial_norm(cfg, s, task_family(cfg).sample)
+        >>> new = remeasure_inputs(cfg, s, norm, task_family(cfg).sample)
+        >>> bool((new["synapse:0"]["in_mean"] == norm["synapse:0"]["in_mean"]).all())
+        True
+    """
+    _, new, _ = initial_norm(cfg, setup, sample)
     return {k: {**new[k], "out_mean": norm[k]["out_mean"]} for k in new}

@@ -28,7 +28,7 @@ from agentgraph.meta.config import TrainConfig, parse_config
 from agentgraph.meta.imitation import make_imitation, matched_out_scale, task_imitation_loss
 from agentgraph.meta.gradient_input import train_scale
 from agentgraph.meta.loop import batch_meta_loss, task_meta_loss
-from agentgraph.meta.normalisation import calibrate
+from agentgraph.meta.normalisation import initial_norm
 from agentgraph.meta.optim import meta_optimizer
 from agentgraph.meta.setup import Setup, build_graph, make_setup, prior_pool
 from agentgraph.meta.tasks import TaskFamily, task_family
@@ -62,16 +62,10 @@ def init_training(cfg: TrainConfig, setup: Setup, family: TaskFamily,
                   setups: list[Setup] | None = None) -> dict[str, Any]:
     """A fresh training state: protocol, measured normalisation, prior pool (``pool_extra``: the
     pools of the other graphs of a graph pool), optimiser state."""
-    key = jax.random.PRNGKey(cfg.run.seed)
-    k_meta, k_pool, k_cal, k_prior = jax.random.split(key, 4)
-    sharing = cfg.protocol.sharing
-    meta = mplp.init_meta(setup.graph, k_meta, setup.config, sharing, weight_std=cfg.net.init_std)
-    norm = mplp.init_norm(setup.graph, setup.config, sharing)
-    pool = prior_pool(setup, k_pool, cfg.meta.prior_pool)
+    _, k_pool, k_cal, k_prior = jax.random.split(jax.random.PRNGKey(cfg.run.seed), 4)  # as initial_norm's
+    meta, norm, pool = initial_norm(cfg, setup, family.sample)
     trainable: dict[str, Any] = {}
     if cfg.protocol.rule == "mplp":
-        norm = calibrate(setup, meta, norm, family.sample, k_cal, pool, cfg.meta.calibration_rounds,
-                         cfg.meta.calibration_blend)
         trainable["protocol"] = meta
         if cfg.meta.imitation_steps:  # warm start: begin with updates the size of SGD's
             imit = make_imitation(setup)
