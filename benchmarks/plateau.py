@@ -9,11 +9,12 @@ Run:  python benchmarks/plateau.py run OPTION [--seed S] [--out-root runs/platea
 ``examples/configs/mnist.yaml``) with a periodic evaluation every 100 meta-steps (accuracy after
 20 inner steps, 20 fresh networks on the test set) and checkpoints every 100; run it again to
 resume. ``report`` reads every run under ``--out-root``, scores each run's last checkpoint on
-100 fresh networks (cached beside it), and prints and stores, per run: meta-steps and wall
+100 fresh networks (SGD lr 0.1 and Adam lr 0.01 beside it, as in the paper; cached beside
+the run), and prints and stores, per run: meta-steps and wall
 minutes (meta-steps only, plus set-up) to the first periodic evaluation ≥ 40 % and ≥ 48.95 %,
-the best periodic evaluation, and the final 100-run accuracy — plus curves against meta-steps
-and against minutes. A run that uses the gradient at evaluation (``grad_always``) is reported in
-its own table: it is not a gradient-free protocol.
+the best periodic evaluation, and the final 100-run accuracy — plus curves of accuracy against
+meta-steps and against minutes, and of the meta-loss against meta-steps. A run that uses the
+gradient at evaluation (``grad_always``) is marked as such: it is not a gradient-free protocol.
 """
 
 from __future__ import annotations
@@ -75,7 +76,10 @@ def _curve(run_dir: str) -> dict:
             pts.append({"step": r["step"] + 1, "minutes": minutes, "acc": r["eval"],
                         "phase": "imitation" if r.get("imitation") else "meta"})
     imitation = sum(1 for r in rows if r.get("imitation"))
-    return {"points": pts, "steps": len(rows), "imitation_steps": imitation, "minutes": minutes}
+    meta = [r for r in rows if not r.get("imitation") and r.get("finite", True)]
+    loss = [(meta[i]["step"] + 1, sum(r["meta_loss"] for r in meta[i:i + 50]) / len(meta[i:i + 50]))
+            for i in range(0, len(meta), 50)]  # means over 50 meta-steps, at each window's first step
+    return {"points": pts, "steps": len(rows), "imitation_steps": imitation, "minutes": minutes, "meta_loss": loss}
 
 
 def _first(points, level):
@@ -95,7 +99,8 @@ def _final_eval(run_dir: str, runs: int) -> dict:
             res = json.load(f)
         if res.get("checkpoint") == path:
             return res
-    subprocess.check_call(["agentgraph", "eval", path, "--runs", str(runs), "--out", cache + ".tmp"])
+    subprocess.check_call(["agentgraph", "eval", path, "--runs", str(runs), "--sgd-lr", "0.1", "--adam-lr", "0.01",
+                           "--out", cache + ".tmp"])
     with open(cache + ".tmp") as f:
         res = json.load(f)
     res["checkpoint"] = path
@@ -108,7 +113,7 @@ def _final_eval(run_dir: str, runs: int) -> dict:
 def _report(a) -> int:
     from agentgraph.plots import plot_meta_curves
 
-    rows, by_step, by_min = [], {}, {}
+    rows, by_step, by_min, by_loss = [], {}, {}, {}
     for name in sorted(os.listdir(a.out_root)):
         d = os.path.join(a.out_root, name)
         if not os.path.exists(os.path.join(d, "metrics.jsonl")):
@@ -126,6 +131,7 @@ def _report(a) -> int:
         rows.append(row)
         by_step[name] = [(p["step"], 100 * p["acc"]) for p in c["points"]]
         by_min[name] = [(p["minutes"], 100 * p["acc"]) for p in c["points"]]
+        by_loss[name] = c["meta_loss"]
     fmt = lambda r: f"step {r['step']} / {r['minutes']} min" if r else "not reached"  # noqa: E731
     print(f"{'run':22s} {'meta-steps':>10s} {'minutes':>8s}  {'to 40 %':>22s}  {'to 48.95 %':>22s}  best  final (100 runs)")
     for r in rows:
@@ -142,7 +148,10 @@ def _report(a) -> int:
                      title="12×12 MNIST: periodic evaluation (20 fresh networks)", **kw)
     plot_meta_curves(by_min, base + "-minutes.png", xlabel="minutes on the 2-core CPU (meta-steps + set-up)",
                      title="12×12 MNIST: the same runs against time", **kw)
-    print(f"wrote {a.json}, {base}-steps.png, {base}-minutes.png")
+    plot_meta_curves(by_loss, base + "-metaloss.png", xlabel="meta-step (imitation steps included)",
+                     ylabel="meta-loss (mean over 50 meta-steps)", hline=2.302585, hline_label="chance (ln 10)",
+                     title="12×12 MNIST: the paper's meta-loss (imitation phases left out)")
+    print(f"wrote {a.json}, {base}-steps.png, {base}-minutes.png, {base}-metaloss.png")
     return 0
 
 
