@@ -295,3 +295,25 @@ def test_evaluation_in_chunks_of_runs_gives_the_same_numbers(tmp_path, monkeypat
     parts = ev.evaluate(cfg, meta, norm, runs=3, sgd_lr=0.1, adam_lr=0.01, setup=setup)
     for m in ("mplp", "sgd", "adam"):
         np.testing.assert_allclose(whole[m]["mean"], parts[m]["mean"], atol=1e-6)
+
+
+def test_outer_batch_run_one_after_another_equals_vmapped(tmp_path):
+    from agentgraph.meta.loop import batch_meta_loss
+    from agentgraph.meta.setup import prior_pool
+    from agentgraph.meta.tasks import task_family
+    from agentgraph.protocols import mplp
+
+    out = {}
+    for how in ("vmap", "map"):
+        cfg = digits_cfg(tmp_path, meta__outer_batch=3, meta__inner_steps=2, meta__outer_map=how)
+        setup = make_setup(cfg)
+        tasks = jax.vmap(task_family(cfg).sample)(jax.random.split(jax.random.PRNGKey(1), 3))
+        pool = prior_pool(setup, jax.random.PRNGKey(2), 3)
+        trainable = {"protocol": mplp.init_meta(setup.graph, jax.random.PRNGKey(0), setup.config, "kind")}
+        norm = mplp.init_norm(setup.graph, setup.config, "kind")
+        out[how] = jax.jit(lambda tr: batch_meta_loss(tr, norm, setup, tasks, pool["w"], pool["b"]))(trainable)
+    (lv, av), (lm, am) = out["vmap"], out["map"]
+    assert lv.shape == () and av["loss"].shape == (2,)  # the tasks' mean, per inner step
+    np.testing.assert_allclose(lv, lm, rtol=1e-5)
+    for field in ("loss", "hint", "cv"):
+        np.testing.assert_allclose(av[field], am[field], rtol=1e-5)

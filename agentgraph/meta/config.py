@@ -99,6 +99,10 @@ class MetaConfig(pydantic.BaseModel):
     inner_steps: pydantic.PositiveInt = 20
     batch: pydantic.PositiveInt = 8
     outer_batch: pydantic.PositiveInt = 1
+    # how the tasks of an outer batch are run: "vmap" (batched), "map" (one after another, each
+    # unbatched: on CPU XLA copies and transposes the task axis of batched learner products),
+    # "auto" = map on CPU, vmap on accelerators
+    outer_map: Literal["auto", "vmap", "map"] = "auto"
     meta_steps: pydantic.PositiveInt = 5000
     meta_lr: pydantic.PositiveFloat = 5e-4
     hint_weight: float = pydantic.Field(0.7, ge=0.0)

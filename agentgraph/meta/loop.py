@@ -107,12 +107,20 @@ def task_meta_loss(trainable: Mapping[str, Any], norm: Mapping[str, Any], setup:
 
 
 def batch_meta_loss(trainable, norm, setup: Setup, tasks, w0s, b0s, objective=None):
-    """Mean meta-loss over an outer batch (tasks, priors stacked on axis 0), vmapped;
-    ``objective`` (default :func:`task_meta_loss`) is the per-task loss."""
+    """Mean meta-loss over an outer batch (tasks, priors stacked on axis 0), the tasks vmapped or
+    run one after another (``meta.outer_map``); ``objective`` (default :func:`task_meta_loss`)
+    is the per-task loss."""
     objective = objective or task_meta_loss
     if jax.tree.leaves(w0s)[0].shape[0] == 1:  # one task: no vmap (its unit axis makes XLA:CPU copy)
         one = lambda v: v[0]  # noqa: E731
         meta, aux = objective(trainable, norm, setup, jax.tree.map(one, tasks), w0s[0], b0s[0])
         return meta, aux
-    metas, aux = jax.vmap(lambda t, w, b: objective(trainable, norm, setup, t, w, b))(tasks, w0s, b0s)
+    how = setup.cfg.meta.outer_map
+    if how == "auto":
+        how = "map" if jax.default_backend() == "cpu" else "vmap"
+    one_task = lambda t, w, b: objective(trainable, norm, setup, t, w, b)  # noqa: E731
+    if how == "map":
+        metas, aux = jax.lax.map(lambda a: one_task(*a), (tasks, w0s, b0s))
+    else:
+        metas, aux = jax.vmap(one_task)(tasks, w0s, b0s)
     return metas.mean(), jax.tree.map(lambda v: v.mean(0), aux)
