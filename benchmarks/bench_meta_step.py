@@ -43,6 +43,9 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "xla-onednn": ({}, {"XLA_FLAGS": "--xla_cpu_experimental_onednn_fusion_type=dot "
                                      "--xla_cpu_experimental_ynn_fusion_type="}),
     "hugepages": ({}, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
+    # with --set meta.outer_batch=4: an outer batch's tasks vmapped, or one after another
+    "outer-vmap": ({"meta.outer_map": "vmap"}, {}),
+    "outer-map": ({"meta.outer_map": "map"}, {}),
     "hugepages+onednn": ({}, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1",
                               "XLA_FLAGS": "--xla_cpu_experimental_onednn_fusion_type=dot "
                                            "--xla_cpu_experimental_ynn_fusion_type="}),
