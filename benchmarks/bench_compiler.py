@@ -48,7 +48,8 @@ def _peak_bytes(jitted, *args) -> int:
     return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes)
 
 
-def bench_mplp(runs: int, tasks: int, steps: int, batch: int, sizes=(144, 50, 10), forward_only: bool = False) -> dict:
+def bench_mplp(runs: int, tasks: int, steps: int, batch: int, sizes=(144, 50, 10), forward_only: bool = False,
+               task_map: bool = False) -> dict:
     k, hidden = 4, 7
     cfg = mplp.MPLPConfig(k=k, hidden=hidden)
     g = mlp(list(sizes), activation="sigmoid", loss="cross_entropy", seed=0).with_kinds(mplp.kinds(cfg))
@@ -77,14 +78,20 @@ def bench_mplp(runs: int, tasks: int, steps: int, batch: int, sizes=(144, 50, 10
         mplp_dense.init_state([(W, jnp.zeros(W.shape[1])) for W in ws], batch, carry, sizes[-1]) for ws in Ws])
     kw = dict(activation="sigmoid", loss="cross_entropy", k=k, act_group="sigmoid")
 
-    fwd_c = jax.jit(lambda p, s, b: jax.vmap(lambda s1, b1: prog.unroll(p, s1, b1)[1])(s, b))
-    fwd_d = jax.jit(lambda p, s, b: jax.vmap(lambda s1, b1: mplp_dense.unroll(p, s1, b1, **kw)[1])(s, b))
+    def over_tasks(f):  # vmapped, or (task_map) one task after another, in both implementations
+        if task_map:
+            return lambda s, b: jax.lax.map(lambda a: f(*a), (s, b))
+        return jax.vmap(f)
+
+    fwd_c = jax.jit(lambda p, s, b: over_tasks(lambda s1, b1: prog.unroll(p, s1, b1)[1])(s, b))
+    fwd_d = jax.jit(lambda p, s, b: over_tasks(lambda s1, b1: mplp_dense.unroll(p, s1, b1, **kw)[1])(s, b))
 
     def meta(unroll_losses):
         return jax.jit(jax.grad(lambda p, s, b: unroll_losses(p, s, b).mean()))
 
     grad_c, grad_d = meta(fwd_c), meta(fwd_d)
     out: dict = {"setting": {"sizes": sizes, "tasks": tasks, "steps": steps, "batch": batch, "k": k, "hidden": hidden,
+                             "tasks_run": "one after another (lax.map)" if task_map else "vmapped",
                              "synapse_agents": int(sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))), "agents": g.number_of_agents()}}
     # correctness first: same losses
     lc, ld = fwd_c(params, cs, batches), fwd_d(params, ds, batches)
@@ -202,6 +209,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", choices=["mplp", "gradient", "scale"], default=None, help="run one part only")
     ap.add_argument("--skip-1m", action="store_true", help="skip the 1M-synapse graph")
     ap.add_argument("--forward-only", action="store_true", help="mplp: time the forward unroll only")
+    ap.add_argument("--task-map", action="store_true",
+                    help="mplp: run the tasks one after another (lax.map) instead of vmapped, in both implementations")
     ap.add_argument("--out", default=None)
     ap.add_argument("--scale-only", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -219,7 +228,8 @@ def main(argv=None) -> int:
         res["scale"] = {"small": bench_scale("small", lambda: mlp([20, 10, 3], seed=0), 8, args.runs)}
     else:
         if args.only in (None, "mplp"):
-            res["mplp"] = bench_mplp(args.runs, args.tasks, 20, 8, forward_only=args.forward_only)
+            res["mplp"] = bench_mplp(args.runs, args.tasks, 20, 8, forward_only=args.forward_only,
+                                     task_map=args.task_map)
         if args.only in (None, "gradient"):
             res["gradient"] = bench_gradient(args.runs, 20, 8)
     if not args.quick and args.only in (None, "scale"):
