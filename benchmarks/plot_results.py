@@ -3,10 +3,12 @@
 Run:  python benchmarks/plot_results.py sinusoid EVAL.json OUT.png
       python benchmarks/plot_results.py maml MPLP_MAML_EVAL.json MAML_EVAL.json OUT.png
       python benchmarks/plot_results.py meta METRICS.jsonl [METRICS.jsonl ...] --names A B --out OUT.png
+      python benchmarks/plot_results.py curves EVAL.json OUT.png [--title T]
 
 ``sinusoid``: two panels, the training loss on the points seen so far and the evaluation loss on
 100 evenly spaced points, per inner step. ``maml``: MPLP + MAML prior against MAML (SGD from its
 prior). ``meta``: the periodic evaluation (``eval`` in metrics.jsonl) against meta-steps.
+``curves``: one evaluation's MPLP, SGD and Adam curves per inner step.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def _seen(res: dict) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["sinusoid", "maml", "meta"])
+    ap.add_argument("what", choices=["sinusoid", "maml", "meta", "curves"])
     ap.add_argument("files", nargs="+")
     ap.add_argument("--names", nargs="*", default=None)
     ap.add_argument("--out", default=None)
@@ -56,6 +58,9 @@ def main(argv=None) -> int:
         plot_curves([("training loss, points seen so far", seen), ("evaluation loss, 100 points", both)], out,
                     title=a.title or "sinusoid, 2 steps: MPLP + MAML prior vs MAML", methods=("mplp", "maml"),
                     labels={"mplp": "MPLP + learned prior (no gradient)", "maml": "MAML (SGD 0.05 from its prior)"})
+    elif a.what == "curves":
+        out = a.out or a.files[1]
+        plot_curves(_load(a.files[0]), out, title=a.title)
     else:
         names = a.names or [os.path.basename(os.path.dirname(f)) or f for f in a.files]
         curves = {}
