@@ -140,6 +140,14 @@ def _report(a) -> int:
               f"{fmt(r['to_paper']):>22s}  {100 * (r['best_periodic'] or 0):4.1f}  "
               f"{100 * r['final_100']['mean']:.1f} ± {100 * r['final_100']['std']:.1f}"
               + ("   [uses the gradient]" if r["uses_gradient_at_evaluation"] else ""))
+    print("\n| run | meta-steps | minutes | to 40 % | to 48.95 % | best periodic (20 runs) | last checkpoint, 100 runs |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        steps = f"{r['imitation_steps']} + {r['meta_steps']}" if r["imitation_steps"] else f"{r['meta_steps']}"
+        flag = " (gradient given at evaluation)" if r["uses_gradient_at_evaluation"] else ""
+        print(f"| `{r['run']}`{flag} | {steps} | {r['minutes']:.1f} | {fmt(r['to_40'])} | {fmt(r['to_paper'])} | "
+              f"{100 * (r['best_periodic'] or 0):.1f} % | {100 * r['final_100']['mean']:.1f} ± "
+              f"{100 * r['final_100']['std']:.1f} % |")
     os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
     with open(a.json, "w") as f:
         json.dump({"paper": PAPER, "rows": rows}, f, indent=2)
