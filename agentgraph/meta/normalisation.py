@@ -10,13 +10,14 @@ rounds are blended ``new = blend * old + (1 - blend) * measured``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from agentgraph.compiler import compile
+from agentgraph.meta.config import TrainConfig
 from agentgraph.meta.gradient_input import with_gradient
 from agentgraph.meta.setup import Setup, group_rows, with_params
 from agentgraph.protocols import mplp
@@ -121,7 +122,7 @@ def calibrate(setup: Setup, meta: dict, norm: dict, sample, key: jax.Array, pool
     return jax.tree.map(jnp.asarray, norm)
 
 
-def initial_norm(cfg, setup: Setup, sample) -> tuple[dict, dict, dict]:
+def initial_norm(cfg: TrainConfig, setup: Setup, sample: Callable[[jax.Array], dict]) -> tuple[dict, dict, dict]:
     """The normalisation meta-training measures at its start for ``cfg`` on ``setup``'s network:
     the untrained protocol of ``run.seed`` run over ``meta.calibration_rounds`` inner loops on the
     seed's prior pool. Returns ``(meta, norm, pool)``: that untrained protocol, the measured
@@ -150,7 +151,7 @@ def initial_norm(cfg, setup: Setup, sample) -> tuple[dict, dict, dict]:
     return meta, norm, pool
 
 
-def remeasure_inputs(cfg, setup: Setup, norm: dict, sample) -> dict:
+def remeasure_inputs(cfg: TrainConfig, setup: Setup, norm: dict, sample: Callable[[jax.Array], dict]) -> dict:
     """A trained protocol's normalisation with the *input* statistics measured again on
     ``setup``'s network (``agentgraph eval --remeasure``), for moving a protocol to a network
     whose learner inputs are distributed differently (a wider layer sums more inputs).
