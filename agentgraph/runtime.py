@@ -14,12 +14,14 @@ runs. The ``agentgraph`` command restarts itself with it (:func:`reexec_with_hug
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import sys
 from collections.abc import Sequence
 
-__all__ = ["HUGEPAGE_TUNABLE", "hugepages_available", "hugepages_enabled", "reexec_with_hugepages"]
+__all__ = ["HUGEPAGE_TUNABLE", "hugepages_available", "hugepages_enabled", "reexec_with_hugepages",
+           "release_freed_memory"]
 
 HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 _THP = "/sys/kernel/mm/transparent_hugepage/enabled"
@@ -73,3 +75,23 @@ def reexec_with_hugepages(argv: Sequence[str] | None = None) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *args], env)
+
+
+def release_freed_memory() -> bool:
+    """Hand memory that ``malloc`` holds but no longer uses back to the operating system
+    (glibc's ``malloc_trim``). Compiling a big XLA program leaves hundreds of MiB of freed
+    compiler memory in the process (0.7 GiB for the MNIST meta-step); calling this between
+    compiling and running keeps that out of the run's peak. Returns whether anything could be
+    called (``False`` off glibc).
+
+    Example:
+        >>> isinstance(release_freed_memory(), bool)
+        True
+    """
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return False
+    return True

@@ -51,6 +51,11 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
                                            "--xla_cpu_experimental_ynn_fusion_type="}),
     "hugepages+premap": ({"protocol.premap": True}, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
     "hugepages+remat-learner": ({"meta.remat": "learner"}, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
+    "hugepages+onednn-eltwise": ({}, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1",
+                                      "XLA_FLAGS": "--xla_cpu_experimental_onednn_fusion_type=dot,eltwise "
+                                                   "--xla_cpu_experimental_ynn_fusion_type="}),
+    "hugepages+unrolled-none": ({"meta.inner_loop": "unrolled", "meta.remat": "none"},
+                                {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
     "premap+onednn": ({"protocol.premap": True}, {"XLA_FLAGS": "--xla_cpu_experimental_onednn_fusion_type=dot "
                                                               "--xla_cpu_experimental_ynn_fusion_type="}),
 }
@@ -74,6 +79,13 @@ def worker(config: str, overrides: dict, steps: int, root: str = ROOT) -> dict:
     ts = init_training_shapes(cfg, setup)
     step = make_meta_step(cfg, setup, family)
     t0 = time.perf_counter()
+    step.lower(ts, 0).compile()
+    try:  # what `agentgraph train` does between compiling and running (older trees lack it)
+        from agentgraph.runtime import release_freed_memory
+    except ImportError:
+        pass
+    else:
+        release_freed_memory()
     jax.block_until_ready(step(ts, 0))
     first = time.perf_counter() - t0
     times = []

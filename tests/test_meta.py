@@ -317,3 +317,27 @@ def test_outer_batch_run_one_after_another_equals_vmapped(tmp_path):
     np.testing.assert_allclose(lv, lm, rtol=1e-5)
     for field in ("loss", "hint", "cv"):
         np.testing.assert_allclose(av[field], am[field], rtol=1e-5)
+
+
+def test_unrolled_inner_loop_equals_scan(tmp_path):
+    from agentgraph.meta.loop import batch_meta_loss
+    from agentgraph.meta.setup import prior_pool
+    from agentgraph.meta.tasks import task_family
+    from agentgraph.protocols import mplp
+
+    out = {}
+    for loop, remat in (("scan", "full"), ("unrolled", "none")):
+        cfg = digits_cfg(tmp_path, meta__outer_batch=1, meta__inner_steps=3, meta__inner_loop=loop, meta__remat=remat)
+        setup = make_setup(cfg)
+        tasks = jax.vmap(task_family(cfg).sample)(jax.random.split(jax.random.PRNGKey(1), 1))
+        pool = prior_pool(setup, jax.random.PRNGKey(2), 1)
+        trainable = {"protocol": mplp.init_meta(setup.graph, jax.random.PRNGKey(0), setup.config, "kind")}
+        norm = mplp.init_norm(setup.graph, setup.config, "kind")
+        f = lambda tr: batch_meta_loss(tr, norm, setup, tasks, pool["w"], pool["b"])  # noqa: E731
+        out[loop] = jax.jit(jax.value_and_grad(f, has_aux=True))(trainable)
+    ((ls, aux_s), gs), ((lu, aux_u), gu) = out["scan"], out["unrolled"]
+    assert aux_u["loss"].shape == (3,)
+    np.testing.assert_allclose(lu, ls, rtol=1e-5)
+    np.testing.assert_allclose(aux_u["hint"], aux_s["hint"], rtol=1e-5)
+    assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(gs)) > 0  # a real gradient to compare
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), gu, gs)

@@ -95,6 +95,18 @@ def standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np
     return out_tr, out_te, mean, std
 
 
+def _scaled(images: np.ndarray, scale: float, hw: tuple[int, int] | None) -> np.ndarray:
+    """``images / scale`` in float64, resized to ``hw`` (``None``: kept), a chunk of images at a
+    time: the full-size float64 copy of a 60,000-image set (376 MB for MNIST) is never made
+    when the images are resized."""
+    if hw is None:
+        return images.astype(np.float64) / scale
+    out = np.empty((images.shape[0], *hw, *images.shape[3:]))
+    for s in range(0, images.shape[0], _CHUNK):
+        out[s : s + _CHUNK] = resize_bilinear(images[s : s + _CHUNK].astype(np.float64) / scale, hw)
+    return out
+
+
 def preprocess_images(
     x_train: np.ndarray,
     x_test: np.ndarray,
@@ -127,14 +139,14 @@ def preprocess_images(
             raise AgentGraphError(f"{name} must be images [N, H, W] or [N, H, W, C], got shape {a.shape}.")
     if tr.shape[1:] != te.shape[1:]:
         raise AgentGraphError(f"x_train images are {tr.shape[1:]} but x_test images are {te.shape[1:]}.")
-    tr = tr.astype(np.float64) / scale
-    te = te.astype(np.float64) / scale
+    hw = None
     if size is not None:
         hw = (size, size) if isinstance(size, int) else tuple(size)
         if len(hw) != 2 or min(hw) < 1:
             raise AgentGraphError(f"size must be a positive int or (h, w), got {size!r}.")
-        if hw != tr.shape[1:3]:
-            tr, te = resize_bilinear(tr, hw), resize_bilinear(te, hw)
+        if hw == tr.shape[1:3]:
+            hw = None
+    tr, te = _scaled(tr, scale, hw), _scaled(te, scale, hw)
     shape = tuple(int(s) for s in tr.shape[1:])
     tr_s, te_s, mean, std = standardise(tr.reshape(tr.shape[0], -1), te.reshape(te.shape[0], -1))
     return tr_s, te_s, shape, mean, std

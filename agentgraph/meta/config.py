@@ -111,6 +111,10 @@ class MetaConfig(pydantic.BaseModel):
     maml: bool = False
     truncation: pydantic.PositiveInt | None = None
     remat: bool | Literal["full", "learner", "dots", "none"] = True  # true = full; see meta.loop.REMAT
+    # the inner steps as one lax.scan ("scan": compiles fast) or written out one after another
+    # ("unrolled": slower to compile, and with remat none it keeps each step's insides without
+    # copying them into stacked scan buffers: faster on CPU; docs/performance.md)
+    inner_loop: Literal["scan", "unrolled"] = "scan"
     calibration_rounds: pydantic.NonNegativeInt = 5
     calibration_blend: float = pydantic.Field(0.5, ge=0.0, le=1.0)
     # random_dag only: meta-train on this many seeded graphs (seeds run.seed, run.seed + 1, ...),

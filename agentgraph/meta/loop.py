@@ -40,8 +40,20 @@ def _remat(body, remat):
     return body
 
 
+def _run(body, state, batches, unrolled: bool):
+    """``lax.scan(body, state, batches)``, or the same steps written out one after another."""
+    if not unrolled:
+        return jax.lax.scan(body, state, batches)
+    outs = []
+    for i in range(jax.tree.leaves(batches)[0].shape[0]):
+        state, out = body(state, jax.tree.map(lambda v: v[i], batches))
+        outs.append(out)
+    return state, jax.tree.map(lambda *v: jnp.stack(v), *outs)
+
+
 def inner_loop(setup: Setup, params: Mapping[str, Any], task: Mapping, w0: jax.Array, b0: jax.Array,
-               *, remat: bool | str = True, truncation: int | None = None, prog=None, grad_scale=None):
+               *, remat: bool | str = True, truncation: int | None = None, prog=None, grad_scale=None,
+               unrolled: bool = False):
     """Run the protocol for ``K`` steps on ``task["train"]`` from weights ``(w0, b0)`` (on
     ``prog``, default the MPLP program; the gradient protocol runs on ``setup.plain``).
     ``grad_scale``: the gradient input's scale (``protocol.grad_input``, see
@@ -49,7 +61,8 @@ def inner_loop(setup: Setup, params: Mapping[str, Any], task: Mapping, w0: jax.A
 
     Returns:
         ``(final_state, losses [K], hints [K])``: ``losses[i]`` is the loss at step ``i`` before
-        its update, ``hints[i]`` the loss on the same batch after it.
+        its update, ``hints[i]`` the loss on the same batch after it. ``unrolled``: the steps
+        written out instead of one ``lax.scan`` (``meta.inner_loop``; same numbers).
     """
     prog = setup.prog if prog is None else prog
     B = task["train"]["x"].shape[1]
@@ -68,14 +81,14 @@ def inner_loop(setup: Setup, params: Mapping[str, Any], task: Mapping, w0: jax.A
     train = task["train"]
     K = train["x"].shape[0]
     if truncation is None or truncation >= K:
-        state, (losses, hints) = jax.lax.scan(body, state, train)
+        state, (losses, hints) = _run(body, state, train, unrolled)
         return state, losses, hints
     # truncated backprop: no gradient flows into the state across chunk boundaries
     losses, hints = [], []
     for start in range(0, K, truncation):
         state = jax.lax.stop_gradient(state)
         chunk = jax.tree.map(lambda v: v[start:start + truncation], train)
-        state, (l, h) = jax.lax.scan(body, state, chunk)
+        state, (l, h) = _run(body, state, chunk, unrolled)
         losses.append(l)
         hints.append(h)
     return state, jnp.concatenate(losses), jnp.concatenate(hints)
@@ -99,7 +112,7 @@ def task_meta_loss(trainable: Mapping[str, Any], norm: Mapping[str, Any], setup:
     if "prior" in trainable:
         w0, b0 = trainable["prior"]["w"], trainable["prior"]["b"]
     state, losses, hints = inner_loop(setup, params, task, w0, b0, remat=cfg.remat, truncation=cfg.truncation,
-                                      prog=prog, grad_scale=grad_scale)
+                                      prog=prog, grad_scale=grad_scale, unrolled=cfg.inner_loop == "unrolled")
     cv_state = prog.resize(state, task["cv"]["x"].shape[0])
     _, cv = prog.forward(params, cv_state, task["cv"])
     meta = cfg.hint_weight * hints.mean() + cfg.cv_weight * cv

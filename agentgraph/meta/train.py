@@ -33,6 +33,7 @@ from agentgraph.meta.optim import meta_optimizer
 from agentgraph.meta.setup import Setup, build_graph, make_setup, prior_pool
 from agentgraph.meta.tasks import TaskFamily, task_family
 from agentgraph.protocols import mplp
+from agentgraph.runtime import release_freed_memory
 
 __all__ = ["TrainResult", "init_training", "make_meta_step", "make_setups", "train"]
 
@@ -122,6 +123,22 @@ def make_meta_step(cfg: TrainConfig, setup: Setup, family: TaskFamily, *, imitat
     return jax.jit(step_fn)
 
 
+def _release_after_compile(fn: Callable) -> Callable:
+    """``fn`` (jitted) that, on its first call, compiles, hands the compiler's freed memory back
+    to the system (:func:`~agentgraph.runtime.release_freed_memory`), then runs: the run's
+    buffers do not pile on top of the compiler's leftovers (docs/performance.md)."""
+    compiled = []
+
+    def call(*args):
+        if not compiled:
+            fn.lower(*args).compile()  # fills the cache the call below uses
+            release_freed_memory()
+            compiled.append(True)
+        return fn(*args)
+
+    return call
+
+
 def _metadata(cfg: TrainConfig, step: int) -> dict:
     return {"format": FORMAT, "step": step, "config": cfg.model_dump(mode="json")}
 
@@ -201,8 +218,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
         feed = train_scale(setup, phase) is not None
         if (imitation, k, feed) not in programs:
             unroll = k if k < cfg.meta.inner_steps else None
-            programs[imitation, k, feed] = [make_meta_step(cfg, su, family, imitation=imitation, unroll=unroll,
-                                                           grad_feed=feed) for su in setups]
+            programs[imitation, k, feed] = [_release_after_compile(make_meta_step(
+                cfg, su, family, imitation=imitation, unroll=unroll, grad_feed=feed)) for su in setups]
         return programs[imitation, k, feed][i]
 
     def meta_step(ts, s):  # graph s mod G; the other graphs' prior pools ride along untouched
