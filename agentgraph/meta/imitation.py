@@ -48,7 +48,7 @@ import numpy as np
 from agentgraph.compiler import Program, compile
 from agentgraph.errors import AgentGraphError
 from agentgraph.meta.gradient_input import train_scale, with_gradient
-from agentgraph.meta.loop import _remat
+from agentgraph.meta.loop import _remat, _run
 from agentgraph.meta.setup import Setup, group_rows, with_params
 from agentgraph.protocols import mplp
 
@@ -153,7 +153,7 @@ def task_imitation_loss(trainable: Mapping[str, Any], norm: Mapping[str, Any], s
         u_err = jnp.mean(jnp.stack(upd_errs))
         return s2, (m_err, u_err, jax.lax.stop_gradient(loss))
 
-    _, (m_errs, u_errs, losses) = jax.lax.scan(_remat(body, cfg.remat), state, train)
+    _, (m_errs, u_errs, losses) = _run(_remat(body, cfg.remat), state, train, cfg.inner_loop == "unrolled")
     return (m_errs + u_errs).mean(), {"loss": losses, "hint": u_errs, "cv": m_errs.mean()}
 
 
