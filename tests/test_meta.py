@@ -1,5 +1,6 @@
-"""MPLP meta-training: config errors, a short run that learns, resume == uninterrupted,
-sharing modes on non-layered graphs, protocol transfer, NaN handling."""
+"""MPLP meta-training: config errors, a short run that learns, resume == uninterrupted, NaN
+handling, MAML, truncation, outer batches, the written-out inner loop (other graphs:
+test_meta_graphs.py)."""
 
 from __future__ import annotations
 
@@ -98,47 +99,6 @@ def test_resume_equals_uninterrupted(tmp_path):
     la = [r["meta_loss"] for r in _metrics(a.run.out_dir)]
     lb = [r["meta_loss"] for r in _metrics(b.run.out_dir)]
     assert la == lb and len(la) == 6
-
-
-@pytest.mark.parametrize("sharing", ["group", "kind", "all"])
-def test_sharing_modes_on_a_non_layered_graph(tmp_path, sharing):
-    from agentgraph.protocols import mplp
-
-    cfg = digits_cfg(tmp_path, net__kind="random_dag", net__n_hidden=4, net__edge_prob=0.3,
-                     protocol__sharing=sharing, meta__meta_steps=2, meta__calibration_rounds=1)
-    res = train(cfg, progress=False, log=lambda s: None)
-    flat, _ = ckpt.load(res["checkpoint"])
-    learners = {k.split("]")[2][2:-1] for k in flat if k.startswith("['trainable']['protocol']")}
-    keys = mplp.share_keys(make_setup(cfg).graph, sharing)
-    assert learners == {lk for lk, _, _ in keys.values()}
-    assert len(learners) == {"group": 5, "kind": 5, "all": 1}[sharing]  # random_dag: one group per kind
-    assert res["bad_steps"] == 0
-
-
-def test_group_sharing_is_per_layer_on_mlps():
-    from agentgraph import mlp
-    from agentgraph.protocols import mplp
-
-    g = mlp([4, 3, 3, 2])
-    assert len({lk for lk, _, _ in mplp.share_keys(g, "group").values()}) == 3 + 3 + 2 + 2
-    assert len({lk for lk, _, _ in mplp.share_keys(g, "kind").values()}) == 5
-    assert len({nk for _, nk, _ in mplp.share_keys(g, "kind").values()}) == 10  # normalisation per layer
-    assert {lk for lk, _, _ in mplp.share_keys(g, "all").values()} == {"all"}
-
-
-def test_protocol_transfers_to_step_activation_and_wider_net_and_refuses_others(tmp_path):
-    cfg = digits_cfg(tmp_path, net__sizes=[64, 16, 10], meta__meta_steps=2, meta__calibration_rounds=1)
-    res = train(cfg, progress=False, log=lambda s: None)
-    for target in (
-        digits_cfg(tmp_path, net__sizes=[64, 16, 10], net__activation="step"),
-        digits_cfg(tmp_path, net__sizes=[64, 40, 10]),
-    ):
-        meta, norm = load_protocol(res["checkpoint"], make_setup(target))
-        assert "synapse" in meta and "activation:0" in norm
-    with pytest.raises(AgentGraphError, match=r"does not fit.*shape"):
-        load_protocol(res["checkpoint"], make_setup(digits_cfg(tmp_path, net__sizes=[64, 16, 10], protocol__k=3)))
-    with pytest.raises(AgentGraphError, match=r"does not fit.*missing"):
-        load_protocol(res["checkpoint"], make_setup(digits_cfg(tmp_path, net__sizes=[64, 16, 16, 10])))
 
 
 def test_nan_step_is_reported_and_never_checkpointed(tmp_path, monkeypatch):
@@ -261,22 +221,6 @@ def test_maml_baseline_learns_a_prior_for_plain_sgd(tmp_path):
     assert abs(float(scores[0]) - float(score(setup, fam, prior["w"], prior["b"], cv))) < 1e-6
     with pytest.raises(AgentGraphError, match="meta.maml"):
         digits_cfg(tmp_path, protocol__rule="sgd")
-
-
-def test_graph_pool_cycles_random_dags_and_resumes(tmp_path):
-    cfg = digits_cfg(tmp_path, net__kind="random_dag", net__n_hidden=3, net__edge_prob=0.3, meta__graph_pool=2,
-                     meta__meta_steps=4, meta__calibration_rounds=1, run__checkpoint_every=2,
-                     run__eval_every=2, run__eval_runs=3)
-    res = train(cfg, progress=False, log=lambda s: None, max_steps=2)
-    flat, _ = ckpt.load(res["checkpoint"])
-    assert "['pool_extra']['1']['w']" in flat
-    res = train(cfg, progress=False, log=lambda s: None, resume=True)
-    rows = _metrics(cfg.run.out_dir)
-    assert [r["step"] for r in rows] == [0, 1, 2, 3] and res["bad_steps"] == 0
-    assert [("eval" in r) for r in rows] == [True, True, False, True]
-    assert all(0.0 <= r["eval"] <= 1.0 for r in rows if "eval" in r)
-    with pytest.raises(AgentGraphError, match="graph_pool"):
-        digits_cfg(tmp_path, meta__graph_pool=2)
 
 
 def test_evaluation_in_chunks_of_runs_gives_the_same_numbers(tmp_path, monkeypatch):
