@@ -27,6 +27,10 @@ HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 _THP = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
+def _linux_glibc() -> bool:
+    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+
+
 def hugepages_enabled() -> bool:
     """Whether this process was started with glibc's huge-page tunable.
 
@@ -44,7 +48,7 @@ def hugepages_available() -> bool:
         >>> isinstance(hugepages_available(), bool)
         True
     """
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    if not _linux_glibc():
         return False
     try:
         with open(_THP) as f:
@@ -88,7 +92,7 @@ def release_freed_memory() -> bool:
         >>> isinstance(release_freed_memory(), bool)
         True
     """
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    if not _linux_glibc():
         return False
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)

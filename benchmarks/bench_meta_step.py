@@ -77,15 +77,12 @@ def worker(config: str, overrides: dict, steps: int, root: str = ROOT) -> dict:
     family = task_family(cfg)
     setup = make_setup(cfg)
     ts = init_training_shapes(cfg, setup)
-    step = make_meta_step(cfg, setup, family)
+    try:  # compile, hand the compiler's freed memory back, run: as `agentgraph train` does
+        from agentgraph.meta.train import _release_after_compile
+    except ImportError:  # older trees
+        _release_after_compile = lambda f: f  # noqa: E731
+    step = _release_after_compile(make_meta_step(cfg, setup, family))
     t0 = time.perf_counter()
-    step.lower(ts, 0).compile()
-    try:  # what `agentgraph train` does between compiling and running (older trees lack it)
-        from agentgraph.runtime import release_freed_memory
-    except ImportError:
-        pass
-    else:
-        release_freed_memory()
     jax.block_until_ready(step(ts, 0))
     first = time.perf_counter() - t0
     times = []
