@@ -23,8 +23,9 @@ from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
 from agentgraph.nodes.activations import ACTIVATIONS
 from agentgraph.nodes.losses import LOSSES
+from agentgraph.protocols.base import FieldInit, Network, Readout
 
-__all__ = ["mlp", "random_dag", "mlp_weights"]
+__all__ = ["mlp", "mlp_network", "random_dag", "random_dag_network", "mlp_weights", "library_network", "as_network"]
 
 
 def _check_choice(value: str, options, what: str) -> None:
@@ -224,3 +225,68 @@ def mlp_weights(
         b = np.array([state[("b", l, j)]["b"] for j in range(sizes[l + 1])])
         out.append((W, b))
     return out
+
+
+def library_network(graph: AgentGraph, init_std: float, loss: str | None = None) -> Network:
+    """A :class:`~agentgraph.protocols.base.Network` for a graph of library kinds built like
+    :func:`mlp` / :func:`random_dag`: fresh weights ``~ N(0, init_std)``, biases 0; predictions
+    are the softmax units' ``p`` (cross-entropy head) or the loss units' ``pred`` (L2 head).
+
+    Example:
+        >>> library_network(mlp([2, 2], loss="l2"), 0.1).readout.field
+        'pred'
+    """
+    if loss is None:
+        loss = "cross_entropy" if graph.agents("softmax") else "l2"
+    n_out = len(graph.agents(loss))
+    if loss == "cross_entropy":
+        readout = Readout(tuple(("softmax", j) for j in range(n_out)), "p", kind="probs")
+    else:
+        readout = Readout(tuple(("loss", j) for j in range(n_out)), "pred", kind="values")
+    return Network(graph, (FieldInit("synapse", "w", std=float(init_std)), FieldInit("bias", "b")), readout)
+
+
+def mlp_network(sizes: Sequence[int], activation: str = "sigmoid", loss: str = "cross_entropy", *,
+                output_activation: str | None = None, init_std: float = 0.05, seed: int = 0) -> Network:
+    """:func:`mlp` as a :class:`~agentgraph.protocols.base.Network` (what meta-training runs on).
+
+    Example:
+        >>> net = mlp_network([4, 3, 2])
+        >>> len(net.graph.agents("synapse")), net.readout.kind
+        (18, 'probs')
+    """
+    g = mlp(sizes, activation, loss, output_activation=output_activation, init_std=init_std, seed=seed)
+    return library_network(g, init_std, loss)
+
+
+def random_dag_network(n_inputs: int, n_hidden: int, n_outputs: int, *, edge_prob: float = 0.3,
+                       parallel_prob: float = 0.1, activation: str = "tanh", loss: str = "l2",
+                       init_std: float = 0.5, seed: int = 0) -> Network:
+    """:func:`random_dag` as a :class:`~agentgraph.protocols.base.Network`.
+
+    Example:
+        >>> random_dag_network(3, 4, 2, seed=1).readout.field
+        'pred'
+    """
+    g = random_dag(n_inputs, n_hidden, n_outputs, edge_prob=edge_prob, parallel_prob=parallel_prob,
+                   activation=activation, loss=loss, init_std=init_std, seed=seed)
+    return library_network(g, init_std, loss)
+
+
+def as_network(obj: AgentGraph | Network, init_std: float = 0.05, what: str = "the builder") -> Network:
+    """A builder's result as a :class:`~agentgraph.protocols.base.Network`: a ``Network`` as it
+    is; a graph of library weights and biases as :func:`library_network` (fresh weights ``~ N(0,
+    init_std)``); any other graph with no fresh weights (every task starts from its declared
+    state) and no read-out.
+
+    Example:
+        >>> as_network(mlp([2, 1], loss="l2")).init[0].field
+        'w'
+    """
+    if isinstance(obj, Network):
+        return obj
+    if not isinstance(obj, AgentGraph):
+        raise AgentGraphError(f"{what} returned {type(obj).__name__}; it must return an AgentGraph or a Network.")
+    if obj.agents("synapse") and (obj.agents("softmax") or obj.agents("l2") or obj.agents("cross_entropy")):
+        return library_network(obj, init_std)
+    return Network(obj)

@@ -22,39 +22,40 @@ def _demo(args: argparse.Namespace) -> int:
     import os
 
     from agentgraph import pretrained
-    from agentgraph.meta import checkpoint as ckpt
     from agentgraph.meta.config import parse_config
+    from agentgraph.meta.context import make_context
     from agentgraph.meta.evaluate import evaluate
-    from agentgraph.meta.protocol_io import load_protocol
-    from agentgraph.meta.setup import make_setup
+    from agentgraph.meta.protocol_io import load_protocol, read_checkpoint
 
     path = args.protocol if os.path.exists(args.protocol) else pretrained.path(args.protocol)
-    _, meta = ckpt.load(path)
+    _, meta = read_checkpoint(path)
     data = meta["config"]
     if data["data"]["task"] != "digits":  # a protocol trained elsewhere, run on the embedded digits
         size = int(round(data["net"]["sizes"][0] ** 0.5))
         data = {**data, "data": {**data["data"], "task": "digits", "image_size": size, "path": None}}
     cfg = parse_config(data, f"(from {path!r})")
-    setup = make_setup(cfg)
-    proto, norm = load_protocol(path, setup)
+    ctx = make_context(cfg)
+    learned, stats = load_protocol(path, ctx)
     demo = meta.get("demo", {})
     sgd_lr = args.sgd_lr or demo.get("sgd_lr", 0.1)
     adam_lr = args.adam_lr or demo.get("adam_lr", 0.01)
     n = cfg.net
-    print(f"agentgraph demo: the pretrained MPLP protocol {os.path.basename(path)!r} (meta-trained "
+    name = ctx.protocol.name.upper() if ctx.protocol.name == "mplp" else ctx.protocol.name
+    print(f"agentgraph demo: the pretrained {name} protocol {os.path.basename(path)!r} (meta-trained "
           f"{meta.get('step', 0) + 1} meta-steps) trains fresh {tuple(n.sizes)} {n.activation} networks on the embedded "
           f"scikit-learn digits ({cfg.data.image_size}x{cfg.data.image_size}), {cfg.meta.inner_steps} steps of batch "
-          f"{cfg.meta.batch}, " + ("WITH the gradient as a learner input (protocol.grad_input: always)"
-                                   if cfg.protocol.grad_input == "always" else "with no gradient") + f"; SGD (lr {sgd_lr:g}) and Adam (lr {adam_lr:g}) train the same networks "
+          f"{cfg.meta.batch}, " + ("with no gradient" if ctx.protocol.gradient_free else
+                                   "WITH the gradient as an input (not a gradient-free protocol)")
+          + f"; SGD (lr {sgd_lr:g}) and Adam (lr {adam_lr:g}) train the same networks "
           f"on the same batches. Test accuracy, mean ± std over {args.runs} runs:")
     t0 = time.perf_counter()
-    res = evaluate(cfg, proto, norm, runs=args.runs, sgd_lr=sgd_lr, adam_lr=adam_lr, setup=setup)
+    res = evaluate(cfg, learned, stats, runs=args.runs, sgd_lr=sgd_lr, adam_lr=adam_lr, ctx=ctx)
     _print_table(res, args.runs)
     print(f"({time.perf_counter() - t0:.1f} s)")
     if args.plot:
         from agentgraph.plots import plot_curves
 
-        plot_curves(res, args.plot, title=f"pretrained MPLP vs SGD vs Adam, digits, {args.runs} fresh networks")
+        plot_curves(res, args.plot, title=f"pretrained {name} vs SGD vs Adam, digits, {args.runs} fresh networks")
         print(f"plot written to {args.plot}")
     return 0
 
@@ -63,9 +64,10 @@ def _print_table(res: dict, runs: int) -> None:
     metric = res["metric"]
     pct = 100.0 if metric == "accuracy" else 1.0
     unit = " %" if metric == "accuracy" else ""
-    print(f"{'step':>4}  {'MPLP':>16}  {'SGD':>16}  {'Adam':>16}")
+    name = res.get("rule", "protocol")
+    print(f"{'step':>4}  {name.upper() if name == 'mplp' else name:>16}  {'SGD':>16}  {'Adam':>16}")
     for i in res["steps"]:
-        cells = [f"{pct * res[n]['mean'][i]:.4g} ± {pct * res[n]['std'][i]:.3g}{unit}" for n in ("mplp", "sgd", "adam")]
+        cells = [f"{pct * res[n]['mean'][i]:.4g} ± {pct * res[n]['std'][i]:.3g}{unit}" for n in ("protocol", "sgd", "adam")]
         print(f"{i:>4}  " + "  ".join(f"{c:>16}" for c in cells))
 
 
@@ -73,6 +75,7 @@ def _gradcheck(args: argparse.Namespace) -> int:
     from agentgraph import mlp, random_dag
     from agentgraph.interpreter import init_state, step
     from agentgraph.protocols import gradient
+    from agentgraph.testing import oracle
 
     rng = np.random.default_rng(args.seed)
     x = rng.uniform(-2, 2, size=(args.batch, 2))
@@ -94,7 +97,7 @@ def _gradcheck(args: argparse.Namespace) -> int:
         worst = 0.0
         print(f"  {'step':>4}  {'loss':>10}  {'|MP - jax.grad SGD|':>20}")
         for i in range(args.steps):
-            ref = gradient.sgd_reference(g, state, args.lr, batch) if i < args.check_steps else None
+            ref = oracle.sgd_reference(g, state, args.lr, batch) if i < args.check_steps else None
             r = step(g, state, params, batch)
             if ref is not None:
                 dev = max(float(np.max(np.abs(r.state[a][f] - v))) for a, d in ref.items() for f, v in d.items())
@@ -148,16 +151,19 @@ def _eval(args: argparse.Namespace) -> int:
     import json
 
     from agentgraph.meta.config import load_config, parse_config
+    from agentgraph.meta.context import make_context
     from agentgraph.meta.evaluate import evaluate
-    from agentgraph.meta.protocol_io import load_prior, load_protocol
+    from agentgraph.meta.protocol_io import load_prior, load_protocol, read_checkpoint
 
     ov = _overrides(args.set)
     if args.config:
         cfg = load_config(args.config, ov)
     else:
-        from agentgraph.meta import checkpoint as ckpt
+        _, meta = read_checkpoint(args.checkpoint)
+        if "config" not in meta:
+            from agentgraph.errors import AgentGraphError
 
-        _, meta = ckpt.load(args.checkpoint)
+            raise AgentGraphError(f"{args.checkpoint!r} holds no config; pass --config.")
         data = meta["config"]
         for dotted, value in ov.items():
             node = data
@@ -166,23 +172,21 @@ def _eval(args: argparse.Namespace) -> int:
                 node = node.setdefault(part, {})
             node[last] = value
         cfg = parse_config(data, f"(from checkpoint {args.checkpoint!r})")
-    from agentgraph.meta.setup import make_setup
-
-    setup = make_setup(cfg)
-    proto, norm = load_protocol(args.checkpoint, setup)
+    ctx = make_context(cfg)
+    learned, stats = load_protocol(args.checkpoint, ctx)
     if args.remeasure:
-        from agentgraph.meta.normalisation import remeasure_inputs
         from agentgraph.meta.tasks import task_family
+        from agentgraph.meta.train import measure_stats
 
-        norm = remeasure_inputs(cfg, setup, norm, task_family(cfg).sample)
-        print(f"learner input statistics re-measured on this network as meta-training measured them "
-              f"(untrained protocol of seed {cfg.run.seed}, {cfg.meta.calibration_rounds} inner loops)")
-    prior = load_prior(args.checkpoint, setup) if cfg.meta.maml else None
-    res = evaluate(cfg, proto, norm, runs=args.runs, sgd_lr=args.sgd_lr, adam_lr=args.adam_lr, setup=setup,
+        _, measured, _ = measure_stats(ctx, task_family(cfg))
+        stats = ctx.protocol.transfer_stats(stats, measured)
+        print(f"the protocol's measured stats re-measured on this network as meta-training measured them "
+              f"(untrained protocol of seed {cfg.run.seed})")
+    prior = load_prior(args.checkpoint, ctx) if cfg.meta.maml else None
+    res = evaluate(cfg, learned, stats, runs=args.runs, sgd_lr=args.sgd_lr, adam_lr=args.adam_lr, ctx=ctx,
                    prior=prior)
-    if cfg.protocol.grad_input == "always":
-        print("note: this protocol receives each weight's gradient as a learner input (protocol.grad_input: "
-              "always); it is not a gradient-free protocol.")
+    if not ctx.protocol.gradient_free:
+        print(f"note: protocol {ctx.protocol.name!r} receives gradients; it is not a gradient-free protocol.")
     print(f"{res['metric']} after each inner step, mean ± std over {args.runs} fresh networks "
           f"(SGD lr {res['sgd']['lr']}, Adam lr {res['adam']['lr']})")
     _print_table(res, args.runs)
@@ -213,22 +217,22 @@ def _bench(args: argparse.Namespace) -> int:
     import jax
 
     from agentgraph.meta.config import load_config
-    from agentgraph.meta.setup import make_setup
+    from agentgraph.meta.context import make_context
     from agentgraph.meta.tasks import task_family
     from agentgraph.meta.train import init_training_shapes, make_meta_step
 
     cfg = load_config(args.config, _overrides(args.set))
     family = task_family(cfg)
-    setup = make_setup(cfg)
-    ts = init_training_shapes(cfg, setup)
-    step = make_meta_step(cfg, setup, family)
+    ctx = make_context(cfg)
+    ts = init_training_shapes(cfg, ctx)
+    step = make_meta_step(cfg, ctx, family)
     t0 = time.perf_counter()
-    jax.block_until_ready(step(ts, 0))
+    jax.block_until_ready(step(ts, 0, ctx.program))
     first = time.perf_counter() - t0
     times = []
     for s in range(1, args.steps + 1):
         t0 = time.perf_counter()
-        ts, m, _ = step(ts, s)
+        ts, m, _ = step(ts, s, ctx.program)
         jax.block_until_ready(m)
         times.append(time.perf_counter() - t0)
     res = {"config": args.config, "device": str(jax.devices()[0]), "first_step_s": first,
@@ -286,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.set_defaults(fn=_gradcheck)
 
     ex = sub.add_parser("export", help="write only the learned protocol of a training checkpoint (small file)",
-                        description="Copy the learners and normalisation (with the config) out of a training "
+                        description="Copy the learned protocol and its measured stats (with the config) out of a training "
                         "checkpoint; the result loads with `agentgraph eval` and `agentgraph demo --protocol`.")
     ex.add_argument("checkpoint", help="a checkpoint written by `agentgraph train`")
     ex.add_argument("out", help="the .npz to write")
@@ -295,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ex.set_defaults(fn=_export)
 
     tr = sub.add_parser("train", help="meta-train a learned protocol from a YAML/TOML config",
-                        description="Meta-train MPLP as CONFIG describes (see examples/configs/). Writes "
+                        description="Meta-train the protocol CONFIG describes (see examples/configs/). Writes "
                         "metrics.jsonl and checkpoints into run.out_dir.")
     tr.add_argument("config", help="YAML or TOML config file")
     tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in run.out_dir")
@@ -307,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.set_defaults(fn=_train)
 
-    ev = sub.add_parser("eval", help="evaluate a checkpoint: MPLP vs SGD vs Adam on fresh networks",
+    ev = sub.add_parser("eval", help="evaluate a checkpoint: its protocol vs SGD vs Adam on fresh networks",
                         description="Train fresh random networks with the checkpoint's protocol, SGD and Adam "
                         "(tuned learning rates unless given) and print mean ± std per inner step.")
     ev.add_argument("checkpoint", help="a checkpoint written by `agentgraph train`")

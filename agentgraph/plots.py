@@ -1,7 +1,7 @@
 """Plots of evaluation results (matplotlib, drawn off-screen into PNG files).
 
 Every function takes the dictionaries :func:`agentgraph.meta.evaluate.evaluate` returns —
-``{"metric", "steps", "mplp": {"mean", "std"}, "sgd": {...}, "adam": {...}}`` — and writes one
+``{"metric", "steps", "protocol": {"mean", "std"}, "sgd": {...}, "adam": {...}}`` — and writes one
 PNG. matplotlib is imported when a plot is drawn, not when agentgraph is imported.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 __all__ = ["plot_curves", "plot_meta_curves"]
 
-_COLORS = {"mplp": "tab:red", "sgd": "tab:blue", "adam": "tab:green", "maml": "tab:purple"}
-_LABELS = {"mplp": "MPLP (no gradient)", "sgd": "SGD", "adam": "Adam", "maml": "MAML"}
+_COLORS = {"protocol": "tab:red", "sgd": "tab:blue", "adam": "tab:green", "maml": "tab:purple"}
+_LABELS = {"protocol": "learned protocol", "sgd": "SGD", "adam": "Adam", "maml": "MAML"}
 
 
 def _pyplot():
@@ -27,7 +27,7 @@ def _pyplot():
 
 
 def plot_curves(results: Mapping[str, Any] | Sequence[tuple[str, Mapping[str, Any]]], path: str, *, title: str = "",
-                methods: Sequence[str] = ("mplp", "sgd", "adam"), percent: bool | None = None,
+                methods: Sequence[str] = ("protocol", "sgd", "adam"), percent: bool | None = None,
                 labels: Mapping[str, str] | None = None) -> str:
     """Mean ± std of the metric after each inner step, one line per method; returns ``path``.
 
@@ -37,11 +37,11 @@ def plot_curves(results: Mapping[str, Any] | Sequence[tuple[str, Mapping[str, An
         title: figure title.
         methods: which methods of the result to draw (those present).
         percent: show accuracy in % (default: when the metric is accuracy).
-        labels: legend names per method (default "MPLP (no gradient)", "SGD", ...).
+        labels: legend names per method (default "learned protocol", "SGD", ...).
 
     Example:
         >>> import tempfile, os
-        >>> r = {"metric": "accuracy", "steps": [0, 1, 2], "mplp": {"mean": [.1, .5, .7], "std": [0, .1, .1]},
+        >>> r = {"metric": "accuracy", "steps": [0, 1, 2], "protocol": {"mean": [.1, .5, .7], "std": [0, .1, .1]},
         ...      "sgd": {"mean": [.1, .2, .3], "std": [0, .1, .1], "lr": 0.1}}
         >>> p = plot_curves(r, os.path.join(tempfile.mkdtemp(), "c.png"), title="demo")
         >>> os.path.getsize(p) > 1000

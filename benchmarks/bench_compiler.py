@@ -27,10 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "baselines"))
 
 from agentgraph import compile, mlp, random_dag  # noqa: E402
 from agentgraph.builders import mlp_weights  # noqa: E402
-from agentgraph.protocols import gradient, mplp, mplp_dense  # noqa: E402
+from agentgraph.protocols import gradient, mplp  # noqa: E402
+import mplp_dense  # noqa: E402  (benchmarks/baselines)
 
 
 def _block(x):

@@ -58,7 +58,7 @@ def main(argv=None) -> int:
             row = {"seed": seed, "n_hidden": h, "edge_prob": net["edge_prob"], "synapses": setup.n_synapses,
                    "waves": len(setup.plain.plan.forward), "seconds": time.perf_counter() - t0,
                    **{m: {"final_mean": res[m]["mean"][-1], "final_std": res[m]["std"][-1], "lr": res[m].get("lr")}
-                      for m in ("mplp", "sgd", "adam")}, "curves": res}
+                      for m in ("protocol", "sgd", "adam")}, "curves": res}
             rows.append(row)
             per_size.append(res)
             print(f"seed {seed} hidden {h:3d} ({setup.n_synapses} synapses, {row['waves']} forward waves): "

@@ -57,7 +57,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         fixed = evaluate(cfg, proto, norm, runs=a.runs, sgd_lr=0.1, adam_lr=0.01, setup=setup)
         out["curves"][name] = fixed
-        out["rows"][name] = {"mean": fixed["mplp"]["mean"][-1], "std": fixed["mplp"]["std"][-1],
+        out["rows"][name] = {"mean": fixed["protocol"]["mean"][-1], "std": fixed["protocol"]["std"][-1],
                              "seconds": time.perf_counter() - t0}
         if name == "mplp":
             out["rows"]["sgd"] = {"mean": fixed["sgd"]["mean"][-1], "std": fixed["sgd"]["std"][-1], "lr": 0.1}
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(out, f, indent=2)
-    panels = [("12×12, (144,50,10) sigmoid", out["curves"]["mplp"]),
+    panels = [("12×12, (144,50,10) sigmoid", out["curves"]["protocol"]),
               ("transferred: step activation", {k: v for k, v in out["curves"]["step"].items() if k != "sgd" and k != "adam"}),
               ("transferred: (784,100,10), 28×28", {k: v for k, v in out["curves"]["mnist28"].items() if k not in ("sgd", "adam")})]
     plot_curves(panels, os.path.splitext(a.out)[0] + ".png", title=f"MNIST, accuracy per inner step ({a.runs} fresh networks)")

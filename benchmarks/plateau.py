@@ -129,7 +129,7 @@ def _report(a) -> int:
                "imitation_steps": c["imitation_steps"], "minutes": round(c["minutes"], 1),
                "to_40": _first(c["points"], 0.40), "to_paper": _first(c["points"], PAPER),
                "best_periodic": max((p["acc"] for p in c["points"]), default=None),
-               "final_100": {"mean": final["mplp"]["mean"][-1], "std": final["mplp"]["std"][-1]},
+               "final_100": {"mean": final["protocol"]["mean"][-1], "std": final["protocol"]["std"][-1]},
                "sgd_100": final["sgd"]["mean"][-1], "adam_100": final["adam"]["mean"][-1], "curve": c["points"]}
         rows.append(row)
         by_step[name] = [(p["step"], 100 * p["acc"]) for p in c["points"]]

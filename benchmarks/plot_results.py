@@ -30,7 +30,7 @@ def _load(path: str) -> dict:
 
 def _seen(res: dict) -> dict:
     out = {"metric": res["metric"], "steps": res["steps"][1:]}
-    for m in ("mplp", "sgd", "adam"):
+    for m in ("protocol", "sgd", "adam"):
         if m in res:
             out[m] = {"mean": res[m]["seen_mean"], "std": res[m]["seen_std"], **({"lr": res[m]["lr"]} if "lr" in res[m] else {})}
     return out
@@ -47,17 +47,17 @@ def main(argv=None) -> int:
     if a.what == "sinusoid":
         res, out = _load(a.files[0]), a.out or a.files[1]
         plot_curves([("training loss, points seen so far", _seen(res)), ("evaluation loss, 100 points", res)], out,
-                    title=a.title or "sinusoid: MPLP vs Adam", methods=("mplp", "adam"))
+                    title=a.title or "sinusoid: MPLP vs Adam", methods=("protocol", "adam"))
     elif a.what == "maml":
         r1, r2 = _load(a.files[0]), _load(a.files[1])
         out = a.out or a.files[2]
-        both = {"metric": r1["metric"], "steps": r1["steps"], "mplp": r1["mplp"], "maml": r2["mplp"]}
+        both = {"metric": r1["metric"], "steps": r1["steps"], "protocol": r1["protocol"], "maml": r2["protocol"]}
         seen = {"metric": r1["metric"], "steps": r1["steps"][1:],
-                "mplp": {"mean": r1["mplp"]["seen_mean"], "std": r1["mplp"]["seen_std"]},
-                "maml": {"mean": r2["mplp"]["seen_mean"], "std": r2["mplp"]["seen_std"]}}
+                "protocol": {"mean": r1["protocol"]["seen_mean"], "std": r1["protocol"]["seen_std"]},
+                "maml": {"mean": r2["protocol"]["seen_mean"], "std": r2["protocol"]["seen_std"]}}
         plot_curves([("training loss, points seen so far", seen), ("evaluation loss, 100 points", both)], out,
-                    title=a.title or "sinusoid, 2 steps: MPLP + MAML prior vs MAML", methods=("mplp", "maml"),
-                    labels={"mplp": "MPLP + learned prior (no gradient)", "maml": "MAML (SGD 0.05 from its prior)"})
+                    title=a.title or "sinusoid, 2 steps: MPLP + MAML prior vs MAML", methods=("protocol", "maml"),
+                    labels={"protocol": "MPLP + learned prior (no gradient)", "maml": "MAML (SGD 0.05 from its prior)"})
     elif a.what == "curves":
         out = a.out or a.files[1]
         plot_curves(_load(a.files[0]), out, title=a.title)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import jax
 from hypothesis import HealthCheck, settings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tests/helpers.py
 
 _cache = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".jax_cache")
 jax.config.update("jax_compilation_cache_dir", _cache)

@@ -23,8 +23,8 @@ def test_train_then_eval_digits(tmp_path, capsys):
     cfg = tmp_path / "digits.toml"
     cfg.write_text(
         "[net]\nsizes = [64, 10]\n[data]\ntask = 'digits'\nimage_size = 8\ncv_batch = 20\n"
-        "[protocol]\nk = 2\nhidden = 2\nsharing = 'kind'\n"
-        f"[meta]\ninner_steps = 3\nbatch = 4\nmeta_steps = 2\ncalibration_rounds = 1\nprior_pool = 2\n"
+        "[protocol]\nk = 2\nhidden = 2\nsharing = 'kind'\ncalibration_rounds = 1\n"
+        f"[meta]\ninner_steps = 3\nbatch = 4\nmeta_steps = 2\nprior_pool = 2\n"
         f"[run]\nout_dir = '{tmp_path / 'run'}'\ncheckpoint_every = 1\n"
     )
     assert main(["train", str(cfg), "--no-progress"]) == 0
@@ -36,7 +36,7 @@ def test_train_then_eval_digits(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "accuracy after each inner step" in out and "MPLP" in out
     res = json.loads(res_path.read_text())
-    assert len(res["mplp"]["mean"]) == 4 and res["sgd"]["lr"] == 0.1
+    assert len(res["protocol"]["mean"]) == 4 and res["sgd"]["lr"] == 0.1
     assert all(0.0 <= a <= 1.0 for a in res["adam"]["mean"])
     # transfer to a wider hidden layer with the input statistics re-measured there
     assert main(["eval", str(ck), "--runs", "2", "--sgd-lr", "0.1", "--adam-lr", "0.01", "--set", "net.sizes=[64,12,10]",
@@ -44,17 +44,15 @@ def test_train_then_eval_digits(tmp_path, capsys):
     assert main(["eval", str(ck), "--runs", "2", "--sgd-lr", "0.1", "--adam-lr", "0.01", "--remeasure"]) == 0
     assert "re-measured on this network as meta-training measured them" in capsys.readouterr().out
     # on the training network the re-measured statistics are the checkpoint's own
-    from agentgraph.meta import checkpoint
-    from agentgraph.meta.config import parse_config
-    from agentgraph.meta.normalisation import remeasure_inputs
-    from agentgraph.meta.protocol_io import load_protocol
-    from agentgraph.meta.setup import make_setup
+    from agentgraph.meta.context import make_context
+    from agentgraph.meta.protocol_io import checkpoint_config, load_protocol
     from agentgraph.meta.tasks import task_family
+    from agentgraph.meta.train import measure_stats
 
-    ck_cfg = parse_config(checkpoint.load(str(ck))[1]["config"])
-    ck_setup = make_setup(ck_cfg)
-    _, ck_norm = load_protocol(str(ck), ck_setup)
-    again = remeasure_inputs(ck_cfg, ck_setup, ck_norm, task_family(ck_cfg).sample)
+    ck_cfg = checkpoint_config(str(ck))
+    ck_ctx = make_context(ck_cfg)
+    _, ck_norm = load_protocol(str(ck), ck_ctx)
+    again = ck_ctx.protocol.transfer_stats(ck_norm, measure_stats(ck_ctx, task_family(ck_cfg))[1])
     for group in ck_norm:
         for field in ("in_mean", "in_inv_std", "out_mean"):
             np.testing.assert_allclose(again[group][field], ck_norm[group][field], rtol=1e-5, atol=1e-7)

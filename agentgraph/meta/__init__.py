@@ -1,12 +1,15 @@
-"""Meta-training learned protocols: configs, tasks, inner loop, normalisation, training,
-checkpoints and evaluation (see docs/meta.md)."""
+"""Meta-training learned protocols, for any protocol: configs, the context (network + protocol,
+compiled), tasks, objectives, the inner loop, training, checkpoints and evaluation (see
+docs/meta.md and docs/protocols.md). Nothing here names a kind or asks which protocol it runs."""
 
 from agentgraph.meta import checkpoint
 from agentgraph.meta.config import TrainConfig, load_config, parse_config
+from agentgraph.meta.context import Context, make_context
 from agentgraph.meta.evaluate import evaluate
+from agentgraph.meta.objectives import Objective
 from agentgraph.meta.protocol_io import load_protocol
-from agentgraph.meta.setup import Setup, make_setup
-from agentgraph.meta.train import train
+from agentgraph.meta.tasks import TaskFamily
+from agentgraph.meta.train import TrainState, train
 
-__all__ = ["Setup", "TrainConfig", "checkpoint", "evaluate", "load_config", "load_protocol", "make_setup",
-           "parse_config", "train"]
+__all__ = ["Context", "Objective", "TaskFamily", "TrainConfig", "TrainState", "checkpoint", "evaluate", "load_config",
+           "load_protocol", "make_context", "parse_config", "train"]

@@ -7,6 +7,7 @@ file's path in the message.
 
 from __future__ import annotations
 
+import inspect
 import os
 import tomllib
 from pathlib import Path
@@ -14,73 +15,92 @@ from typing import Any, Literal
 
 import pydantic
 
+from agentgraph import builders
 from agentgraph.errors import AgentGraphError
 
-__all__ = ["NetConfig", "DataConfig", "ProtocolConfig", "MetaConfig", "RunConfig", "TrainConfig", "load_config",
-           "parse_config"]
+__all__ = ["NetConfig", "DataConfig", "MetaConfig", "RunConfig", "TrainConfig", "load_config", "parse_config"]
 
 _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)
 
 
+_MLP = inspect.signature(builders.mlp).parameters  # the library builder's defaults are the config's
+
+#: Library network builders (``net.kind``); anything else must be ``"package.module:function"``.
+NET_KINDS = ("mlp", "random_dag")
+
+#: Options that moved from ``meta`` into the MPLP protocol's own section, and their new names.
+MOVED_TO_PROTOCOL = {"imitation_steps": "imitation_steps", "imitation_lr": "imitation_lr",
+                     "imitation_unroll": "imitation_unroll", "imitation_meta_lr": "imitation_meta_lr",
+                     "calibration_rounds": "calibration_rounds", "calibration_blend": "calibration_blend",
+                     "grad_input_anneal": "grad_input_anneal"}
+
+
 class NetConfig(pydantic.BaseModel):
-    """The inner network: a per-scalar ``mlp`` or a seeded ``random_dag`` pool."""
+    """The inner network: a per-scalar ``mlp``, a seeded ``random_dag``, or your builder
+    ``"package.module:function"`` called with ``args`` (and ``seed=`` if it takes one) that
+    returns an :class:`~agentgraph.AgentGraph` or a :class:`~agentgraph.protocols.base.Network`."""
 
     model_config = _STRICT
-    kind: Literal["mlp", "random_dag"] = "mlp"
+    kind: str = "mlp"
     sizes: list[pydantic.PositiveInt] = [144, 50, 10]
-    activation: Literal["identity", "sigmoid", "tanh", "relu", "step"] = "sigmoid"
-    loss: Literal["cross_entropy", "l2"] = "cross_entropy"
+    activation: str = _MLP["activation"].default  # a library activation (agentgraph.nodes.ACTIVATIONS)
+    loss: str = _MLP["loss"].default  # a library loss (agentgraph.nodes.LOSSES)
     init_std: pydantic.PositiveFloat = 0.05
     # random_dag only: hidden units, connection and parallel-synapse probabilities
     n_hidden: pydantic.NonNegativeInt = 20
     edge_prob: float = pydantic.Field(0.3, ge=0.0, le=1.0)
     parallel_prob: float = pydantic.Field(0.0, ge=0.0, le=1.0)
+    # a user builder's keyword arguments
+    args: dict[str, Any] = {}
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> NetConfig:
         if len(self.sizes) < 2:
             raise ValueError("sizes needs at least an input and an output size")
+        if self.kind not in NET_KINDS and ":" not in self.kind:
+            raise ValueError(f"kind {self.kind!r} is neither one of {NET_KINDS} nor 'package.module:function'")
+        from agentgraph.nodes.activations import ACTIVATIONS
+        from agentgraph.nodes.losses import LOSSES
+
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r} is not one of {sorted(ACTIVATIONS)}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss {self.loss!r} is not one of {sorted(LOSSES)}")
+        if self.args and self.kind in NET_KINDS:
+            raise ValueError(f"args are for your own builder; the library builder {self.kind!r} takes the fields "
+                             "of net: (sizes, activation, ...)")
         return self
+
+    @property
+    def library(self) -> bool:
+        """The network is one of the library builders (its sizes describe it)."""
+        return self.kind in NET_KINDS
 
 
 class DataConfig(pydantic.BaseModel):
-    """The task family."""
+    """The task family: a registered name (:data:`agentgraph.meta.tasks.TASKS`) or your
+    ``"package.module:function"`` taking the config and returning a
+    :class:`~agentgraph.meta.tasks.TaskFamily`."""
 
     model_config = _STRICT
-    task: Literal["sinusoid", "mnist", "digits", "fashion_mnist", "idx", "npz"] = "mnist"
+    task: str = "mnist"
     image_size: pydantic.PositiveInt | None = 12
     path: str | None = None  # your npz file (npz) or IDX directory (idx, fashion_mnist); else the cache dir
     cv_batch: pydantic.PositiveInt = 100
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> DataConfig:
+        from agentgraph.meta.tasks import TASKS
+
+        if self.task not in TASKS and ":" not in self.task:
+            raise ValueError(f"task {self.task!r} is neither one of {sorted(TASKS)} nor 'package.module:function'")
         if self.task in ("npz", "idx") and not self.path:
             raise ValueError(f"task {self.task!r} needs 'path' pointing at your data")
         return self
 
 
-class ProtocolConfig(pydantic.BaseModel):
-    """The learned protocol: ``mplp`` (learned backward), or ``sgd`` — plain SGD with
-    ``sgd_lr`` (the gradient protocol), whose only trainable part is a MAML prior (the MAML
-    baseline: needs ``meta.maml``)."""
-
-    model_config = _STRICT
-    rule: Literal["mplp", "sgd"] = "mplp"
-    sgd_lr: pydantic.PositiveFloat = 0.05
-    k: pydantic.PositiveInt = 4
-    hidden: pydantic.NonNegativeInt = 7
-    stateful: bool = True
-    mlp: list[pydantic.PositiveInt] = [80, 40]
-    sharing: Literal["group", "kind", "all"] = "group"
-    premap: bool = False
-    # the per-example gradient step as an extra learner input of weights and biases (paper §5):
-    # "none"; "always" (training and evaluation: not a gradient-free protocol); "train" (scaled
-    # from 1 down to 0 over meta.grad_input_anneal meta-steps, zero afterwards and at evaluation)
-    grad_input: Literal["none", "train", "always"] = "none"
-
-
 class MetaConfig(pydantic.BaseModel):
-    """The inner loop and the outer (meta) loop."""
+    """The inner loop and the outer (meta) loop, for any protocol."""
 
     def unroll_at(self, step: int) -> int:
         """Inner steps meta-trained on at meta-step ``step`` (``inner_steps`` without a curriculum).
@@ -105,9 +125,15 @@ class MetaConfig(pydantic.BaseModel):
     outer_map: Literal["auto", "vmap", "map"] = "auto"
     meta_steps: pydantic.PositiveInt = 5000
     meta_lr: pydantic.PositiveFloat = 5e-4
+    # the meta-objective (agentgraph.meta.objectives): "hint_cv" (MPLP's) = hint_weight * mean hint loss +
+    # cv_weight * held-out loss; "heldout" = final held-out loss (MAML); "readout" /
+    # "readout_accuracy" = loss / error of the read-out predictions on held-out data (rules with no
+    # loss agent, e.g. BLUR); "online" = mean loss of each batch's predictions before learning from it
+    objective: str = "hint_cv"
     hint_weight: float = pydantic.Field(0.7, ge=0.0)
     cv_weight: float = pydantic.Field(0.3, ge=0.0)
     prior_pool: pydantic.PositiveInt = 16
+    # learn the initial weights too (MAML): any protocol
     maml: bool = False
     truncation: pydantic.PositiveInt | None = None
     remat: bool | Literal["full", "learner", "dots", "none"] = True  # true = full; see meta.loop.REMAT
@@ -115,32 +141,33 @@ class MetaConfig(pydantic.BaseModel):
     # ("unrolled": slower to compile, and with remat none it keeps each step's insides without
     # copying them into stacked scan buffers: faster on CPU; docs/performance.md)
     inner_loop: Literal["scan", "unrolled"] = "scan"
-    calibration_rounds: pydantic.NonNegativeInt = 5
-    calibration_blend: float = pydantic.Field(0.5, ge=0.0, le=1.0)
     # random_dag only: meta-train on this many seeded graphs (seeds run.seed, run.seed + 1, ...),
-    # one per meta-step in turn; their layer groups share learners and normalisation
+    # one per meta-step in turn, all through one compiled meta-step (one bucket)
     graph_pool: pydantic.PositiveInt = 1
-    # warm start by imitation: the first imitation_steps meta-steps fit the protocol's messages and
-    # updates to backprop's / SGD(imitation_lr)'s on the first imitation_unroll inner steps
-    # (agentgraph.meta.imitation); curriculum stages and the gradient fade count the meta-steps after them
-    imitation_steps: pydantic.NonNegativeInt = 0
-    imitation_lr: pydantic.PositiveFloat = 1.0
-    imitation_unroll: pydantic.PositiveInt = 4
-    imitation_meta_lr: pydantic.PositiveFloat | None = None  # the meta-optimiser's rate while imitating (default meta_lr)
     # unroll curriculum: [[from meta-step, inner steps], ...], e.g. [[0, 5], [200, 10], [400, 20]]:
     # meta-train on the first few inner steps of each task, lengthened at the given meta-steps
     curriculum: list[tuple[pydantic.NonNegativeInt, pydantic.PositiveInt]] | None = None
-    # protocol.grad_input "train": meta-steps over which the gradient input fades out
-    grad_input_anneal: pydantic.PositiveInt = 500
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            moved = sorted(k for k in data if k in MOVED_TO_PROTOCOL)
+            if moved:
+                raise ValueError("; ".join(f"meta.{k} is an MPLP option now: write it as protocol.{MOVED_TO_PROTOCOL[k]}"
+                                           for k in moved))
+        return data
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> MetaConfig:
+        from agentgraph.meta.objectives import OBJECTIVES
+
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective {self.objective!r} is not one of {sorted(OBJECTIVES)}")
         if self.hint_weight + self.cv_weight <= 0:
             raise ValueError("hint_weight + cv_weight must be positive")
         if self.truncation is not None and self.truncation > self.inner_steps:
             raise ValueError("truncation must not exceed inner_steps")
-        if self.imitation_steps and self.imitation_unroll > self.inner_steps:
-            raise ValueError("imitation_unroll must not exceed inner_steps")
         if self.curriculum is not None:
             starts = [s for s, _ in self.curriculum]
             if not starts or starts[0] != 0 or starts != sorted(set(starts)):
@@ -168,33 +195,51 @@ class RunConfig(pydantic.BaseModel):
 
 
 class TrainConfig(pydantic.BaseModel):
-    """Everything ``agentgraph train`` needs.
+    """Everything ``agentgraph train`` needs. ``protocol`` is ``{"rule": name, **settings}``,
+    validated by that protocol's own model (:func:`~agentgraph.protocols.base.resolve`) and
+    stored with every setting filled in.
 
     Example:
         >>> cfg = TrainConfig(data={"task": "sinusoid"}, net={"sizes": [1, 20, 20, 1], "activation": "relu", "loss": "l2"})
-        >>> cfg.meta.hint_weight, cfg.net.sizes
-        (0.7, [1, 20, 20, 1])
+        >>> cfg.meta.hint_weight, cfg.net.sizes, cfg.protocol["rule"]
+        (0.7, [1, 20, 20, 1], 'mplp')
     """
 
     model_config = _STRICT
     net: NetConfig = NetConfig()
     data: DataConfig = DataConfig()
-    protocol: ProtocolConfig = ProtocolConfig()
+    protocol: dict[str, Any] = {"rule": "mplp"}
     meta: MetaConfig = MetaConfig()
     run: RunConfig = RunConfig()
 
+    @pydantic.field_validator("protocol", mode="after")
+    @classmethod
+    def _protocol(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from agentgraph.protocols.base import settings_of
+
+        return settings_of(v)
+
+    def make_protocol(self):
+        """The :class:`~agentgraph.protocols.base.Protocol` of the ``protocol:`` section.
+
+        Example:
+            >>> TrainConfig(protocol={"rule": "sgd", "lr": 0.1}).make_protocol().name
+            'sgd'
+        """
+        from agentgraph.protocols.base import resolve
+
+        return resolve(self.protocol)
+
     @pydantic.model_validator(mode="after")
     def _check(self) -> TrainConfig:
+        if self.meta.graph_pool > 1 and self.net.kind == "mlp":
+            raise ValueError("meta.graph_pool > 1 needs net.kind 'random_dag' or a seeded builder (an mlp has one graph)")
+        if not self.net.library:
+            return self
         if self.data.task == "sinusoid" and (self.net.sizes[0] != 1 or self.net.sizes[-1] != 1):
             raise ValueError("the sinusoid task needs net.sizes to start and end with 1")
-        if self.meta.graph_pool > 1 and self.net.kind != "random_dag":
-            raise ValueError("meta.graph_pool > 1 needs net.kind 'random_dag' (an mlp has one graph)")
-        if self.protocol.rule == "sgd" and self.meta.imitation_steps:
-            raise ValueError("meta.imitation_steps needs protocol.rule 'mplp' (the sgd rule has no learners to warm-start)")
-        if self.protocol.rule == "sgd" and not self.meta.maml:
-            raise ValueError("protocol.rule 'sgd' learns only a MAML prior: set meta.maml to true")
-        if self.data.task == "sinusoid" and self.net.loss != "l2":
-            raise ValueError("the sinusoid task is a regression: set net.loss to 'l2'")
+        if self.data.task == "sinusoid" and self.net.loss == NetConfig.model_fields["loss"].default:
+            raise ValueError("the sinusoid task is a regression: set net.loss to the squared error")
         size = self.data.image_size
         if self.data.task in ("mnist", "digits", "fashion_mnist", "idx", "npz") and size and self.net.sizes[0] != size * size:
             raise ValueError(
@@ -207,7 +252,11 @@ def _format(e: pydantic.ValidationError, source: str) -> str:
     parts = []
     for err in e.errors():
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        parts.append(f"  {loc}: {err['msg']}")
+        msg = err["msg"].removeprefix("Value error, ")
+        if loc == "protocol" and msg.startswith("invalid settings"):  # the protocol's own model names its fields
+            parts.extend(f"  {line}" for line in msg.split(": ", 1)[1].split("; "))
+            continue
+        parts.append(f"  {loc}: {msg}")
     return f"Invalid config {source}:\n" + "\n".join(parts)
 
 

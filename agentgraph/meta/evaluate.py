@@ -17,98 +17,90 @@ import numpy as np
 import optax
 
 from agentgraph.meta.config import TrainConfig
-from agentgraph.meta.gradient_input import eval_scale, with_gradient
-from agentgraph.meta.setup import Setup, make_setup, predictions, with_params
+from agentgraph.meta.context import Context, make_context
 from agentgraph.meta.tasks import TaskFamily, task_family
-from agentgraph.protocols import mplp
+from agentgraph.protocols.base import accuracy, prediction_loss
 
-__all__ = ["LR_GRID", "evaluate", "score", "run_mplp", "run_optax"]
+__all__ = ["LR_GRID", "evaluate", "score", "run_protocol", "run_optax"]
 
 #: Learning rates tried when tuning SGD and Adam.
 LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
-def score(setup: Setup, family: TaskFamily, w: jax.Array, b: jax.Array, data: dict, *,
-          per_example: bool = False) -> jax.Array:
-    """Accuracy (classification) or mean loss of the network ``(w, b)`` on ``data`` (``[C, n]``
+def score(ctx: Context, family: TaskFamily, program, params, weights: dict, data: dict, *,
+          per_example: bool = False, plain: bool = False) -> jax.Array:
+    """Accuracy (classification) or mean loss per output of the network with ``weights`` run by
+    ``program`` (the protocol's, or ``ctx.plain`` with ``plain``) on ``data`` (``[C, n]``
     arrays); with ``per_example``, the ``[C]`` values (correct 0/1, or loss per output unit)."""
-    prog = setup.plain
-    state = with_params(prog.init(data["x"].shape[0]), w, b)
-    state, loss = prog.forward(None, state, data)
-    pred = predictions(setup, prog, state)
+    state = ctx.start(weights, data["x"].shape[0], program, plain)
+    state, _ = program.forward(params, state, data)
+    pred = ctx.predict(state, program, plain)
     if not family.classification:
-        if not per_example:
-            return loss / data["y"].shape[1]  # mean over output units
-        return (0.5 * (data["y"] - pred) ** 2).mean(-1)
-    ok = (jnp.argmax(pred, -1) == jnp.argmax(data["y"], -1)).astype(pred.dtype)
+        per = prediction_loss(pred, data["y"], "values") / data["y"].shape[1]  # mean over output units
+        return per if per_example else per.mean()
+    ok = accuracy(pred, data["y"])
     return ok if per_example else ok.mean()
 
 
-def _seen(setup: Setup, family: TaskFamily, w, b, train: dict, t) -> jax.Array:
+def _seen(ctx: Context, family: TaskFamily, program, params, weights, train: dict, t, plain: bool = False) -> jax.Array:
     """The score on the training points of batches ``0..t`` (what the learner has seen)."""
     K, B = train["x"].shape[:2]
     flat = jax.tree.map(lambda v: v.reshape(K * B, *v.shape[2:]), train)
-    vals = score(setup, family, w, b, flat, per_example=True)
+    vals = score(ctx, family, program, params, weights, flat, per_example=True, plain=plain)
     mask = (jnp.arange(K * B) // B <= t).astype(vals.dtype)
     return (vals * mask).sum() / mask.sum()
 
 
-def _fresh(setup: Setup, key: jax.Array):
-    return setup.cfg.net.init_std * jax.random.normal(key, (setup.n_synapses,)), jnp.zeros((setup.n_biases,))
-
-
-def run_mplp(setup: Setup, family: TaskFamily, params: dict, key: jax.Array, prior: dict | None = None,
-             prog=None) -> tuple[jax.Array, jax.Array]:
-    """One run of the protocol (MPLP: no gradient anywhere in the inner loop; ``prog`` given:
-    that program, e.g. the gradient protocol for the MAML baseline): ``(scores [K + 1], seen
-    [K])`` — the evaluation-set score before and after each step, and the score on the training
-    points seen so far after each step. Starts from a fresh random network, or from ``prior``
-    (``{"w", "b"}``, a learned MAML prior)."""
+def run_protocol(ctx: Context, family: TaskFamily, params: Any, key: jax.Array, prior: dict | None = None,
+                 program=None) -> tuple[jax.Array, jax.Array]:
+    """One run of the protocol (``params`` from ``ctx.params``): ``(scores [K + 1], seen [K])``
+    — the evaluation-set score before and after each step, and the score on the training points
+    seen so far after each step. Starts from a fresh random network, or from ``prior`` (learned
+    weights, MAML). ``program``: the protocol's compiled graph (default ``ctx.program``)."""
     k_task, k_net = jax.random.split(key)
     task = family.eval_sample(k_task)
-    w, b = _fresh(setup, k_net) if prior is None else (prior["w"], prior["b"])
-    prog = setup.prog if prog is None else prog
-    state = with_params(prog.init(task["train"]["x"].shape[1]), w, b)
-
-    feed = prog is setup.prog and eval_scale(setup) is not None
+    prog = ctx.program if program is None else program
+    w = ctx.fresh(k_net, prog) if prior is None else prior
+    state = ctx.start(w, task["train"]["x"].shape[1], prog)
+    stage = ctx.protocol.stage(None)
 
     def body(s, tb):
         t, batch = tb
-        if feed:  # protocol.grad_input "always" (a "train" input is gone at evaluation)
-            s = with_gradient(setup, s, batch, eval_scale(setup))
-        s, _ = prog.step(params, s, batch)
-        w, b = s["synapse"]["w"], s["bias"]["b"]
-        return s, (score(setup, family, w, b, task["cv"]), _seen(setup, family, w, b, task["train"], t))
+        s, _ = ctx.step(prog, params, s, batch, stage, None)
+        w = ctx.weights(s)
+        return s, (score(ctx, family, prog, params, w, task["cv"]),
+                   _seen(ctx, family, prog, params, w, task["train"], t))
 
     K = task["train"]["x"].shape[0]
     _, (scores, seen) = jax.lax.scan(body, state, (jnp.arange(K), task["train"]))
-    return jnp.concatenate([score(setup, family, w, b, task["cv"])[None], scores]), seen
+    return jnp.concatenate([score(ctx, family, prog, params, w, task["cv"])[None], scores]), seen
 
 
-def run_optax(setup: Setup, family: TaskFamily, opt: optax.GradientTransformation,
+def run_optax(ctx: Context, family: TaskFamily, opt: optax.GradientTransformation,
               key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """One run of a gradient optimiser on the same kind of task: ``(scores [K + 1], seen [K])``
-    as :func:`run_mplp`."""
+    """One run of a gradient optimiser on the library network (``ctx.plain``), same kind of task
+    and the same fresh network for the same key: ``(scores [K + 1], seen [K])`` as
+    :func:`run_protocol`."""
     k_task, k_net = jax.random.split(key)
     task = family.eval_sample(k_task)
-    wb = _fresh(setup, k_net)
-    prog = setup.plain
+    prog = ctx.plain
+    w = ctx.fresh(k_net, plain=True)
 
-    def loss_fn(wb, batch):
-        state = with_params(prog.init(batch["x"].shape[0]), *wb)
-        return prog.forward(None, state, batch)[1]
+    def loss_fn(w, batch):
+        return prog.forward(None, ctx.start(w, batch["x"].shape[0], plain=True), batch)[1]
 
     def body(carry, tb):
         t, batch = tb
-        wb, os_ = carry
-        g = jax.grad(loss_fn)(wb, batch)
-        upd, os_ = opt.update(g, os_, wb)
-        wb = optax.apply_updates(wb, upd)
-        return (wb, os_), (score(setup, family, *wb, task["cv"]), _seen(setup, family, *wb, task["train"], t))
+        w, os_ = carry
+        g = jax.grad(loss_fn)(w, batch)
+        upd, os_ = opt.update(g, os_, w)
+        w = optax.apply_updates(w, upd)
+        return (w, os_), (score(ctx, family, prog, None, w, task["cv"], plain=True),
+                          _seen(ctx, family, prog, None, w, task["train"], t, plain=True))
 
     K = task["train"]["x"].shape[0]
-    _, (scores, seen) = jax.lax.scan(body, (wb, opt.init(wb)), (jnp.arange(K), task["train"]))
-    return jnp.concatenate([score(setup, family, *wb, task["cv"])[None], scores]), seen
+    _, (scores, seen) = jax.lax.scan(body, (w, opt.init(w)), (jnp.arange(K), task["train"]))
+    return jnp.concatenate([score(ctx, family, prog, None, w, task["cv"], plain=True)[None], scores]), seen
 
 
 #: Bytes one evaluation run may hold at once, per agent and example (learner activations).
@@ -116,10 +108,10 @@ _BYTES_PER_ROW = 1200 * 4
 _MEMORY_BUDGET = 4e9
 
 
-def _runs_at_once(setup: Setup, batch: int) -> int:
+def _runs_at_once(ctx: Context, batch: int) -> int:
     """How many evaluation runs to vmap together so their activations fit ``_MEMORY_BUDGET``
     (all 100 for the paper's 12×12 net; a handful for (784,100,10))."""
-    rows = (setup.n_synapses + setup.n_biases) * batch
+    rows = ctx.net.graph.number_of_agents() * batch
     return max(1, int(_MEMORY_BUDGET // (rows * _BYTES_PER_ROW)))
 
 
@@ -138,46 +130,44 @@ def _summary(runs: tuple[np.ndarray, np.ndarray]) -> dict[str, list[float]]:
             "seen_mean": seen.mean(0).tolist(), "seen_std": seen.std(0).tolist()}
 
 
-def evaluate(cfg: TrainConfig, meta: dict | None, norm: dict, *, runs: int = 100, seed: int = 12345,
+def evaluate(cfg: TrainConfig, learned: Any, stats: Any, *, runs: int = 100, seed: int = 12345,
              sgd_lr: float | None = None, adam_lr: float | None = None, tune_runs: int = 10,
-             setup: Setup | None = None, prior: dict | None = None) -> dict[str, Any]:
-    """MPLP vs SGD vs Adam on fresh random networks: per-step mean ± std over ``runs``.
+             ctx: Context | None = None, prior: dict | None = None) -> dict[str, Any]:
+    """The protocol vs SGD vs Adam on fresh random networks: per-step mean ± std over ``runs``.
 
     Args:
-        cfg: the network and task (may differ from training: transfer).
-        meta, norm: the learned protocol and its normalisation (``meta`` is ``None`` for
-            ``protocol.rule: sgd``, the MAML baseline: its "protocol" runs are SGD with
-            ``protocol.sgd_lr``).
-        prior: a learned MAML prior ``{"w", "b"}``: the protocol's runs start from it (SGD and
-            Adam still start from fresh random networks).
+        cfg: the network, protocol and task (may differ from training: transfer).
+        learned, stats: the protocol's meta-parameters and measured stats (from a checkpoint,
+            :func:`~agentgraph.meta.protocol_io.load_protocol`).
+        prior: learned initial weights (MAML): the protocol's runs start from them (SGD and Adam
+            still start from fresh random networks).
         runs: evaluation runs.
         seed: evaluation seed (disjoint from training streams).
         sgd_lr, adam_lr: fixed learning rates; ``None`` tunes each over :data:`LR_GRID` on
             ``tune_runs`` separate runs (best final score).
+        ctx: a built :class:`~agentgraph.meta.context.Context` of ``cfg`` (built if not given).
 
     Returns:
-        ``{"metric", "steps", "runs", "mplp": {"mean", "std", "seen_mean", "seen_std"}, "sgd":
-        {..., "lr"}, "adam": {...}}`` — ``mean``/``std`` per step ``0..K`` on the evaluation set,
-        ``seen_*`` per step ``1..K`` on the training points seen so far.
+        ``{"metric", "steps", "runs", "rule": name, "protocol": {"mean", "std", "seen_mean",
+        "seen_std"}, "sgd": {..., "lr"}, "adam": {...}}`` — ``mean``/``std`` per step ``0..K``
+        on the evaluation set, ``seen_*`` per step ``1..K`` on the training points seen so far.
     """
-    setup = setup or make_setup(cfg)
+    ctx = ctx or make_context(cfg)
     family = task_family(cfg)
-    from agentgraph.meta.loop import protocol_params
-
-    params, prog = protocol_params(setup, {"protocol": meta}, norm)
+    params = ctx.params(learned, stats)
     key = jax.random.PRNGKey(seed)
     k_eval, k_tune = jax.random.split(key)
     eval_keys = jax.random.split(k_eval, runs)
     better = (lambda a, b: a > b) if family.classification else (lambda a, b: a < b)
 
-    chunk = _runs_at_once(setup, cfg.meta.batch)
-    mplp_runs = _chunked(jax.jit(jax.vmap(lambda k: run_mplp(setup, family, params, k, prior, prog))), eval_keys, chunk)
+    chunk = _runs_at_once(ctx, cfg.meta.batch)
+    proto_runs = _chunked(jax.jit(jax.vmap(lambda k: run_protocol(ctx, family, params, k, prior))), eval_keys, chunk)
     out: dict[str, Any] = {"metric": "accuracy" if family.classification else "loss",
                            "steps": list(range(cfg.meta.inner_steps + 1)), "runs": runs,
-                           "mplp": _summary(mplp_runs)}
+                           "rule": ctx.protocol.name, "protocol": _summary(proto_runs)}
     for name, make, fixed in (("sgd", optax.sgd, sgd_lr), ("adam", optax.adam, adam_lr)):
         # the learning rate is an argument of one compiled program, not a constant of many
-        run_lr = jax.jit(jax.vmap(lambda lr, k, make=make: run_optax(setup, family, make(lr), k), in_axes=(None, 0)))
+        run_lr = jax.jit(jax.vmap(lambda lr, k, make=make: run_optax(ctx, family, make(lr), k), in_axes=(None, 0)))
 
         def scores_for(lr, keys, run_lr=run_lr):
             return _chunked(lambda k: run_lr(jnp.asarray(lr, jnp.float32), k), keys, chunk)

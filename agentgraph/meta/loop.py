@@ -1,36 +1,36 @@
-"""The inner loop and the meta-loss of MPLP meta-training (paper §3.1.1).
+"""The inner loop and the meta-loss of one task, for any protocol and any objective.
 
-For one task: start from a prior network, run ``K`` inner steps of the protocol; after each step
-the *hint loss* is the updated network's loss on the batch just used; after the last step the
-*cross-validation loss* is its loss on held-out data. ``meta_loss = hint_weight * mean(hints) +
-cv_weight * cv``. Gradients flow through the whole unroll (``jax.checkpoint`` on each step), or
-through the last ``truncation`` steps only.
+For one task: start from a network's weights, run ``K`` inner steps of the protocol (its ``step``
+hook, or the program's step), computing the objective's per-step figures after each step; then
+the objective's final figure is the task's meta-loss. Gradients flow through the whole unroll
+(``jax.checkpoint`` on each step, config ``meta.remat``), or through the last ``truncation``
+steps only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from agentgraph.meta.gradient_input import with_gradient
-from agentgraph.meta.setup import Setup, with_params
-from agentgraph.protocols import mplp
+from agentgraph.meta.context import Context
+from agentgraph.meta.objectives import Objective
 
-__all__ = ["REMAT", "batch_meta_loss", "inner_loop", "protocol_params", "task_meta_loss"]
+__all__ = ["REMAT", "batch_meta_loss", "inner_loop", "remat", "run_steps", "task_meta_loss"]
 
 #: How each inner step is rematerialised in the meta-gradient (config ``meta.remat``):
 #: ``full`` (``True``) keeps only the state between steps and recomputes each step's insides in
-#: the backward pass; ``learner`` also keeps the learners' second-layer pre-activations (the
-#: costly ``[rows, 80] @ [80, 40]`` products; cheap ``[rows, 40]`` to store); ``dots`` keeps every
-#: matmul result; ``none`` (``False``) keeps everything. Measured in docs/performance.md.
+#: the backward pass; ``learner`` also keeps values the kinds name ``mlp_pre1`` (MPLP's learners'
+#: second-layer pre-activations); ``dots`` keeps every matmul result; ``none`` (``False``) keeps
+#: everything. Measured in docs/performance.md.
 REMAT = {"full": "full", True: "full", "learner": "learner", "dots": "dots", "none": "none", False: "none"}
 
 
-def _remat(body, remat):
-    mode = REMAT[remat]
+def remat(body, mode):
+    """``body`` wrapped in ``jax.checkpoint`` as ``meta.remat`` says (:data:`REMAT`)."""
+    mode = REMAT[mode]
     if mode == "full":
         return jax.checkpoint(body)
     if mode == "learner":
@@ -40,8 +40,9 @@ def _remat(body, remat):
     return body
 
 
-def _run(body, state, batches, unrolled: bool):
-    """``lax.scan(body, state, batches)``, or the same steps written out one after another."""
+def run_steps(body, state, batches, unrolled: bool):
+    """``lax.scan(body, state, batches)``, or the same steps written out one after another
+    (``meta.inner_loop: unrolled``; same numbers)."""
     if not unrolled:
         return jax.lax.scan(body, state, batches)
     outs = []
@@ -51,89 +52,66 @@ def _run(body, state, batches, unrolled: bool):
     return state, jax.tree.map(lambda *v: jnp.stack(v), *outs)
 
 
-def inner_loop(setup: Setup, params: Mapping[str, Any], task: Mapping, w0: jax.Array, b0: jax.Array,
-               *, remat: bool | str = True, truncation: int | None = None, prog=None, grad_scale=None,
-               unrolled: bool = False):
-    """Run the protocol for ``K`` steps on ``task["train"]`` from weights ``(w0, b0)`` (on
-    ``prog``, default the MPLP program; the gradient protocol runs on ``setup.plain``).
-    ``grad_scale``: the gradient input's scale (``protocol.grad_input``, see
-    :mod:`agentgraph.meta.gradient_input`).
+def inner_loop(ctx: Context, program, params: Any, state: dict, train: dict, objective: Objective, *,
+               stage: Hashable = None, phase: Any = None):
+    """Run the protocol over the batches ``train`` (``{"x": [K, B, ...], ...}``) from ``state``.
 
     Returns:
-        ``(final_state, losses [K], hints [K])``: ``losses[i]`` is the loss at step ``i`` before
-        its update, ``hints[i]`` the loss on the same batch after it. ``unrolled``: the steps
-        written out instead of one ``lax.scan`` (``meta.inner_loop``; same numbers).
+        ``(final_state, losses [K], per_step)``: ``losses[i]`` is the loss agents' loss at step
+        ``i`` before its update (0 without loss agents), ``per_step`` the objective's per-step
+        figures stacked (``None`` if it has none).
     """
-    prog = setup.prog if prog is None else prog
-    B = task["train"]["x"].shape[1]
-    state = with_params(prog.init(B), w0, b0)
-
-    feed = prog is setup.prog and setup.config.grad_input and grad_scale is not None
+    m = ctx.cfg.meta
 
     def body(s, batch):
-        if feed:
-            s = with_gradient(setup, s, batch, grad_scale)
-        s, loss = prog.step(params, s, batch)
-        _, hint = prog.forward(params, s, batch)
-        return s, (loss, hint)
+        s, loss = ctx.step(program, params, s, batch, stage, phase)
+        extra = objective.per_step(ctx, program, params, s, batch) if objective.per_step else None
+        return s, (loss, extra)
 
-    body = _remat(body, remat)
-    train = task["train"]
+    body = remat(body, m.remat)
     K = train["x"].shape[0]
-    if truncation is None or truncation >= K:
-        state, (losses, hints) = _run(body, state, train, unrolled)
-        return state, losses, hints
+    unrolled = m.inner_loop == "unrolled"
+    if m.truncation is None or m.truncation >= K:
+        state, (losses, extra) = run_steps(body, state, train, unrolled)
+        return state, losses, extra
     # truncated backprop: no gradient flows into the state across chunk boundaries
-    losses, hints = [], []
-    for start in range(0, K, truncation):
+    parts = []
+    for start in range(0, K, m.truncation):
         state = jax.lax.stop_gradient(state)
-        chunk = jax.tree.map(lambda v: v[start:start + truncation], train)
-        state, (l, h) = _run(body, state, chunk, unrolled)
-        losses.append(l)
-        hints.append(h)
-    return state, jnp.concatenate(losses), jnp.concatenate(hints)
+        chunk = jax.tree.map(lambda v: v[start:start + m.truncation], train)
+        state, out = run_steps(body, state, chunk, unrolled)
+        parts.append(out)
+    losses, extra = jax.tree.map(lambda *v: jnp.concatenate(v), *parts)
+    return state, losses, extra
 
 
-def protocol_params(setup: Setup, trainable: Mapping[str, Any], norm: Mapping[str, Any]):
-    """``(params, program)`` the inner loop runs: the assembled MPLP parameters on the MPLP
-    program, or (``protocol.rule: sgd``) the gradient protocol's ``{group: {"lr"}}`` on the
-    plain program."""
-    if setup.cfg.protocol.rule == "sgd":
-        return {g: {"lr": setup.cfg.protocol.sgd_lr} for g in setup.plain_groups}, setup.plain
-    return mplp.assemble(trainable["protocol"], norm, setup.keys), setup.prog
-
-
-def task_meta_loss(trainable: Mapping[str, Any], norm: Mapping[str, Any], setup: Setup, task: Mapping,
-                   w0: jax.Array, b0: jax.Array, grad_scale=None):
-    """Meta-loss of one task; returns ``(meta_loss, aux)`` with aux ``{"loss": [K], "hint": [K],
-    "cv": ()}``. With MAML (``trainable["prior"]``), the prior replaces ``(w0, b0)``."""
-    cfg = setup.cfg.meta
-    params, prog = protocol_params(setup, trainable, norm)
+def task_meta_loss(trainable: dict, stats: Any, ctx: Context, program, task: dict, w0: dict,
+                   objective: Objective, *, stage: Hashable = None, phase: Any = None):
+    """Meta-loss of one task from weights ``w0``; returns ``(meta_loss, aux)`` with aux
+    ``{"loss": [K], "hint": [K], "cv": ()}``. With a learned prior (``trainable["prior"]``,
+    config ``meta.maml``) the prior replaces ``w0``."""
+    params = ctx.protocol.params(trainable["protocol"], stats, ctx.net.graph)
     if "prior" in trainable:
-        w0, b0 = trainable["prior"]["w"], trainable["prior"]["b"]
-    state, losses, hints = inner_loop(setup, params, task, w0, b0, remat=cfg.remat, truncation=cfg.truncation,
-                                      prog=prog, grad_scale=grad_scale, unrolled=cfg.inner_loop == "unrolled")
-    cv_state = prog.resize(state, task["cv"]["x"].shape[0])
-    _, cv = prog.forward(params, cv_state, task["cv"])
-    meta = cfg.hint_weight * hints.mean() + cfg.cv_weight * cv
-    return meta, {"loss": losses, "hint": hints, "cv": cv}
+        w0 = trainable["prior"]
+    state = ctx.start(w0, task["train"]["x"].shape[1], program)
+    state, losses, extra = inner_loop(ctx, program, params, state, task["train"], objective, stage=stage, phase=phase)
+    meta, aux = objective.final(ctx, program, params, state, task, extra)
+    return meta, {"loss": losses, **aux}
 
 
-def batch_meta_loss(trainable, norm, setup: Setup, tasks, w0s, b0s, objective=None):
-    """Mean meta-loss over an outer batch (tasks, priors stacked on axis 0), the tasks vmapped or
-    run one after another (``meta.outer_map``); ``objective`` (default :func:`task_meta_loss`)
-    is the per-task loss."""
-    objective = objective or task_meta_loss
-    if jax.tree.leaves(w0s)[0].shape[0] == 1:  # one task: no vmap (its unit axis makes XLA:CPU copy)
+def batch_meta_loss(trainable: dict, stats: Any, ctx: Context, program, tasks: dict, w0s: dict, task_loss):
+    """Mean meta-loss over an outer batch (tasks and start weights stacked on axis 0), the
+    tasks vmapped or run one after another (``meta.outer_map``); ``task_loss(trainable, stats,
+    program, task, w0) -> (loss, aux)`` is the per-task loss."""
+    if jax.tree.leaves(tasks)[0].shape[0] == 1:  # one task: no vmap (its unit axis makes XLA:CPU copy)
         one = lambda v: v[0]  # noqa: E731
-        meta, aux = objective(trainable, norm, setup, jax.tree.map(one, tasks), w0s[0], b0s[0])
-        return meta, aux
-    how = setup.cfg.meta.outer_map
+        return task_loss(trainable, stats, program, jax.tree.map(one, tasks), jax.tree.map(one, w0s))
+    how = ctx.cfg.meta.outer_map
     if how == "auto":
         how = "map" if jax.default_backend() == "cpu" else "vmap"
-    one_task = lambda t, w, b: objective(trainable, norm, setup, t, w, b)  # noqa: E731
+    one_task = lambda t, w: task_loss(trainable, stats, program, t, w)  # noqa: E731
     if how == "map":
-        metas, aux = jax.lax.map(lambda a: one_task(*a), (tasks, w0s, b0s))
+        metas, aux = jax.lax.map(lambda a: one_task(*a), (tasks, w0s))
     else:
-        metas, aux = jax.vmap(one_task)(tasks, w0s, b0s)
+        metas, aux = jax.vmap(one_task)(tasks, w0s)
     return metas.mean(), jax.tree.map(lambda v: v.mean(0), aux)

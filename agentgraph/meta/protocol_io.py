@@ -1,10 +1,11 @@
-"""Loading a learned protocol (learners + normalisation) out of a training checkpoint, into the
-same or another architecture.
+"""Loading a learned protocol (meta-parameters + measured stats) out of a training checkpoint,
+into the same or another network.
 
-A protocol trained on one network loads into another when every learner and normalisation the
-new network needs exists in the checkpoint with the same shape — e.g. the same net with a step
-activation, or a wider net with the same layers (MPLP's transfer experiments). Anything else is
-refused with a list of what differs.
+A protocol trained on one network loads into another when every piece of meta-parameters and
+stats the new network needs exists in the checkpoint with the same shape — e.g. the same net with
+a step activation, or a wider net with the same layers (MPLP's transfer experiments). Anything
+else is refused with a list of what differs. Checkpoints of the first training format (the
+shipped protocols) are read through :mod:`agentgraph.protocols.legacy`.
 """
 
 from __future__ import annotations
@@ -18,52 +19,50 @@ import numpy as np
 
 from agentgraph.errors import AgentGraphError
 from agentgraph.meta import checkpoint as ckpt
-from agentgraph.meta.setup import Setup, make_setup
-from agentgraph.protocols import mplp
+from agentgraph.meta.context import Context, make_context
+from agentgraph.protocols.legacy import is_legacy, upgrade_arrays, upgrade_config
 
-__all__ = ["export_protocol", "load_prior", "load_protocol"]
+__all__ = ["checkpoint_config", "export_protocol", "load_prior", "load_protocol", "read_checkpoint"]
 
 
-def load_prior(path: str, setup: Setup) -> dict[str, Any] | None:
-    """The learned MAML prior ``{"w": [n_synapses], "b": [n_biases]}`` in the checkpoint at
-    ``path``, or ``None`` if it holds none (checked against ``setup``'s network).
+def read_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict]:
+    """``(arrays by today's key paths, metadata with today's config)`` of any checkpoint.
 
     Example:
-        >>> load_prior.__name__
-        'load_prior'
+        >>> from agentgraph import pretrained
+        >>> arrays, meta = read_checkpoint(pretrained.path("digits"))
+        >>> meta["config"]["protocol"]["rule"], any(k.startswith(".stats") for k in arrays)
+        ('mplp', True)
     """
-    flat, _ = ckpt.load(path)
-    w, b = flat.get("['trainable']['prior']['w']"), flat.get("['trainable']['prior']['b']")
-    if w is None or b is None:
-        return None
-    if w.shape != (setup.n_synapses,) or b.shape != (setup.n_biases,):
-        raise AgentGraphError(
-            f"The MAML prior in {path!r} is for a network with {w.shape[0]} weights and {b.shape[0]} biases; this "
-            f"network has {setup.n_synapses} and {setup.n_biases}."
-        )
-    return {"w": jnp.asarray(w), "b": jnp.asarray(b)}
+    flat, meta = ckpt.load(path)
+    if is_legacy(meta):
+        flat = upgrade_arrays(flat)
+        if "config" in meta:
+            meta = {**meta, "config": upgrade_config(meta["config"])}
+    return flat, meta
 
 
-def load_protocol(path: str, setup: Setup) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """``(meta, norm)`` for ``setup``'s network from the training checkpoint at ``path``
-    (``meta`` is ``None`` for ``protocol.rule: sgd`` runs, which learn only a prior).
+def checkpoint_config(path: str):
+    """The validated :class:`~agentgraph.meta.config.TrainConfig` a checkpoint was written with.
 
-    Raises:
-        AgentGraphError: a learner or normalisation the network needs is missing or has another
-            shape (the message lists them and says which config fields usually differ).
+    Example:
+        >>> from agentgraph import pretrained
+        >>> checkpoint_config(pretrained.path("digits")).net.sizes
+        [64, 10]
     """
-    flat, _ = ckpt.load(path)
-    sharing = setup.cfg.protocol.sharing
-    if setup.cfg.protocol.rule == "sgd":
-        return None, mplp.init_norm(setup.graph, setup.config, sharing)
-    template = {
-        "trainable": {"protocol": mplp.init_meta(setup.graph, jax.random.PRNGKey(0), setup.config, sharing)},
-        "norm": mplp.init_norm(setup.graph, setup.config, sharing),
-    }
+    from agentgraph.meta.config import parse_config
+
+    _, meta = read_checkpoint(path)
+    if "config" not in meta:
+        raise AgentGraphError(f"{path!r} holds no config: not a checkpoint written by `agentgraph train`.")
+    return parse_config(meta["config"], f"(from checkpoint {path!r})")
+
+
+def _fit(path: str, flat: dict, template: Any, prefix: str, what: str) -> Any:
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     out, missing, wrong = [], [], []
     for p, leaf in leaves:
-        key = jax.tree_util.keystr(p)
+        key = prefix + jax.tree_util.keystr(p)
         if key not in flat:
             missing.append(key)
             out.append(leaf)
@@ -76,21 +75,56 @@ def load_protocol(path: str, setup: Setup) -> tuple[dict[str, Any] | None, dict[
         lines = [f"  missing {m}" for m in missing[:6]] + [f"  shape {w}" for w in wrong[:6]]
         more = len(missing) + len(wrong) - len(lines)
         raise AgentGraphError(
-            f"The protocol in {path!r} does not fit this network ({len(missing)} missing, {len(wrong)} with "
+            f"The {what} in {path!r} does not fit this network ({len(missing)} missing, {len(wrong)} with "
             "other shapes):\n" + "\n".join(lines) + (f"\n  ... and {more} more" if more > 0 else "")
-            + "\nLearners must match in protocol.k, protocol.hidden, protocol.mlp, protocol.stateful, "
-            "protocol.sharing and protocol.grad_input (an extra learner input), and every layer group of the new "
-            "network must exist in the trained one."
+            + "\nThe protocol's settings (protocol: section) must be the training run's, and every parameter "
+            "group of the new network must exist in the trained one."
         )
-    tree = jax.tree_util.tree_unflatten(treedef, out)
-    return tree["trainable"]["protocol"], tree["norm"]
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def load_protocol(path: str, ctx: Context) -> tuple[Any, Any]:
+    """``(learned, stats)`` for ``ctx``'s network from the checkpoint at ``path``.
+
+    Raises:
+        AgentGraphError: a piece the network needs is missing or has another shape (the message
+            lists them).
+
+    Example:
+        >>> from agentgraph import pretrained
+        >>> p = pretrained.path("digits")
+        >>> learned, stats = load_protocol(p, make_context(checkpoint_config(p)))
+        >>> len(jax.tree.leaves(learned)) > 0 and len(jax.tree.leaves(stats)) > 0
+        True
+    """
+    flat, _ = read_checkpoint(path)
+    proto, graph = ctx.protocol, ctx.net.graph
+    learned = _fit(path, flat, proto.init(jax.random.PRNGKey(0), graph), ".trainable['protocol']", "protocol")
+    stats = _fit(path, flat, proto.init_stats(graph), ".stats", "protocol's stats")
+    return learned, stats
+
+
+def load_prior(path: str, ctx: Context) -> dict[str, Any] | None:
+    """The learned initial weights (MAML) in the checkpoint at ``path``, or ``None`` if it holds
+    none (checked against ``ctx``'s network).
+
+    Example:
+        >>> from agentgraph import pretrained
+        >>> p = pretrained.path("digits")
+        >>> load_prior(p, make_context(checkpoint_config(p))) is None
+        True
+    """
+    flat, _ = read_checkpoint(path)
+    if not any(k.startswith(".trainable['prior']") for k in flat):
+        return None
+    return _fit(path, flat, ctx.template(), ".trainable['prior']", "learned prior")
 
 
 def export_protocol(src: str, dst: str, metadata: dict | None = None) -> str:
-    """Write only the learned protocol (learners + normalisation) of the training checkpoint
-    ``src`` to ``dst``, with its config and step (and ``metadata`` merged in): a small file
-    :func:`load_protocol` and ``agentgraph eval`` read like the full checkpoint (the optimiser
-    state and prior pool are dropped). Returns ``dst``.
+    """Write only the learned protocol (meta-parameters, stats and any learned prior) of the
+    training checkpoint ``src`` to ``dst``, with its config and step (and ``metadata`` merged
+    in): a small file :func:`load_protocol` and ``agentgraph eval`` read like the full
+    checkpoint (the optimiser state and prior pool are dropped). Returns ``dst``.
 
     Example:
         >>> import os, tempfile
@@ -98,23 +132,21 @@ def export_protocol(src: str, dst: str, metadata: dict | None = None) -> str:
         >>> from agentgraph.meta.train import train
         >>> d = tempfile.mkdtemp()
         >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 3, 1], "loss": "l2"},
-        ...     "meta": {"inner_steps": 2, "batch": 2, "meta_steps": 1, "calibration_rounds": 0, "prior_pool": 2},
-        ...     "run": {"out_dir": d}})
+        ...     "protocol": {"calibration_rounds": 0},
+        ...     "meta": {"inner_steps": 2, "batch": 2, "meta_steps": 1, "prior_pool": 2}, "run": {"out_dir": d}})
         >>> ck = train(cfg, progress=False, log=lambda s: None)["checkpoint"]
         >>> p = export_protocol(ck, os.path.join(d, "protocol.npz"))
         >>> os.path.getsize(p) < os.path.getsize(ck)
         True
     """
-    from agentgraph.meta.config import parse_config
+    from agentgraph.meta.train import FORMAT, TrainState
 
-    _, meta = ckpt.load(src)
-    if "config" not in meta:
-        raise AgentGraphError(f"{src!r} holds no config: not a checkpoint written by `agentgraph train`.")
-    setup = make_setup(parse_config(meta["config"], f"(from checkpoint {src!r})"))
-    proto, norm = load_protocol(src, setup)
-    prior = load_prior(src, setup)
-    trainable = {k: v for k, v in (("protocol", proto), ("prior", prior)) if v is not None}
-    tree = {"trainable": jax.device_get(trainable), "norm": jax.device_get(norm)}
-    ckpt.save(dst, tree, metadata={**meta, "exported_from": os.path.basename(src), "contents": "protocol",
-                                   **(metadata or {})})
+    _, meta = read_checkpoint(src)
+    ctx = make_context(checkpoint_config(src))
+    learned, stats = load_protocol(src, ctx)
+    prior = load_prior(src, ctx)
+    trainable = {"protocol": learned, **({"prior": prior} if prior is not None else {})}
+    tree = TrainState(jax.device_get(trainable), jax.device_get(stats), (), {})
+    ckpt.save(dst, tree, metadata={**meta, "format": FORMAT, "exported_from": os.path.basename(src),
+                                   "contents": "protocol", **(metadata or {})})
     return dst

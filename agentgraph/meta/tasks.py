@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from agentgraph.errors import AgentGraphError
 
-__all__ = ["TaskFamily", "task_family", "sinusoid_task"]
+__all__ = ["TASKS", "TaskFamily", "image_family", "register_task", "sinusoid_family", "sinusoid_task", "task_family"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,25 +57,23 @@ def sinusoid_task(key: jax.Array, steps: int, batch: int, cv: int, *, evenly_spa
     return sample_sinusoid_task(key, steps, batch, cv, evenly_spaced=evenly_spaced)
 
 
-def task_family(cfg: Any) -> TaskFamily:
-    """The task family of a :class:`~agentgraph.meta.config.TrainConfig`; loads data eagerly, so
-    a missing dataset is reported before any compute.
-
-    Example:
-        >>> from agentgraph.meta.config import parse_config
-        >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 20, 1], "loss": "l2"}})
-        >>> task_family(cfg).n_in
-        1
-    """
+def sinusoid_family(cfg: Any) -> TaskFamily:
+    """The sinusoid regression family of MPLP §4.1 (``data.task: sinusoid``)."""
     K, B, C = cfg.meta.inner_steps, cfg.meta.batch, cfg.data.cv_batch
-    if cfg.data.task == "sinusoid":
-        return TaskFamily(
-            sample=lambda key: sinusoid_task(key, K, B, C),
-            eval_sample=lambda key: sinusoid_task(key, K, B, 100, evenly_spaced=True),
-            n_in=1, n_out=1, classification=False,
-        )
+    return TaskFamily(
+        sample=lambda key: sinusoid_task(key, K, B, C),
+        eval_sample=lambda key: sinusoid_task(key, K, B, 100, evenly_spaced=True),
+        n_in=1, n_out=1, classification=False,
+    )
+
+
+def image_family(cfg: Any) -> TaskFamily:
+    """Classification tasks from a dataset of :func:`agentgraph.data.load_dataset`
+    (``data.task``: ``mnist``, ``digits``, ``fashion_mnist``, ``idx``, ``npz``): each task is
+    ``K`` random training batches and a held-out set; evaluation's held-out set is the test split."""
     from agentgraph.data import load_dataset, sample_classification_task
 
+    K, B, C = cfg.meta.inner_steps, cfg.meta.batch, cfg.data.cv_batch
     kwargs: dict[str, Any] = {"size": cfg.data.image_size}
     if cfg.data.task in ("npz", "idx", "fashion_mnist"):
         kwargs["path"] = cfg.data.path
@@ -85,7 +83,7 @@ def task_family(cfg: Any) -> TaskFamily:
     x_tr, y_tr = jnp.asarray(ds.x_train, jnp.float32), jnp.asarray(ds.y_train)
     x_te, y_te = jnp.asarray(ds.x_test, jnp.float32), jnp.asarray(ds.y_test)
     n_in, n_cls = int(x_tr.shape[1]), int(ds.n_classes)
-    if n_in != cfg.net.sizes[0] or n_cls != cfg.net.sizes[-1]:
+    if cfg.net.library and (n_in != cfg.net.sizes[0] or n_cls != cfg.net.sizes[-1]):
         raise AgentGraphError(
             f"Dataset {cfg.data.task!r} has {n_in} inputs and {n_cls} classes but net.sizes is "
             f"{cfg.net.sizes}; set net.sizes to start with {n_in} and end with {n_cls}."
@@ -102,3 +100,46 @@ def task_family(cfg: Any) -> TaskFamily:
         return task
 
     return TaskFamily(sample=sample, eval_sample=eval_sample, n_in=n_in, n_out=n_cls, classification=True)
+
+
+#: Registered task families (``data.task``): ``name -> (config) -> TaskFamily``. Add yours with
+#: :func:`register_task`, or name a factory ``"package.module:function"`` in the config.
+TASKS: dict[str, Callable[[Any], TaskFamily]] = {
+    "sinusoid": sinusoid_family,
+    "mnist": image_family,
+    "digits": image_family,
+    "fashion_mnist": image_family,
+    "idx": image_family,
+    "npz": image_family,
+}
+
+
+def register_task(name: str, factory: Callable[[Any], TaskFamily]) -> None:
+    """Make ``data.task: <name>`` use ``factory(cfg) -> TaskFamily``.
+
+    Example:
+        >>> register_task("my_sine", sinusoid_family); TASKS.pop("my_sine").__name__
+        'sinusoid_family'
+    """
+    TASKS[name] = factory
+
+
+def task_family(cfg: Any) -> TaskFamily:
+    """The task family of a :class:`~agentgraph.meta.config.TrainConfig`; loads data eagerly, so
+    a missing dataset is reported before any compute.
+
+    Example:
+        >>> from agentgraph.meta.config import parse_config
+        >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 20, 1], "loss": "l2"}})
+        >>> task_family(cfg).n_in
+        1
+    """
+    factory = TASKS.get(cfg.data.task)
+    if factory is None:
+        from agentgraph.protocols.base import load_callable
+
+        factory = load_callable(cfg.data.task, "data.task")
+    family = factory(cfg)
+    if not isinstance(family, TaskFamily):
+        raise AgentGraphError(f"data.task {cfg.data.task!r} returned {type(family).__name__}, not a TaskFamily.")
+    return family

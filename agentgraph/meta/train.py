@@ -2,20 +2,19 @@
 
 ``train(cfg)`` writes into ``cfg.run.out_dir``: ``metrics.jsonl`` (one line per meta-step:
 meta-loss, held-out loss, mean hint loss, first/last inner loss, seconds) and checkpoints
-``ckpt_<step>.npz`` holding the learned protocol, its normalisation, the optimiser state, the
-prior pool and the step. Randomness is derived from ``(run.seed, step)``, so ``resume=True``
+``ckpt_<step>.npz`` holding the :class:`TrainState` (the protocol's meta-parameters and any
+learned prior, its measured stats, the optimiser state, the prior pool) and the step. Randomness is derived from ``(run.seed, step)``, so ``resume=True``
 continues exactly as an uninterrupted run would (same numbers on CPU). A non-finite meta-loss or
 gradient skips that update, is reported with its step, and is never written to a checkpoint.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,20 +24,35 @@ import optax
 from agentgraph.errors import AgentGraphError
 from agentgraph.meta import checkpoint as ckpt
 from agentgraph.meta.config import TrainConfig, parse_config
-from agentgraph.meta.imitation import make_imitation, matched_out_scale, task_imitation_loss
-from agentgraph.meta.gradient_input import train_scale
+from agentgraph.meta.context import Context, make_contexts
 from agentgraph.meta.loop import batch_meta_loss, task_meta_loss
-from agentgraph.meta.normalisation import initial_norm
+from agentgraph.meta.objectives import make_objective
 from agentgraph.meta.optim import meta_optimizer
-from agentgraph.meta.setup import Setup, build_graph, make_setup, prior_pool
 from agentgraph.meta.tasks import TaskFamily, task_family
-from agentgraph.protocols import mplp
 from agentgraph.runtime import release_freed_memory
 
-__all__ = ["TrainResult", "init_training", "make_meta_step", "make_setups", "train"]
+__all__ = ["TrainResult", "TrainState", "init_training", "init_training_shapes", "make_meta_step", "measure_stats",
+           "train"]
 
-FORMAT = "agentgraph-train-1"
+FORMAT = "agentgraph-train-2"
 MAX_BAD_STEPS = 20
+
+
+class TrainState(NamedTuple):
+    """Everything meta-training carries from one meta-step to the next (a pytree).
+
+    Attributes:
+        trainable: what the meta-optimiser changes: ``{"protocol": learned}`` and, with
+            ``meta.maml``, ``"prior"``: learned initial weights ``{kind: {field: [N, ...]}}``.
+        stats: the protocol's measured, frozen quantities (``Protocol.calibrate``).
+        opt_state: the meta-optimiser's state.
+        pool: start weights of the inner runs, ``{kind: {field: [P, N, ...]}}``.
+    """
+
+    trainable: dict
+    stats: Any
+    opt_state: Any
+    pool: dict
 
 
 class TrainResult(dict):
@@ -46,76 +60,113 @@ class TrainResult(dict):
     ``bad_steps``, ``checkpoint``, ``out_dir``."""
 
 
-def make_setups(cfg: TrainConfig) -> list[Setup]:
-    """The inner networks meta-training cycles through: one, or ``meta.graph_pool`` seeded
-    random DAGs (seeds ``run.seed + i``)."""
-    if cfg.meta.graph_pool == 1:
-        return [make_setup(cfg)]
-    return [make_setup(cfg, build_graph(cfg, seed=cfg.run.seed + i)) for i in range(cfg.meta.graph_pool)]
+def _keys(cfg: TrainConfig) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """``(protocol, pool, calibration, prior)`` keys of a run: one split of ``run.seed``."""
+    k = jax.random.split(jax.random.PRNGKey(cfg.run.seed), 4)
+    return k[0], k[1], k[2], k[3]
 
 
-def _extra_pools(cfg: TrainConfig, setups: list[Setup], key: jax.Array) -> dict[str, Any]:
-    return {str(i): prior_pool(s, jax.random.fold_in(key, i), cfg.meta.prior_pool) for i, s in enumerate(setups)
-            if i > 0}
+def measure_stats(ctx: Context, family: TaskFamily, learned: Any = None) -> tuple[Any, Any, dict]:
+    """``(learned, stats, pool)`` as meta-training starts on ``ctx``'s network: the protocol's
+    fresh meta-parameters for ``run.seed`` (or ``learned``), its stats calibrated over inner loops
+    on the seed's prior pool (``Protocol.calibrate``), and the pool. ``agentgraph eval
+    --remeasure`` calls it on a transfer target with the *untrained* protocol, as training did.
+
+    Example:
+        >>> from agentgraph.meta.config import parse_config
+        >>> from agentgraph.meta.context import make_context
+        >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
+        ...                     "protocol": {"calibration_rounds": 1}, "meta": {"inner_steps": 2}})
+        >>> learned, stats, pool = measure_stats(make_context(cfg), task_family(cfg))
+        >>> sorted(stats["synapse:0"])
+        ['in_inv_std', 'in_mean', 'out_mean']
+    """
+    cfg, proto = ctx.cfg, ctx.protocol
+    k_meta, k_pool, k_cal, _ = _keys(cfg)
+    if learned is None:
+        learned = proto.init(k_meta, ctx.net.graph)
+    pool = ctx.pool(k_pool, cfg.meta.prior_pool)
+    stats = proto.calibrate(learned, proto.init_stats(ctx.net.graph), ctx, family.sample, k_cal, pool)
+    return learned, stats, pool
 
 
-def init_training(cfg: TrainConfig, setup: Setup, family: TaskFamily,
-                  setups: list[Setup] | None = None) -> dict[str, Any]:
-    """A fresh training state: protocol, measured normalisation, prior pool (``pool_extra``: the
-    pools of the other graphs of a graph pool), optimiser state."""
-    _, k_pool, k_cal, k_prior = jax.random.split(jax.random.PRNGKey(cfg.run.seed), 4)  # as initial_norm's
-    meta, norm, pool = initial_norm(cfg, setup, family.sample)
-    trainable: dict[str, Any] = {}
-    if cfg.protocol.rule == "mplp":
-        trainable["protocol"] = meta
-        if cfg.meta.imitation_steps:  # warm start: begin with updates the size of SGD's
-            imit = make_imitation(setup)
-            task = family.sample(jax.random.fold_in(k_cal, 1))
-            trainable = matched_out_scale(trainable, norm, setup, imit, task, pool["w"][0], pool["b"][0])
+def init_training(cfg: TrainConfig, ctx: Context, family: TaskFamily) -> TrainState:
+    """A fresh training state: the protocol's meta-parameters (adjusted by its warm start's
+    ``prepare``), measured stats, prior pool, a learned prior with ``meta.maml``, optimiser state.
+
+    Raises:
+        AgentGraphError: there is nothing to meta-train (a protocol with no meta-parameters and no
+            ``meta.maml``).
+    """
+    _, _, k_cal, k_prior = _keys(cfg)
+    learned, stats, pool = measure_stats(ctx, family)
+    warm = ctx.protocol.warm_start
+    if warm is not None and warm.prepare is not None:
+        task = family.sample(jax.random.fold_in(k_cal, 1))
+        learned = warm.prepare(learned, stats, ctx, task, jax.tree.map(lambda v: v[0], pool))
+    trainable: dict[str, Any] = {"protocol": learned}
     if cfg.meta.maml:
-        trainable["prior"] = {"w": cfg.net.init_std * jax.random.normal(k_prior, (setup.n_synapses,)),
-                              "b": jnp.zeros((setup.n_biases,))}
-    opt_state = meta_optimizer(cfg.meta.meta_lr).init(trainable)
-    out = {"trainable": trainable, "opt_state": opt_state, "norm": norm, "pool": pool}
-    if setups and len(setups) > 1:
-        out["pool_extra"] = _extra_pools(cfg, setups, k_pool)
-    return out
+        trainable["prior"] = ctx.fresh(k_prior)
+    if not jax.tree.leaves(trainable):
+        raise AgentGraphError(f"The protocol {ctx.protocol.name!r} has no meta-parameters: there is nothing to "
+                              "meta-train. Set meta.maml to true to learn the initial weights (MAML).")
+    return TrainState(trainable, stats, meta_optimizer(cfg.meta.meta_lr).init(trainable), pool)
 
 
-def make_meta_step(cfg: TrainConfig, setup: Setup, family: TaskFamily, *, imitation: bool = False,
-                   unroll: int | None = None, grad_feed: bool = True) -> Callable:
-    """The jitted meta-step ``(train_state, step) -> (train_state, metrics, finite)``
-    (``imitation``: the warm-start objective of :mod:`agentgraph.meta.imitation`, at
-    ``meta.imitation_meta_lr``; ``unroll``: meta-train on the first ``unroll`` inner steps of
-    each task only — the curriculum; ``grad_feed``: run the gradient protocol for a
-    ``protocol.grad_input`` — false once a ``train`` input has faded out).
+def init_training_shapes(cfg: TrainConfig, ctx: Context) -> TrainState:
+    """The structure and shapes of a training state, without calibrating (a checkpoint template)."""
+    key = jax.random.PRNGKey(0)
+    trainable: dict[str, Any] = {"protocol": ctx.protocol.init(key, ctx.net.graph)}
+    if cfg.meta.maml:
+        trainable["prior"] = ctx.fresh(key)
+    return TrainState(trainable, ctx.protocol.init_stats(ctx.net.graph), meta_optimizer(cfg.meta.meta_lr).init(trainable),
+                      ctx.pool(key, cfg.meta.prior_pool))
+
+
+def make_meta_step(cfg: TrainConfig, ctx: Context, family: TaskFamily, *, warm: bool = False,
+                   unroll: int | None = None, stage: Hashable = None) -> Callable:
+    """The jitted meta-step ``(train_state, step, program) -> (train_state, metrics, finite)``
+    (``program``: the protocol's compiled graph, an argument so that the programs of a graph
+    pool share one executable; ``warm``: the protocol's warm-start objective at its meta-lr;
+    ``unroll``: meta-train on the first ``unroll`` inner steps of each task only — the
+    curriculum; ``stage``: the protocol's static variant, ``Protocol.stage``).
 
     A step whose meta-loss or gradients are not finite leaves the state unchanged and returns
     ``finite = False``.
     """
     m = cfg.meta
-    opt = meta_optimizer(m.imitation_meta_lr or m.meta_lr if imitation else m.meta_lr)
+    w = ctx.protocol.warm_start
+    opt = meta_optimizer((w.meta_lr or m.meta_lr) if warm else m.meta_lr)
     data_key = jax.random.fold_in(jax.random.PRNGKey(cfg.run.seed), 1)
-    n_tasks = cfg.meta.outer_batch
-    objective = functools.partial(task_imitation_loss, imit=make_imitation(setup)) if imitation else task_meta_loss
+    n_tasks = m.outer_batch
+    warm_steps = w.steps if w is not None else 0
+    objective = make_objective(m)
+    warm_loss = w.make(ctx) if warm else None
 
-    def step_fn(ts, step):
+    def task_loss(phase):
+        def one(trainable, stats, program, task, w0):
+            if warm_loss is not None:
+                return warm_loss(trainable["protocol"], stats, task, trainable.get("prior", w0))
+            return task_meta_loss(trainable, stats, ctx, program, task, w0, objective, stage=stage, phase=phase)
+
+        return one
+
+    def step_fn(ts: TrainState, step, program):
         k = jax.random.fold_in(data_key, step)
         k_tasks, k_prior = jax.random.split(k)
         tasks = jax.vmap(family.sample)(jax.random.split(k_tasks, n_tasks))
         if unroll is not None:
             tasks = {**tasks, "train": jax.tree.map(lambda v: v[:, :unroll], tasks["train"])}
-        idx = jax.random.randint(k_prior, (n_tasks,), 0, ts["pool"]["w"].shape[0])
-        w0s, b0s = ts["pool"]["w"][idx], ts["pool"]["b"][idx]
-        scale = train_scale(setup, jnp.maximum(step - m.imitation_steps, 0)) if grad_feed else None
-        obj = functools.partial(objective, grad_scale=scale)
+        idx = jax.random.randint(k_prior, (n_tasks,), 0, jax.tree.leaves(ts.pool)[0].shape[0])
+        w0s = jax.tree.map(lambda v: v[idx], ts.pool)
+        phase = jnp.maximum(step - warm_steps, 0)
         (loss, aux), grads = jax.value_and_grad(batch_meta_loss, has_aux=True)(
-            ts["trainable"], ts["norm"], setup, tasks, w0s, b0s, obj)
+            ts.trainable, ts.stats, ctx, program, tasks, w0s, task_loss(phase))
         finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-        updates, new_opt = opt.update(grads, ts["opt_state"], ts["trainable"])
-        new_tr = optax.apply_updates(ts["trainable"], updates)
+        updates, new_opt = opt.update(grads, ts.opt_state, ts.trainable)
+        new_tr = optax.apply_updates(ts.trainable, updates)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
-        out = {**ts, "trainable": keep(new_tr, ts["trainable"]), "opt_state": keep(new_opt, ts["opt_state"])}
+        out = ts._replace(trainable=keep(new_tr, ts.trainable), opt_state=keep(new_opt, ts.opt_state))
         metrics = {"meta_loss": loss, "cv": aux["cv"], "hint": aux["hint"].mean(),
                    "inner_first": aux["loss"][0], "inner_last": aux["loss"][-1]}
         return out, metrics, finite
@@ -153,6 +204,10 @@ def _trim_metrics(path: str, upto: int) -> None:
         f.writelines(lines)
 
 
+def _state_keys(tree: Any) -> set[str]:
+    return {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_steps: int | None = None,
           log: Callable[[str], None] = print) -> TrainResult:
     """Meta-train the protocol ``cfg`` describes.
@@ -171,8 +226,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
     """
     out_dir = cfg.run.out_dir
     family = task_family(cfg)  # loads data: a missing dataset fails here, before any compute
-    setups = make_setups(cfg)
-    setup = setups[0]
+    ctxs = make_contexts(cfg)
+    ctx = ctxs[0]
+    proto = ctx.protocol
     os.makedirs(out_dir, exist_ok=True)
     metrics_path = os.path.join(out_dir, "metrics.jsonl")
     start = 0
@@ -183,8 +239,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
         if path is None:
             log(f"no checkpoint in {out_dir!r}: starting fresh")
         else:
-            template = init_training_shapes(cfg, setup, setups)
-            tree, meta = ckpt.load(path, template)
+            tree, meta = ckpt.load(path, init_training_shapes(cfg, ctx))
             saved = meta.get("config")
             # compare validated configs: fields added since the checkpoint take their defaults
             if saved is None or parse_config(saved).model_dump(mode="json") != cfg.model_dump(mode="json"):
@@ -202,35 +257,27 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
                 "choose another run.out_dir."
             )
         t0 = time.perf_counter()
-        ts = init_training(cfg, setup, family, setups)
+        ts = init_training(cfg, ctx, family)
         setup_seconds = time.perf_counter() - t0
-        if cfg.protocol.rule == "mplp":
-            log(f"normalisation measured over {cfg.meta.calibration_rounds} inner loops in {setup_seconds:.1f} s")
+        log(f"protocol {proto.name!r} initialised (stats measured) in {setup_seconds:.1f} s")
         if os.path.exists(metrics_path):
             os.remove(metrics_path)
     _trim_metrics(metrics_path, start)
-    programs: dict[tuple, list[Callable]] = {}  # (imitation, unroll, gradient fed) -> a meta-step per graph
+    warm_steps = proto.warm_start.steps if proto.warm_start is not None else 0
+    programs: dict[tuple, Callable] = {}  # (warm start, unroll, stage) -> one meta-step for every pool graph
 
-    def pick(s: int, i: int) -> Callable:
-        imitation = s < cfg.meta.imitation_steps
-        phase = max(s - cfg.meta.imitation_steps, 0)  # curriculum and gradient fade count meta-loss steps
-        k = cfg.meta.unroll_at(phase) if not imitation else cfg.meta.inner_steps
-        feed = train_scale(setup, phase) is not None
-        if (imitation, k, feed) not in programs:
+    def meta_step(ts, s):  # graph s mod G, all through one compiled step (one bucket)
+        warm = s < warm_steps
+        phase = max(s - warm_steps, 0)  # curriculum and protocol stages count meta-loss steps
+        k = cfg.meta.unroll_at(phase) if not warm else cfg.meta.inner_steps
+        stage = proto.stage(phase)
+        if (warm, k, stage) not in programs:
             unroll = k if k < cfg.meta.inner_steps else None
-            programs[imitation, k, feed] = [_release_after_compile(make_meta_step(
-                cfg, su, family, imitation=imitation, unroll=unroll, grad_feed=feed)) for su in setups]
-        return programs[imitation, k, feed][i]
+            programs[warm, k, stage] = _release_after_compile(
+                make_meta_step(cfg, ctx, family, warm=warm, unroll=unroll, stage=stage))
+        return programs[warm, k, stage](ts, s, ctxs[s % len(ctxs)].program)
 
-    def meta_step(ts, s):  # graph s mod G; the other graphs' prior pools ride along untouched
-        i = s % len(setups)
-        fn = pick(s, i)
-        if i == 0:
-            return fn(ts, s)
-        new, m, f = fn({**ts, "pool": ts["pool_extra"][str(i)]}, s)
-        return {**new, "pool": ts["pool"]}, m, f
-
-    evaluate_now = _periodic_eval(cfg, setup, family) if cfg.run.eval_every else None
+    evaluate_now = _periodic_eval(cfg, ctx, family) if cfg.run.eval_every else None
     end = cfg.meta.meta_steps if max_steps is None else min(cfg.meta.meta_steps, start + max_steps)
     bar = None
     if progress:
@@ -246,13 +293,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
             t0 = time.perf_counter()
             new_ts, m, finite = meta_step(ts, s)
             m = {k: float(v) for k, v in m.items()}
-            if s < cfg.meta.imitation_steps:
-                m["imitation"] = True  # meta_loss is the warm-start objective on this step
+            if s < warm_steps:
+                m["warm_start"] = True  # meta_loss is the protocol's warm-start objective on this step
             elif cfg.meta.curriculum:
-                m["unroll"] = cfg.meta.unroll_at(s - cfg.meta.imitation_steps)
-            if cfg.protocol.grad_input == "train" and s >= cfg.meta.imitation_steps:
-                sc = train_scale(setup, s - cfg.meta.imitation_steps)
-                m["grad_scale"] = 0.0 if sc is None else float(sc)
+                m["unroll"] = cfg.meta.unroll_at(s - warm_steps)
             dt = time.perf_counter() - t0
             times.append(dt)
             if not bool(finite):
@@ -290,34 +334,18 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
     )
 
 
-def _periodic_eval(cfg: TrainConfig, setup: Setup, family: TaskFamily) -> Callable:
+def _periodic_eval(cfg: TrainConfig, ctx: Context, family: TaskFamily) -> Callable:
     """``(train_state, step) -> float``: the protocol's mean score after the last inner step on
     ``run.eval_runs`` fresh networks (fixed evaluation keys, so the curve is comparable across
     steps); one compiled program."""
-    from agentgraph.meta.evaluate import run_mplp
-    from agentgraph.meta.loop import protocol_params
+    from agentgraph.meta.evaluate import run_protocol
 
     keys = jax.random.split(jax.random.PRNGKey(2_000_003), cfg.run.eval_runs)
 
     @jax.jit
-    def scores(trainable, norm):
-        params, prog = protocol_params(setup, trainable, norm)
+    def scores(trainable, stats):
+        params = ctx.params(trainable["protocol"], stats)
         prior = trainable.get("prior")
-        return jax.vmap(lambda k: run_mplp(setup, family, params, k, prior, prog)[0][-1])(keys).mean()
+        return jax.vmap(lambda k: run_protocol(ctx, family, params, k, prior)[0][-1])(keys).mean()
 
-    return lambda ts, s: float(scores(ts["trainable"], ts["norm"]))
-
-
-def init_training_shapes(cfg: TrainConfig, setup: Setup, setups: list[Setup] | None = None) -> dict[str, Any]:
-    """The structure and shapes of a training state, without calibrating (a checkpoint template)."""
-    key = jax.random.PRNGKey(0)
-    sharing = cfg.protocol.sharing
-    trainable: dict[str, Any] = {}
-    if cfg.protocol.rule == "mplp":
-        trainable["protocol"] = mplp.init_meta(setup.graph, key, setup.config, sharing)
-    if cfg.meta.maml:
-        trainable["prior"] = {"w": jnp.zeros((setup.n_synapses,)), "b": jnp.zeros((setup.n_biases,))}
-    return {"trainable": trainable, "opt_state": meta_optimizer(cfg.meta.meta_lr).init(trainable),
-            "norm": mplp.init_norm(setup.graph, setup.config, sharing),
-            "pool": prior_pool(setup, key, cfg.meta.prior_pool),
-            **({"pool_extra": _extra_pools(cfg, setups, key)} if setups and len(setups) > 1 else {})}
+    return lambda ts, s: float(scores(ts.trainable, ts.stats))

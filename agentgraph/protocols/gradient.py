@@ -3,24 +3,18 @@
 The library kinds' backward functions are each node's local chain rule with sum aggregation, and
 every parameter agent updates by ``-lr * message * stored input`` — so one inner step of a
 library graph is exactly one SGD step on the loss ``mean over the batch of the sum of the loss
-agents' losses``. This module gives that protocol its parameters and provides the independent
-autodiff oracle it is tested against.
+agents' losses``. This module gives that protocol its parameters; the independent autodiff
+oracle it is tested against is :mod:`agentgraph.testing.oracle`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from agentgraph.arrows.ports import aggregate
 from agentgraph.graph import AgentGraph
-from agentgraph.interpreter import _check_batch, _in_arrows, schedule
+from agentgraph.protocols.base import Network, Protocol
 
-__all__ = ["params", "loss_function", "sgd_reference"]
+__all__ = ["params", "sgd"]
 
 
 def params(graph: AgentGraph, lr: float) -> dict[str, dict[str, float]]:
@@ -34,92 +28,30 @@ def params(graph: AgentGraph, lr: float) -> dict[str, dict[str, float]]:
     return {g: {"lr": lr} for g in graph.groups()}
 
 
-def loss_function(graph: AgentGraph) -> Callable[[Mapping, Mapping, Mapping], jax.Array]:
-    """The graph's forward sweep as one differentiable JAX function — the autodiff oracle.
-
-    Returns ``f(agent_params, example_state, batch) -> scalar``: ``agent_params`` is
-    ``{agent: {per-agent field: value}}``, ``example_state`` is ``{agent: {per-example field:
-    [B, ...]}}`` (as from :func:`~agentgraph.interpreter.init_state`), and the result is the batch
-    mean of the summed loss agents' losses. It calls the kinds' forward functions directly, so
-    ``jax.grad`` of it checks any kind's hand-written backward.
-
-    Example:
-        >>> import numpy as np, jax
-        >>> from agentgraph.builders import mlp
-        >>> from agentgraph.interpreter import init_state
-        >>> g = mlp([2, 1], loss="l2", seed=0)
-        >>> s = init_state(g, 2)
-        >>> f = loss_function(g)
-        >>> pa = {a: {k: v for k, v in d.items() if not g.kind_of(a).fields[k].per_example} for a, d in s.items()}
-        >>> ex = {a: {k: v for k, v in d.items() if g.kind_of(a).fields[k].per_example} for a, d in s.items()}
-        >>> float(f(pa, ex, {"x": np.ones((2, 2)), "y": np.zeros((2, 1))})) >= 0
-        True
-    """
-    graph.validate()
-    gens = schedule(graph, "forward")
-    inbound = _in_arrows(graph, "forward")
-    nodes = graph.nx.nodes
-
-    def f(agent_params: Mapping, example_state: Mapping, batch: Mapping) -> jax.Array:
-        B = next(iter(np.shape(v)[0] for v in batch.values()))
-        data = _check_batch(graph, batch, B)
-        sent: dict[Hashable, dict[str, Any]] = {}
-        total = jnp.zeros(B)
-        for gen in gens:
-            for agent in gen:
-                kind = graph.kind_of(agent)
-                if not kind.runs("forward"):
-                    continue
-                arrows = inbound.get(agent, [])
-                inbox = {}
-                for port, spec in kind.forward_ports.items():
-                    msgs = [sent[s][o] for s, o, pp in arrows if pp == port]
-                    inbox[port] = (
-                        aggregate(jnp.stack(msgs), spec.aggregation, spec.size)
-                        if msgs else jnp.zeros((B, spec.size))
-                    )
-                if kind.external is not None:
-                    inbox["data"] = jnp.asarray(data[kind.external][:, int(nodes[agent]["slot"])])
-                pa = dict(agent_params.get(agent, {}))
-                ex = dict(example_state.get(agent, {}))
-                p = None
-
-                def one(ex_b, in_b, pa=pa, kind=kind, p=p):
-                    return kind.forward(p, {**pa, **ex_b}, in_b)
-
-                new, raw = jax.vmap(one)(ex, inbox)
-                sent[agent] = raw if isinstance(raw, Mapping) else {"out": raw}
-                if kind.loss_field is not None:
-                    total = total + jnp.reshape(new[kind.loss_field], (B, -1)).sum(axis=1)
-        return jnp.mean(total)
-
-    return f
+def _same_network(net: Network) -> Network:
+    return net
 
 
-def sgd_reference(
-    graph: AgentGraph, state: Mapping[Hashable, Mapping[str, Any]], lr: float, batch: Mapping[str, Any]
-) -> dict[Hashable, dict[str, np.ndarray]]:
-    """One SGD step by ``jax.grad`` of :func:`loss_function`: the per-agent fields after it.
+def _no_learned(key: Any, graph: AgentGraph) -> dict:
+    return {}
 
-    Returns ``{agent: {per-agent field: value - lr * grad}}`` in float64.
+
+def sgd(lr: float = 0.05) -> Protocol:
+    """The gradient protocol as a :class:`~agentgraph.protocols.base.Protocol`: plain SGD with
+    rate ``lr`` on the network's own kinds. It has no meta-parameters of its own; meta-training
+    it with ``meta.maml`` learns only the initial weights (the MAML baseline).
 
     Example:
-        >>> import numpy as np
-        >>> from agentgraph.builders import mlp
-        >>> from agentgraph.interpreter import init_state
-        >>> g = mlp([2, 1], loss="l2", seed=0)
-        >>> new = sgd_reference(g, init_state(g, 2), 0.1, {"x": np.ones((2, 2)), "y": np.zeros((2, 1))})
-        >>> sorted(new[("b", 0, 0)])
-        ['b']
+        >>> from agentgraph.builders import mlp_network
+        >>> p = sgd(0.1)
+        >>> net = p.network(mlp_network([2, 1], loss="l2"))
+        >>> p.params(p.init(None, net.graph), {}, net.graph)["synapse:0"]
+        {'lr': 0.1}
     """
-    with jax.enable_x64(True):
-        pa, ex = {}, {}
-        for a, fields in state.items():
-            kind = graph.kind_of(a)
-            pa[a] = {k: jnp.asarray(v, jnp.float64) for k, v in fields.items() if not kind.fields[k].per_example}
-            ex[a] = {k: jnp.asarray(v, jnp.float64) for k, v in fields.items() if kind.fields[k].per_example}
-        grads = jax.grad(loss_function(graph))(pa, ex, batch)
-        return {
-            a: {k: np.asarray(v - lr * grads[a][k]) for k, v in fields.items()}
-            for a, fields in pa.items()
-        }
+    if not lr > 0:
+        from agentgraph.errors import AgentGraphError
+
+        raise AgentGraphError(f"protocol.lr must be positive, got {lr}.")
+    return Protocol(name="sgd", network=_same_network, init=_no_learned,
+                    params=lambda learned, stats, graph: params(graph, lr), gradient_free=False,
+                    config={"lr": lr})

@@ -4,7 +4,7 @@
 fields, each backward port's aggregated message (``in_<port>``, the port's size) and each
 per-agent update (``upd_<field>``, before the engine averages it over the inner batch). Wrapping
 the library kinds this way turns the gradient protocol into a teacher whose messages and
-updates can be read after a step (:mod:`agentgraph.meta.imitation` fits MPLP's learners to
+updates can be read after a step (:mod:`agentgraph.protocols.mplp.imitation` fits MPLP's learners to
 them), and lets a user look at the messages any protocol sends.
 
 Example:

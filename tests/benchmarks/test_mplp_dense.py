@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import pathlib
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from agentgraph import compile, mlp
-from agentgraph.protocols import mplp, mplp_dense
+from agentgraph.protocols import mplp
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "baselines"))
+import mplp_dense  # noqa: E402  (the hand-written baseline lives with the benchmarks)
 
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "l2"])

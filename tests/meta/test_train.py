@@ -1,6 +1,6 @@
-"""MPLP meta-training: config errors, a short run that learns, resume == uninterrupted, NaN
-handling, MAML, truncation, outer batches, the written-out inner loop (other graphs:
-test_meta_graphs.py)."""
+"""Meta-training (agentgraph.meta.train, loop, evaluate) with MPLP and the SGD/MAML baseline:
+config errors, a short run that learns, resume == uninterrupted, NaN handling, MAML, truncation,
+outer batches, the written-out inner loop (other graphs: test_graphs.py)."""
 
 from __future__ import annotations
 
@@ -15,35 +15,14 @@ import pytest
 from agentgraph import AgentGraphError
 from agentgraph.meta import checkpoint as ckpt
 from agentgraph.meta.config import load_config, parse_config
+from agentgraph.meta.context import make_context
+from agentgraph.meta.objectives import make_objective
 from agentgraph.meta.protocol_io import load_protocol
-from agentgraph.meta.setup import make_setup
+from agentgraph.meta.tasks import task_family
 from agentgraph.meta.train import train
+from helpers import _first, _metrics, _pieces, digits_cfg
 
 pytest.importorskip("sklearn")
-
-
-def digits_cfg(tmp_path, **over):
-    tmp_path = __import__("pathlib").Path(tmp_path)
-    cfg = {
-        "net": {"sizes": [64, 10], "activation": "sigmoid", "loss": "cross_entropy"},
-        "data": {"task": "digits", "image_size": 8, "cv_batch": 50},
-        "protocol": {"k": 2, "hidden": 2, "sharing": "kind"},
-        "meta": {"inner_steps": 5, "batch": 8, "outer_batch": 2, "meta_steps": 100, "meta_lr": 1e-3,
-                 "prior_pool": 8, "calibration_rounds": 2},
-        "run": {"seed": 0, "out_dir": str(tmp_path / "run"), "checkpoint_every": 50},
-    }
-    for dotted, v in over.items():
-        node = cfg
-        *head, last = dotted.split("__")
-        for h in head:
-            node = node.setdefault(h, {})
-        node[last] = v
-    return parse_config(cfg)
-
-
-def _metrics(out_dir):
-    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
-        return [json.loads(ln) for ln in f]
 
 
 def test_malformed_configs_name_the_field(tmp_path):
@@ -53,6 +32,12 @@ def test_malformed_configs_name_the_field(tmp_path):
         parse_config({"meta": {"batch": 0}})
     with pytest.raises(AgentGraphError, match=r"protocol\.sharing"):
         parse_config({"protocol": {"sharing": "everything"}})
+    with pytest.raises(AgentGraphError, match=r"meta\.imitation_steps is an MPLP option now: write it as protocol\.imitation_steps"):
+        parse_config({"meta": {"imitation_steps": 3}})
+    with pytest.raises(AgentGraphError, match=r"protocol\.lr"):
+        parse_config({"protocol": {"rule": "sgd", "lr": "fast"}})
+    with pytest.raises(AgentGraphError, match=r"protocol\.rule .*no_such_module"):
+        parse_config({"protocol": {"rule": "no_such_module:factory"}})
     with pytest.raises(AgentGraphError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
@@ -106,7 +91,7 @@ def test_nan_step_is_reported_and_never_checkpointed(tmp_path, monkeypatch):
 
     tr = importlib.import_module("agentgraph.meta.train")
 
-    cfg = digits_cfg(tmp_path, meta__meta_steps=4, run__checkpoint_every=1, meta__calibration_rounds=1)
+    cfg = digits_cfg(tmp_path, meta__meta_steps=4, run__checkpoint_every=1, protocol__calibration_rounds=1)
     real = tr.task_family
 
     def poisoned(c):
@@ -136,7 +121,7 @@ def test_nan_step_is_reported_and_never_checkpointed(tmp_path, monkeypatch):
 
 
 def test_fresh_run_refuses_a_directory_with_old_checkpoints(tmp_path):
-    cfg = digits_cfg(tmp_path, meta__meta_steps=1, meta__calibration_rounds=1)
+    cfg = digits_cfg(tmp_path, meta__meta_steps=1, protocol__calibration_rounds=1)
     train(cfg, progress=False, log=lambda s: None)
     with pytest.raises(AgentGraphError, match="--resume"):
         train(cfg, progress=False, log=lambda s: None)
@@ -154,33 +139,27 @@ def test_sinusoid_paper_setting_meta_loss_decreases(tmp_path):
 
 def test_maml_prior_is_learned_jointly_with_a_stateless_protocol(tmp_path):
     cfg = digits_cfg(tmp_path, meta__maml=True, protocol__stateful=False, meta__hint_weight=0.0,
-                     meta__cv_weight=1.0, meta__meta_steps=3, meta__calibration_rounds=1)
+                     meta__cv_weight=1.0, meta__meta_steps=3, protocol__calibration_rounds=1)
     res = train(cfg, progress=False, log=lambda s: None)
     flat, _ = ckpt.load(res["checkpoint"])
-    prior = flat["['trainable']['prior']['w']"]
+    prior = flat[".trainable['prior']['synapse']['w']"]
     assert prior.shape == (640,)
-    assert any(k.startswith("['trainable']['protocol']") and "['f']" in k for k in flat)  # stateless f/g learners
-    assert np.abs(flat["['opt_state'][1][0].mu['prior']['w']"]).max() > 0  # the prior received gradients
+    assert any(k.startswith(".trainable['protocol']") and "['f']" in k for k in flat)  # stateless f/g learners
+    assert np.abs(flat[".opt_state[1][0].mu['prior']['synapse']['w']"]).max() > 0  # the prior received gradients
 
 
 def test_truncated_unroll_cuts_the_gradient_path():
     from agentgraph.meta.loop import task_meta_loss
-    from agentgraph.meta.setup import prior_pool
-    from agentgraph.meta.tasks import task_family
-    from agentgraph.protocols import mplp
 
     cfg = digits_cfg("/tmp", meta__inner_steps=4)
-    setup = make_setup(cfg)
-    fam = task_family(cfg)
-    meta = mplp.init_meta(setup.graph, jax.random.PRNGKey(0), setup.config, "kind")
-    norm = mplp.init_norm(setup.graph, setup.config, "kind")
-    pool = prior_pool(setup, jax.random.PRNGKey(1), 1)
+    ctx, fam, learned, stats, pool = _pieces(cfg)
     task = fam.sample(jax.random.PRNGKey(2))
 
     def grad_for(trunc):
-        s = make_setup(digits_cfg("/tmp", meta__inner_steps=4, meta__truncation=trunc)) if trunc else setup
-        f = lambda m: task_meta_loss({"protocol": m}, norm, s, task, pool["w"][0], pool["b"][0])[0]  # noqa: E731
-        val, grad = jax.jit(jax.value_and_grad(f))(meta)  # jit: one compile, not op by op
+        c = make_context(digits_cfg("/tmp", meta__inner_steps=4, meta__truncation=trunc)) if trunc else ctx
+        obj = make_objective(c.cfg.meta)
+        f = lambda m: task_meta_loss({"protocol": m}, stats, c, c.program, task, _first(pool), obj)[0]  # noqa: E731
+        val, grad = jax.jit(jax.value_and_grad(f))(learned)  # jit: one compile, not op by op
         return grad, val
 
     g_full, l_full = grad_for(None)
@@ -192,70 +171,66 @@ def test_truncated_unroll_cuts_the_gradient_path():
 
 
 def test_maml_baseline_learns_a_prior_for_plain_sgd(tmp_path):
-    from agentgraph.meta.evaluate import evaluate
+    from agentgraph.meta.evaluate import evaluate, run_protocol, score
     from agentgraph.meta.protocol_io import load_prior
 
-    cfg = digits_cfg(tmp_path, protocol__rule="sgd", protocol__sgd_lr=0.5, meta__maml=True, meta__hint_weight=0.0,
+    cfg = digits_cfg(tmp_path, protocol={"rule": "sgd", "lr": 0.5}, meta__maml=True, meta__hint_weight=0.0,
                      meta__cv_weight=1.0, meta__meta_steps=3, meta__meta_lr=1e-2)
     res = train(cfg, progress=False, log=lambda s: None)
     flat, _ = ckpt.load(res["checkpoint"])
-    assert not any(k.startswith("['trainable']['protocol']") for k in flat)  # nothing but the prior is learned
-    setup = make_setup(cfg)
-    prior = load_prior(res["checkpoint"], setup)
-    assert prior is not None and float(jnp.abs(prior["w"]).max()) > 0
-    proto, norm = load_protocol(res["checkpoint"], setup)
-    assert proto is None
-    ev = evaluate(cfg, proto, norm, runs=4, sgd_lr=0.1, adam_lr=0.01, setup=setup, prior=prior)
-    assert len(ev["mplp"]["mean"]) == 6 and len(ev["mplp"]["seen_mean"]) == 5
-    # the baseline's runs start from the learned prior and train it with SGD(sgd_lr)
-    from agentgraph.meta.evaluate import run_mplp, score
-    from agentgraph.meta.loop import protocol_params
-    from agentgraph.meta.tasks import task_family
-
+    assert not any(k.startswith(".trainable['protocol']") for k in flat)  # nothing but the prior is learned
+    ctx = make_context(cfg)
+    prior = load_prior(res["checkpoint"], ctx)
+    assert prior is not None and float(jnp.abs(prior["synapse"]["w"]).max()) > 0
+    learned, stats = load_protocol(res["checkpoint"], ctx)
+    assert learned == {} and stats == {}
+    ev = evaluate(cfg, learned, stats, runs=4, sgd_lr=0.1, adam_lr=0.01, ctx=ctx, prior=prior)
+    assert len(ev["protocol"]["mean"]) == 6 and len(ev["protocol"]["seen_mean"]) == 5
+    # the baseline's runs start from the learned prior and train it with SGD(lr)
     fam = task_family(cfg)
-    params, prog = protocol_params(setup, {}, norm)
-    assert prog is setup.plain and params["synapse:0"]["lr"] == 0.5
+    params = ctx.params(learned, stats)
+    assert params["synapse:0"]["lr"] == 0.5
     key = jax.random.PRNGKey(3)
-    scores, _ = run_mplp(setup, fam, params, key, prior, prog)
+    scores, _ = run_protocol(ctx, fam, params, key, prior)
     cv = fam.eval_sample(jax.random.split(key)[0])["cv"]
-    assert abs(float(scores[0]) - float(score(setup, fam, prior["w"], prior["b"], cv))) < 1e-6
+    assert abs(float(scores[0]) - float(score(ctx, fam, ctx.plain, None, prior, cv, plain=True))) < 1e-6
     with pytest.raises(AgentGraphError, match="meta.maml"):
-        digits_cfg(tmp_path, protocol__rule="sgd")
+        train(digits_cfg(tmp_path / "x", protocol={"rule": "sgd"}), progress=False, log=lambda s: None)
 
 
 def test_evaluation_in_chunks_of_runs_gives_the_same_numbers(tmp_path, monkeypatch):
     import importlib
 
-    from agentgraph.protocols import mplp
-
     ev = importlib.import_module("agentgraph.meta.evaluate")
     cfg = digits_cfg(tmp_path)
-    setup = make_setup(cfg)
-    meta = mplp.init_meta(setup.graph, jax.random.PRNGKey(0), setup.config, "kind")
-    norm = mplp.init_norm(setup.graph, setup.config, "kind")
-    whole = ev.evaluate(cfg, meta, norm, runs=3, sgd_lr=0.1, adam_lr=0.01, setup=setup)
+    ctx, _, learned, stats, _ = _pieces(cfg)
+    whole = ev.evaluate(cfg, learned, stats, runs=3, sgd_lr=0.1, adam_lr=0.01, ctx=ctx)
     monkeypatch.setattr(ev, "_MEMORY_BUDGET", 1.0)  # one run at a time (a big network's case)
-    assert ev._runs_at_once(setup, cfg.meta.batch) == 1
-    parts = ev.evaluate(cfg, meta, norm, runs=3, sgd_lr=0.1, adam_lr=0.01, setup=setup)
-    for m in ("mplp", "sgd", "adam"):
+    assert ev._runs_at_once(ctx, cfg.meta.batch) == 1
+    parts = ev.evaluate(cfg, learned, stats, runs=3, sgd_lr=0.1, adam_lr=0.01, ctx=ctx)
+    for m in ("protocol", "sgd", "adam"):
         np.testing.assert_allclose(whole[m]["mean"], parts[m]["mean"], atol=1e-6)
 
 
-def test_outer_batch_run_one_after_another_equals_vmapped(tmp_path):
-    from agentgraph.meta.loop import batch_meta_loss
-    from agentgraph.meta.setup import prior_pool
-    from agentgraph.meta.tasks import task_family
-    from agentgraph.protocols import mplp
+def _batch_loss(cfg, n_tasks):
+    from agentgraph.meta.loop import batch_meta_loss, task_meta_loss
 
+    ctx, fam, learned, stats, pool = _pieces(cfg, n_tasks)
+    tasks = jax.vmap(fam.sample)(jax.random.split(jax.random.PRNGKey(1), n_tasks))
+    obj = make_objective(cfg.meta)
+
+    def one(tr, st, program, task, w0):
+        return task_meta_loss(tr, st, ctx, program, task, w0, obj)
+
+    return lambda tr: batch_meta_loss(tr, stats, ctx, ctx.program, tasks, pool, one), {"protocol": learned}
+
+
+def test_outer_batch_run_one_after_another_equals_vmapped(tmp_path):
     out = {}
     for how in ("vmap", "map"):
         cfg = digits_cfg(tmp_path, meta__outer_batch=3, meta__inner_steps=2, meta__outer_map=how)
-        setup = make_setup(cfg)
-        tasks = jax.vmap(task_family(cfg).sample)(jax.random.split(jax.random.PRNGKey(1), 3))
-        pool = prior_pool(setup, jax.random.PRNGKey(2), 3)
-        trainable = {"protocol": mplp.init_meta(setup.graph, jax.random.PRNGKey(0), setup.config, "kind")}
-        norm = mplp.init_norm(setup.graph, setup.config, "kind")
-        out[how] = jax.jit(lambda tr: batch_meta_loss(tr, norm, setup, tasks, pool["w"], pool["b"]))(trainable)
+        f, trainable = _batch_loss(cfg, 3)
+        out[how] = jax.jit(f)(trainable)
     (lv, av), (lm, am) = out["vmap"], out["map"]
     assert lv.shape == () and av["loss"].shape == (2,)  # the tasks' mean, per inner step
     np.testing.assert_allclose(lv, lm, rtol=1e-5)
@@ -264,20 +239,10 @@ def test_outer_batch_run_one_after_another_equals_vmapped(tmp_path):
 
 
 def test_unrolled_inner_loop_equals_scan(tmp_path):
-    from agentgraph.meta.loop import batch_meta_loss
-    from agentgraph.meta.setup import prior_pool
-    from agentgraph.meta.tasks import task_family
-    from agentgraph.protocols import mplp
-
     out = {}
     for loop, remat in (("scan", "full"), ("unrolled", "none")):
         cfg = digits_cfg(tmp_path, meta__outer_batch=1, meta__inner_steps=3, meta__inner_loop=loop, meta__remat=remat)
-        setup = make_setup(cfg)
-        tasks = jax.vmap(task_family(cfg).sample)(jax.random.split(jax.random.PRNGKey(1), 1))
-        pool = prior_pool(setup, jax.random.PRNGKey(2), 1)
-        trainable = {"protocol": mplp.init_meta(setup.graph, jax.random.PRNGKey(0), setup.config, "kind")}
-        norm = mplp.init_norm(setup.graph, setup.config, "kind")
-        f = lambda tr: batch_meta_loss(tr, norm, setup, tasks, pool["w"], pool["b"])  # noqa: E731
+        f, trainable = _batch_loss(cfg, 1)
         out[loop] = jax.jit(jax.value_and_grad(f, has_aux=True))(trainable)
     ((ls, aux_s), gs), ((lu, aux_u), gu) = out["scan"], out["unrolled"]
     assert aux_u["loss"].shape == (3,)

@@ -1,4 +1,4 @@
-"""MPLP (Randazzo et al. 2020): the learned message-passing learning protocol, as kinds.
+"""MPLP's kinds (Randazzo et al. 2020): the learned message-passing learning protocol.
 
 Each library kind gets an MPLP counterpart with the **same forward** and a **learned backward**:
 the agent standardises its learner inputs, runs its group's learner and
@@ -65,7 +65,7 @@ class MPLPConfig:
             (:meth:`~agentgraph.Kind.premap`); the numbers are the same either way.
         grad_input: parameter agents get one more learner input, the per-example field
             ``grad`` — their own SGD step ``-dL/dw`` for the current example, written by the
-            caller before each step (:mod:`agentgraph.meta.gradient_input`). With it the
+            caller before each step (:mod:`agentgraph.protocols.mplp.gradient_input`). With it the
             protocol is **not** gradient-free; it is the paper's §5 suggestion, an option.
     """
 
@@ -378,7 +378,7 @@ def init_meta(graph, key: jax.Array, config: MPLPConfig = MPLPConfig(), sharing:
 
 def init_norm(graph, config: MPLPConfig = MPLPConfig(), sharing: str = "group") -> dict[str, Any]:
     """Identity normalisation ``{norm key: {"in_mean": [F], "in_inv_std": [F], "out_mean": ()}}``
-    (replaced by measured values before meta-training, see :mod:`agentgraph.meta.normalisation`).
+    (replaced by measured values before meta-training, see :mod:`agentgraph.protocols.mplp.calibration`).
 
     Example:
         >>> from agentgraph import mlp

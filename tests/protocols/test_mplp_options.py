@@ -1,5 +1,5 @@
-"""The options that attack the meta-training plateau (issue: imitation warm start, gradient
-input, unroll curriculum) and the recording kinds they rest on."""
+"""MPLP's meta-training options (agentgraph.protocols.mplp: imitation warm start, gradient
+input) and the unroll curriculum, and the recording kinds they rest on."""
 
 from __future__ import annotations
 
@@ -10,12 +10,17 @@ import pytest
 
 from agentgraph import AgentGraphError, compile, mlp, random_dag
 from agentgraph.meta import checkpoint as ckpt
-from agentgraph.meta.setup import make_setup, prior_pool, with_params
+from agentgraph.meta.context import make_context
 from agentgraph.meta.train import train
 from agentgraph.protocols import gradient
+from agentgraph.protocols.base import with_weights
 from agentgraph.protocols.recording import recording_kinds
 
-from test_meta import _metrics, digits_cfg
+from helpers import _metrics, digits_cfg
+
+
+def with_params(state, w, b):
+    return with_weights(state, {"synapse": {"w": w}, "bias": {"b": b}})
 
 pytest.importorskip("sklearn")
 
@@ -58,52 +63,52 @@ def test_recorded_gradient_protocol_updates_are_per_example_sgd_steps(graph):
 
 
 def test_imitation_warm_start_fits_the_gradient_protocols_messages_and_updates(tmp_path):
-    from agentgraph.meta.imitation import make_imitation, task_imitation_loss
     from agentgraph.meta.tasks import task_family
     from agentgraph.meta.train import init_training
+    from agentgraph.protocols.mplp.imitation import make_imitation, task_imitation_loss
 
-    cfg = digits_cfg(tmp_path, meta__imitation_steps=40, meta__imitation_lr=0.5, meta__imitation_unroll=2,
-                     meta__meta_steps=42, meta__outer_batch=1, meta__meta_lr=3e-3, meta__calibration_rounds=1)
+    cfg = digits_cfg(tmp_path, protocol__imitation_steps=40, protocol__imitation_lr=0.5, protocol__imitation_unroll=2,
+                     meta__meta_steps=42, meta__outer_batch=1, meta__meta_lr=3e-3, protocol__calibration_rounds=1)
     res = train(cfg, progress=False, log=lambda s: None)
     rows = _metrics(cfg.run.out_dir)
-    assert [r.get("imitation", False) for r in rows] == [True] * 40 + [False] * 2 and res["bad_steps"] == 0
-    setup = make_setup(cfg)
+    assert [r.get("warm_start", False) for r in rows] == [True] * 40 + [False] * 2 and res["bad_steps"] == 0
+    ctx = make_context(cfg)
     fam = task_family(cfg)
-    imit = make_imitation(setup)
-    pool = prior_pool(setup, jax.random.PRNGKey(1), 1)
-    fresh = init_training(cfg, setup, fam)
+    imit = make_imitation(ctx, ctx.protocol.config)
+    w0 = jax.tree.map(lambda v: v[0], ctx.pool(jax.random.PRNGKey(1), 1))
+    fresh = init_training(cfg, ctx, fam)
     tree, _ = ckpt.load(res["checkpoint"], fresh)
 
-    one = jax.jit(lambda tr, nm, task: task_imitation_loss(tr, nm, setup, task, pool["w"][0], pool["b"][0], imit))
+    one = jax.jit(lambda tr, nm, task: task_imitation_loss(tr, nm, ctx, task, w0, imit))
 
-    def objective(trainable, norm):
-        vals = [one(trainable, norm, fam.sample(jax.random.PRNGKey(i))) for i in range(3)]
+    def objective(learned, norm):
+        vals = [one(learned, norm, fam.sample(jax.random.PRNGKey(i))) for i in range(3)]
         return np.mean([float(v[0]) for v in vals]), np.mean([float(v[1]["cv"]) for v in vals])
 
-    before, msg_before = objective(fresh["trainable"], fresh["norm"])
-    after, msg_after = objective(jax.tree.map(jnp.asarray, tree["trainable"]), tree["norm"])
+    before, msg_before = objective(fresh.trainable["protocol"], fresh.stats)
+    after, msg_after = objective(jax.tree.map(jnp.asarray, tree.trainable["protocol"]), tree.stats)
     assert after < 0.7 * before, (before, after)
     assert msg_after < 0.8 * msg_before, (msg_before, msg_after)  # messages turned towards backprop's (40 steps)
 
 
 def test_imitation_starts_with_updates_the_size_of_sgds(tmp_path):
-    from agentgraph.meta.imitation import make_imitation
     from agentgraph.meta.tasks import task_family
     from agentgraph.meta.train import init_training
     from agentgraph.protocols import mplp
+    from agentgraph.protocols.mplp.imitation import make_imitation
 
-    cfg = digits_cfg(tmp_path, meta__imitation_steps=5, meta__imitation_lr=2.0, meta__calibration_rounds=1,
+    cfg = digits_cfg(tmp_path, protocol__imitation_steps=5, protocol__imitation_lr=2.0, protocol__calibration_rounds=1,
                      protocol__sharing="group")
-    setup = make_setup(cfg)
+    ctx = make_context(cfg)
     fam = task_family(cfg)
-    ts = init_training(cfg, setup, fam)
-    imit = make_imitation(setup)
-    params = mplp.assemble(ts["trainable"]["protocol"], ts["norm"], setup.keys)
+    ts = init_training(cfg, ctx, fam)
+    imit = make_imitation(ctx, ctx.protocol.config)
+    params = ctx.params(ts.trainable["protocol"], ts.stats)
     task = fam.sample(jax.random.fold_in(jax.random.split(jax.random.PRNGKey(cfg.run.seed), 4)[2], 1))
     batch = jax.tree.map(lambda v: v[0], task["train"])
-    w0, b0 = ts["pool"]["w"][0], ts["pool"]["b"][0]
-    t, _ = imit.teacher.step({g: {"lr": 2.0} for g in setup.plain_groups}, with_params(imit.teacher.init(8), w0, b0), batch)
-    s, _ = imit.student.step(params, with_params(imit.student.init(8), w0, b0), batch)
+    w0 = jax.tree.map(lambda v: v[0], ts.pool)
+    t, _ = imit.teacher.step({g: {"lr": 2.0} for g in ctx.base.graph.groups()}, with_weights(imit.teacher.init(8), w0), batch)
+    s, _ = imit.student.step(params, with_weights(imit.student.init(8), w0), batch)
     for g, (kn, rows) in imit.update_groups.items():  # group sharing: one learner, one scale per group
         mine = (s[kn]["raw"][rows] - params[g]["out_mean"]) * params[g]["out_scale"]
         ratio = float(jnp.sqrt(jnp.mean(mine ** 2) / jnp.mean(t[kn]["upd_" + mplp.PARAM_FIELDS[kn]][rows] ** 2)))
@@ -111,40 +116,40 @@ def test_imitation_starts_with_updates_the_size_of_sgds(tmp_path):
 
 
 def test_gradient_input_is_the_per_example_sgd_step_and_fades_out(tmp_path):
-    from agentgraph.meta.gradient_input import eval_scale, train_scale, with_gradient
+    from agentgraph.protocols.mplp.gradient_input import eval_scale, train_scale, with_gradient
 
-    cfg = digits_cfg(tmp_path, protocol__grad_input="train", meta__grad_input_anneal=10)
-    setup = make_setup(cfg)
+    cfg = digits_cfg(tmp_path, protocol__grad_input="train", protocol__grad_input_anneal=10)
+    ctx = make_context(cfg)
     B = 4
     rng = np.random.default_rng(0)
     batch = {"x": rng.normal(size=(B, 64)).astype(np.float32), "y": np.eye(10, dtype=np.float32)[rng.integers(0, 10, B)]}
-    w = 0.05 * jax.random.normal(jax.random.PRNGKey(0), (setup.n_synapses,))
-    b = jnp.zeros(setup.n_biases)
-    s = with_gradient(setup, with_params(setup.prog.init(B), w, b), batch, 0.5)
+    w = 0.05 * jax.random.normal(jax.random.PRNGKey(0), (640,))
+    b = jnp.zeros(10)
+    s = with_gradient(ctx, with_params(ctx.program.init(B), w, b), batch, 0.5)
 
     def loss(w, b, i):
         one = jax.tree.map(lambda v: v[i:i + 1], batch)
-        return setup.plain.forward(None, with_params(setup.plain.init(1), w, b), one)[1]
+        return ctx.plain.forward(None, with_params(ctx.plain.init(1), w, b), one)[1]
 
     for i in range(B):
         gw, gb = jax.grad(loss, argnums=(0, 1))(w, b, i)
         np.testing.assert_allclose(s["synapse"]["grad"][:, i], -0.5 * gw, atol=1e-6)
         np.testing.assert_allclose(s["bias"]["grad"][:, i], -0.5 * gb, atol=1e-6)
-    assert [train_scale(setup, t) for t in (10, 20)] == [None, None]  # faded out: no gradient protocol run
-    assert [float(train_scale(setup, t)) for t in (0, 5)] == [1.0, 0.5]
-    assert eval_scale(setup) is None
-    always = make_setup(digits_cfg(tmp_path, protocol__grad_input="always"))
-    assert train_scale(always, 1000) == 1.0 and eval_scale(always) == 1.0
-    cfg = digits_cfg(tmp_path, protocol__grad_input="train", meta__grad_input_anneal=2, meta__meta_steps=3,
-                     meta__calibration_rounds=1)
+    assert [train_scale("train", 10, t) for t in (10, 20)] == [None, None]  # faded out: no gradient protocol run
+    assert [float(train_scale("train", 10, t)) for t in (0, 5)] == [1.0, 0.5]
+    assert eval_scale("train") is None
+    assert train_scale("always", 10, 1000) == 1.0 and eval_scale("always") == 1.0
+    assert ctx.protocol.stage(3) == "feed" and ctx.protocol.stage(10) is None and ctx.protocol.stage(None) is None
+    assert ctx.protocol.gradient_free and not make_context(digits_cfg(tmp_path, protocol__grad_input="always")).protocol.gradient_free
+    cfg = digits_cfg(tmp_path, protocol__grad_input="train", protocol__grad_input_anneal=2, meta__meta_steps=3,
+                     protocol__calibration_rounds=1)
     res = train(cfg, progress=False, log=lambda s: None)
-    assert res["bad_steps"] == 0
-    assert [r["grad_scale"] for r in _metrics(cfg.run.out_dir)] == [1.0, 0.5, 0.0]
+    assert res["bad_steps"] == 0 and len(_metrics(cfg.run.out_dir)) == 3
 
 
 def test_unroll_curriculum_lengthens_the_inner_loop(tmp_path):
     cfg = digits_cfg(tmp_path, meta__meta_steps=6, meta__curriculum=[[0, 2], [3, 4], [5, 5]],
-                     meta__calibration_rounds=1)
+                     protocol__calibration_rounds=1)
     train(cfg, progress=False, log=lambda s: None)
     assert [r["unroll"] for r in _metrics(cfg.run.out_dir)] == [2, 2, 2, 4, 4, 5]
     for bad, match in (([[1, 2]], "start at meta-step 0"), ([[0, 2], [0, 3]], "strictly increasing"),
@@ -154,15 +159,15 @@ def test_unroll_curriculum_lengthens_the_inner_loop(tmp_path):
 
 
 def test_resume_through_imitation_and_curriculum_equals_uninterrupted(tmp_path):
-    kw = dict(meta__meta_steps=6, run__checkpoint_every=2, meta__imitation_steps=2, meta__imitation_unroll=2,
-              meta__imitation_meta_lr=1e-2, meta__curriculum=[[0, 3], [2, 5]], meta__calibration_rounds=1)
+    kw = dict(meta__meta_steps=6, run__checkpoint_every=2, protocol__imitation_steps=2, protocol__imitation_unroll=2,
+              protocol__imitation_meta_lr=1e-2, meta__curriculum=[[0, 3], [2, 5]], protocol__calibration_rounds=1)
     a, b = digits_cfg(tmp_path / "a", **kw), digits_cfg(tmp_path / "b", **kw)
     train(a, progress=False, log=lambda s: None)
     train(b, progress=False, max_steps=3, log=lambda s: None)  # stopped inside the curriculum's first stage
     train(b, resume=True, progress=False, log=lambda s: None)
     ra, rb = _metrics(a.run.out_dir), _metrics(b.run.out_dir)
     assert [r["meta_loss"] for r in ra] == [r["meta_loss"] for r in rb]
-    assert [r.get("imitation", False) for r in ra] == [True, True, False, False, False, False]
+    assert [r.get("warm_start", False) for r in ra] == [True, True, False, False, False, False]
     assert [r.get("unroll") for r in ra] == [None, None, 3, 3, 5, 5]
     ta, _ = ckpt.load(ckpt.latest(a.run.out_dir))
     tb, _ = ckpt.load(ckpt.latest(b.run.out_dir))
