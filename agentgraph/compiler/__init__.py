@@ -2,6 +2,6 @@
 
 from agentgraph.compiler.plan import Bucket, Plan, make_bucket, make_plan
 from agentgraph.compiler.program import Program, compile, stack_arrays
-from agentgraph.compiler.waves import generations
+from agentgraph.graph.waves import generations
 
 __all__ = ["Bucket", "Plan", "Program", "compile", "generations", "make_bucket", "make_plan", "stack_arrays"]

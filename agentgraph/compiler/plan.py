@@ -50,9 +50,9 @@ from collections.abc import Hashable
 import numpy as np
 
 from agentgraph.arrows.types import ARROW_TYPES
-from agentgraph.compiler.waves import generations
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
+from agentgraph.graph.waves import generations
 
 __all__ = ["AgentRows", "BlockPlan", "Bucket", "KindLayout", "Plan", "PortPlan", "ReflexPlan", "make_bucket", "make_plan"]
 

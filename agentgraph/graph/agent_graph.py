@@ -1,0 +1,378 @@
+"""The :class:`AgentGraph` class: declare agents and arrows, and read the graph back.
+
+Its storage is column-wise (see :mod:`agentgraph.graph.arrays`); the bodies of declaring,
+validating and the networkx round trip live in :mod:`~agentgraph.graph.specs`,
+:mod:`~agentgraph.graph.validate` and :mod:`~agentgraph.graph.nx_io`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from agentgraph.arrows.types import ARROW_TYPES, ArrowType
+from agentgraph.errors import AgentGraphError
+from agentgraph.graph import nx_io
+from agentgraph.graph.arrays import TYPE_ID, GraphArrays, Interner, assemble, edge_keys
+from agentgraph.graph.specs import declare_agent, declare_agents, declare_arrow, declare_arrows
+from agentgraph.graph.validate import unknown_kind, validate_graph
+from agentgraph.nodes.base import Kind
+from agentgraph.nodes.registry import default_kinds
+
+__all__ = ["AgentGraph"]
+
+
+class AgentGraph:
+    """A directed multigraph of stateful agents joined by typed arrows.
+
+    Args:
+        kinds: extra kinds (instances of :class:`~agentgraph.nodes.Kind`) besides the library's;
+            a kind with a library name replaces the library kind.
+
+    Example:
+        >>> g = AgentGraph()
+        >>> g.add_agent("x", kind="input", slot=0)
+        'x'
+        >>> g.add_agent("w", kind="synapse", state={"w": 0.5})
+        'w'
+        >>> g.add_arrow("x", "w", "forward", port="x")
+        0
+        >>> g.number_of_agents(), g.number_of_arrows()
+        (2, 1)
+    """
+
+    def __init__(self, kinds: Iterable[Kind] | Mapping[str, Kind] | None = None) -> None:
+        self._version = 0
+        self._validated_at: int | None = None
+        self._cache: dict[str, tuple[int, Any]] = {}
+        self._names: list[Hashable] = []
+        self._pos: dict[Hashable, int] = {}
+        self._kinds_i = Interner()  # kind names
+        self._groups_i = Interner()  # declared group names
+        self._strings = Interner()  # port names
+        self._agent_chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # kind, group(-1), slot(-1)
+        self._state_decls: list[tuple[np.ndarray, str, np.ndarray]] = []  # rows, field, values [n,*shape]
+        self._edge_chunks: list[tuple[np.ndarray, ...]] = []  # src, dst, type, port(-1), src_port
+        self.kinds: dict[str, Kind] = default_kinds()
+        if kinds is not None:
+            for k in kinds.values() if isinstance(kinds, Mapping) else kinds:
+                self.add_kind(k)
+
+    # -- kinds ---------------------------------------------------------------------------------
+    def add_kind(self, kind: Kind) -> None:
+        """Register ``kind`` under ``kind.name`` (replacing a kind of the same name)."""
+        if not isinstance(kind, Kind):
+            raise AgentGraphError(
+                f"{kind!r} is not a Kind instance; subclass agentgraph.Kind and pass an instance."
+            )
+        kind.check()
+        self.kinds[kind.name] = kind
+        self._touch()
+
+    def with_kinds(self, kinds: Mapping[str, Kind]) -> AgentGraph:
+        """A copy whose kind table is updated by ``kinds`` (same agents and arrows) — how a
+        protocol such as MPLP is put on a graph.
+
+        Example:
+            >>> from agentgraph import mlp
+            >>> from agentgraph.protocols import mplp
+            >>> g = mlp([2, 1], loss="l2").with_kinds(mplp.kinds())
+            >>> type(g.kind_of(("w", 0, 0, 0))).__name__
+            'MPLPKind'
+        """
+        out = self.copy()
+        for k in kinds.values():
+            out.add_kind(k)
+        return out.validate()
+
+    def kind_of(self, agent: Hashable) -> Kind:
+        """The :class:`Kind` of ``agent``."""
+        a = self.arrays()
+        name = a.kind_names[a.kind[self._index(agent)]]
+        try:
+            return self.kinds[name]
+        except KeyError:
+            raise unknown_kind(self, agent, name) from None
+
+    def group_of(self, agent: Hashable) -> str:
+        """The parameter-sharing group of ``agent`` (its kind's name unless declared)."""
+        a = self.arrays()
+        return a.group_names[a.group[self._index(agent)]]
+
+    # -- declaring -----------------------------------------------------------------------------
+    def add_agent(
+        self,
+        name: Hashable,
+        kind: str,
+        *,
+        group: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        slot: int | None = None,
+    ) -> Hashable:
+        """Add one agent; returns its name.
+
+        Raises:
+            AgentGraphError: duplicate name, unknown kind, bad state (wrong field, shape, NaN).
+        """
+        return declare_agent(self, name, kind, group, state, slot)
+
+    def add_arrow(
+        self,
+        src: Hashable,
+        dst: Hashable,
+        type: ArrowType = "forward",
+        *,
+        port: str | None = None,
+        src_port: str = "out",
+    ) -> int:
+        """Add one arrow ``src -> dst``; parallel arrows are allowed. Returns its networkx key
+        (the number of earlier arrows between the same two agents).
+
+        ``port`` may be omitted when the destination kind has exactly one port of this type.
+
+        Raises:
+            AgentGraphError: unknown agent, bad type, unknown port, size mismatch.
+        """
+        return declare_arrow(self, src, dst, type, port, src_port)
+
+    def add_agents(
+        self,
+        names: Iterable[Hashable],
+        kind: str,
+        *,
+        groups: str | Iterable[str] | None = None,
+        states: Mapping[str, Any] | None = None,
+        slots: Iterable[int] | None = None,
+    ) -> np.ndarray:
+        """Declare a block of agents of one kind (fast, vectorised; fully checked by
+        :meth:`validate`). Returns their indices ``int64 [n]``.
+
+        Args:
+            names: ``n`` new agent names.
+            kind: their kind.
+            groups: one group for all, or one per agent.
+            states: ``{field: array [n, *shape]}`` initial values, one row per agent.
+            slots: one slot per agent (external kinds only).
+
+        Example:
+            >>> g = AgentGraph()
+            >>> g.add_agents([("w", i) for i in range(3)], "synapse", states={"w": [0.1, 0.2, 0.3]})
+            array([0, 1, 2])
+        """
+        return declare_agents(self, names, kind, groups, states, slots)
+
+    def add_arrows(
+        self,
+        srcs: Iterable[Hashable] | np.ndarray,
+        dsts: Iterable[Hashable] | np.ndarray,
+        type: ArrowType = "forward",
+        *,
+        port: str | None = None,
+        src_port: str = "out",
+        by_index: bool = False,
+    ) -> None:
+        """Declare a block of arrows of one type and port (fast; checked by :meth:`validate`).
+
+        Args:
+            srcs, dsts: agent names, or agent indices (``int [E]``) with ``by_index=True``.
+            type, port, src_port: as in :meth:`add_arrow`; ``port=None`` picks the destination
+                kind's only port of that type.
+
+        Example:
+            >>> g = AgentGraph()
+            >>> i = g.add_agents(["a", "b"], "relu")
+            >>> g.add_arrows(i[:1], i[1:], "forward", by_index=True); g.number_of_arrows()
+            1
+        """
+        declare_arrows(self, srcs, dsts, type, port, src_port, by_index)
+
+    # -- reading -------------------------------------------------------------------------------
+    def arrays(self) -> GraphArrays:
+        """The graph as plain arrays (:class:`GraphArrays`); cached until the graph changes.
+
+        Ports left implicit are resolved here (to the destination kind's only port).
+        """
+        cached = self._cache.get("arrays")
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        out = assemble(self)
+        self._cache["arrays"] = (self._version, out)
+        return out
+
+    def declared_state(self, agent: Hashable) -> dict[str, np.ndarray]:
+        """The initial state values declared for ``agent`` (fields not declared are absent)."""
+        i = self._index(agent)
+        out = {}
+        for rows, f, vals in self._state_decls:
+            hit = np.flatnonzero(rows == i)
+            if len(hit):
+                out[f] = vals[hit[-1]]
+        return out
+
+    def initial_states(self, kind: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """All agents of ``kind`` and their initial state, vectorised.
+
+        Returns:
+            ``(agents int64 [n], {field: float64 [n, *shape]})`` — declared values over defaults.
+        """
+        a = self.arrays()
+        if kind not in a.kind_names:
+            return np.zeros(0, np.int64), {}
+        k = a.kind_names.index(kind)
+        agents = np.flatnonzero(a.kind == k)
+        spec = self.kinds[kind].fields
+        vals = {f: np.full((len(agents), *s.shape), s.init, np.float64) for f, s in spec.items()}
+        local = np.full(len(a.kind), -1, np.int64)
+        local[agents] = np.arange(len(agents))
+        for rows, f, v in self._state_decls:
+            r = local[rows]
+            m = r >= 0
+            if m.any() and f in vals:
+                vals[f][r[m]] = v[m]
+        return agents, vals
+
+    @property
+    def nx(self) -> nx.MultiDiGraph:
+        """The graph as a read-only networkx view (built on first use, cached until a change)."""
+        cached = self._cache.get("nx")
+        if cached is None or cached[0] != self._version:
+            cached = (self._version, self.to_networkx().copy(as_view=True))
+            self._cache["nx"] = cached
+        return cached[1]
+
+    def agents(self, kind: str | None = None) -> list[Hashable]:
+        """Agent names in declaration order, optionally only those of ``kind``."""
+        if kind is None:
+            return list(self._names)
+        a = self.arrays()
+        if kind not in a.kind_names:
+            return []
+        return [self._names[i] for i in np.flatnonzero(a.kind == a.kind_names.index(kind))]
+
+    def arrows(self, type: ArrowType | None = None) -> list[tuple[Hashable, Hashable, int, dict]]:
+        """``(src, dst, key, attrs)`` for every arrow (of ``type``), in declaration order."""
+        a = self.arrays()
+        keys = edge_keys(a)
+        out = []
+        for e in range(len(a.src)):
+            t = ARROW_TYPES[a.type[e]]
+            if type is not None and t != type:
+                continue
+            attrs = {"type": t, "port": None if a.port[e] < 0 else a.strings[a.port[e]],
+                     "src_port": a.strings[a.src_port[e]]}
+            out.append((self._names[a.src[e]], self._names[a.dst[e]], int(keys[e]), attrs))
+        return out
+
+    def number_of_agents(self) -> int:
+        """How many agents the graph has."""
+        return len(self._names)
+
+    def number_of_arrows(self, type: ArrowType | None = None) -> int:
+        """How many arrows (of ``type``) the graph has."""
+        a = self.arrays()
+        return len(a.type) if type is None else int(np.count_nonzero(a.type == TYPE_ID[type]))
+
+    def groups(self) -> list[str]:
+        """Every group used by some agent, sorted."""
+        a = self.arrays()
+        return sorted(a.group_names[i] for i in np.unique(a.group))
+
+    def __contains__(self, agent: object) -> bool:
+        return agent in self._pos
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        a = self.arrays()
+        counts = np.bincount(a.type.astype(np.int64), minlength=3)
+        return (
+            f"AgentGraph({len(self._names)} agents, "
+            + ", ".join(f"{counts[i]} {t}" for i, t in enumerate(ARROW_TYPES))
+            + " arrows)"
+        )
+
+    # -- networkx round trip -------------------------------------------------------------------
+    def to_networkx(self) -> nx.MultiDiGraph:
+        """A new plain ``networkx.MultiDiGraph`` with the documented attributes.
+
+        Example:
+            >>> g = AgentGraph(); _ = g.add_agent("a", "relu")
+            >>> dict(g.to_networkx().nodes(data=True))
+            {'a': {'kind': 'relu'}}
+        """
+        return nx_io.to_networkx(self)
+
+    @classmethod
+    def from_networkx(
+        cls, g: nx.Graph, kinds: Iterable[Kind] | Mapping[str, Kind] | None = None
+    ) -> AgentGraph:
+        """Build an :class:`AgentGraph` from any directed networkx graph with the documented
+        attributes, validating every node and edge.
+
+        Example:
+            >>> import networkx as nx
+            >>> h = nx.MultiDiGraph()
+            >>> h.add_node("x", kind="input", slot=0); h.add_node("a", kind="relu")
+            >>> _ = h.add_edge("x", "a", type="forward", port="x")
+            >>> AgentGraph.from_networkx(h)
+            AgentGraph(2 agents, 1 forward, 0 backward, 0 reflexive arrows)
+        """
+        return nx_io.from_networkx(cls, g, kinds)
+
+    def relabel(self, mapping: Mapping[Hashable, Hashable]) -> AgentGraph:
+        """A copy with agents renamed by ``mapping`` (names not in it are kept).
+
+        Example:
+            >>> g = AgentGraph(); _ = g.add_agent("a", "relu")
+            >>> g.relabel({"a": "b"}).agents()
+            ['b']
+        """
+        return nx_io.relabel(self, mapping)
+
+    def copy(self) -> AgentGraph:
+        """An independent copy (kinds are shared: they are stateless)."""
+        out = AgentGraph(self.kinds)
+        out._names = list(self._names)
+        out._pos = dict(self._pos)
+        for attr in ("_kinds_i", "_groups_i", "_strings"):
+            setattr(out, attr, getattr(self, attr).copy())
+        out._agent_chunks = list(self._agent_chunks)
+        out._state_decls = list(self._state_decls)
+        out._edge_chunks = list(self._edge_chunks)
+        out._touch()
+        return out
+
+    # -- validation ----------------------------------------------------------------------------
+    def validate(self) -> AgentGraph:
+        """Check the whole graph (vectorised); returns ``self``. Cached until the graph changes.
+
+        Checks: known kinds, initial states, slots of external kinds, arrow types, ports, output
+        names, message sizes, reflexive arrows are self-loops of kinds with a reflexive
+        function, and acyclic forward and backward subgraphs.
+
+        Raises:
+            AgentGraphError: naming the first offending agent or arrow and how to fix it.
+        """
+        if self._validated_at == self._version:
+            return self
+        validate_graph(self)
+        self._validated_at = self._version
+        return self
+
+    # -- internals -----------------------------------------------------------------------------
+    def _touch(self) -> None:
+        self._version += 1
+
+    def _index(self, agent: Hashable) -> int:
+        try:
+            return self._pos[agent]
+        except (KeyError, TypeError):
+            raise AgentGraphError(f"No agent named {agent!r} in this graph.") from None
+
+    def _declared_groups(self) -> np.ndarray:
+        self.arrays()
+        return self._agent_chunks[0][1] if self._agent_chunks else np.zeros(0, np.int32)

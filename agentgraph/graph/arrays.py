@@ -1,0 +1,165 @@
+"""The graph as plain column arrays (jraph style): :class:`GraphArrays`, the interning of names,
+and the assembly of the declared chunks into one set of arrays.
+
+An :class:`~agentgraph.graph.AgentGraph` keeps its declarations as chunks (one per
+``add_agent``/``add_agents``/``add_arrow``/``add_arrows`` call); :func:`assemble` concatenates
+them, fills in default groups and implicit ports, and returns the :class:`GraphArrays`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from agentgraph.arrows.types import ARROW_TYPES
+from agentgraph.errors import AgentGraphError
+
+if TYPE_CHECKING:
+    from agentgraph.graph.agent_graph import AgentGraph
+
+__all__ = ["TYPE_ID", "GraphArrays", "Interner", "assemble", "edge_keys"]
+
+TYPE_ID = {t: i for i, t in enumerate(ARROW_TYPES)}
+"""Arrow type name -> its ``int8`` code in :attr:`GraphArrays.type` (``ARROW_TYPES`` order)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphArrays:
+    """The graph as plain arrays (jraph style). ``N`` agents, ``E`` arrows.
+
+    Attributes:
+        names: ``[N]`` agent names, in declaration order (agent ``i`` is ``names[i]``).
+        kind: ``int32 [N]`` index into ``kind_names``.
+        kind_names: the kind names used.
+        group: ``int32 [N]`` index into ``group_names`` (undeclared groups are the kind's name).
+        group_names: the group names used.
+        slot: ``int64 [N]`` batch column of external kinds, ``-1`` for none.
+        src, dst: ``int64 [E]`` agent indices of each arrow.
+        type: ``int8 [E]``: 0 forward, 1 backward, 2 reflexive (``ARROW_TYPES`` order).
+        port, src_port: ``int32 [E]`` indices into ``strings`` (``port`` is -1 for reflexive).
+        strings: interned port names.
+    """
+
+    names: Sequence[Hashable]
+    kind: np.ndarray
+    kind_names: tuple[str, ...]
+    group: np.ndarray
+    group_names: tuple[str, ...]
+    slot: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    type: np.ndarray
+    port: np.ndarray
+    src_port: np.ndarray
+    strings: tuple[str, ...]
+
+
+class Interner:
+    """Numbers distinct values in order of first appearance.
+
+    Example:
+        >>> i = Interner(); i("a"), i("b"), i("a"), i.items
+        (0, 1, 0, ['a', 'b'])
+    """
+
+    def __init__(self) -> None:
+        self.items: list = []
+        self.index: dict = {}
+
+    def __call__(self, s) -> int:
+        i = self.index.get(s)
+        if i is None:
+            i = self.index[s] = len(self.items)
+            self.items.append(s)
+        return i
+
+    def copy(self) -> Interner:
+        """An independent copy."""
+        out = Interner()
+        out.items, out.index = list(self.items), dict(self.index)
+        return out
+
+
+def assemble(graph: AgentGraph) -> GraphArrays:
+    """The :class:`GraphArrays` of ``graph`` (uncached; see :meth:`AgentGraph.arrays`).
+
+    Concatenates the declaration chunks in place (so later calls are cheap), gives agents without
+    a declared group their kind's name as group, and resolves ports left implicit to the
+    destination kind's only port of that type.
+
+    Raises:
+        AgentGraphError: an implicit port whose destination kind has not exactly one port.
+    """
+    if len(graph._agent_chunks) > 1:
+        graph._agent_chunks = [tuple(np.concatenate(c) for c in zip(*graph._agent_chunks))]
+    if len(graph._edge_chunks) > 1:
+        graph._edge_chunks = [tuple(np.concatenate(c) for c in zip(*graph._edge_chunks))]
+    if graph._agent_chunks:
+        kind, group, slot = graph._agent_chunks[0]
+    else:
+        kind, group, slot = np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64)
+    if graph._edge_chunks:
+        src, dst, typ, port, sport = graph._edge_chunks[0]
+    else:
+        src = dst = np.zeros(0, np.int64)
+        typ, port, sport = np.zeros(0, np.int8), np.zeros(0, np.int32), np.zeros(0, np.int32)
+    kind_names = tuple(graph._kinds_i.items)
+    # groups: declared ones, then kind names as defaults
+    group_names = list(graph._groups_i.items)
+    gidx = {gname: i for i, gname in enumerate(group_names)}
+    default = np.array([gidx.setdefault(k, len(gidx)) for k in kind_names], np.int32)
+    group_names = sorted(gidx, key=gidx.get)
+    group = np.where(group >= 0, group, default[kind] if len(kind) else group).astype(np.int32)
+    # implicit ports: the destination kind's only port of that type
+    missing = np.flatnonzero((port < 0) & (typ != TYPE_ID["reflexive"]))
+    if len(missing):
+        port = port.copy()
+        combos = np.unique(np.stack([kind[dst[missing]], typ[missing]], 1), axis=0)
+        for k, t in combos:
+            ports = graph.kinds[kind_names[k]].ports(ARROW_TYPES[t]) if kind_names[k] in graph.kinds else {}
+            sel = missing[(kind[dst[missing]] == k) & (typ[missing] == t)]
+            if len(ports) != 1:
+                e = int(sel[0])
+                raise AgentGraphError(
+                    f"Arrow {graph._names[src[e]]!r} -> {graph._names[dst[e]]!r} ({ARROW_TYPES[t]}) "
+                    f"needs a port: kind {kind_names[k]!r} has {ARROW_TYPES[t]} ports "
+                    f"{sorted(ports)}; pass port=..."
+                )
+            port[sel] = graph._strings(next(iter(ports)))
+        graph._edge_chunks = [(src, dst, typ, port, sport)]
+    return GraphArrays(
+        names=graph._names, kind=kind, kind_names=kind_names, group=group,
+        group_names=tuple(group_names), slot=slot, src=src, dst=dst, type=typ, port=port,
+        src_port=sport, strings=tuple(graph._strings.items),
+    )
+
+
+def edge_keys(a: GraphArrays) -> np.ndarray:
+    """networkx keys: for each arrow, how many earlier arrows join the same two agents.
+
+    Returns:
+        ``int64 [E]``.
+
+    Example:
+        >>> a = GraphArrays(names=["x", "y"], kind=np.zeros(2, np.int32), kind_names=("relu",),
+        ...                 group=np.zeros(2, np.int32), group_names=("relu",), slot=np.full(2, -1),
+        ...                 src=np.array([0, 0, 1, 0]), dst=np.array([1, 1, 0, 1]),
+        ...                 type=np.zeros(4, np.int8), port=np.zeros(4, np.int32),
+        ...                 src_port=np.zeros(4, np.int32), strings=("x",))
+        >>> edge_keys(a).tolist()
+        [0, 1, 0, 2]
+    """
+    E = len(a.src)
+    if E == 0:
+        return np.zeros(0, np.int64)
+    pair = a.src.astype(np.int64) * max(1, len(a.names)) + a.dst
+    order = np.argsort(pair, kind="stable")
+    sp = pair[order]
+    first = np.r_[0, np.flatnonzero(sp[1:] != sp[:-1]) + 1]
+    run_start = np.repeat(first, np.diff(np.r_[first, E]))
+    keys = np.empty(E, np.int64)
+    keys[order] = np.arange(E) - run_start
+    return keys
