@@ -1,7 +1,11 @@
 """agentgraph: a graph-of-agents simulation engine for learned learning rules.
 
-Declare a directed multigraph of stateful agents joined by typed arrows, check it, run it with
-the reference interpreter, and (soon) compile it to batched JAX kernels.
+Declare a directed multigraph of stateful agents joined by typed arrows (:mod:`agentgraph.graph`),
+run it with the float64 reference interpreter (:mod:`agentgraph.interpreter`) or compile it to a
+few batched JAX kernels (:mod:`agentgraph.compiler`), put a learning rule on it
+(:mod:`agentgraph.protocols`: MPLP, backprop, BLUR, or your own through the
+:class:`~agentgraph.protocols.base.Protocol` contract) and meta-train the rule end to end
+(:mod:`agentgraph.meta`).
 """
 
 from agentgraph import builders, compiler, data, interpreter, learners, meta, nodes, protocols

@@ -28,21 +28,21 @@ def _demo(args: argparse.Namespace) -> int:
     from agentgraph.meta.protocol_io import load_protocol, read_checkpoint
 
     path = args.protocol if os.path.exists(args.protocol) else pretrained.path(args.protocol)
-    _, meta = read_checkpoint(path)
-    data = meta["config"]
+    _, header = read_checkpoint(path)
+    data = header["config"]
     if data["data"]["task"] != "digits":  # a protocol trained elsewhere, run on the embedded digits
         size = int(round(data["net"]["sizes"][0] ** 0.5))
         data = {**data, "data": {**data["data"], "task": "digits", "image_size": size, "path": None}}
     cfg = parse_config(data, f"(from {path!r})")
     ctx = make_context(cfg)
     learned, stats = load_protocol(path, ctx)
-    demo = meta.get("demo", {})
+    demo = header.get("demo", {})
     sgd_lr = args.sgd_lr or demo.get("sgd_lr", 0.1)
     adam_lr = args.adam_lr or demo.get("adam_lr", 0.01)
     n = cfg.net
     name = ctx.protocol.name.upper() if ctx.protocol.name == "mplp" else ctx.protocol.name
     print(f"agentgraph demo: the pretrained {name} protocol {os.path.basename(path)!r} (meta-trained "
-          f"{meta.get('step', 0) + 1} meta-steps) trains fresh {tuple(n.sizes)} {n.activation} networks on the embedded "
+          f"{header.get('step', 0) + 1} meta-steps) trains fresh {tuple(n.sizes)} {n.activation} networks on the embedded "
           f"scikit-learn digits ({cfg.data.image_size}x{cfg.data.image_size}), {cfg.meta.inner_steps} steps of batch "
           f"{cfg.meta.batch}, " + ("with no gradient" if ctx.protocol.gradient_free else
                                    "WITH the gradient as an input (not a gradient-free protocol)")
@@ -159,12 +159,12 @@ def _eval(args: argparse.Namespace) -> int:
     if args.config:
         cfg = load_config(args.config, ov)
     else:
-        _, meta = read_checkpoint(args.checkpoint)
-        if "config" not in meta:
+        _, header = read_checkpoint(args.checkpoint)
+        if "config" not in header:
             from agentgraph.errors import AgentGraphError
 
             raise AgentGraphError(f"{args.checkpoint!r} holds no config; pass --config.")
-        data = meta["config"]
+        data = header["config"]
         for dotted, value in ov.items():
             node = data
             *head, last = dotted.split(".")

@@ -86,4 +86,4 @@ def feedback_alignment(init_lr: float = 0.3, feedback_std: float = 0.05) -> Prot
         return {g: {"lr": jnp.exp(learned["log_lr"][g])} for g in graph.groups()}
 
     return Protocol(name="feedback_alignment", network=network, init=init, params=params,
-                    config={"init_lr": init_lr, "feedback_std": feedback_std})
+                    settings={"init_lr": init_lr, "feedback_std": feedback_std})

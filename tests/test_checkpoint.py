@@ -19,7 +19,7 @@ import optax
 import pytest
 
 from agentgraph import AgentGraphError
-from agentgraph.meta.checkpoint import (
+from agentgraph.checkpoint import (
     latest,
     list_checkpoints,
     load,
@@ -198,7 +198,7 @@ def test_process_killed_mid_write(tmp_path):
     before = _snapshot(first)
     script = textwrap.dedent(f"""
         import io, os, numpy as np
-        from agentgraph.meta import checkpoint as ckpt
+        from agentgraph import checkpoint as ckpt
         real = np.savez
         def die(f, **kw):
             buf = io.BytesIO(); real(buf, **kw); data = buf.getvalue()

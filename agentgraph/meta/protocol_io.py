@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from agentgraph.errors import AgentGraphError
-from agentgraph.meta import checkpoint as ckpt
+from agentgraph import checkpoint as ckpt
 from agentgraph.meta.context import Context, make_context
 from agentgraph.protocols.legacy import is_legacy, upgrade_arrays, upgrade_config
 
@@ -30,16 +30,16 @@ def read_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict]:
 
     Example:
         >>> from agentgraph import pretrained
-        >>> arrays, meta = read_checkpoint(pretrained.path("digits"))
-        >>> meta["config"]["protocol"]["rule"], any(k.startswith(".stats") for k in arrays)
+        >>> arrays, header = read_checkpoint(pretrained.path("digits"))
+        >>> header["config"]["protocol"]["rule"], any(k.startswith(".stats") for k in arrays)
         ('mplp', True)
     """
-    flat, meta = ckpt.load(path)
-    if is_legacy(meta):
+    flat, header = ckpt.load(path)
+    if is_legacy(header):
         flat = upgrade_arrays(flat)
-        if "config" in meta:
-            meta = {**meta, "config": upgrade_config(meta["config"])}
-    return flat, meta
+        if "config" in header:
+            header = {**header, "config": upgrade_config(header["config"])}
+    return flat, header
 
 
 def checkpoint_config(path: str):
@@ -52,10 +52,10 @@ def checkpoint_config(path: str):
     """
     from agentgraph.meta.config import parse_config
 
-    _, meta = read_checkpoint(path)
-    if "config" not in meta:
+    _, header = read_checkpoint(path)
+    if "config" not in header:
         raise AgentGraphError(f"{path!r} holds no config: not a checkpoint written by `agentgraph train`.")
-    return parse_config(meta["config"], f"(from checkpoint {path!r})")
+    return parse_config(header["config"], f"(from checkpoint {path!r})")
 
 
 def _fit(path: str, flat: dict, template: Any, prefix: str, what: str) -> Any:
@@ -141,12 +141,12 @@ def export_protocol(src: str, dst: str, metadata: dict | None = None) -> str:
     """
     from agentgraph.meta.train import FORMAT, TrainState
 
-    _, meta = read_checkpoint(src)
+    _, header = read_checkpoint(src)
     ctx = make_context(checkpoint_config(src))
     learned, stats = load_protocol(src, ctx)
     prior = load_prior(src, ctx)
     trainable = {"protocol": learned, **({"prior": prior} if prior is not None else {})}
     tree = TrainState(jax.device_get(trainable), jax.device_get(stats), (), {})
-    ckpt.save(dst, tree, metadata={**meta, "format": FORMAT, "exported_from": os.path.basename(src),
+    ckpt.save(dst, tree, metadata={**header, "format": FORMAT, "exported_from": os.path.basename(src),
                                    "contents": "protocol", **(metadata or {})})
     return dst

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 from agentgraph.errors import AgentGraphError
-from agentgraph.meta import checkpoint as ckpt
+from agentgraph import checkpoint as ckpt
 from agentgraph.meta.config import TrainConfig, parse_config
 from agentgraph.meta.context import Context, make_contexts
 from agentgraph.meta.loop import batch_meta_loss, task_meta_loss
@@ -239,8 +239,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
         if path is None:
             log(f"no checkpoint in {out_dir!r}: starting fresh")
         else:
-            tree, meta = ckpt.load(path, init_training_shapes(cfg, ctx))
-            saved = meta.get("config")
+            tree, header = ckpt.load(path, init_training_shapes(cfg, ctx))
+            saved = header.get("config")
             # compare validated configs: fields added since the checkpoint take their defaults
             if saved is None or parse_config(saved).model_dump(mode="json") != cfg.model_dump(mode="json"):
                 raise AgentGraphError(
@@ -248,7 +248,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
                     "config (or start a new run.out_dir)."
                 )
             ts = jax.tree.map(jnp.asarray, tree)
-            start = int(meta["step"]) + 1
+            start = int(header["step"]) + 1
             log(f"resuming from {path} at meta-step {start}")
     if ts is None:
         if ckpt.latest(out_dir) is not None:

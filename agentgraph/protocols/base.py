@@ -173,7 +173,7 @@ class Protocol:
         warm_start: a :class:`WarmStart` or ``None``.
         gradient_free: the rule never receives a gradient at evaluation (results of rules
             that do are reported apart).
-        config: the validated settings the factory was built from (for checkpoints and messages).
+        settings: the validated settings the factory was built from (for messages and hooks).
     """
 
     name: str
@@ -187,7 +187,7 @@ class Protocol:
     stage: Callable[[int | None], Hashable] = _one_stage
     warm_start: WarmStart | None = None
     gradient_free: bool = True
-    config: Any = None
+    settings: Any = None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -54,4 +54,4 @@ def sgd(lr: float = 0.05) -> Protocol:
         raise AgentGraphError(f"protocol.lr must be positive, got {lr}.")
     return Protocol(name="sgd", network=_same_network, init=_no_learned,
                     params=lambda learned, stats, graph: params(graph, lr), gradient_free=False,
-                    config={"lr": lr})
+                    settings={"lr": lr})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from agentgraph import AgentGraphError
-from agentgraph.meta import checkpoint as ckpt
+from agentgraph import checkpoint as ckpt
 from agentgraph.meta.protocol_io import load_protocol
 from agentgraph.meta.context import make_context
 from agentgraph.meta.train import train

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from agentgraph import AgentGraphError
-from agentgraph.meta import checkpoint as ckpt
+from agentgraph import checkpoint as ckpt
 from agentgraph.meta.config import load_config, parse_config
 from agentgraph.meta.context import make_context
 from agentgraph.meta.objectives import make_objective

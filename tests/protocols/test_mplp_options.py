@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from agentgraph import AgentGraphError, compile, mlp, random_dag
-from agentgraph.meta import checkpoint as ckpt
+from agentgraph import checkpoint as ckpt
 from agentgraph.meta.context import make_context
 from agentgraph.meta.train import train
 from agentgraph.protocols import gradient
@@ -74,7 +74,7 @@ def test_imitation_warm_start_fits_the_gradient_protocols_messages_and_updates(t
     assert [r.get("warm_start", False) for r in rows] == [True] * 40 + [False] * 2 and res["bad_steps"] == 0
     ctx = make_context(cfg)
     fam = task_family(cfg)
-    imit = make_imitation(ctx, ctx.protocol.config)
+    imit = make_imitation(ctx, ctx.protocol.settings)
     w0 = jax.tree.map(lambda v: v[0], ctx.pool(jax.random.PRNGKey(1), 1))
     fresh = init_training(cfg, ctx, fam)
     tree, _ = ckpt.load(res["checkpoint"], fresh)
@@ -102,7 +102,7 @@ def test_imitation_starts_with_updates_the_size_of_sgds(tmp_path):
     ctx = make_context(cfg)
     fam = task_family(cfg)
     ts = init_training(cfg, ctx, fam)
-    imit = make_imitation(ctx, ctx.protocol.config)
+    imit = make_imitation(ctx, ctx.protocol.settings)
     params = ctx.params(ts.trainable["protocol"], ts.stats)
     task = fam.sample(jax.random.fold_in(jax.random.split(jax.random.PRNGKey(cfg.run.seed), 4)[2], 1))
     batch = jax.tree.map(lambda v: v[0], task["train"])

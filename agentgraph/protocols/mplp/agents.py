@@ -12,7 +12,7 @@ Stateful learners (default) are GRUs (:func:`~agentgraph.learners.gru_step`) who
 ``[update | hidden | k message]`` — is kept per agent and per inner-batch slot in the per-example
 field ``carry``. Stateless learners are two MLPs, ``f`` (update) and ``g`` (message).
 
-Learner inputs (REFERENCE.md §1): synapse ``[m (k), w, x]``; bias ``[m (k), b, z]``; activation
+Learner inputs (as in the authors' reference implementation): synapse ``[m (k), w, x]``; bias ``[m (k), b, z]``; activation
 ``[m (k), pre-activation]``; softmax ``[m (k), logit, logit - max, exp(logit - max),
 sum exp(logits - max)]``; loss ``[loss, prediction, target, log(clip(prediction)) (CE) or
 target - prediction (L2)]``. The loss agent's first input is its seed, the stored ``[loss]``.

@@ -32,7 +32,7 @@ Example:
     ...                     "protocol": {"k": 2, "hidden": 2, "sharing": "kind", "imitation_unroll": 2},
     ...                     "meta": {"inner_steps": 3}})
     >>> ctx = make_context(cfg)
-    >>> imit = make_imitation(ctx, ctx.protocol.config)
+    >>> imit = make_imitation(ctx, ctx.protocol.settings)
     >>> sorted(imit.message_groups)
     ['bias:0', 'softmax', 'synapse:0']
 """

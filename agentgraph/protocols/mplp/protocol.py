@@ -130,7 +130,7 @@ def mplp(**settings: Any) -> Protocol:
     return Protocol(name="mplp", network=network, init=init, params=params, init_stats=init_stats,
                     calibrate=calibrate, transfer_stats=transfer_stats,
                     step=step if st.grad_input != "none" else None, stage=stage, warm_start=warm,
-                    gradient_free=st.grad_input != "always", config=st)
+                    gradient_free=st.grad_input != "always", settings=st)
 
 
 mplp.Config = MPLPSettings  # type: ignore[attr-defined]
