@@ -342,6 +342,10 @@ def with_weights(state: dict, weights: dict[str, dict[str, jax.Array]]) -> dict:
     """
     out = dict(state)
     for kind, fields in weights.items():
+        missing = [f for f in fields if f not in state.get(kind, {})]
+        if missing:
+            raise AgentGraphError(f"Weights for {kind}.{missing[0]}, which this program's state does not have "
+                                  f"(its {kind!r} fields: {sorted(state.get(kind, {}))}).")
         out[kind] = {**state[kind], **{f: v.astype(state[kind][f].dtype) for f, v in fields.items()}}
     return out
 

@@ -33,7 +33,8 @@ def test_the_rule_sends_errors_through_its_feedback_weights(monkeypatch):
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     batch = {"x": x, "y": np.eye(2, dtype=np.float32)[[0, 1, 0, 1, 1]]}
     s1, _ = ctx.program.step(params, ctx.start(w, 5), batch)
-    p1, _ = ctx.plain.step(params, ctx.start(w, 5, plain=True), batch)
+    plain_w = {"synapse": {"w": w["synapse"]["w"]}, "bias": w["bias"]}  # backprop's network: no feedback weights
+    p1, _ = ctx.plain.step(params, ctx.start(plain_w, 5, plain=True), batch)
     # the last layer's weights see the same error as backprop; the first layer's see it through b
     last = np.asarray(ctx.program.rows.row[[ctx.net.graph.agents().index(("w", 1, i, j))
                                             for i in range(3) for j in range(2)]])
