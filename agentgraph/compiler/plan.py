@@ -15,46 +15,28 @@ kind's state arrays (and, for layered networks, so is each backward block).
 Message buffers: per sweep and message size ``d``, one buffer ``[M_d, B, d]`` holds every output of
 that size; output ``o`` of kind ``k`` occupies rows ``base(k, o) + agent row``.
 
-Port lowerings (checked in this order on the arrows into one block's port, sorted by
-destination; ``n`` destinations, ``c`` arrows each when the fan-in is uniform):
-
-``zeros``   no arrows;
-``slice``   c == 1 and src = base + arange(n);
-``repeat``  c == 1 and src = base + arange(n) // r (each source feeds r consecutive agents);
-``tile``    c == 1 and src = base + arange(n) % p;
-``rows``    src = base + dst * c + arange(c): a contiguous ``[n, c]`` block, reduced over axis 1;
-``strided`` src = base + arange(c) * n + dst: a ``[c, n]`` block, reduced over axis 0;
-``gather``  c == 1 into a port the kind *premaps* (see :class:`~agentgraph.Kind`), from fewer
-            distinct senders than receivers: the premap runs on the unique senders' rows
-            (``src``), the receivers gather from the result (``inv``);
-``segment`` anything else: gather ``buffer[src]`` then a sorted segment reduction.
-
-The first six are the *dense-block* lowering — a complete bipartite synapse layer becomes
-broadcasts and reductions over reshaped slices, as a hand-written implementation would do.
-
-Buckets: :func:`make_bucket` takes several graphs and builds one *padded* plan into which each
-of them fits: the union of their blocks, every block and every port's arrow count rounded up to
-a power of two, segment lowerings everywhere. Padding agents ("phantoms") receive no arrows
-and send to nobody; padding arrows point past the last destination and are dropped by the
-segment reductions; phantom loss agents are masked out of the loss. Graphs of one bucket share
-one executable and can be ``vmap``-ed over (their arrays stacked).
+Each port of each block gets one *lowering* (:mod:`agentgraph.compiler.lowerings`: dense-block
+patterns, gather, sorted segment). :func:`make_plan` can also lower a graph into a padded
+:class:`~agentgraph.compiler.buckets.Bucket` several graphs fit into.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any
-from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agentgraph.arrows.types import ARROW_TYPES
+from agentgraph.compiler.lowerings import port_lowering
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
 from agentgraph.graph.waves import generations
 
-__all__ = ["AgentRows", "BlockPlan", "Bucket", "KindLayout", "Plan", "PortPlan", "ReflexPlan", "make_bucket", "make_plan"]
+if TYPE_CHECKING:
+    from agentgraph.compiler.buckets import Bucket
+
+__all__ = ["AgentRows", "BlockPlan", "KindLayout", "Plan", "PortPlan", "ReflexPlan", "make_plan"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,37 +101,6 @@ class Plan:
     loss_kinds: tuple[str, ...]
 
 
-def _port_lowering(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[str, int, int]:
-    """Classify arrows (sorted by dst, dst in 0..n-1) into a dense pattern, or 'segment'."""
-    E = len(src)
-    if E == 0:
-        return "zeros", 0, 0
-    if E % n == 0:
-        c = E // n
-        if np.array_equal(dst, np.repeat(np.arange(n), c)):
-            base = int(src.min())
-            ar = np.arange(n)
-            if c == 1:
-                if np.array_equal(src, base + ar):
-                    return "slice", base, 1
-                for r in range(2, n + 1):
-                    if n % r == 0 and np.array_equal(src, base + ar // r):
-                        return "repeat", base, r
-                    if src[r - 1] != base:
-                        break
-                p = int(src.max()) - base + 1
-                if p < n and n % p == 0 and np.array_equal(src, base + ar % p):
-                    return "tile", base, p
-            rows = base + (ar[:, None] * c + np.arange(c)[None, :]).reshape(-1)
-            if np.array_equal(src, rows):
-                return "rows", base, c
-            strided = base + (np.arange(c)[None, :] * n + ar[:, None]).reshape(-1)
-            if np.array_equal(src, strided):
-                return "strided", base, c
-    return "segment", 0, 0
-
-
-
 # ----------------------------------------------------------------------------------------------
 # analysis of one graph: waves, blocks, arrows per (block, port)
 # ----------------------------------------------------------------------------------------------
@@ -190,29 +141,6 @@ def _analyse(graph: AgentGraph) -> _Analysis:
     return _Analysis(graph, A, waves, blocks, layout_sweep)
 
 
-def _pow2(n: int) -> int:
-    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
-
-
-@dataclasses.dataclass(frozen=True)
-class Bucket:
-    """A padded structure several graphs fit into (see module docstring). Build with
-    :func:`make_bucket`; pass to ``compile(graph, bucket=...)``.
-
-    Attributes:
-        blocks: ``{sweep: ((wave, kind, group, capacity), ...)}``.
-        ports: ``{(sweep, wave, kind, group, port): arrow capacity}``.
-        rest: ``{kind: capacity}`` for agents of kinds that run in no sweep.
-        reflexive: ``((kind, group, repeats, capacity), ...)``.
-    """
-
-    blocks: Any
-    ports: Any
-    rest: Any
-    reflexive: Any
-    kinds: tuple[str, ...]
-
-
 def _block_edges(an: _Analysis, t: str):
     """For each (block key, port): (src agents, src outputs, dst local) sorted by dst local."""
     A = an.A
@@ -243,50 +171,6 @@ def _block_edges(an: _Analysis, t: str):
     return out
 
 
-def make_bucket(graphs: Sequence[AgentGraph], round_up=_pow2) -> Bucket:
-    """The smallest padded structure every graph of ``graphs`` fits into.
-
-    Args:
-        graphs: one or more agent graphs (their kinds must agree by name).
-        round_up: capacity rounding (default: next power of two).
-
-    Example:
-        >>> from agentgraph import random_dag
-        >>> b = make_bucket([random_dag(2, 4, 1, seed=s) for s in range(3)])
-        >>> sorted({k for _, k, _, _ in b.blocks["forward"]})[:3]
-        ['bias', 'input', 'l2']
-    """
-    if not graphs:
-        raise AgentGraphError("make_bucket needs at least one graph.")
-    blocks = {"forward": {}, "backward": {}}
-    ports: dict = {}
-    rest: dict = {}
-    reflex: dict = {}
-    kinds: set = set()
-    for g in graphs:
-        an = _analyse(g)
-        A = an.A
-        kinds |= set(A.kind_names)
-        for t in ("forward", "backward"):
-            for key, agents in an.blocks[t].items():
-                blocks[t][key] = max(blocks[t].get(key, 0), len(agents))
-            for (key, p), (src, _, _) in _block_edges(an, t).items():
-                pk = (t, *key, p)
-                ports[pk] = max(ports.get(pk, 0), len(src))
-        for k in A.kind_names:
-            if an.layout_sweep[k] == "rest":
-                rest[k] = max(rest.get(k, 0), int(np.count_nonzero(A.kind == A.kind_names.index(k))))
-        for (k, grp, r), agents in _reflexive_sets(A).items():
-            reflex[(k, grp, r)] = max(reflex.get((k, grp, r), 0), len(agents))
-    return Bucket(
-        blocks={t: tuple(sorted((*key, round_up(n)) for key, n in v.items())) for t, v in blocks.items()},
-        ports=tuple(sorted((k, round_up(n)) for k, n in ports.items())),
-        rest=tuple(sorted((k, round_up(n)) for k, n in rest.items())),
-        reflexive=tuple(sorted((*k, round_up(n)) for k, n in reflex.items())),
-        kinds=tuple(sorted(kinds)),
-    )
-
-
 def _reflexive_sets(A) -> dict:
     type_id = {t: i for i, t in enumerate(ARROW_TYPES)}
     m = A.type == type_id["reflexive"]
@@ -310,7 +194,7 @@ def make_plan(
         graph: the agent graph (validated here).
         dense: allow the dense-block lowerings; ``False`` forces ``segment`` everywhere (used to
             test that both lowerings agree). Ignored with a bucket (always segment).
-        bucket: lower into this padded structure (:func:`make_bucket`) instead of the graph's
+        bucket: lower into this padded structure (:func:`~agentgraph.compiler.make_bucket`) instead of the graph's
             exact one.
 
     Returns:
@@ -443,7 +327,7 @@ def make_plan(
                     ports.append(PortPlan(p, spec.size, spec.aggregation, "segment", 0, 0, key_p, ecap))
                     continue
                 if dense:
-                    low, b0, prm = _port_lowering(src_row, d_loc, n)
+                    low, b0, prm = port_lowering(src_row, d_loc, n)
                 else:
                     low, b0, prm = ("zeros", 0, 0) if len(src_row) == 0 else ("segment", 0, 0)
                 key_p = ""

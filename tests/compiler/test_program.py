@@ -11,6 +11,7 @@ from agentgraph import compile, mlp, random_dag
 from agentgraph.builders import mlp_weights
 from agentgraph.interpreter import init_state, step
 from agentgraph.protocols import gradient
+from agentgraph.testing.oracle import sgd_reference
 
 
 def _batch(rng, B, n_in, n_out, loss):
@@ -139,7 +140,7 @@ def test_compiled_gradient_protocol_equals_jax_grad_sgd_10_steps(name):
         ref = init_state(g, B)
         for _ in range(10):
             b = _batch(rng, B, n_in, n_out, loss_kind)
-            new_params = gradient.sgd_reference(g, ref, lr, b)
+            new_params = sgd_reference(g, ref, lr, b)
             for a, d in new_params.items():
                 ref[a] = {**ref[a], **d}
             s, _ = jax.jit(prog.step)(gradient.params(g, lr), s, b)
@@ -179,43 +180,45 @@ def test_same_plan_reuses_the_executable():
     assert _step_jit._cache_size() == before + 1
 
 
-def test_bucket_graphs_share_one_executable_and_vmap_over_graphs():
-    """Random DAGs of one bucket: each equals the interpreter, none retraces, vmap over graphs works."""
-    from agentgraph.compiler import make_bucket, stack_arrays
-    from agentgraph.compiler.program import _step_jit
+def test_program_is_a_pytree_and_a_jit_argument():
+    """Index arrays and initial values are the leaves; programs of one structure share one trace."""
+    g1 = mlp([3, 4, 2], activation="tanh", loss="cross_entropy", seed=0)
+    g2 = mlp([3, 4, 2], activation="tanh", loss="cross_entropy", seed=1)
+    p1, p2 = compile(g1), compile(g2)
+    assert jax.tree.structure(p1) == jax.tree.structure(p2)
+    paths = {jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_leaves_with_path(p1)}
+    assert ".initial['synapse']['w']" in paths
+    traces = []
 
-    graphs = [random_dag(3, 5, 2, edge_prob=0.4, parallel_prob=0.3, activation="tanh", loss="cross_entropy", seed=s)
-              for s in range(4)]
-    bucket = make_bucket(graphs)
-    progs = [compile(g, bucket=bucket) for g in graphs]
-    assert len({p.plan for p in progs}) == 1
-    rng = np.random.default_rng(7)
-    B = 3
-    b = _batch(rng, B, 3, 2, "cross_entropy")
-    params = gradient.params(graphs[0], 0.3)
-    progs[0].step(params, progs[0].init(B), b)
-    before = _step_jit._cache_size()
-    for g, p in zip(graphs, progs):
-        s, loss = p.step(params, p.init(B), b)
-        r = step(g, init_state(g, B), params, b)
-        assert abs(float(loss) - r.loss) < 1e-5
-        assert _max_err(p, s, r.state) < 1e-5
-    assert _step_jit._cache_size() == before
-    arrays = stack_arrays(progs)
-    states = jax.tree.map(lambda *xs: jnp.stack(xs), *[p.init(B) for p in progs])
-    _, losses = jax.vmap(lambda a, s: progs[0].step(params, s, b, arrays=a))(arrays, states)
-    for i, (g, p) in enumerate(zip(graphs, progs)):
-        assert abs(float(losses[i]) - step(g, init_state(g, B), params, b).loss) < 1e-5
+    @jax.jit
+    def run(prog, params, s, b):
+        traces.append(1)
+        return prog.step(params, s, b)
+
+    b = _batch(np.random.default_rng(8), 2, 3, 2, "cross_entropy")
+    params = gradient.params(g1, 0.1)
+    for p in (p1, p2):
+        s_j, l_j = run(p, params, p.init(2), b)
+        s_e, l_e = p.step(params, p.init(2), b)
+        assert float(l_j) == float(l_e)
+        np.testing.assert_array_equal(s_j["synapse"]["w"], s_e["synapse"]["w"])
+    assert len(traces) == 1
+    # init inside a trace uses the traced program's own initial values (leaves, not constants)
+    w = jax.jit(lambda p: p.init(1)["synapse"]["w"])
+    np.testing.assert_array_equal(w(p2), p2.init(1)["synapse"]["w"])
+    np.testing.assert_array_equal(w(p1), p1.init(1)["synapse"]["w"])
 
 
-def test_graph_outside_the_bucket_is_refused():
-    from agentgraph import AgentGraphError
-    from agentgraph.compiler import make_bucket
+def test_unflatten_does_no_compilation_work(monkeypatch):
+    from agentgraph.compiler import Program
 
-    small = random_dag(2, 3, 1, seed=0)
-    big = random_dag(2, 12, 1, edge_prob=0.6, seed=1)
-    with pytest.raises(AgentGraphError, match="does not fit the bucket"):
-        compile(big, bucket=make_bucket([small]))
+    prog = compile(random_dag(2, 4, 1, seed=0))
+    leaves, tree = jax.tree.flatten(prog)
+    monkeypatch.setattr(Program, "__init__", lambda *a, **k: pytest.fail("unflatten re-ran compilation"))
+    again = jax.tree.unflatten(tree, leaves)
+    assert again.plan is prog.plan and again.index is prog.index
+    doubled = jax.tree.map(lambda v: v * 2, prog)
+    assert doubled.plan is prog.plan and repr(doubled) == repr(prog)
 
 
 def test_lowering_errors_name_the_kind_and_an_agent():
@@ -259,7 +262,7 @@ def test_user_defined_blur_kinds_compile_and_match_the_interpreter():
     import pathlib
     import sys
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "blur.py"
+    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "blur.py"
     name = "agentgraph_example_blur"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, path)
