@@ -130,7 +130,7 @@ def test_fresh_run_refuses_a_directory_with_old_checkpoints(tmp_path):
 @pytest.mark.slow
 def test_sinusoid_paper_setting_meta_loss_decreases(tmp_path):
     """Paper Fig. 2 setting, 300 meta-steps (~100 s on CPU): the meta-loss falls (run with -m slow)."""
-    cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "sinusoid.yaml"),
+    cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "..", "examples", "configs", "sinusoid.yaml"),
                       {"meta.meta_steps": 300, "run.out_dir": str(tmp_path / "sin")})
     train(cfg, progress=False, log=lambda s: None)
     ml = [r["meta_loss"] for r in _metrics(cfg.run.out_dir)]
