@@ -37,7 +37,7 @@ sys.path.insert(0, HERE)
 from profile_meta_step import meta_step_flops  # noqa: E402
 
 from agentgraph.meta.config import load_config  # noqa: E402
-from agentgraph.meta.setup import make_setup  # noqa: E402
+from agentgraph.meta.context import make_context  # noqa: E402
 from agentgraph.meta.tasks import task_family  # noqa: E402
 from agentgraph.meta.train import init_training_shapes, make_meta_step, train  # noqa: E402
 
@@ -67,21 +67,21 @@ def main(argv=None) -> int:
     res: dict = {"device": str(dev), "device_kind": dev.device_kind, "jax": jax.__version__}
     cfg = load_config(a.config, {"run.out_dir": os.path.join(a.out_dir, "mnist"), "run.checkpoint_every": 500})
     family = task_family(cfg)
-    setup = make_setup(cfg)
-    ts = init_training_shapes(cfg, setup)
-    step = make_meta_step(cfg, setup, family)
+    ctx = make_context(cfg)
+    ts = init_training_shapes(cfg, ctx)
+    step = make_meta_step(cfg, ctx, family)
     t0 = time.perf_counter()
-    jax.block_until_ready(step(ts, 0))
+    jax.block_until_ready(step(ts, 0, ctx.program))
     res["first_meta_step_s"] = time.perf_counter() - t0
     times = []
     for s in range(1, a.steps + 1):
         t0 = time.perf_counter()
-        ts, m, _ = step(ts, s)
+        ts, m, _ = step(ts, s, ctx.program)
         jax.block_until_ready(m)
         times.append(time.perf_counter() - t0)
     res["meta_step_median_s"] = float(np.median(times))
     res["meta_step_runs_s"] = times
-    flops = meta_step_flops(setup, ts["trainable"]["protocol"])
+    flops = meta_step_flops(ctx, ctx.params(ts.trainable["protocol"], ts.stats))
     res["learner_flops_per_meta_step"] = flops["meta_step_flops"]
     res["learner_tflops_achieved"] = flops["meta_step_flops"] / res["meta_step_median_s"] / 1e12
     rows = max(b["rows"] for b in flops["blocks"].values())
@@ -105,8 +105,8 @@ def main(argv=None) -> int:
     from agentgraph.meta.protocol_io import load_protocol
 
     t0 = time.perf_counter()
-    proto, norm = load_protocol(tr["checkpoint"], setup)
-    ev = evaluate(cfg, proto, norm, runs=a.eval_runs, sgd_lr=0.1, adam_lr=0.01, setup=setup)  # the paper's baselines
+    learned, stats = load_protocol(tr["checkpoint"], ctx)
+    ev = evaluate(cfg, learned, stats, runs=a.eval_runs, sgd_lr=0.1, adam_lr=0.01, ctx=ctx)  # the paper's baselines
     res["eval"] = {"seconds": time.perf_counter() - t0, **ev}
     with open(os.path.join(a.out_dir, "gpu-mnist.json"), "w") as f:
         json.dump(res, f, indent=2, default=float)

@@ -11,6 +11,8 @@ table reports the median over rounds and each variant's ratio to the first one.
 
 ``--tree NAME=PATH`` adds a variant that runs another checkout of agentgraph (e.g. a ``git
 worktree`` of the commit before a change) with no overrides — before/after in one alternation.
+The worker runs with that tree's API, the Protocol/Context one or the one before it (``--set``
+overrides and the config are given in today's schema; MPLP's options move back under ``meta:``).
 
 ``--reference-cmd`` adds an external program to the alternation (e.g. another implementation
 of the same meta-step): it must print, as its last line, a JSON object with ``median_step_s``.
@@ -61,7 +63,44 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
 }
 
 
+#: MPLP's options that the Protocol contract moved from ``meta:`` into ``protocol:``.
+_MOVED = ("imitation_steps", "imitation_lr", "imitation_unroll", "imitation_meta_lr", "calibration_rounds",
+          "calibration_blend", "grad_input_anneal")
+
+
+def _old_tree_config(path: str, overrides: dict):
+    """The config at ``path`` (today's schema) with ``overrides``, validated by a tree from before
+    the Protocol contract: MPLP's options back under ``meta:``, the SGD rule's ``lr`` as ``sgd_lr``."""
+    from pathlib import Path
+
+    from agentgraph.meta.config import parse_config
+
+    text = Path(path).read_text()
+    if path.endswith(".toml"):
+        import tomllib
+
+        data = tomllib.loads(text)
+    else:
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    for dotted, value in overrides.items():
+        node = data
+        *head, last = dotted.split(".")
+        for part in head:
+            node = node.setdefault(part, {})
+        node[last] = value
+    proto, meta = dict(data.get("protocol", {})), dict(data.get("meta", {}))
+    meta.update({k: proto.pop(k) for k in _MOVED if k in proto})
+    if proto.get("rule") == "sgd" and "lr" in proto:
+        proto["sgd_lr"] = proto.pop("lr")
+    return parse_config({**data, "protocol": proto, "meta": meta}, repr(path))
+
+
 def worker(config: str, overrides: dict, steps: int, root: str = ROOT) -> dict:
+    """One variant in this process, with the agentgraph of ``root`` — whichever API it has: the
+    Protocol/Context one (``make_context``; the meta-step takes the compiled program) or the one
+    before it (``make_setup``; the meta-step takes ``(state, step)``)."""
     import resource
 
     sys.path.insert(0, root)
@@ -69,26 +108,35 @@ def worker(config: str, overrides: dict, steps: int, root: str = ROOT) -> dict:
     import numpy as np
 
     from agentgraph.meta.config import load_config
-    from agentgraph.meta.setup import make_setup
     from agentgraph.meta.tasks import task_family
     from agentgraph.meta.train import init_training_shapes, make_meta_step
 
-    cfg = load_config(config, overrides)
+    try:
+        from agentgraph.meta.context import make_context
+    except ImportError:  # a tree from before the Protocol contract
+        from agentgraph.meta.setup import make_setup
+
+        cfg = _old_tree_config(config, overrides)
+        ctx = make_setup(cfg)
+        program = ()
+    else:
+        cfg = load_config(config, overrides)
+        ctx = make_context(cfg)
+        program = (ctx.program,)
     family = task_family(cfg)
-    setup = make_setup(cfg)
-    ts = init_training_shapes(cfg, setup)
+    ts = init_training_shapes(cfg, ctx)
     try:  # compile, hand the compiler's freed memory back, run: as `agentgraph train` does
         from agentgraph.meta.train import _release_after_compile
     except ImportError:  # older trees
         _release_after_compile = lambda f: f  # noqa: E731
-    step = _release_after_compile(make_meta_step(cfg, setup, family))
+    step = _release_after_compile(make_meta_step(cfg, ctx, family))
     t0 = time.perf_counter()
-    jax.block_until_ready(step(ts, 0))
+    jax.block_until_ready(step(ts, 0, *program))
     first = time.perf_counter() - t0
     times = []
     for s in range(1, steps + 1):
         t0 = time.perf_counter()
-        ts, m, _ = step(ts, s)
+        ts, m, _ = step(ts, s, *program)
         jax.block_until_ready(m)
         times.append(time.perf_counter() - t0)
     return {"first_step_s": first, "median_step_s": float(np.median(times)), "step_times_s": times,

@@ -33,14 +33,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="benchmarks/results/repro/mnist_table.json")
     a = ap.parse_args(argv)
 
-    from agentgraph.meta import checkpoint as ckpt
     from agentgraph.meta.config import parse_config
+    from agentgraph.meta.context import make_context
     from agentgraph.meta.evaluate import evaluate
-    from agentgraph.meta.protocol_io import load_protocol
-    from agentgraph.meta.setup import make_setup
+    from agentgraph.meta.protocol_io import load_protocol, read_checkpoint
     from agentgraph.plots import plot_curves
 
-    _, meta = ckpt.load(a.checkpoint)
+    _, meta = read_checkpoint(a.checkpoint)  # any checkpoint format; the config in today's schema
     base = meta["config"]
     variants = {
         "mplp": base,
@@ -52,17 +51,17 @@ def main(argv=None) -> int:
     t_all = time.perf_counter()
     for name, data in variants.items():
         cfg = parse_config(data)
-        setup = make_setup(cfg)
-        proto, norm = load_protocol(a.checkpoint, setup)
+        ctx = make_context(cfg)
+        learned, stats = load_protocol(a.checkpoint, ctx)
         t0 = time.perf_counter()
-        fixed = evaluate(cfg, proto, norm, runs=a.runs, sgd_lr=0.1, adam_lr=0.01, setup=setup)
+        fixed = evaluate(cfg, learned, stats, runs=a.runs, sgd_lr=0.1, adam_lr=0.01, ctx=ctx)
         out["curves"][name] = fixed
         out["rows"][name] = {"mean": fixed["protocol"]["mean"][-1], "std": fixed["protocol"]["std"][-1],
                              "seconds": time.perf_counter() - t0}
         if name == "mplp":
             out["rows"]["sgd"] = {"mean": fixed["sgd"]["mean"][-1], "std": fixed["sgd"]["std"][-1], "lr": 0.1}
             out["rows"]["adam"] = {"mean": fixed["adam"]["mean"][-1], "std": fixed["adam"]["std"][-1], "lr": 0.01}
-            tuned = evaluate(cfg, proto, norm, runs=a.runs, setup=setup)
+            tuned = evaluate(cfg, learned, stats, runs=a.runs, ctx=ctx)
             out["curves"]["tuned"] = tuned
             for m in ("sgd", "adam"):
                 out["rows"][f"{m}_tuned"] = {"mean": tuned[m]["mean"][-1], "std": tuned[m]["std"][-1],
@@ -81,10 +80,11 @@ def main(argv=None) -> int:
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(out, f, indent=2)
-    panels = [("12×12, (144,50,10) sigmoid", out["curves"]["protocol"]),
+    panels = [("12×12, (144,50,10) sigmoid", out["curves"]["mplp"]),
               ("transferred: step activation", {k: v for k, v in out["curves"]["step"].items() if k != "sgd" and k != "adam"}),
               ("transferred: (784,100,10), 28×28", {k: v for k, v in out["curves"]["mnist28"].items() if k not in ("sgd", "adam")})]
-    plot_curves(panels, os.path.splitext(a.out)[0] + ".png", title=f"MNIST, accuracy per inner step ({a.runs} fresh networks)")
+    plot_curves(panels, os.path.splitext(a.out)[0] + ".png", title=f"MNIST, accuracy per inner step ({a.runs} fresh networks)",
+                labels={"protocol": "MPLP (no gradient)"})
     print(f"wrote {a.out}")
     return 0
 

@@ -31,24 +31,24 @@ sys.path.insert(0, ROOT)
 PAPER = 0.4895
 CONFIG = os.path.join(ROOT, "examples", "configs", "mnist.yaml")
 # the paper's recipe, whatever examples/configs/mnist.yaml's defaults are; options override
-COMMON = ["run.eval_every=100", "run.checkpoint_every=100", "run.keep=30", "meta.imitation_steps=0", "meta.meta_lr=5e-4"]
+COMMON = ["run.eval_every=100", "run.checkpoint_every=100", "run.keep=30", "protocol.imitation_steps=0", "meta.meta_lr=5e-4"]
 
 #: option -> (--set overrides, meta-steps, what it is)
 OPTIONS: dict[str, tuple[list[str], int, str]] = {
     "baseline": ([], 1000, "the paper's recipe (meta-lr 5e-4, outer batch 1)"),
-    "imitation": (["meta.imitation_steps=600", "meta.imitation_meta_lr=2e-3", "meta.meta_lr=2e-4"], 1600,
+    "imitation": (["protocol.imitation_steps=600", "protocol.imitation_meta_lr=2e-3", "meta.meta_lr=2e-4"], 1600,
                   "600 imitation steps (messages and updates fitted to backprop's, 4-step unrolls, meta-lr 2e-3), "
                   "then the recipe at meta-lr 2e-4"),
-    "imitation-long": (["meta.imitation_steps=1200", "meta.imitation_meta_lr=2e-3", "meta.meta_lr=2e-4"], 1600,
+    "imitation-long": (["protocol.imitation_steps=1200", "protocol.imitation_meta_lr=2e-3", "meta.meta_lr=2e-4"], 1600,
                        "as imitation, with 1,200 imitation steps (seed 1's imitation loss was still falling at 600)"),
-    "imitation-metalr5e-4": (["meta.imitation_steps=600", "meta.imitation_meta_lr=2e-3"], 1600,
+    "imitation-metalr5e-4": (["protocol.imitation_steps=600", "protocol.imitation_meta_lr=2e-3"], 1600,
                              "as imitation, but the recipe's meta-lr 5e-4 after it"),
     "curriculum": (["meta.curriculum=[[0,5],[250,10],[500,20]]"], 1000,
                    "unroll 5 inner steps, 10 from meta-step 250, 20 from 500"),
     "outer4": (["meta.outer_batch=4", "meta.meta_lr=1e-3"], 360,
                "4 tasks per meta-step (one after another, 3.6 s a step), meta-lr ×2 (√4), "
                "as many minutes as the baseline's 1,000 steps"),
-    "grad_train": (["protocol.grad_input=train", "meta.grad_input_anneal=500"], 1000,
+    "grad_train": (["protocol.grad_input=train", "protocol.grad_input_anneal=500"], 1000,
                    "gradient as a learner input, faded out over 500 meta-steps; evaluated without it"),
     "grad_always": (["protocol.grad_input=always"], 1000,
                     "gradient as a learner input in training and evaluation (not gradient-free)"),
@@ -73,13 +73,14 @@ def _curve(run_dir: str) -> dict:
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         rows = [json.loads(ln) for ln in f if ln.strip()]
     minutes, pts = 0.0, []
+    warm = lambda r: r.get("warm_start") or r.get("imitation")  # noqa: E731  (older runs: "imitation")
     for r in rows:
         minutes += (r["seconds"] + r.get("setup_seconds", 0.0)) / 60.0
         if "eval" in r:
             pts.append({"step": r["step"] + 1, "minutes": minutes, "acc": r["eval"],
-                        "phase": "imitation" if r.get("imitation") else "meta"})
-    imitation = sum(1 for r in rows if r.get("imitation"))
-    meta = [r for r in rows if not r.get("imitation") and r.get("finite", True)]
+                        "phase": "imitation" if warm(r) else "meta"})
+    imitation = sum(1 for r in rows if warm(r))
+    meta = [r for r in rows if not warm(r) and r.get("finite", True)]
     loss = [(meta[i]["step"] + 1, sum(r["meta_loss"] for r in meta[i:i + 50]) / len(meta[i:i + 50]))
             for i in range(0, len(meta), 50)]  # means over 50 meta-steps, at each window's first step
     return {"points": pts, "steps": len(rows), "imitation_steps": imitation, "minutes": minutes, "meta_loss": loss}
@@ -93,7 +94,7 @@ def _first(points, level):
 
 
 def _final_eval(run_dir: str, runs: int) -> dict:
-    from agentgraph.meta import checkpoint as ckpt
+    from agentgraph import checkpoint as ckpt
 
     path = ckpt.latest(run_dir)
     cache = os.path.join(run_dir, f"final_eval_{runs}.json")
@@ -124,12 +125,13 @@ def _report(a) -> int:
         option = name.rsplit("_s", 1)[0]
         c = _curve(d)
         final = _final_eval(d, a.runs)
+        learned = final["protocol"] if "protocol" in final else final["mplp"]  # evaluations cached before: "mplp"
         row = {"run": name, "option": option, "what": OPTIONS.get(option, ([], 0, ""))[2],
                "uses_gradient_at_evaluation": option in USES_GRADIENT, "meta_steps": c["steps"] - c["imitation_steps"],
                "imitation_steps": c["imitation_steps"], "minutes": round(c["minutes"], 1),
                "to_40": _first(c["points"], 0.40), "to_paper": _first(c["points"], PAPER),
                "best_periodic": max((p["acc"] for p in c["points"]), default=None),
-               "final_100": {"mean": final["protocol"]["mean"][-1], "std": final["protocol"]["std"][-1]},
+               "final_100": {"mean": learned["mean"][-1], "std": learned["std"][-1]},
                "sgd_100": final["sgd"]["mean"][-1], "adam_100": final["adam"]["mean"][-1], "curve": c["points"]}
         rows.append(row)
         by_step[name] = [(p["step"], 100 * p["acc"]) for p in c["points"]]

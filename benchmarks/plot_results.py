@@ -24,8 +24,13 @@ from agentgraph.plots import plot_curves, plot_meta_curves  # noqa: E402
 
 
 def _load(path: str) -> dict:
+    """An evaluation JSON; those written before the Protocol contract name the protocol's
+    results "mplp" where today's name them "protocol"."""
     with open(path) as f:
-        return json.load(f)
+        res = json.load(f)
+    if "mplp" in res and "protocol" not in res:
+        res["protocol"] = res.pop("mplp")
+    return res
 
 
 def _seen(res: dict) -> dict:
@@ -34,6 +39,11 @@ def _seen(res: dict) -> dict:
         if m in res:
             out[m] = {"mean": res[m]["seen_mean"], "std": res[m]["seen_std"], **({"lr": res[m]["lr"]} if "lr" in res[m] else {})}
     return out
+
+
+def _labels(res: dict) -> dict:
+    """The legend name of an MPLP evaluation's protocol, as these figures always had it."""
+    return {"protocol": "MPLP (no gradient)"} if res.get("rule", "mplp") == "mplp" else {}
 
 
 def main(argv=None) -> int:
@@ -47,7 +57,7 @@ def main(argv=None) -> int:
     if a.what == "sinusoid":
         res, out = _load(a.files[0]), a.out or a.files[1]
         plot_curves([("training loss, points seen so far", _seen(res)), ("evaluation loss, 100 points", res)], out,
-                    title=a.title or "sinusoid: MPLP vs Adam", methods=("protocol", "adam"))
+                    title=a.title or "sinusoid: MPLP vs Adam", methods=("protocol", "adam"), labels=_labels(res))
     elif a.what == "maml":
         r1, r2 = _load(a.files[0]), _load(a.files[1])
         out = a.out or a.files[2]
@@ -60,7 +70,8 @@ def main(argv=None) -> int:
                     labels={"protocol": "MPLP + learned prior (no gradient)", "maml": "MAML (SGD 0.05 from its prior)"})
     elif a.what == "curves":
         out = a.out or a.files[1]
-        plot_curves(_load(a.files[0]), out, title=a.title)
+        res = _load(a.files[0])
+        plot_curves(res, out, title=a.title, labels=_labels(res))
     else:
         names = a.names or [os.path.basename(os.path.dirname(f)) or f for f in a.files]
         curves = {}

@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from agentgraph.meta.config import load_config  # noqa: E402
-from agentgraph.meta.setup import make_setup  # noqa: E402
+from agentgraph.meta.context import make_context  # noqa: E402
 from agentgraph.meta.tasks import task_family  # noqa: E402
 from agentgraph.meta.train import init_training_shapes, make_meta_step  # noqa: E402
 
@@ -52,20 +52,21 @@ def learner_macs(learner: dict) -> int:
     return _mlp_macs(learner["f"]) + _mlp_macs(learner["g"])
 
 
-def meta_step_flops(setup, params_meta) -> dict:
-    """Learner matmul FLOPs of one meta-step, by block, from the compiled plan."""
-    cfg = setup.cfg
+def meta_step_flops(ctx, params) -> dict:
+    """Learner matmul FLOPs of one meta-step, by block, from the compiled plan of ``ctx``'s
+    protocol network; ``params``: what each group receives (``ctx.params(learned, stats)``), the
+    groups with a ``"learner"`` counted."""
+    cfg = ctx.cfg
     B, K = cfg.meta.batch, cfg.meta.inner_steps
     rows = collections.Counter()
-    for wave in setup.prog.plan.backward:
+    for wave in ctx.program.plan.backward:
         for blk in wave:
-            if blk.group in setup.keys:
+            if "learner" in params.get(blk.group, {}):
                 rows[blk.group] += blk.n * B
     per_step = 0
     blocks = {}
     for group, r in rows.items():
-        lkey = setup.keys[group][0]
-        macs = learner_macs(params_meta[lkey]["learner"])
+        macs = learner_macs(params[group]["learner"])
         blocks[group] = {"rows": r, "macs_per_row": macs, "forward_flops": 2 * r * macs}
         per_step += 2 * r * macs
     passes = {"forward": 1, "recompute": 1 if cfg.meta.remat not in (False, "none") else 0, "backward": 2}
@@ -160,27 +161,28 @@ def main(argv=None) -> int:
         over[k] = json.loads(v) if v[:1] in "0123456789-[{tf\"" else v
     cfg = load_config(a.config, over)
     family = task_family(cfg)
-    setup = make_setup(cfg)
-    ts = init_training_shapes(cfg, setup)
-    flops = meta_step_flops(setup, ts["trainable"]["protocol"])
+    ctx = make_context(cfg)
+    ts = init_training_shapes(cfg, ctx)
+    params = ctx.params(ts.trainable["protocol"], ts.stats)
+    flops = meta_step_flops(ctx, params)
     big = max(flops["blocks"].values(), key=lambda b: b["rows"])
-    lkey = setup.keys[max(flops["blocks"], key=lambda g: flops["blocks"][g]["rows"])][0]
-    lr = ts["trainable"]["protocol"][lkey]["learner"]
+    lr = params[max(flops["blocks"], key=lambda g: flops["blocks"][g]["rows"])]["learner"]
     shapes = sorted({tuple(l["w"].shape) for part in ("mlp_x", "mlp_c") for l in lr.get(part, [])} |
                     ({tuple(lr["wx"].shape), tuple(lr["wc"].shape)} if "wx" in lr else set()))
     rates = matmul_rates(big["rows"], shapes)
-    step = make_meta_step(cfg, setup, family)
-    jax.block_until_ready(step(ts, 0))
+    step = make_meta_step(cfg, ctx, family)
+    prog = ctx.program
+    jax.block_until_ready(step(ts, 0, prog))
     times = []
     for s in range(1, 4):
         t = time.perf_counter()
-        jax.block_until_ready(step(ts, s))
+        jax.block_until_ready(step(ts, s, prog))
         times.append(time.perf_counter() - t)
-    hlo = step.lower(ts, 0).compile().as_text()
+    hlo = step.lower(ts, 0, prog).compile().as_text()
     with tempfile.TemporaryDirectory() as d:
         jax.profiler.start_trace(d)
         for s in range(4, 4 + a.steps):
-            jax.block_until_ready(step(ts, s))
+            jax.block_until_ready(step(ts, s, prog))
         jax.profiler.stop_trace()
         prof = classify_trace(d, hlo)
     for v in (prof["by_class"], prof["by_class_and_phase"]):
