@@ -19,5 +19,6 @@ def test_doc_examples_run(path):
     blocks = _blocks(path)
     if path.name in ("README.md", "concepts.md", "compiler.md", "data.md"):
         assert blocks, f"{path.name} has no python example"
+    namespace = {"__name__": "__doc_example__"}  # a page's blocks run in order, as a reader runs them
     for code in blocks:
-        exec(compile(code, str(path), "exec"), {"__name__": "__doc_example__"})
+        exec(compile(code, str(path), "exec"), namespace)

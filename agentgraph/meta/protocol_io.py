@@ -132,8 +132,8 @@ def export_protocol(src: str, dst: str, metadata: dict | None = None) -> str:
         >>> from agentgraph.meta.train import train
         >>> d = tempfile.mkdtemp()
         >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 3, 1], "loss": "l2"},
-        ...     "protocol": {"calibration_rounds": 0},
-        ...     "meta": {"inner_steps": 2, "batch": 2, "meta_steps": 1, "prior_pool": 2}, "run": {"out_dir": d}})
+        ...     "protocol": {"rule": "sgd"}, "meta": {"inner_steps": 2, "batch": 2, "meta_steps": 1,
+        ...     "prior_pool": 2, "maml": True}, "run": {"out_dir": d}})
         >>> ck = train(cfg, progress=False, log=lambda s: None)["checkpoint"]
         >>> p = export_protocol(ck, os.path.join(d, "protocol.npz"))
         >>> os.path.getsize(p) < os.path.getsize(ck)

@@ -254,33 +254,3 @@ def test_lowering_errors_name_the_kind_and_an_agent():
             prog.step(None, prog.init(2), {"x": np.ones((2, 1))})
     with pytest.raises(AgentGraphError, match="Batch has no key 'x'"):
         prog.step(None, prog.init(2), {})
-
-
-def test_user_defined_blur_kinds_compile_and_match_the_interpreter():
-    """The BLUR-style kinds written outside the library (examples/blur.py) compile too."""
-    import importlib.util
-    import pathlib
-    import sys
-
-    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "blur.py"
-    name = "agentgraph_example_blur"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    blur = sys.modules[name]
-    sizes, k, B = (3, 4, 2), 3, 2
-    g = blur.blur_network(sizes, k, seed=0, zero_out=False)
-    params = {blur.GROUP: blur.init_genome(k, jax.random.PRNGKey(0))}
-    rng = np.random.default_rng(0)
-    with jax.enable_x64(True):
-        prog = compile(g)
-        s_c, s_i = prog.init(B), init_state(g, B)
-        for _ in range(2):
-            b = {"x": rng.uniform(-1, 1, (B, sizes[0])), "y": np.sign(rng.normal(size=(B, sizes[-1])))}
-            s_i = step(g, s_i, params, b).state
-            s_c, _ = prog.step(params, s_c, b)
-        assert _max_err(prog, s_c, s_i) < 1e-10
-        w0 = np.asarray(prog.init(B)["blur_synapse"]["w"])
-    assert float(np.abs(np.asarray(s_c["blur_synapse"]["w"]) - w0).max()) > 1e-6  # the Hebbian rule ran

@@ -16,17 +16,25 @@ from helpers import _metrics, digits_cfg
 
 @pytest.mark.parametrize("sharing", ["group", "kind", "all"])
 def test_sharing_modes_on_a_non_layered_graph(tmp_path, sharing):
+    import jax
+
     from agentgraph.protocols import mplp
 
+    cfg = digits_cfg(tmp_path, net__kind="random_dag", net__n_hidden=4, net__edge_prob=0.3, protocol__sharing=sharing)
+    ctx = make_context(cfg)
+    learners = set(ctx.protocol.init(jax.random.PRNGKey(0), ctx.net.graph))
+    keys = mplp.share_keys(ctx.net.graph, sharing)
+    assert learners == {lk for lk, _, _ in keys.values()}
+    assert len(learners) == {"group": 5, "kind": 5, "all": 1}[sharing]  # random_dag: one group per kind
+
+
+def test_meta_training_on_a_non_layered_graph_keeps_one_learner_per_group(tmp_path):
     cfg = digits_cfg(tmp_path, net__kind="random_dag", net__n_hidden=4, net__edge_prob=0.3,
-                     protocol__sharing=sharing, meta__meta_steps=2, protocol__calibration_rounds=1)
+                     protocol__sharing="group", meta__meta_steps=2, protocol__calibration_rounds=1)
     res = train(cfg, progress=False, log=lambda s: None)
     flat, _ = ckpt.load(res["checkpoint"])
     learners = {k.split("]")[1][2:-1] for k in flat if k.startswith(".trainable['protocol']")}
-    keys = mplp.share_keys(make_context(cfg).net.graph, sharing)
-    assert learners == {lk for lk, _, _ in keys.values()}
-    assert len(learners) == {"group": 5, "kind": 5, "all": 1}[sharing]  # random_dag: one group per kind
-    assert res["bad_steps"] == 0
+    assert len(learners) == 5 and res["bad_steps"] == 0
 
 
 def test_group_sharing_is_per_layer_on_mlps():
@@ -40,9 +48,14 @@ def test_group_sharing_is_per_layer_on_mlps():
     assert {lk for lk, _, _ in mplp.share_keys(g, "all").values()} == {"all"}
 
 
-def test_protocol_transfers_to_step_activation_and_wider_net_and_refuses_others(tmp_path):
-    cfg = digits_cfg(tmp_path, net__sizes=[64, 16, 10], meta__meta_steps=2, protocol__calibration_rounds=1)
+def test_a_users_own_builder_trains_and_its_protocol_transfers_to_other_nets_and_refuses_others(tmp_path):
+    """net.kind names "package.module:function" (args and seed passed on); the protocol it
+    trains moves to a step activation and a wider net, and refuses misfits by name."""
+    builder = {"kind": "agentgraph.builders:mlp_network", "args": {"sizes": [64, 16, 10]}}
+    cfg = digits_cfg(tmp_path, net=builder, meta__meta_steps=2, protocol__calibration_rounds=1)
+    assert len(make_context(cfg).base.graph.agents("synapse")) == 64 * 16 + 16 * 10
     res = train(cfg, progress=False, log=lambda s: None)
+    assert res["bad_steps"] == 0
     for target in (
         digits_cfg(tmp_path, net__sizes=[64, 16, 10], net__activation="step"),
         digits_cfg(tmp_path, net__sizes=[64, 40, 10]),
@@ -53,6 +66,10 @@ def test_protocol_transfers_to_step_activation_and_wider_net_and_refuses_others(
         load_protocol(res["checkpoint"], make_context(digits_cfg(tmp_path, net__sizes=[64, 16, 10], protocol__k=3)))
     with pytest.raises(AgentGraphError, match=r"does not fit.*missing"):
         load_protocol(res["checkpoint"], make_context(digits_cfg(tmp_path, net__sizes=[64, 16, 16, 10])))
+    with pytest.raises(AgentGraphError, match=r"net\.kind .*nope"):
+        make_context(digits_cfg(tmp_path, net={"kind": "agentgraph.builders:nope"}))
+    with pytest.raises(AgentGraphError, match=r"net\.args"):
+        make_context(digits_cfg(tmp_path, net={"kind": "agentgraph.builders:mlp_network", "args": {"sizez": 3}}))
 
 
 def test_graph_pool_cycles_random_dags_through_one_compiled_step_and_resumes(tmp_path, monkeypatch):
@@ -89,17 +106,3 @@ def test_graph_pool_cycles_random_dags_through_one_compiled_step_and_resumes(tmp
     assert all(0.0 <= r["eval"] <= 1.0 for r in rows if "eval" in r)
     with pytest.raises(AgentGraphError, match="graph_pool"):
         digits_cfg(tmp_path, meta__graph_pool=2)
-
-
-def test_a_users_own_builder_through_the_config(tmp_path):
-    """net.kind names "package.module:function"; its args and seed are passed on."""
-    cfg = digits_cfg(tmp_path, net={"kind": "agentgraph.builders:mlp_network", "args": {"sizes": [64, 6, 10]}},
-                     meta__meta_steps=1, protocol__calibration_rounds=1)
-    ctx = make_context(cfg)
-    assert len(ctx.base.graph.agents("synapse")) == 64 * 6 + 6 * 10
-    res = train(cfg, progress=False, log=lambda s: None)
-    assert res["bad_steps"] == 0
-    with pytest.raises(AgentGraphError, match=r"net\.kind .*nope"):
-        make_context(digits_cfg(tmp_path, net={"kind": "agentgraph.builders:nope"}))
-    with pytest.raises(AgentGraphError, match=r"net\.args"):
-        make_context(digits_cfg(tmp_path, net={"kind": "agentgraph.builders:mlp_network", "args": {"sizez": 3}}))

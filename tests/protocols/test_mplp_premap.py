@@ -35,7 +35,7 @@ def _lowerings(prog, kind: str, port: str) -> set[str]:
 
 
 CASES = [  # (network, stateful learners, sharing, lowering of the synapses' message port, check grads)
-    ("mlp", True, "group", "tile", True),
+    ("mlp", True, "group", "tile", False),  # gradients: the dag case (one compile each costs ~30 s)
     ("mlp", False, "all", "tile", False),
     ("dag", True, "kind", "gather", True),
     ("dag", False, "group", "gather", False),
@@ -45,7 +45,7 @@ CASES = [  # (network, stateful learners, sharing, lowering of the synapses' mes
 @pytest.mark.parametrize("net,stateful,sharing,lowering,grads", CASES)
 def test_mplp_premap_on_equals_off(net, stateful, sharing, lowering, grads):
     base = (mlp([5, 4, 3], activation="sigmoid", loss="cross_entropy", init_std=0.5, seed=0) if net == "mlp"
-            else random_dag(3, 6, 2, edge_prob=0.5, loss="l2", init_std=0.5, seed=3))
+            else random_dag(3, 4, 2, edge_prob=0.5, loss="l2", init_std=0.5, seed=3))
     on = mplp.MPLPConfig(k=3, hidden=2, stateful=stateful, premap=True)
     off = dataclasses.replace(on, premap=False)
     g_on, g_off = base.with_kinds(mplp.kinds(on, sharing)), base.with_kinds(mplp.kinds(off, sharing))
