@@ -227,6 +227,7 @@ def _batch_loss(cfg, n_tasks):
     return lambda tr: batch_meta_loss(tr, stats, ctx, ctx.program, tasks, pool, one), {"protocol": learned}
 
 
+@pytest.mark.slow  # an option's equivalence (docs/performance.md); run with -m slow
 def test_outer_batch_run_one_after_another_equals_vmapped(tmp_path):
     out = {}
     for how in ("vmap", "map"):
@@ -240,6 +241,7 @@ def test_outer_batch_run_one_after_another_equals_vmapped(tmp_path):
         np.testing.assert_allclose(av[field], am[field], rtol=1e-5)
 
 
+@pytest.mark.slow  # an option's equivalence (docs/performance.md); run with -m slow
 def test_unrolled_inner_loop_equals_scan(tmp_path):
     out = {}
     for loop, remat in (("scan", "full"), ("unrolled", "none")):

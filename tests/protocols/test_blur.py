@@ -84,6 +84,7 @@ def test_backprop_genome_makes_sgds_updates(name):
                 want = float(np.asarray(p1["bias"]["b"])[plain.rows.row[net.graph.agents().index(a)]])
                 dev = max(dev, np.abs(got - want).max())
         assert np.abs(lib_w - w2[rows][:, 0]).max() > 1e-3  # SGD did change the weights
+        print(f"backprop genome vs SGD on {name}: largest weight/bias deviation {dev:.2e}")  # pytest -s shows it
         assert dev < 1e-9, dev
 
 
