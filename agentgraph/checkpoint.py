@@ -40,7 +40,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from agentgraph.errors import AgentGraphError
+from agentgraph.data.formats import write_npz
+from agentgraph.errors import AgentGraphError, io_error
 
 __all__ = ["FORMAT", "VERSION", "save", "load", "load_subtree", "latest", "list_checkpoints", "save_step",
            "step_path"]
@@ -172,8 +173,9 @@ def save(path: PathLike, tree: Any, *, metadata: dict | None = None) -> None:
 
     Raises:
         AgentGraphError: a leaf contains NaN or inf (the first offending key path is named;
-            nothing is written), a leaf is not numeric/array-like, or ``metadata`` is not
-            JSON-serialisable.
+            nothing is written), a leaf is not numeric/array-like, ``metadata`` is not
+            JSON-serialisable, or the file cannot be written (disk full, read-only, permissions:
+            the message names the path and the fix; nothing is replaced).
 
     Example:
         >>> import os, tempfile, numpy as np
@@ -232,20 +234,26 @@ def save(path: PathLike, tree: Any, *, metadata: dict | None = None) -> None:
     members[_HEADER] = np.frombuffer(json.dumps(header).encode(), np.uint8)
 
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=directory)
+    except OSError as e:
+        raise io_error(path, e, "write the checkpoint") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **members)
+            write_npz(f, members)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.remove(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            raise io_error(path, e, "write the checkpoint (nothing was replaced: an existing file there is intact)"
+                           ) from None
         raise
     _fsync_dir(directory)
 

@@ -18,6 +18,28 @@ import numpy as np
 __all__ = ["entry", "main"]
 
 
+def _positive(text: str) -> int:
+    """argparse type: a positive integer (``--runs``, ``--max-steps``, ``--steps``)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} is not positive: give 1 or more")
+    return v
+
+
+def _rate(text: str) -> float:
+    """argparse type: a positive finite learning rate."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (v > 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"{v} is not a positive finite learning rate")
+    return v
+
+
 def _demo(args: argparse.Namespace) -> int:
     import os
 
@@ -139,6 +161,8 @@ def _train(args: argparse.Namespace) -> int:
         ov["meta.meta_steps"] = args.meta_steps
     cfg = load_config(args.config, ov)
     res = train(cfg, resume=args.resume, progress=not args.no_progress, max_steps=args.max_steps)
+    if res["steps"] == 0:
+        return 0
     print(
         f"meta-steps run: {res['steps']}; meta-loss {res['first_meta_loss']:.4f} -> {res['last_meta_loss']:.4f}; "
         f"{res['seconds_per_step']:.3f} s/meta-step (first {res['first_step_seconds']:.1f} s incl. compile); "
@@ -150,7 +174,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import json
 
-    from agentgraph.meta.config import load_config, parse_config
+    from agentgraph.meta.config import apply_overrides, load_config, parse_config
     from agentgraph.meta.context import make_context
     from agentgraph.meta.evaluate import evaluate
     from agentgraph.meta.protocol_io import load_prior, load_protocol, read_checkpoint
@@ -164,14 +188,7 @@ def _eval(args: argparse.Namespace) -> int:
             from agentgraph.errors import AgentGraphError
 
             raise AgentGraphError(f"{args.checkpoint!r} holds no config; pass --config.")
-        data = header["config"]
-        for dotted, value in ov.items():
-            node = data
-            *head, last = dotted.split(".")
-            for part in head:
-                node = node.setdefault(part, {})
-            node[last] = value
-        cfg = parse_config(data, f"(from checkpoint {args.checkpoint!r})")
+        cfg = parse_config(apply_overrides(header["config"], ov), f"(from checkpoint {args.checkpoint!r})")
     ctx = make_context(cfg)
     learned, stats = load_protocol(args.checkpoint, ctx)
     if args.remeasure:
@@ -266,12 +283,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo.add_argument("--protocol", default="digits", help="pretrained protocol name (digits, mnist) or a "
                       "checkpoint path (default digits)")
-    demo.add_argument("--runs", type=int, default=100, help="fresh networks per method (default 100)")
+    demo.add_argument("--runs", type=_positive, default=100, help="fresh networks per method (default 100)")
     demo.add_argument("--plot", default="agentgraph-demo.png", help="PNG to write ('' for none; default "
                       "agentgraph-demo.png)")
-    demo.add_argument("--sgd-lr", type=float, default=None, help="SGD learning rate (default: the tuned one stored "
+    demo.add_argument("--sgd-lr", type=_rate, default=None, help="SGD learning rate (default: the tuned one stored "
                       "with the protocol)")
-    demo.add_argument("--adam-lr", type=float, default=None, help="Adam learning rate (default: the tuned one stored "
+    demo.add_argument("--adam-lr", type=_rate, default=None, help="Adam learning rate (default: the tuned one stored "
                       "with the protocol)")
     demo.set_defaults(fn=_demo)
 
@@ -282,11 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "built-in MLP and a random non-layered DAG, on an embedded regression task, and compare "
         "every step with jax.grad + SGD.",
     )
-    gc.add_argument("--steps", type=int, default=40, help="inner steps (default 40)")
-    gc.add_argument("--batch", type=int, default=16, help="inner batch size (default 16)")
-    gc.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
+    gc.add_argument("--steps", type=_positive, default=40, help="inner steps (default 40)")
+    gc.add_argument("--batch", type=_positive, default=16, help="inner batch size (default 16)")
+    gc.add_argument("--lr", type=_rate, default=0.1, help="learning rate (default 0.1)")
     gc.add_argument("--seed", type=int, default=0, help="RNG seed (default 0)")
-    gc.add_argument("--check-steps", type=int, default=5, help="steps checked against jax.grad (default 5)")
+    gc.add_argument("--check-steps", type=_positive, default=5, help="steps checked against jax.grad (default 5)")
     gc.set_defaults(fn=_gradcheck)
 
     ex = sub.add_parser("export", help="write only the learned protocol of a training checkpoint (small file)",
@@ -294,8 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "checkpoint; the result loads with `agentgraph eval` and `agentgraph demo --protocol`.")
     ex.add_argument("checkpoint", help="a checkpoint written by `agentgraph train`")
     ex.add_argument("out", help="the .npz to write")
-    ex.add_argument("--sgd-lr", type=float, default=None, help="store this SGD learning rate for the demo")
-    ex.add_argument("--adam-lr", type=float, default=None, help="store this Adam learning rate for the demo")
+    ex.add_argument("--sgd-lr", type=_rate, default=None, help="store this SGD learning rate for the demo")
+    ex.add_argument("--adam-lr", type=_rate, default=None, help="store this Adam learning rate for the demo")
     ex.set_defaults(fn=_export)
 
     tr = sub.add_parser("train", help="meta-train a learned protocol from a YAML/TOML config",
@@ -305,8 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in run.out_dir")
     tr.add_argument("--seed", type=int, default=None, help="override run.seed")
     tr.add_argument("--out-dir", default=None, help="override run.out_dir")
-    tr.add_argument("--meta-steps", type=int, default=None, help="override meta.meta_steps")
-    tr.add_argument("--max-steps", type=int, default=None, help="stop after this many meta-steps in this call")
+    tr.add_argument("--meta-steps", type=_positive, default=None, help="override meta.meta_steps")
+    tr.add_argument("--max-steps", type=_positive, default=None, help="stop after this many meta-steps in this call")
     tr.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override any config field (repeatable)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.set_defaults(fn=_train)
@@ -319,9 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "default: the checkpoint's own")
     ev.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override config fields, e.g. "
                     "net.activation=step")
-    ev.add_argument("--runs", type=int, default=100, help="evaluation runs (default 100)")
-    ev.add_argument("--sgd-lr", type=float, default=None, help="fixed SGD learning rate (default: tuned)")
-    ev.add_argument("--adam-lr", type=float, default=None, help="fixed Adam learning rate (default: tuned)")
+    ev.add_argument("--runs", type=_positive, default=100, help="evaluation runs (default 100)")
+    ev.add_argument("--sgd-lr", type=_rate, default=None, help="fixed SGD learning rate (default: tuned)")
+    ev.add_argument("--adam-lr", type=_rate, default=None, help="fixed Adam learning rate (default: tuned)")
     ev.add_argument("--remeasure", action="store_true",
                     help="re-measure the learners' input statistics on this network, as meta-training measured "
                     "them on its own, before evaluating (for transfer to networks of other sizes; nothing is learned)")
@@ -332,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     be = sub.add_parser("bench", help="time meta-steps of a config (compile and median step)",
                         description="Compile the meta-step of CONFIG and time it.")
     be.add_argument("config", help="YAML or TOML config file")
-    be.add_argument("--steps", type=int, default=5, help="timed meta-steps after the first (default 5)")
+    be.add_argument("--steps", type=_positive, default=5, help="timed meta-steps after the first (default 5)")
     be.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override config fields")
     be.add_argument("--out", default=None, help="write the figures as JSON here")
     be.set_defaults(fn=_bench)
@@ -345,6 +362,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AgentGraphError as e:
         print(f"agentgraph {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file named on the command line (--out, --plot, export's OUT) could not be written
+        from agentgraph.errors import io_error
+
+        where = e.filename if e.filename is not None else "(a file)"
+        print(f"agentgraph {args.command}: error: {io_error(str(where), e, 'use')}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"agentgraph {args.command}: interrupted; checkpoints written so far are intact (resume with --resume).",
+              file=sys.stderr)
+        return 130
 
 
 def entry() -> int:

@@ -148,16 +148,18 @@ def test_non_numeric_leaf_refused(tmp_path):
 
 def _crash_midway(monkeypatch, exc=RuntimeError("disk full")):
     """Make the payload write die half-way through the bytes."""
-    real = np.savez
+    import agentgraph.checkpoint as module
 
-    def half_then_die(f, **kw):
+    real = module.write_npz
+
+    def half_then_die(f, arrays, **kw):
         buf = io.BytesIO()
-        real(buf, **kw)
+        real(buf, arrays, **kw)
         data = buf.getvalue()
         f.write(data[: len(data) // 2])
         raise exc
 
-    monkeypatch.setattr(np, "savez", half_then_die)
+    monkeypatch.setattr(module, "write_npz", half_then_die)
 
 
 @pytest.mark.parametrize("where", ["payload", "fsync", "replace"])
@@ -199,11 +201,11 @@ def test_process_killed_mid_write(tmp_path):
     script = textwrap.dedent(f"""
         import io, os, numpy as np
         from agentgraph import checkpoint as ckpt
-        real = np.savez
-        def die(f, **kw):
-            buf = io.BytesIO(); real(buf, **kw); data = buf.getvalue()
+        real = ckpt.write_npz
+        def die(f, arrays, **kw):
+            buf = io.BytesIO(); real(buf, arrays, **kw); data = buf.getvalue()
             f.write(data[: len(data) // 2]); f.flush(); os._exit(9)
-        np.savez = die
+        ckpt.write_npz = die
         ckpt.save_step({str(d)!r}, 1, {{"w": np.zeros(4)}}, {{"seed": 1}})
         ckpt.save_step({str(d)!r}, 2, {{"w": np.zeros(4)}}, {{"seed": 1}})
     """)

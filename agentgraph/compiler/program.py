@@ -70,10 +70,10 @@ class _Host:
     trace was made with: its ``index`` is that graph's (``read`` of a pool program is not: it
     gathers through the leaf ``arrays["pool/rows"]``)."""
 
-    __slots__ = ("rows", "index")
+    __slots__ = ("rows", "index", "reads")
 
-    def __init__(self, rows: AgentRows) -> None:
-        self.rows, self.index = rows, None
+    def __init__(self, rows: AgentRows, reads: dict) -> None:
+        self.rows, self.index, self.reads = rows, None, reads
 
     def __hash__(self) -> int:
         return 0
@@ -122,7 +122,7 @@ class Program:
     def __init__(self, graph: AgentGraph, plan: Plan, arrays: dict, rows: AgentRows, dtype) -> None:
         kinds = tuple((l.kind, graph.kinds[l.kind]) for l in plan.kinds)
         self._static = _Static(plan, kinds, dtype)
-        self._host = _Host(rows)
+        self._host = _Host(rows, _reads(graph))
         self._pool = None  # a compile_pool pool's shared agents (agentgraph.compiler.buckets)
         # device_put, not jnp.asarray: a plain transfer, no conversion kernel to compile per shape
         self.arrays = {k: jax.device_put(v.astype(dtype) if v.dtype.kind == "f" else v) for k, v in arrays.items()}
@@ -133,6 +133,7 @@ class Program:
             full = {f: np.full((layout.n, *spec.shape), spec.init) for f, spec in kind.fields.items()}
             for f, v in vals.items():  # phantom rows (buckets) keep the field defaults
                 full[f][rows.row[agents]] = v
+                _check_fits(v, dtype, lambda i, f=f: f"Agent {graph.arrays().names[agents[i]]!r}: state field {f!r}")
             self.initial[layout.kind] = {f: jax.device_put(v.astype(dtype)) for f, v in full.items()}
 
     # -- pytree ----------------------------------------------------------------------------------
@@ -249,18 +250,50 @@ class Program:
             "declared fields and outputs."
         )
 
+    def check_columns(self, columns: Mapping[str, int]) -> None:
+        """Check that every agent reading external data finds its column: ``columns[key]`` is the
+        number of columns ``batch[key]`` will have (e.g. ``{"x": n_in, "y": n_out}``); the same
+        check the reference interpreter makes (a column past the end would otherwise be clamped
+        to the last one by XLA's indexing: a silently wrong input).
+
+        Raises:
+            AgentGraphError: a key the graph reads is missing, or an agent's ``slot`` is past the
+                columns (the agent is named).
+
+        Example:
+            >>> from agentgraph import mlp, compile
+            >>> prog = compile(mlp([3, 2], loss="l2"))
+            >>> try:
+            ...     prog.check_columns({"x": 2, "y": 2})
+            ... except AgentGraphError as e:
+            ...     print(e)
+            Agent ('x', 2) reads column 2 of batch['x'], which has only 2 columns.
+        """
+        for key, (slot, agent) in sorted(self._host.reads.items()):
+            if key not in columns:
+                raise AgentGraphError(f"Batch has no key {key!r}, which agent {agent!r} reads; pass batch[{key!r}] "
+                                      f"of shape [B, n] with n > {slot}.")
+            if slot >= columns[key]:
+                raise AgentGraphError(f"Agent {agent!r} reads column {slot} of batch[{key!r}], which has only "
+                                      f"{columns[key]} columns.")
+
     def _check_batch(self, batch: Mapping[str, Any]) -> None:
         if not isinstance(batch, Mapping):
             raise AgentGraphError(f"batch must be a mapping {{key: array}}, got {type(batch).__name__}.")
+        cols = {}
         for k in sorted({kd.external for _, kd in self._static.kinds_items if kd.external is not None}):
             if k not in batch:
                 raise AgentGraphError(f"Batch has no key {k!r}, which the graph's {k!r}-reading agents need.")
             shape = np.shape(batch[k])
             if len(shape) not in (2, 3):
                 raise AgentGraphError(f"batch[{k!r}] has shape {shape}; expected [B, n] or [B, n, d].")
+            cols[k] = shape[1]
             v = batch[k]
-            if isinstance(v, np.ndarray) and not np.all(np.isfinite(v)):
-                raise AgentGraphError(f"batch[{k!r}] contains NaN or inf; clean the data before stepping.")
+            if isinstance(v, np.ndarray):
+                if not np.all(np.isfinite(v)):
+                    raise AgentGraphError(f"batch[{k!r}] contains NaN or inf; clean the data before stepping.")
+                _check_fits(v, self.dtype, lambda i: f"batch[{k!r}]")
+        self.check_columns(cols)
 
     def forward(self, params: Mapping[str, Any] | None, state: Mapping, batch: Mapping[str, Any]):
         """The forward sweep only (no backward, no reflexive arrows): ``(state, loss)`` — how a
@@ -352,6 +385,30 @@ class Program:
             f"{len(self.plan.forward)} forward / {len(self.plan.backward)} backward waves, "
             f"{nb} blocks)"
         )
+
+
+def _reads(graph: AgentGraph) -> dict[str, tuple[int, Any]]:
+    """``{batch key: (largest slot, the agent reading it)}`` of the graph's external kinds."""
+    out: dict[str, tuple[int, Any]] = {}
+    for name, data in graph.nx.nodes(data=True):
+        key = graph.kinds[data["kind"]].external
+        if key is not None and (key not in out or int(data["slot"]) > out[key][0]):
+            out[key] = (int(data["slot"]), name)
+    return out
+
+
+def _check_fits(values: np.ndarray, dtype, what) -> None:
+    """Values that are finite but overflow the compute ``dtype`` (e.g. 1e39 in float32) are an
+    error naming ``what(i)`` for the first offending row ``i``."""
+    v = np.asarray(values)
+    if v.dtype.kind != "f" or np.dtype(dtype).kind != "f" or not v.size:
+        return
+    big = np.abs(v) > np.finfo(dtype).max
+    if big.any():
+        i = int(np.argwhere(big)[0][0]) if v.ndim else 0
+        raise AgentGraphError(f"{what(i)} holds {v.reshape(-1)[np.flatnonzero(big.reshape(-1))[0]]:g}, which "
+                              f"overflows the compute dtype {np.dtype(dtype).name} (largest {np.finfo(dtype).max:g}); "
+                              "scale it down, or compile with dtype=float64 (jax_enable_x64).")
 
 
 def default_dtype(dtype):

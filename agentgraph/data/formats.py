@@ -6,7 +6,7 @@ int8, ``0x0B`` int16, ``0x0C`` int32, ``0x0D`` float32, ``0x0E`` float64. Files 
 gzip-compressed; :func:`load_idx` detects gzip by its magic bytes, not by the file name.
 
 :func:`save_npz` writes a byte-for-byte reproducible ``.npz`` (fixed zip timestamps, sorted
-members), atomically (temporary file + rename), so a cache's sha256 identifies its content.
+members, :func:`write_npz`), atomically (temporary file + rename), so a cache's sha256 identifies its content.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from agentgraph.errors import AgentGraphError
 
-__all__ = ["load_idx", "write_idx", "load_npz", "save_npz"]
+__all__ = ["load_idx", "write_idx", "load_npz", "save_npz", "write_npz"]
 
 _IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
@@ -147,6 +147,30 @@ def load_npz(path: str | os.PathLike, x_key: str = "x", y_key: str = "y") -> tup
         raise AgentGraphError(f"Cannot read npz file {path!r}: {e}") from None
 
 
+def write_npz(f: io.BufferedIOBase | io.RawIOBase | object, arrays: dict[str, np.ndarray], *,
+              compress: bool = False) -> None:
+    """Write ``arrays`` as ``.npz`` members into the open binary file ``f``, reproducibly: members
+    sorted by name, timestamps fixed at 1980-01-01, so the same arrays give the same bytes (what
+    :func:`save_npz` and :func:`agentgraph.checkpoint.save` write).
+
+    Example:
+        >>> import io, numpy as np
+        >>> a, b = io.BytesIO(), io.BytesIO()
+        >>> write_npz(a, {"x": np.arange(3)}); write_npz(b, {"x": np.arange(3)})
+        >>> a.getvalue() == b.getvalue(), np.load(io.BytesIO(a.getvalue()))["x"].tolist()
+        (True, [0, 1, 2])
+    """
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(f, "w", compression=method) as z:
+        for name in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            info.external_attr = 0o644 << 16
+            z.writestr(info, buf.getvalue())
+
+
 def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> str:
     """Write ``arrays`` to a reproducible compressed ``.npz`` atomically; returns ``path``.
 
@@ -169,14 +193,7 @@ def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> str:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
-                for name in sorted(arrays):
-                    buf = io.BytesIO()
-                    np.lib.format.write_array(buf, np.asarray(arrays[name]), allow_pickle=False)
-                    info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    info.external_attr = 0o644 << 16
-                    z.writestr(info, buf.getvalue())
+            write_npz(f, arrays, compress=True)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

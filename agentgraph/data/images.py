@@ -111,9 +111,17 @@ def _labels(y: np.ndarray, what: str) -> np.ndarray:
     y = np.asarray(y)
     integral = y.dtype.kind in "iub" or (y.dtype.kind == "f" and bool(np.all(y == np.rint(y))))
     if y.ndim != 1 or not integral:
-        raise AgentGraphError(f"{what} must be integer class labels [N], got {y.dtype} {y.shape}.")
+        bad = ""
+        if y.ndim == 1 and y.dtype.kind == "f":
+            i = int(np.argmax(y != np.rint(y)))
+            bad = f" ({what}[{i}] is {y[i]})"
+        raise AgentGraphError(f"{what} must be integer class labels [N], got {y.dtype} {y.shape}{bad}.")
+    if y.size and y.max() > np.iinfo(np.int32).max:
+        i = int(np.argmax(y))
+        raise AgentGraphError(f"{what}[{i}] is {y[i]}: labels must be classes 0 .. n_classes - 1.")
     if y.size and y.min() < 0:
-        raise AgentGraphError(f"{what} has negative labels (min {y.min()}); classes are 0 .. n_classes - 1.")
+        i = int(np.argmin(y))
+        raise AgentGraphError(f"{what}[{i}] is {y[i]}: labels must be classes 0 .. n_classes - 1.")
     return y.astype(np.int32)
 
 
@@ -121,8 +129,22 @@ def _build(raw: Raw, name: str, *, scale: float | None, size: int | tuple[int, i
     x_tr, y_tr, x_te, y_te = (np.asarray(a) for a in raw)
     y_tr, y_te = _labels(y_tr, f"{name} y_train"), _labels(y_te, f"{name} y_test")
     for split, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
-        if x.shape[:1] != y.shape:
-            raise AgentGraphError(f"{name}: x_{split} has {x.shape[0]} examples but y_{split} has {y.shape[0]}.")
+        if x.ndim == 0 or x.shape[:1] != y.shape:
+            raise AgentGraphError(f"{name}: x_{split} has shape {x.shape} but y_{split} has {y.shape[0]} labels; "
+                                  "they need one label per example.")
+        if x.shape[0] == 0:
+            raise AgentGraphError(f"{name}: the {split} split is empty (x_{split} has shape {x.shape}); "
+                                  "both splits need examples.")
+        if x.dtype.kind not in "biuf":
+            raise AgentGraphError(f"{name}: x_{split} has dtype {x.dtype}; images must be numbers (integers or floats).")
+        if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+            where = np.argwhere(~np.isfinite(x))[0]
+            raise AgentGraphError(f"{name}: x_{split} contains NaN or inf (first at index {tuple(int(i) for i in where)}, "
+                                  f"{int(np.count_nonzero(~np.isfinite(x)))} values in all); clean the data.")
+        if n_classes is not None and y.max() >= n_classes:
+            i = int(np.argmax(y >= n_classes))
+            raise AgentGraphError(f"{name}: y_{split}[{i}] is {int(y[i])} but the dataset has {n_classes} classes "
+                                  f"(labels 0 .. {n_classes - 1}).")
     if scale is None:
         scale = 255.0 if x_tr.dtype.kind in "iu" else 1.0
     if x_tr.ndim == 2:
@@ -135,6 +157,10 @@ def _build(raw: Raw, name: str, *, scale: float | None, size: int | tuple[int, i
         shape: tuple[int, ...] = (int(x_tr.shape[1]),)
     else:
         a, b, shape, mean, std = preprocess_images(x_tr, x_te, scale=scale, size=size)
+    for split, v in (("train", a), ("test", b)):
+        if not np.all(np.isfinite(v)):
+            raise AgentGraphError(f"{name}: x_{split} does not fit float32 after scaling and standardising (values "
+                                  f"up to {np.nanmax(np.abs(x_tr if split == 'train' else x_te)):.3g}); rescale the data.")
     n_cls = n_classes if n_classes is not None else int(max(y_tr.max(initial=0), y_te.max(initial=0)) + 1)
     return Dataset(a, y_tr, b, y_te, n_cls, shape, mean, std)
 

@@ -8,6 +8,7 @@ file's path in the message.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -18,9 +19,21 @@ import pydantic
 from agentgraph import builders
 from agentgraph.errors import AgentGraphError
 
-__all__ = ["NetConfig", "DataConfig", "MetaConfig", "RunConfig", "TrainConfig", "load_config", "parse_config"]
+__all__ = ["apply_overrides", "NetConfig", "DataConfig", "MetaConfig", "RunConfig", "TrainConfig", "load_config", "parse_config"]
 
-_STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)
+_STRICT = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _finite_everywhere(value: Any, where: str) -> None:
+    """Free-form settings (``protocol:``, ``net.args``) hold no NaN or infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} is {value}; numbers in a config must be finite")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _finite_everywhere(v, f"{where}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _finite_everywhere(v, f"{where}[{i}]")
 
 
 _MLP = inspect.signature(builders.mlp).parameters  # the library builder's defaults are the config's
@@ -55,6 +68,7 @@ class NetConfig(pydantic.BaseModel):
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> NetConfig:
+        _finite_everywhere(self.args, "args")
         if len(self.sizes) < 2:
             raise ValueError("sizes needs at least an input and an output size")
         if self.kind not in NET_KINDS and ":" not in self.kind:
@@ -192,6 +206,13 @@ class RunConfig(pydantic.BaseModel):
     # metric after the last inner step, on the evaluation set) into metrics.jsonl as "eval"
     eval_every: pydantic.NonNegativeInt = 0
     eval_runs: pydantic.PositiveInt = 20
+    # numerical health (docs/reliability.md): a meta-step is not taken — and never checkpointed —
+    # when its meta-loss or gradient is not finite, its meta-loss exceeds max_meta_loss, or its
+    # update would take a meta-parameter's magnitude past max_meta_param (null: no bound); after
+    # max_bad_steps such steps in a row the run stops, naming its last good checkpoint
+    max_meta_loss: pydantic.PositiveFloat | None = 1e6
+    max_meta_param: pydantic.PositiveFloat | None = 1e3
+    max_bad_steps: pydantic.PositiveInt = 20
 
 
 class TrainConfig(pydantic.BaseModel):
@@ -217,6 +238,7 @@ class TrainConfig(pydantic.BaseModel):
     def _protocol(cls, v: dict[str, Any]) -> dict[str, Any]:
         from agentgraph.protocols.base import settings_of
 
+        _finite_everywhere(v, "protocol")
         return settings_of(v)
 
     def make_protocol(self):
@@ -295,9 +317,19 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
         7
     """
     p = Path(path)
+    if p.is_dir():
+        raise AgentGraphError(f"Config {str(p)!r} is a directory; pass a .yaml, .yml or .toml file.")
     if not p.is_file():
         raise AgentGraphError(f"Config file {str(p)!r} does not exist.")
-    text = p.read_text()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise AgentGraphError(f"Config {str(p)!r} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                              "is it really a config file?") from None
+    except OSError as e:
+        from agentgraph.errors import io_error
+
+        raise io_error(str(p), e, "read the config") from None
     try:
         if p.suffix in (".yaml", ".yml"):
             import yaml
@@ -311,12 +343,31 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
         raise
     except Exception as e:  # a syntax error in the file
         raise AgentGraphError(f"Config {str(p)!r} could not be parsed: {e}") from None
+    if not isinstance(data, dict):
+        raise AgentGraphError(f"Invalid config {str(p)!r}: the top level must be a mapping of sections "
+                              f"(net:, data:, protocol:, meta:, run:), got {type(data).__name__}.")
+    return parse_config(apply_overrides(data, overrides), repr(str(p)))
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """``data`` with dotted-path values set (``{"run.seed": 3}``), as ``--set`` does; sections
+    are created where missing.
+
+    Raises:
+        AgentGraphError: a path runs through a value that is not a section.
+
+    Example:
+        >>> apply_overrides({"run": {"seed": 0}}, {"run.seed": 3, "meta.batch": 4})
+        {'run': {'seed': 3}, 'meta': {'batch': 4}}
+    """
     for dotted, value in (overrides or {}).items():
         node = data
         *head, last = dotted.split(".")
         for part in head:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise AgentGraphError(f"Override {dotted!r}: {part!r} is not a section of the config.")
         node[last] = value
-    return parse_config(data, repr(str(p)))
+    return data

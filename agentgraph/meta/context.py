@@ -144,6 +144,19 @@ class Context:
         prog, _ = self._pick(program, plain)
         return read(prog, state, self.base.readout if plain else self.net.readout)
 
+    def check_task(self, sample: Callable[[jax.Array], dict]) -> None:
+        """Check, before any compute, that the agents reading external data find their columns
+        in the batches ``sample`` (a task sampler) produces: the compiled program clamps an index
+        past the end, where the reference interpreter raises (:meth:`Program.check_columns`).
+
+        Raises:
+            AgentGraphError: an input or target agent's ``slot`` is past the task's columns.
+        """
+        shapes = jax.eval_shape(sample, jax.random.PRNGKey(0))["train"]
+        columns = {k: v.shape[2] for k, v in shapes.items() if len(v.shape) >= 3}
+        for prog in (self.program, self.plain):
+            prog.check_columns(columns)
+
     @property
     def readout_kind(self) -> str:
         """``probs``, ``logits`` or ``values``: what the protocol network's predictions are."""

@@ -9,6 +9,7 @@ training). SGD and Adam learning rates are tuned on separate runs unless given.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -16,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from agentgraph.errors import AgentGraphError
 from agentgraph.meta.config import TrainConfig
 from agentgraph.meta.context import Context, make_context
 from agentgraph.meta.tasks import TaskFamily, task_family
@@ -152,8 +154,16 @@ def evaluate(cfg: TrainConfig, learned: Any, stats: Any, *, runs: int = 100, see
         "seen_std"}, "sgd": {..., "lr"}, "adam": {...}}`` — ``mean``/``std`` per step ``0..K``
         on the evaluation set, ``seen_*`` per step ``1..K`` on the training points seen so far.
     """
+    for name, v in (("runs", runs), ("tune_runs", tune_runs)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise AgentGraphError(f"evaluate: {name} must be a positive number of runs, got {v!r}.")
+    for name, v in (("sgd_lr", sgd_lr), ("adam_lr", adam_lr)):
+        if v is not None and not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and v > 0):
+            raise AgentGraphError(f"evaluate: {name} must be a positive finite learning rate (or None to tune it), "
+                                  f"got {v!r}.")
     ctx = ctx or make_context(cfg)
     family = task_family(cfg)
+    ctx.check_task(family.eval_sample)
     params = ctx.params(learned, stats)
     key = jax.random.PRNGKey(seed)
     k_eval, k_tune = jax.random.split(key)

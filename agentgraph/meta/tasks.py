@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from agentgraph.errors import AgentGraphError
 
@@ -83,6 +84,14 @@ def image_family(cfg: Any) -> TaskFamily:
     x_tr, y_tr = jnp.asarray(ds.x_train, jnp.float32), jnp.asarray(ds.y_train)
     x_te, y_te = jnp.asarray(ds.x_test, jnp.float32), jnp.asarray(ds.y_test)
     n_in, n_cls = int(x_tr.shape[1]), int(ds.n_classes)
+    if cfg.net.library and n_cls > cfg.net.sizes[-1] and n_in == cfg.net.sizes[0]:
+        split, labels = ("train", ds.y_train) if ds.y_train.max() >= cfg.net.sizes[-1] else ("test", ds.y_test)
+        i = int(np.argmax(labels >= cfg.net.sizes[-1]))
+        raise AgentGraphError(
+            f"Dataset {cfg.data.task!r}{_where(cfg)}: y_{split}[{i}] is {int(labels[i])}, but net.sizes ends with "
+            f"{cfg.net.sizes[-1]} (classes 0 .. {cfg.net.sizes[-1] - 1}). Fix that label, or, if the data really has "
+            f"{n_cls} classes, set net.sizes to end with {n_cls}."
+        )
     if cfg.net.library and (n_in != cfg.net.sizes[0] or n_cls != cfg.net.sizes[-1]):
         raise AgentGraphError(
             f"Dataset {cfg.data.task!r} has {n_in} inputs and {n_cls} classes but net.sizes is "
@@ -100,6 +109,10 @@ def image_family(cfg: Any) -> TaskFamily:
         return task
 
     return TaskFamily(sample=sample, eval_sample=eval_sample, n_in=n_in, n_out=n_cls, classification=True)
+
+
+def _where(cfg: Any) -> str:
+    return f" ({cfg.data.path!r})" if cfg.data.path else ""
 
 
 #: Registered task families (``data.task``): ``name -> (config) -> TaskFamily``. Add yours with

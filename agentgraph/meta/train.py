@@ -4,8 +4,11 @@
 meta-loss, held-out loss, mean hint loss, first/last inner loss, seconds) and checkpoints
 ``ckpt_<step>.npz`` holding the :class:`TrainState` (the protocol's meta-parameters and any
 learned prior, its measured stats, the optimiser state, the prior pool) and the step. Randomness is derived from ``(run.seed, step)``, so ``resume=True``
-continues exactly as an uninterrupted run would (same numbers on CPU). A non-finite meta-loss or
-gradient skips that update, is reported with its step, and is never written to a checkpoint.
+continues exactly as an uninterrupted run would (same numbers on CPU). A meta-step whose meta-loss
+or gradient is not finite, or whose meta-loss or meta-parameters pass the configured bounds
+(``run.max_meta_loss``, ``run.max_meta_param``), is not taken, is reported with its step, and is
+never written to a checkpoint. One process writes a run directory at a time (a lock), and the
+directory is checked before any compute (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from agentgraph.errors import AgentGraphError
 from agentgraph import checkpoint as ckpt
+from agentgraph import rundir
+from agentgraph.errors import AgentGraphError, io_error
 from agentgraph.meta.config import TrainConfig, parse_config
 from agentgraph.meta.context import Context, make_contexts
 from agentgraph.meta.loop import batch_meta_loss, task_meta_loss
@@ -31,11 +35,13 @@ from agentgraph.meta.optim import meta_optimizer
 from agentgraph.meta.tasks import TaskFamily, task_family
 from agentgraph.runtime import release_freed_memory
 
-__all__ = ["TrainResult", "TrainState", "init_training", "init_training_shapes", "make_meta_step", "measure_stats",
+__all__ = ["LOSS_BOUND", "NON_FINITE", "PARAM_BOUND", "TAKEN", "TrainResult", "TrainState", "init_training", "init_training_shapes", "make_meta_step", "measure_stats",
            "train"]
 
 FORMAT = "agentgraph-train-2"
-MAX_BAD_STEPS = 20
+
+#: A meta-step's status (:func:`make_meta_step`): its update was taken, or why not.
+TAKEN, NON_FINITE, LOSS_BOUND, PARAM_BOUND = 0, 1, 2, 3
 
 
 class TrainState(NamedTuple):
@@ -125,14 +131,17 @@ def init_training_shapes(cfg: TrainConfig, ctx: Context) -> TrainState:
 
 def make_meta_step(cfg: TrainConfig, ctx: Context, family: TaskFamily, *, warm: bool = False,
                    unroll: int | None = None, stage: Hashable = None) -> Callable:
-    """The jitted meta-step ``(train_state, step, program) -> (train_state, metrics, finite)``
+    """The jitted meta-step ``(train_state, step, program) -> (train_state, metrics, status)``
     (``program``: the protocol's compiled graph, an argument so that the programs of a graph
     pool share one executable; ``warm``: the protocol's warm-start objective at its meta-lr;
     ``unroll``: meta-train on the first ``unroll`` inner steps of each task only — the
     curriculum; ``stage``: the protocol's static variant, ``Protocol.stage``).
 
-    A step whose meta-loss or gradients are not finite leaves the state unchanged and returns
-    ``finite = False``.
+    ``status`` is :data:`TAKEN` (0) or why the update was not taken — :data:`NON_FINITE`
+    (meta-loss or gradient), :data:`LOSS_BOUND` (meta-loss above ``run.max_meta_loss``),
+    :data:`PARAM_BOUND` (a meta-parameter would exceed ``run.max_meta_param`` in magnitude);
+    then the state is returned unchanged. ``metrics["param_sizes"]`` holds each trainable
+    tensor's largest magnitude after the update (in ``jax.tree.leaves`` order).
     """
     m = cfg.meta
     w = ctx.protocol.warm_start
@@ -142,6 +151,8 @@ def make_meta_step(cfg: TrainConfig, ctx: Context, family: TaskFamily, *, warm: 
     warm_steps = w.steps if w is not None else 0
     objective = make_objective(m)
     warm_loss = w.make(ctx) if warm else None
+    max_loss = jnp.inf if cfg.run.max_meta_loss is None else cfg.run.max_meta_loss
+    max_param = jnp.inf if cfg.run.max_meta_param is None else cfg.run.max_meta_param
 
     def task_loss(phase):
         def one(trainable, stats, program, task, w0):
@@ -165,11 +176,14 @@ def make_meta_step(cfg: TrainConfig, ctx: Context, family: TaskFamily, *, warm: 
         finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
         updates, new_opt = opt.update(grads, ts.opt_state, ts.trainable)
         new_tr = optax.apply_updates(ts.trainable, updates)
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        sizes = jnp.stack([jnp.max(jnp.abs(v)) for v in jax.tree.leaves(new_tr)])  # per meta-parameter tensor
+        status = jnp.where(~finite, NON_FINITE, jnp.where(loss > max_loss, LOSS_BOUND, jnp.where(
+            jnp.any(sizes > max_param), PARAM_BOUND, TAKEN)))
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(status == TAKEN, a, b), new, old)  # noqa: E731
         out = ts._replace(trainable=keep(new_tr, ts.trainable), opt_state=keep(new_opt, ts.opt_state))
         metrics = {"meta_loss": loss, "cv": aux["cv"], "hint": aux["hint"].mean(),
-                   "inner_first": aux["loss"][0], "inner_last": aux["loss"][-1]}
-        return out, metrics, finite
+                   "inner_first": aux["loss"][0], "inner_last": aux["loss"][-1], "param_sizes": sizes}
+        return out, metrics, status
 
     return jax.jit(step_fn)
 
@@ -194,62 +208,108 @@ def _metadata(cfg: TrainConfig, step: int) -> dict:
     return {"format": FORMAT, "step": step, "config": cfg.model_dump(mode="json")}
 
 
-def _trim_metrics(path: str, upto: int) -> None:
-    """Keep only metric lines of steps < ``upto`` (a resumed run rewrites the rest)."""
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        lines = [ln for ln in f if ln.strip() and json.loads(ln)["step"] < upto]
-    with open(path, "w") as f:
-        f.writelines(lines)
+def _checkpoint_bytes(template: Any, keep: int) -> int:
+    """Disk a run needs: ``keep`` checkpoints, one being written, and room for the metrics."""
+    one = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in jax.tree.leaves(template))
+    return (keep + 1) * (one + 65536) + 2**20
 
 
-def _state_keys(tree: Any) -> set[str]:
-    return {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+def _resume_point(cfg: TrainConfig, template: Any, log: Callable[[str], None]) -> tuple[TrainState, int, str] | None:
+    """``(state, next step, checkpoint)`` of the newest checkpoint in ``run.out_dir``, or ``None``.
+
+    Raises:
+        AgentGraphError: it was written with a config that differs in a field a resumed run may
+            not change (all such fields are named, with both values).
+    """
+    path = ckpt.latest(cfg.run.out_dir)
+    if path is None:
+        return None
+    tree, header = ckpt.load(path, template)
+    saved = header.get("config")
+    if saved is None:
+        raise AgentGraphError(f"Checkpoint {path!r} holds no config, so it cannot be resumed; start a new run.out_dir.")
+    # compare validated configs: fields added since the checkpoint take their defaults
+    changes = rundir.config_changes(parse_config(saved, f"(saved in {path!r})").model_dump(mode="json"),
+                                    cfg.model_dump(mode="json"))
+    blocking = [c for c in changes if c[0] not in rundir.RESUMABLE]
+    if blocking:
+        lines = "\n".join(f"  {k}: checkpoint {a!r}, now {b!r}" for k, a, b in blocking)
+        raise AgentGraphError(
+            f"Checkpoint {path!r} was written with a different config; these fields differ and change what the "
+            f"run computes:\n{lines}\nResume with the checkpoint's values, or start a new run.out_dir. (A resumed "
+            f"run may change only {', '.join(rundir.RESUMABLE)}.)")
+    for k, a, b in changes:
+        log(f"resuming with {k} changed: {a!r} -> {b!r}")
+    return jax.tree.map(jnp.asarray, tree), int(header["step"]) + 1, path
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_steps: int | None = None,
           log: Callable[[str], None] = print) -> TrainResult:
     """Meta-train the protocol ``cfg`` describes.
 
+    The run directory ``run.out_dir`` is locked for the whole call (one writer per directory,
+    :func:`agentgraph.rundir.locked`) and checked for space and permissions before any compute.
+
     Args:
         cfg: the validated config.
-        resume: continue from the newest checkpoint in ``cfg.run.out_dir`` (refused if it was
-            written with a different config).
+        resume: continue from the newest checkpoint in ``cfg.run.out_dir``: refused if it was
+            written with a config that differs in a field other than
+            :data:`agentgraph.rundir.RESUMABLE` (the message names them); a run that has
+            already reached ``meta.meta_steps`` says so and does nothing.
         progress: show a progress bar with the live meta-loss.
         max_steps: stop after this many meta-steps in this call (for sessions with a time limit);
             the run still ends at ``cfg.meta.meta_steps``.
         log: where messages go.
 
     Returns:
-        :class:`TrainResult`.
+        :class:`TrainResult` (``steps`` 0 for a finished run).
+
+    Raises:
+        AgentGraphError: bad input (data, directory, ``max_steps``), another process writing
+            the directory, ``run.max_bad_steps`` skipped meta-steps in a row.
+
+    Example:
+        >>> import tempfile
+        >>> from agentgraph.meta.config import parse_config
+        >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
+        ...     "protocol": {"rule": "sgd", "lr": 0.1}, "meta": {"inner_steps": 2, "batch": 4, "meta_steps": 2,
+        ...     "maml": True, "objective": "heldout"}, "run": {"out_dir": tempfile.mkdtemp()}})
+        >>> train(cfg, progress=False, log=lambda s: None)["steps"]
+        2
+        >>> train(cfg, resume=True, progress=False, log=print)["steps"]  # doctest: +ELLIPSIS
+        run ... already finished: ...
+        0
     """
-    out_dir = cfg.run.out_dir
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise AgentGraphError(f"max_steps (--max-steps) must be a positive number of meta-steps, got {max_steps!r}.")
     family = task_family(cfg)  # loads data: a missing dataset fails here, before any compute
     ctxs = make_contexts(cfg)
+    for c in ctxs:
+        c.check_task(family.sample)
+    template = jax.eval_shape(lambda: init_training_shapes(cfg, ctxs[0]))
+    with rundir.locked(cfg.run.out_dir, need_bytes=_checkpoint_bytes(template, cfg.run.keep)):
+        return _train_locked(cfg, family, ctxs, template, resume, progress, max_steps, log)
+
+
+def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], template: Any, resume: bool,
+                  progress: bool, max_steps: int | None, log: Callable[[str], None]) -> TrainResult:
+    out_dir = cfg.run.out_dir
     ctx = ctxs[0]
     proto = ctx.protocol
-    os.makedirs(out_dir, exist_ok=True)
-    metrics_path = os.path.join(out_dir, "metrics.jsonl")
-    start = 0
-    ts = None
-    setup_seconds = None
-    if resume:
-        path = ckpt.latest(out_dir)
-        if path is None:
-            log(f"no checkpoint in {out_dir!r}: starting fresh")
-        else:
-            tree, header = ckpt.load(path, init_training_shapes(cfg, ctx))
-            saved = header.get("config")
-            # compare validated configs: fields added since the checkpoint take their defaults
-            if saved is None or parse_config(saved).model_dump(mode="json") != cfg.model_dump(mode="json"):
-                raise AgentGraphError(
-                    f"Checkpoint {path!r} was written with a different config; resume with the same "
-                    "config (or start a new run.out_dir)."
-                )
-            ts = jax.tree.map(jnp.asarray, tree)
-            start = int(header["step"]) + 1
-            log(f"resuming from {path} at meta-step {start}")
+    metrics_path = os.path.join(out_dir, rundir.METRICS)
+    start, ts, setup_seconds, last_ckpt = 0, None, None, None
+    point = _resume_point(cfg, template, log) if resume else None
+    if resume and point is None:
+        log(f"no checkpoint in {out_dir!r}: starting fresh")
+    if point is not None:
+        ts, start, last_ckpt = point
+        if start >= cfg.meta.meta_steps:
+            log(f"run {out_dir!r} already finished: its last checkpoint {last_ckpt!r} is meta-step {start - 1} and "
+                f"meta.meta_steps is {cfg.meta.meta_steps}; nothing to do. To train longer, resume with a larger "
+                "meta.meta_steps (--meta-steps).")
+            return TrainResult(steps=0, first_meta_loss=None, last_meta_loss=None, seconds_per_step=None,
+                               first_step_seconds=None, bad_steps=0, checkpoint=last_ckpt, out_dir=out_dir)
+        log(f"resuming from {last_ckpt} at meta-step {start}")
     if ts is None:
         if ckpt.latest(out_dir) is not None:
             raise AgentGraphError(
@@ -260,9 +320,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
         ts = init_training(cfg, ctx, family)
         setup_seconds = time.perf_counter() - t0
         log(f"protocol {proto.name!r} initialised (stats measured) in {setup_seconds:.1f} s")
-        if os.path.exists(metrics_path):
-            os.remove(metrics_path)
-    _trim_metrics(metrics_path, start)
+    rundir.rewrite_metrics(metrics_path, [r for r in rundir.read_metrics(metrics_path) if r["step"] < start])
     warm_steps = proto.warm_start.steps if proto.warm_start is not None else 0
     programs: dict[tuple, Callable] = {}  # (warm start, unroll, stage) -> one meta-step for every pool graph
 
@@ -287,28 +345,33 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
     first = last = None
     bad = consecutive_bad = 0
     times = []
-    last_ckpt = None
-    with open(metrics_path, "a") as mf:
+    names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(ts.trainable)[0]]
+    try:
+        mf = open(metrics_path, "a")
+    except OSError as e:
+        raise io_error(metrics_path, e, "open the metrics file", "run.out_dir") from None
+    with mf:
         for s in range(start, end):
             t0 = time.perf_counter()
-            new_ts, m, finite = meta_step(ts, s)
+            new_ts, m, status = meta_step(ts, s)
+            sizes = np.asarray(m.pop("param_sizes"))
             m = {k: float(v) for k, v in m.items()}
+            status = int(status)
             if s < warm_steps:
                 m["warm_start"] = True  # meta_loss is the protocol's warm-start objective on this step
             elif cfg.meta.curriculum:
                 m["unroll"] = cfg.meta.unroll_at(s - warm_steps)
             dt = time.perf_counter() - t0
             times.append(dt)
-            if not bool(finite):
+            if status != TAKEN:
                 bad += 1
                 consecutive_bad += 1
-                log(f"meta-step {s}: non-finite meta-loss or gradient (meta-loss {m['meta_loss']}); update skipped, "
-                    "no checkpoint written")
-                if consecutive_bad >= MAX_BAD_STEPS:
+                why = _skip_reason(cfg, s, status, m["meta_loss"], sizes, names)
+                log(why)
+                if consecutive_bad >= cfg.run.max_bad_steps:
                     raise AgentGraphError(
-                        f"{consecutive_bad} consecutive non-finite meta-steps (last {s}); lower meta.meta_lr or "
-                        f"check the data. The last good checkpoint is {last_ckpt or 'none'}."
-                    )
+                        f"{consecutive_bad} meta-steps in a row were not taken (run.max_bad_steps); the last: {why} "
+                        f"The last good checkpoint is {last_ckpt or 'none (no step was taken)'}.")
             else:
                 consecutive_bad = 0
             ts = new_ts
@@ -318,12 +381,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
                 m["eval"] = evaluate_now(ts, s)
             if s == 0 and setup_seconds is not None:
                 m["setup_seconds"] = setup_seconds  # calibration and initialisation, before meta-step 0
-            mf.write(json.dumps({"step": s, **m, "finite": bool(finite), "seconds": dt}) + "\n")
-            mf.flush()
+            row = {"step": s, **m, "finite": status != NON_FINITE, "taken": status == TAKEN, "seconds": dt}
+            try:
+                mf.write(json.dumps(row) + "\n")
+                mf.flush()
+            except OSError as e:
+                raise io_error(metrics_path, e, f"append meta-step {s} to the metrics file", "run.out_dir") from None
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(meta_loss=f"{m['meta_loss']:.4f}", cv=f"{m['cv']:.4f}")
-            if bool(finite) and ((s + 1) % cfg.run.checkpoint_every == 0 or s == end - 1):
+            if status == TAKEN and ((s + 1) % cfg.run.checkpoint_every == 0 or s == end - 1):
                 last_ckpt = ckpt.save_step(out_dir, s, jax.device_get(ts), _metadata(cfg, s), keep=cfg.run.keep)
     if bar is not None:
         bar.close()
@@ -332,6 +399,21 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
         seconds_per_step=float(np.median(times[1:])) if len(times) > 1 else (times[0] if times else None),
         first_step_seconds=times[0] if times else None, bad_steps=bad, checkpoint=last_ckpt, out_dir=out_dir,
     )
+
+
+def _skip_reason(cfg: TrainConfig, s: int, status: int, loss: float, sizes: np.ndarray, names: list[str]) -> str:
+    """The message for a meta-step whose update was not taken: the step, the quantity, the field."""
+    tail = "update skipped, no checkpoint written"
+    if status == NON_FINITE:
+        return (f"meta-step {s}: non-finite meta-loss or gradient (meta-loss {loss}); {tail}. If this repeats, lower "
+                "meta.meta_lr or check the data.")
+    if status == LOSS_BOUND:
+        return (f"meta-step {s}: meta-loss {loss:.4g} exceeds run.max_meta_loss = {cfg.run.max_meta_loss:g}; {tail}. "
+                "Lower meta.meta_lr, or raise run.max_meta_loss if losses this large are expected.")
+    i = int(np.argmax(sizes))
+    return (f"meta-step {s}: the update would take meta-parameter {names[i]} to magnitude {sizes[i]:.4g}, past "
+            f"run.max_meta_param = {cfg.run.max_meta_param:g}; {tail}. Lower meta.meta_lr (now "
+            f"{cfg.meta.meta_lr:g}), or raise run.max_meta_param if such values are expected.")
 
 
 def _periodic_eval(cfg: TrainConfig, ctx: Context, family: TaskFamily) -> Callable:

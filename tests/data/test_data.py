@@ -364,7 +364,7 @@ def test_npz_dataset_and_errors(tmp_path):
         load_dataset("npz", path=tmp_path / "missing.npz")
     bad = tmp_path / "bad.npz"
     np.savez(bad, x_train=np.zeros((3, 2, 2)), y_train=[0, 1], x_test=np.zeros((1, 2, 2)), y_test=[0])
-    with pytest.raises(AgentGraphError, match="x_train has 3 examples but y_train has 2"):
+    with pytest.raises(AgentGraphError, match=r"x_train has shape \(3, 2, 2\) but y_train has 2 labels"):
         load_dataset("npz", path=bad)
 
 
