@@ -252,8 +252,8 @@ def save(path: PathLike, tree: Any, *, metadata: dict | None = None) -> None:
         except OSError:
             pass
         if isinstance(e, OSError):
-            raise io_error(path, e, "write the checkpoint (nothing was replaced: an existing file there is intact)"
-                           ) from None
+            raise io_error(path, e, "write the checkpoint", note="Nothing was replaced: an existing file there is "
+                           "intact.") from None
         raise
     _fsync_dir(directory)
 

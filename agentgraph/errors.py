@@ -40,10 +40,11 @@ _IO_FIXES = {
 }
 
 
-def io_error(path: str, err: OSError, doing: str, field: str | None = None) -> AgentGraphError:
+def io_error(path: str, err: OSError, doing: str, field: str | None = None, note: str = "") -> AgentGraphError:
     """The :class:`AgentGraphError` for an operating-system failure while ``doing`` something with
     ``path``: it names the path, the cause (disk full, read-only, permissions, a file in the way)
-    and the fix; ``field`` is the config field or option that chose the path, if any.
+    and the fix; ``field`` is the config field or option that chose the path, if any; ``note``
+    is appended (what was kept, what to do next).
 
     Example:
         >>> import errno
@@ -58,4 +59,5 @@ def io_error(path: str, err: OSError, doing: str, field: str | None = None) -> A
     fix = _IO_FIXES.get(name, "check the path and its permissions")
     where = f" ({field})" if field else ""
     detail = f"{name}: {err.strerror}" if name else f"{type(err).__name__}: {err}"
-    return AgentGraphError(f"Cannot {doing} {path!r}: {fix}{where}. [{detail}]")
+    note = f" {note}" if note else ""
+    return AgentGraphError(f"Cannot {doing} {path!r}: {fix}{where}.{note} [{detail}]")

@@ -391,7 +391,11 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
                 bar.update(1)
                 bar.set_postfix(meta_loss=f"{m['meta_loss']:.4f}", cv=f"{m['cv']:.4f}")
             if status == TAKEN and ((s + 1) % cfg.run.checkpoint_every == 0 or s == end - 1):
-                last_ckpt = ckpt.save_step(out_dir, s, jax.device_get(ts), _metadata(cfg, s), keep=cfg.run.keep)
+                try:
+                    last_ckpt = ckpt.save_step(out_dir, s, jax.device_get(ts), _metadata(cfg, s), keep=cfg.run.keep)
+                except AgentGraphError as e:
+                    raise AgentGraphError(f"{e} Meta-step {s} was not saved; the last good checkpoint is "
+                                          f"{last_ckpt or 'none'}: fix the cause, then continue with --resume.") from None
     if bar is not None:
         bar.close()
     return TrainResult(
