@@ -62,7 +62,7 @@ def load_idx(path: str | os.PathLike) -> np.ndarray:
     if raw[:2] == _GZIP_MAGIC:
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
+        except Exception as e:  # noqa: BLE001 - BadGzipFile, EOFError, zlib.error
             raise AgentGraphError(f"IDX file {path!r} is a corrupt gzip stream: {e}.") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise AgentGraphError(f"{path!r} is not an IDX file: it must start with two zero bytes.")
@@ -143,8 +143,9 @@ def load_npz(path: str | os.PathLike, x_key: str = "x", y_key: str = "y") -> tup
             return f[x_key], f[y_key]
     except AgentGraphError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise AgentGraphError(f"Cannot read npz file {path!r}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a damaged archive fails in many ways (bad zip, bad npy, zlib, ...)
+        raise AgentGraphError(f"Cannot read npz file {path!r}: it is damaged or not an .npz "
+                              f"({type(e).__name__}: {e}).") from None
 
 
 def write_npz(f: io.BufferedIOBase | io.RawIOBase | object, arrays: dict[str, np.ndarray], *,

@@ -141,6 +141,9 @@ def _build(raw: Raw, name: str, *, scale: float | None, size: int | tuple[int, i
             where = np.argwhere(~np.isfinite(x))[0]
             raise AgentGraphError(f"{name}: x_{split} contains NaN or inf (first at index {tuple(int(i) for i in where)}, "
                                   f"{int(np.count_nonzero(~np.isfinite(x)))} values in all); clean the data.")
+        if x.dtype.kind == "f" and np.abs(x).max() > np.finfo(np.float32).max:
+            raise AgentGraphError(f"{name}: x_{split} does not fit float32 (values up to {np.abs(x).max():.3g}); "
+                                  "rescale the data.")
         if n_classes is not None and y.max() >= n_classes:
             i = int(np.argmax(y >= n_classes))
             raise AgentGraphError(f"{name}: y_{split}[{i}] is {int(y[i])} but the dataset has {n_classes} classes "

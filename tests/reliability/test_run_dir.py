@@ -135,3 +135,25 @@ def test_out_dir_that_is_a_file_read_only_full_or_failing_mid_run(tmp_path, monk
     assert [n for n in os.listdir(cfg.run.out_dir) if ".tmp-" in n] == []
     probe("io", "resume after the disk was freed", lambda: train(cfg, resume=True, **quiet), expect="ran",
           verify=lambda r: r["steps"] == 4 and ckpt.latest(cfg.run.out_dir).endswith("ckpt_00000005.npz"))
+
+
+@pytest.mark.slow
+def test_two_train_processes_on_one_directory(tmp_path):
+    """Two `agentgraph train` started together on one --out-dir: one runs, the other is refused
+    naming it; the run that ran is complete and nothing of it is overwritten."""
+    from faults import start
+
+    d = tmp_path / "run"
+    path = write_yaml(tmp_path / "c.yaml", tiny(d, **{"meta.meta_steps": 30, "run.checkpoint_every": 1}))
+    a, b = start("train", path, "--no-progress"), start("train", path, "--no-progress")
+    outs = {p.pid: (p.wait(timeout=300), p.communicate()) for p in (a, b)}
+    codes = sorted(rc for rc, _ in outs.values())
+    refused = [(pid, err) for pid, (rc, (out, err)) in outs.items() if rc == 2]
+
+    def one_ran():
+        assert codes == [0, 2], outs
+        winner = a.pid if refused[0][0] == b.pid else b.pid
+        assert f"in use by process {winner} " in refused[0][1]
+        return [r["step"] for r in metric_rows(d)]
+
+    probe("concurrency", "two train processes at once", one_ran, expect="ran", verify=lambda s: s == list(range(30)))
