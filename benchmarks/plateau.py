@@ -28,6 +28,8 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
+from agentgraph.rundir import read_metrics  # noqa: E402
+
 PAPER = 0.4895
 CONFIG = os.path.join(ROOT, "examples", "configs", "mnist.yaml")
 # the paper's recipe, whatever examples/configs/mnist.yaml's defaults are; options override
@@ -70,8 +72,7 @@ def _run(a) -> int:
 
 
 def _curve(run_dir: str) -> dict:
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        rows = [json.loads(ln) for ln in f if ln.strip()]
+    rows = read_metrics(os.path.join(run_dir, "metrics.jsonl"))  # a run killed mid-line still reads
     minutes, pts = 0.0, []
     warm = lambda r: r.get("warm_start") or r.get("imitation")  # noqa: E731  (older runs: "imitation")
     for r in rows:

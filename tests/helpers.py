@@ -3,7 +3,6 @@ pieces of a meta-training context, a run's metrics."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -11,6 +10,7 @@ import jax
 from agentgraph.meta.config import parse_config
 from agentgraph.meta.context import make_context
 from agentgraph.meta.tasks import task_family
+from agentgraph.rundir import read_metrics
 
 
 def digits_cfg(tmp_path, **over):
@@ -47,7 +47,6 @@ def _first(pool):
 
 
 def _metrics(out_dir):
-    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
-        return [json.loads(ln) for ln in f]
+    return read_metrics(os.path.join(out_dir, "metrics.jsonl"))
 
 

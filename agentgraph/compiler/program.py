@@ -389,11 +389,15 @@ class Program:
 
 def _reads(graph: AgentGraph) -> dict[str, tuple[int, Any]]:
     """``{batch key: (largest slot, the agent reading it)}`` of the graph's external kinds."""
+    a = graph.arrays()
     out: dict[str, tuple[int, Any]] = {}
-    for name, data in graph.nx.nodes(data=True):
-        key = graph.kinds[data["kind"]].external
-        if key is not None and (key not in out or int(data["slot"]) > out[key][0]):
-            out[key] = (int(data["slot"]), name)
+    for k, kname in enumerate(a.kind_names):
+        key = graph.kinds[kname].external
+        members = np.flatnonzero(a.kind == k)
+        if key is not None and members.size:
+            i = members[np.argmax(a.slot[members])]
+            if key not in out or a.slot[i] > out[key][0]:
+                out[key] = (int(a.slot[i]), a.names[i])
     return out
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from agentgraph import AgentGraphError
-from agentgraph.meta.config import parse_config
+from agentgraph.meta.config import apply_overrides, parse_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOOD = ("ran", "error")
@@ -43,17 +43,11 @@ def tiny(out_dir, **over) -> dict:
            "meta": {"inner_steps": 2, "batch": 4, "meta_steps": 6, "prior_pool": 2, "maml": True,
                     "objective": "heldout", "meta_lr": 1e-3},
            "run": {"out_dir": str(out_dir), "checkpoint_every": 2, "seed": 0}}
-    for dotted, v in over.items():
-        node = cfg
-        *head, last = dotted.split(".")
-        for h in head:
-            node = node.setdefault(h, {})
-        node[last] = v
-    return cfg
+    return apply_overrides(cfg, over)
 
 
 def tiny_cfg(out_dir, **over):
-    return parse_config(tiny(out_dir, **{k.replace("__", "."): v for k, v in over.items()}))
+    return parse_config(tiny(out_dir, **over))
 
 
 def write_yaml(path, data: dict) -> str:

@@ -217,18 +217,23 @@ def test_config_non_finite_and_wrong_shapes(tmp_path):
 
 # --- graphs: the compiled and the interpreted path check alike ------------------------------------------
 
+def _rebuilt(g: AgentGraph, slot_shift: int = 0, states: dict | None = None) -> AgentGraph:
+    """``g`` declared again, its input agents' slots shifted by ``slot_shift`` and ``states`` set."""
+    out = AgentGraph(g.kinds)
+    for name in g.agents():
+        data = dict(g.nx.nodes[name])
+        kind, slot = data.pop("kind"), data.pop("slot", None)
+        out.add_agent(name, kind, slot=slot + slot_shift if kind == "input" else slot, state=(states or {}).get(name))
+    for u, v, k, attrs in g.arrows():
+        out.add_arrow(u, v, **attrs)
+    return out
+
+
 def test_slot_past_the_batch_and_values_overflowing_the_dtype():
     from agentgraph.interpreter import init_state, step
 
     g = mlp([2, 1], loss="l2")
-    g2 = AgentGraph(g.kinds)
-    for name in g.agents():
-        data = dict(g.nx.nodes[name])
-        kind = data.pop("kind")
-        slot = data.pop("slot", None)
-        g2.add_agent(name, kind, slot=(slot + 3 if slot is not None and kind == "input" else slot))
-    for u, v, k, attrs in g.arrows():
-        g2.add_arrow(u, v, **attrs)
+    g2 = _rebuilt(g, slot_shift=3)
     batch = {"x": np.ones((2, 2)), "y": np.zeros((2, 1))}
     probe("graph", "slot past the batch (interpreter)", lambda: step(g2, init_state(g2, 2), {}, batch),
           match=r"reads column [34] of batch\['x'\], which has only 2 columns")
@@ -237,17 +242,9 @@ def test_slot_past_the_batch_and_values_overflowing_the_dtype():
     prog = compile(g)
     probe("graph", "batch value overflowing float32", lambda: prog.forward(None, prog.init(2), {**batch, "x": np.full((2, 2), 1e39)}),
           match=r"batch\['x'\] holds 1e\+39, which overflows the compute dtype float32")
-    g3 = mlp([2, 1], loss="l2")
-    w = g3.agents("synapse")[0]
-    g3.nx  # noqa: B018
-    g4 = AgentGraph(g3.kinds)
-    for name in g3.agents():
-        data = dict(g3.nx.nodes[name])
-        kind = data.pop("kind")
-        g4.add_agent(name, kind, slot=data.pop("slot", None), state={"w": 1e39} if name == w else None)
-    for u, v, k, attrs in g3.arrows():
-        g4.add_arrow(u, v, **attrs)
-    probe("graph", "initial state overflowing float32", lambda: compile(g4), match=re.escape(f"Agent {w!r}: state field 'w' holds 1e+39"))
+    w = g.agents("synapse")[0]
+    probe("graph", "initial state overflowing float32", lambda: compile(_rebuilt(g, states={w: {"w": 1e39}})),
+          match=re.escape(f"Agent {w!r}: state field 'w' holds 1e+39"))
 
 
 # --- evaluation arguments and numerical health ----------------------------------------------------------
