@@ -129,6 +129,27 @@ class MetaConfig(pydantic.BaseModel):
                 k = length
         return k
 
+    def lr_at(self, step: int | Any) -> float | Any:
+        """The meta-learning rate at meta-step ``step`` (a Python or a traced integer):
+        ``meta_lr``, or ``meta_lr_schedule`` interpolated linearly between its points and held
+        after the last.
+
+        Example:
+            >>> MetaConfig(meta_lr_schedule=[[0, 1e-3], [100, 1e-3], [200, 1e-5]]).lr_at(150)
+            0.000505
+        """
+        if not self.meta_lr_schedule:
+            return self.meta_lr
+        xs = [float(s) for s, _ in self.meta_lr_schedule]
+        ys = [float(v) for _, v in self.meta_lr_schedule]
+        if isinstance(step, int):
+            import numpy as np
+
+            return float(np.interp(step, xs, ys))
+        import jax.numpy as jnp
+
+        return jnp.interp(step, jnp.array(xs), jnp.array(ys))
+
     model_config = _STRICT
     inner_steps: pydantic.PositiveInt = 20
     batch: pydantic.PositiveInt = 8
@@ -139,6 +160,10 @@ class MetaConfig(pydantic.BaseModel):
     outer_map: Literal["auto", "vmap", "map"] = "auto"
     meta_steps: pydantic.PositiveInt = 5000
     meta_lr: pydantic.PositiveFloat = 5e-4
+    # meta-learning-rate schedule: [[from meta-step, meta-lr], ...], linear in between, held after
+    # the last point, e.g. [[0, 1e-3], [4000, 1e-3], [8000, 1e-5]] (replaces meta_lr; counts
+    # meta-loss steps, after any warm start, like curriculum)
+    meta_lr_schedule: list[tuple[pydantic.NonNegativeInt, pydantic.PositiveFloat]] | None = None
     # the meta-objective (agentgraph.meta.objectives): "hint_cv" (MPLP's) = hint_weight * mean hint loss +
     # cv_weight * held-out loss; "heldout" = final held-out loss (MAML); "readout" /
     # "readout_accuracy" = loss / error of the read-out predictions on held-out data (rules with no
@@ -191,6 +216,11 @@ class MetaConfig(pydantic.BaseModel):
                 raise ValueError("curriculum inner steps must not exceed inner_steps")
             if self.truncation is not None:
                 raise ValueError("curriculum and truncation cannot be combined; choose one")
+        if self.meta_lr_schedule is not None:
+            starts = [s for s, _ in self.meta_lr_schedule]
+            if not starts or starts[0] != 0 or starts != sorted(set(starts)):
+                raise ValueError("meta_lr_schedule must start at meta-step 0 with strictly increasing meta-steps, "
+                                 "e.g. [[0, 1e-3], [4000, 1e-3], [8000, 1e-5]]")
         return self
 
 

@@ -175,6 +175,8 @@ def make_meta_step(cfg: TrainConfig, ctx: Context, family: TaskFamily, *, warm: 
             ts.trainable, ts.stats, ctx, program, tasks, w0s, task_loss(phase))
         finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
         updates, new_opt = opt.update(grads, ts.opt_state, ts.trainable)
+        if m.meta_lr_schedule and not warm:  # Adam's update is linear in its rate: rescale it
+            updates = jax.tree.map(lambda u: u * (m.lr_at(phase) / m.meta_lr), updates)
         new_tr = optax.apply_updates(ts.trainable, updates)
         sizes = jnp.stack([jnp.max(jnp.abs(v)) for v in jax.tree.leaves(new_tr)])  # per meta-parameter tensor
         status = jnp.where(~finite, NON_FINITE, jnp.where(loss > max_loss, LOSS_BOUND, jnp.where(
@@ -359,8 +361,11 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
             status = int(status)
             if s < warm_steps:
                 m["warm_start"] = True  # meta_loss is the protocol's warm-start objective on this step
-            elif cfg.meta.curriculum:
-                m["unroll"] = cfg.meta.unroll_at(s - warm_steps)
+            else:
+                if cfg.meta.curriculum:
+                    m["unroll"] = cfg.meta.unroll_at(s - warm_steps)
+                if cfg.meta.meta_lr_schedule:
+                    m["meta_lr"] = cfg.meta.lr_at(s - warm_steps)
             dt = time.perf_counter() - t0
             times.append(dt)
             if status != TAKEN:
