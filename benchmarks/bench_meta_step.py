@@ -47,6 +47,8 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "hugepages": ({}, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
     # with --set meta.outer_batch=4: an outer batch's tasks vmapped, or one after another
     "outer-vmap": ({"meta.outer_map": "vmap"}, {}),
+    # one thread for XLA's CPU kernels: two such runs share a 2-core machine without slowing each other
+    "one-thread": ({}, {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}),
     "outer-map": ({"meta.outer_map": "map"}, {}),
     "hugepages+onednn": ({}, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1",
                               "XLA_FLAGS": "--xla_cpu_experimental_onednn_fusion_type=dot "

@@ -1,25 +1,39 @@
-"""Meta-training that leaves the plateau: the paper's MNIST recipe against the options that
-attack it, each one config switch, measured the same way.
+"""Meta-training recipes measured the same way: the paper's recipe against the options that
+attack its slow start, each one config switch — a *study* per experiment.
 
-Run:  python benchmarks/plateau.py run OPTION [--seed S] [--out-root runs/plateau]
-      python benchmarks/plateau.py report [--out-root runs/plateau] [--runs 100]
-          [--json benchmarks/results/plateau-cpu.json] [--plot docs/img/plateau.png]
+Run:  python benchmarks/plateau.py [--study mnist|sinusoid] run OPTION [--seed S] [--out-root DIR]
+      python benchmarks/plateau.py [--study mnist|sinusoid] report [--out-root DIR] [--runs 100]
+          [--json FILE] [--plot PNG]
 
-``run`` meta-trains one option on 12×12 MNIST ((144,50,10) sigmoid, 20 steps × batch 8;
-``examples/configs/mnist.yaml``) with a periodic evaluation every 100 meta-steps (accuracy after
-20 inner steps, 20 fresh networks on the test set) and checkpoints every 100; run it again to
+Studies:
+
+* ``mnist`` (default; runs under ``runs/plateau``): 12×12 MNIST ((144,50,10) sigmoid, 20 steps ×
+  batch 8; ``examples/configs/mnist.yaml``), periodic evaluation every 100 meta-steps (accuracy
+  after 20 inner steps, 20 fresh networks on the test set); the target is the paper's 48.95 %.
+* ``sinusoid`` (runs under ``runs/sinusoid_recipe``): the paper's Fig. 2 setting ((1,20,20,1)
+  ReLU, 5 steps × batch 10; ``examples/configs/sinusoid.yaml``), periodic evaluation every 250
+  meta-steps (L2 loss on 100 evenly spaced points after 5 inner steps, 100 fresh networks and
+  tasks — the final metric itself); the target is the authors' own protocol's 0.0014.
+* ``maml`` (runs under ``runs/maml_recipe``): the paper's Fig. 3 — stateless MPLP learned jointly
+  with a MAML prior (``examples/configs/maml_sinusoid.toml``, option ``mplp``) against MAML, the
+  prior learned for SGD 0.05 (``maml_baseline.toml``, option ``maml``); 2 steps × batch 10,
+  evaluation loss after 2 steps every 250 meta-steps on 100 fresh tasks.
+
+``run`` meta-trains one option with checkpoints as often as the evaluations; run it again to
 resume. ``report`` reads every run under ``--out-root``, scores each run's last checkpoint on
-100 fresh networks (SGD lr 0.1 and Adam lr 0.01 beside it, as in the paper; cached beside
-the run), and prints and stores, per run: meta-steps and wall
-minutes (meta-steps only, plus set-up) to the first periodic evaluation ≥ 40 % and ≥ 48.95 %,
-the best periodic evaluation, and the final 100-run accuracy — plus curves of accuracy against
-meta-steps and against minutes, and of the meta-loss against meta-steps. A run that uses the
-gradient at evaluation (``grad_always``) is marked as such: it is not a gradient-free protocol.
+100 fresh networks (SGD and Adam beside it, as in the paper; cached beside the run), and prints
+and stores, per run: meta-steps and CPU minutes of the run's process (meta-steps only, plus
+set-up; it stays meaningful when jobs share the machine) to the first periodic evaluation that
+reaches each of the study's levels, the best periodic evaluation and
+the final 100-run score — plus curves of the score against meta-steps and against minutes, and
+of the meta-loss against meta-steps. A run that uses the gradient at evaluation (``grad_always``)
+is marked as such: it is not a gradient-free protocol.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -30,40 +44,100 @@ sys.path.insert(0, ROOT)
 
 from agentgraph.rundir import read_metrics  # noqa: E402
 
-PAPER = 0.4895
-CONFIG = os.path.join(ROOT, "examples", "configs", "mnist.yaml")
-# the paper's recipe, whatever examples/configs/mnist.yaml's defaults are; options override
-COMMON = ["run.eval_every=100", "run.checkpoint_every=100", "run.keep=30", "protocol.imitation_steps=0", "meta.meta_lr=5e-4"]
 
-#: option -> (--set overrides, meta-steps, what it is)
-OPTIONS: dict[str, tuple[list[str], int, str]] = {
-    "baseline": ([], 1000, "the paper's recipe (meta-lr 5e-4, outer batch 1)"),
-    "imitation": (["protocol.imitation_steps=600", "protocol.imitation_meta_lr=2e-3", "meta.meta_lr=2e-4"], 1600,
-                  "600 imitation steps (messages and updates fitted to backprop's, 4-step unrolls, meta-lr 2e-3), "
-                  "then the recipe at meta-lr 2e-4"),
-    "imitation-long": (["protocol.imitation_steps=1200", "protocol.imitation_meta_lr=2e-3", "meta.meta_lr=2e-4"], 1600,
-                       "as imitation, with 1,200 imitation steps (seed 1's imitation loss was still falling at 600)"),
-    "imitation-metalr5e-4": (["protocol.imitation_steps=600", "protocol.imitation_meta_lr=2e-3"], 1600,
-                             "as imitation, but the recipe's meta-lr 5e-4 after it"),
-    "curriculum": (["meta.curriculum=[[0,5],[250,10],[500,20]]"], 1000,
-                   "unroll 5 inner steps, 10 from meta-step 250, 20 from 500"),
-    "outer4": (["meta.outer_batch=4", "meta.meta_lr=1e-3"], 360,
-               "4 tasks per meta-step (one after another, 3.6 s a step), meta-lr ×2 (√4), "
-               "as many minutes as the baseline's 1,000 steps"),
-    "grad_train": (["protocol.grad_input=train", "protocol.grad_input_anneal=500"], 1000,
-                   "gradient as a learner input, faded out over 500 meta-steps; evaluated without it"),
-    "grad_always": (["protocol.grad_input=always"], 1000,
-                    "gradient as a learner input in training and evaluation (not gradient-free)"),
-}
-USES_GRADIENT = {"grad_always"}
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """One experiment: its config, the settings every option shares, the options (name ->
+    (--set overrides, meta-steps, what it is)), and how its score reads."""
+
+    config: str
+    common: list[str]
+    options: dict[str, tuple[list[str], int, str]]
+    out_root: str
+    levels: tuple[float, ...]  # report the first periodic evaluation reaching each
+    target: float  # the paper's (or the authors' protocol's) score: the dashed line
+    target_label: str
+    higher_is_better: bool
+    percent: bool  # show the score in %
+    score: str  # axis label
+    title: str
+    eval_flags: list[str]  # agentgraph eval's baselines
+    chance: float | None = None  # the meta-loss of a protocol that does nothing
+    uses_gradient: frozenset[str] = frozenset()
+    configs: dict[str, str] = dataclasses.field(default_factory=dict)  # options with a config of their own
 
 
-def _run(a) -> int:
-    sets, steps, _ = OPTIONS[a.option]
+MNIST = Study(
+    config=os.path.join(ROOT, "examples", "configs", "mnist.yaml"),
+    # the paper's recipe, whatever examples/configs/mnist.yaml's defaults are; options override
+    common=["run.eval_every=100", "run.checkpoint_every=100", "run.keep=30", "protocol.imitation_steps=0",
+            "meta.meta_lr=5e-4"],
+    options={
+        "baseline": ([], 1000, "the paper's recipe (meta-lr 5e-4, outer batch 1)"),
+        "imitation": (["protocol.imitation_steps=600", "protocol.imitation_meta_lr=2e-3", "meta.meta_lr=2e-4"], 1600,
+                      "600 imitation steps (messages and updates fitted to backprop's, 4-step unrolls, meta-lr 2e-3), "
+                      "then the recipe at meta-lr 2e-4"),
+        "imitation-long": (["protocol.imitation_steps=1200", "protocol.imitation_meta_lr=2e-3", "meta.meta_lr=2e-4"],
+                           1600, "as imitation, with 1,200 imitation steps (seed 1's imitation loss was still falling "
+                           "at 600)"),
+        "imitation-metalr5e-4": (["protocol.imitation_steps=600", "protocol.imitation_meta_lr=2e-3"], 1600,
+                                 "as imitation, but the recipe's meta-lr 5e-4 after it"),
+        "curriculum": (["meta.curriculum=[[0,5],[250,10],[500,20]]"], 1000,
+                       "unroll 5 inner steps, 10 from meta-step 250, 20 from 500"),
+        "outer4": (["meta.outer_batch=4", "meta.meta_lr=1e-3"], 360,
+                   "4 tasks per meta-step (one after another, 3.6 s a step), meta-lr ×2 (√4), "
+                   "as many minutes as the baseline's 1,000 steps"),
+        "grad_train": (["protocol.grad_input=train", "protocol.grad_input_anneal=500"], 1000,
+                       "gradient as a learner input, faded out over 500 meta-steps; evaluated without it"),
+        "grad_always": (["protocol.grad_input=always"], 1000,
+                        "gradient as a learner input in training and evaluation (not gradient-free)"),
+    },
+    out_root="runs/plateau", levels=(0.40, 0.4895), target=0.4895, target_label="paper, MPLP (48.95 %)",
+    higher_is_better=True, percent=True, score="accuracy after 20 inner steps (%)",
+    title="12×12 MNIST", eval_flags=["--sgd-lr", "0.1", "--adam-lr", "0.01"], chance=2.302585,
+    uses_gradient=frozenset({"grad_always"}),
+)
+
+SINUSOID = Study(
+    config=os.path.join(ROOT, "examples", "configs", "sinusoid.yaml"),
+    # the paper's recipe (meta-lr 1e-4, outer batch 4, no warm start); options override
+    common=["run.eval_every=250", "run.checkpoint_every=250", "run.keep=40", "run.eval_runs=100",
+            "protocol.imitation_steps=0", "meta.meta_lr=1e-4", "meta.meta_lr_schedule=null"],
+    options={
+        "paper": ([], 8000, "the paper's recipe (meta-lr 1e-4, outer batch 4)"),
+        "lr1e-3": (["meta.meta_lr=1e-3"], 8000, "the recipe at meta-lr 1e-3"),
+        "imitation": (["protocol.imitation_steps=500", "protocol.imitation_lr=0.3", "meta.meta_lr=1e-3"], 8000,
+                      "500 imitation steps of SGD(0.3), then the recipe at meta-lr 1e-3"),
+    },
+    out_root="runs/sinusoid_recipe", levels=(0.005, 0.0014), target=0.0014,
+    target_label="the authors' protocol (0.0014)", higher_is_better=False, percent=False,
+    score="evaluation loss after 5 inner steps", title="sinusoid", eval_flags=["--adam-lr", "0.01"],
+)
+
+MAML = Study(
+    config=os.path.join(ROOT, "examples", "configs", "maml_sinusoid.toml"),
+    configs={"maml": os.path.join(ROOT, "examples", "configs", "maml_baseline.toml")},
+    common=["run.eval_every=250", "run.checkpoint_every=250", "run.keep=40", "run.eval_runs=100"],
+    options={
+        "mplp": ([], 8000, "stateless MPLP learners and the prior learned jointly (paper Fig. 3), meta-lr 1e-4"),
+        "maml": ([], 8000, "MAML: the prior learned for SGD(0.05), meta-lr 1e-4"),
+        "mplp-lr1e-3": (["meta.meta_lr=1e-3"], 8000, "as mplp, meta-lr 1e-3"),
+        "maml-lr1e-3": (["meta.meta_lr=1e-3"], 8000, "as maml, meta-lr 1e-3"),
+    },
+    out_root="runs/maml_recipe", levels=(0.015, 0.01), target=0.0171,
+    target_label="MAML after 5,000 meta-steps at 1e-4 (0.0171)", higher_is_better=False, percent=False,
+    score="evaluation loss after 2 inner steps", title="sinusoid, MAML prior", eval_flags=["--adam-lr", "0.01"],
+)
+
+STUDIES = {"mnist": MNIST, "sinusoid": SINUSOID, "maml": MAML}
+
+
+def _run(a, st: Study) -> int:
+    sets, steps, _ = st.options[a.option]
     out = os.path.join(a.out_root, f"{a.option}_s{a.seed}")
-    cmd = ["agentgraph", "train", CONFIG, "--out-dir", out, "--seed", str(a.seed), "--meta-steps", str(steps),
-           "--no-progress"]
-    for s in COMMON + sets:
+    cmd = ["agentgraph", "train", st.configs.get(a.option, st.config), "--out-dir", out, "--seed", str(a.seed), "--meta-steps",
+           str(a.meta_steps or steps), "--no-progress"]
+    for s in st.common + sets:
         cmd += ["--set", s]
     if os.path.exists(os.path.join(out, "metrics.jsonl")):
         cmd.append("--resume")
@@ -73,28 +147,31 @@ def _run(a) -> int:
 
 def _curve(run_dir: str) -> dict:
     rows = read_metrics(os.path.join(run_dir, "metrics.jsonl"))  # a run killed mid-line still reads
-    minutes, pts = 0.0, []
+    minutes = cpu_minutes = 0.0
+    pts = []
     warm = lambda r: r.get("warm_start") or r.get("imitation")  # noqa: E731  (older runs: "imitation")
     for r in rows:
         minutes += (r["seconds"] + r.get("setup_seconds", 0.0)) / 60.0
+        cpu_minutes += (r.get("cpu_seconds", r["seconds"]) + r.get("setup_cpu_seconds", r.get("setup_seconds", 0.0))) / 60
         if "eval" in r:
-            pts.append({"step": r["step"] + 1, "minutes": minutes, "acc": r["eval"],
+            pts.append({"step": r["step"] + 1, "minutes": minutes, "cpu_minutes": cpu_minutes, "score": r["eval"],
                         "phase": "imitation" if warm(r) else "meta"})
     imitation = sum(1 for r in rows if warm(r))
     meta = [r for r in rows if not warm(r) and r.get("finite", True)]
     loss = [(meta[i]["step"] + 1, sum(r["meta_loss"] for r in meta[i:i + 50]) / len(meta[i:i + 50]))
             for i in range(0, len(meta), 50)]  # means over 50 meta-steps, at each window's first step
-    return {"points": pts, "steps": len(rows), "imitation_steps": imitation, "minutes": minutes, "meta_loss": loss}
+    return {"points": pts, "steps": len(rows), "imitation_steps": imitation, "minutes": minutes,
+            "cpu_minutes": cpu_minutes, "meta_loss": loss}
 
 
-def _first(points, level):
+def _first(points, level, st: Study):
     for p in points:
-        if p["acc"] >= level:
-            return {"step": p["step"], "minutes": round(p["minutes"], 1)}
+        if (p["score"] >= level) if st.higher_is_better else (p["score"] <= level):
+            return {"step": p["step"], "minutes": round(p["cpu_minutes"], 1)}
     return None
 
 
-def _final_eval(run_dir: str, runs: int) -> dict:
+def _final_eval(run_dir: str, runs: int, st: Study) -> dict:
     from agentgraph import checkpoint as ckpt
 
     path = ckpt.latest(run_dir)
@@ -104,8 +181,7 @@ def _final_eval(run_dir: str, runs: int) -> dict:
             res = json.load(f)
         if res.get("checkpoint") == path:
             return res
-    subprocess.check_call(["agentgraph", "eval", path, "--runs", str(runs), "--sgd-lr", "0.1", "--adam-lr", "0.01",
-                           "--out", cache + ".tmp"])
+    subprocess.check_call(["agentgraph", "eval", path, "--runs", str(runs), *st.eval_flags, "--out", cache + ".tmp"])
     with open(cache + ".tmp") as f:
         res = json.load(f)
     res["checkpoint"] = path
@@ -115,9 +191,11 @@ def _final_eval(run_dir: str, runs: int) -> dict:
     return res
 
 
-def _report(a) -> int:
+def _report(a, st: Study) -> int:
     from agentgraph.plots import plot_meta_curves
 
+    show = (lambda v: f"{100 * v:.1f} %") if st.percent else (lambda v: f"{v:.4f}")  # noqa: E731
+    plot_y = (lambda v: 100 * v) if st.percent else (lambda v: v)  # noqa: E731
     rows, by_step, by_min, by_loss = [], {}, {}, {}
     for name in sorted(os.listdir(a.out_root)):
         d = os.path.join(a.out_root, name)
@@ -125,64 +203,75 @@ def _report(a) -> int:
             continue
         option = name.rsplit("_s", 1)[0]
         c = _curve(d)
-        final = _final_eval(d, a.runs)
+        final = _final_eval(d, a.runs, st)
         learned = final["protocol"] if "protocol" in final else final["mplp"]  # evaluations cached before: "mplp"
-        row = {"run": name, "option": option, "what": OPTIONS.get(option, ([], 0, ""))[2],
-               "uses_gradient_at_evaluation": option in USES_GRADIENT, "meta_steps": c["steps"] - c["imitation_steps"],
-               "imitation_steps": c["imitation_steps"], "minutes": round(c["minutes"], 1),
-               "to_40": _first(c["points"], 0.40), "to_paper": _first(c["points"], PAPER),
-               "best_periodic": max((p["acc"] for p in c["points"]), default=None),
-               "final_100": {"mean": learned["mean"][-1], "std": learned["std"][-1]},
+        best = (max if st.higher_is_better else min)((p["score"] for p in c["points"]), default=None)
+        row = {"run": name, "option": option, "what": st.options.get(option, ([], 0, ""))[2],
+               "uses_gradient_at_evaluation": option in st.uses_gradient,
+               "meta_steps": c["steps"] - c["imitation_steps"], "imitation_steps": c["imitation_steps"],
+               "minutes": round(c["minutes"], 1), "cpu_minutes": round(c["cpu_minutes"], 1), "reached": {str(lv): _first(c["points"], lv, st) for lv in st.levels},
+               "best_periodic": best, "final_100": {"mean": learned["mean"][-1], "std": learned["std"][-1]},
                "sgd_100": final["sgd"]["mean"][-1], "adam_100": final["adam"]["mean"][-1], "curve": c["points"]}
         rows.append(row)
-        by_step[name] = [(p["step"], 100 * p["acc"]) for p in c["points"]]
-        by_min[name] = [(p["minutes"], 100 * p["acc"]) for p in c["points"]]
+        by_step[name] = [(p["step"], plot_y(p["score"])) for p in c["points"]]
+        by_min[name] = [(p["cpu_minutes"], plot_y(p["score"])) for p in c["points"]]
         by_loss[name] = c["meta_loss"]
-    fmt = lambda r: f"step {r['step']} / {r['minutes']} min" if r else "not reached"  # noqa: E731
-    print(f"{'run':22s} {'meta-steps':>10s} {'minutes':>8s}  {'to 40 %':>22s}  {'to 48.95 %':>22s}  best  final (100 runs)")
-    for r in rows:
-        print(f"{r['run']:22s} {r['meta_steps']:>10d} {r['minutes']:>8.1f}  {fmt(r['to_40']):>22s}  "
-              f"{fmt(r['to_paper']):>22s}  {100 * (r['best_periodic'] or 0):4.1f}  "
-              f"{100 * r['final_100']['mean']:.1f} ± {100 * r['final_100']['std']:.1f}"
-              + ("   [uses the gradient]" if r["uses_gradient_at_evaluation"] else ""))
-    print("\n| run | meta-steps | minutes | to 40 % | to 48.95 % | best periodic (20 runs) | last checkpoint, 100 runs |")
-    print("|---|---|---|---|---|---|---|")
+    fmt = lambda r: f"step {r['step']} / {r['minutes']} min" if r else "not reached"  # noqa: E731  (CPU minutes)
+    heads = [f"to {show(lv)}" for lv in st.levels]
+    print("| run | meta-steps | wall minutes | CPU minutes | " + " | ".join(heads) +
+          " | best periodic | last checkpoint, 100 runs |")
+    print("|---" * (len(heads) + 6) + "|")
     for r in rows:
         steps = f"{r['imitation_steps']} + {r['meta_steps']}" if r["imitation_steps"] else f"{r['meta_steps']}"
         flag = " (gradient given at evaluation)" if r["uses_gradient_at_evaluation"] else ""
-        print(f"| `{r['run']}`{flag} | {steps} | {r['minutes']:.1f} | {fmt(r['to_40'])} | {fmt(r['to_paper'])} | "
-              f"{100 * (r['best_periodic'] or 0):.1f} % | {100 * r['final_100']['mean']:.1f} ± "
-              f"{100 * r['final_100']['std']:.1f} % |")
+        reached = " | ".join(fmt(r["reached"][str(lv)]) for lv in st.levels)
+        print(f"| `{r['run']}`{flag} | {steps} | {r['minutes']:.1f} | {r['cpu_minutes']:.1f} | {reached} | "
+              f"{show(r['best_periodic']) if r['best_periodic'] is not None else '-'} | "
+              f"{show(r['final_100']['mean'])} ± {show(r['final_100']['std'])} |")
     os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
     with open(a.json, "w") as f:
-        json.dump({"paper": PAPER, "rows": rows}, f, indent=2)
+        json.dump({"target": st.target, "rows": rows}, f, indent=2)
     base = os.path.splitext(a.plot)[0]
-    kw = dict(ylabel="accuracy after 20 inner steps (%)", hline=100 * PAPER, hline_label="paper, MPLP (48.95 %)")
+    kw = dict(ylabel=st.score, hline=plot_y(st.target), hline_label=st.target_label)
     plot_meta_curves(by_step, base + "-steps.png", xlabel="meta-step (imitation steps included)",
-                     title="12×12 MNIST: periodic evaluation (20 fresh networks)", **kw)
-    plot_meta_curves(by_min, base + "-minutes.png", xlabel="minutes on the 2-core CPU (meta-steps + set-up)",
-                     title="12×12 MNIST: the same runs against time", **kw)
+                     title=f"{st.title}: periodic evaluation", **kw)
+    plot_meta_curves(by_min, base + "-minutes.png", xlabel="CPU minutes of the run's process (meta-steps + set-up; "
+                     "wall minutes for runs that did not record CPU time)",
+                     title=f"{st.title}: the same runs against time", **kw)
     plot_meta_curves(by_loss, base + "-metaloss.png", xlabel="meta-step (imitation steps included)",
-                     ylabel="meta-loss (mean over 50 meta-steps)", hline=2.302585, hline_label="chance (ln 10)",
-                     title="12×12 MNIST: the paper's meta-loss (imitation phases left out)")
+                     ylabel="meta-loss (mean over 50 meta-steps)", hline=st.chance,
+                     hline_label="chance (ln 10)" if st.chance else "",
+                     title=f"{st.title}: the paper's meta-loss (imitation phases left out)")
     print(f"wrote {a.json}, {base}-steps.png, {base}-minutes.png, {base}-metaloss.png")
     return 0
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--study", choices=sorted(STUDIES), default="mnist")
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("option", choices=sorted(OPTIONS))
+    r.add_argument("option")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--out-root", default="runs/plateau")
+    r.add_argument("--out-root", default=None)
+    r.add_argument("--meta-steps", type=int, default=None, help="instead of the option's own")
     p = sub.add_parser("report")
-    p.add_argument("--out-root", default="runs/plateau")
+    p.add_argument("--out-root", default=None)
     p.add_argument("--runs", type=int, default=100)
-    p.add_argument("--json", default="benchmarks/results/plateau-cpu.json")
-    p.add_argument("--plot", default="docs/img/plateau.png")
+    p.add_argument("--json", default=None, help="default benchmarks/results/plateau-cpu.json (mnist), "
+                   "benchmarks/results/sinusoid_recipe-cpu.json (sinusoid)")
+    p.add_argument("--plot", default=None, help="default docs/img/plateau.png, docs/img/sinusoid_recipe.png")
     a = ap.parse_args(argv)
-    return _run(a) if a.cmd == "run" else _report(a)
+    st = STUDIES[a.study]
+    if a.cmd == "run" and a.option not in st.options:
+        ap.error(f"option {a.option!r} is not one of the {a.study} study's: {', '.join(sorted(st.options))}")
+    a.out_root = a.out_root or st.out_root
+    if a.cmd == "run":
+        return _run(a, st)
+    stem = "plateau" if a.study == "mnist" else f"{a.study}_recipe"
+    a.json = a.json or f"benchmarks/results/{stem}-cpu.json"
+    a.plot = a.plot or f"docs/img/{stem}.png"
+    return _report(a, st)
 
 
 if __name__ == "__main__":

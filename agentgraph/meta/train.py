@@ -1,7 +1,7 @@
 """Meta-training driver: calibrate, then meta-train with checkpoints, metrics and resume.
 
 ``train(cfg)`` writes into ``cfg.run.out_dir``: ``metrics.jsonl`` (one line per meta-step:
-meta-loss, held-out loss, mean hint loss, first/last inner loss, seconds) and checkpoints
+meta-loss, held-out loss, mean hint loss, first/last inner loss, wall and process CPU seconds) and checkpoints
 ``ckpt_<step>.npz`` holding the :class:`TrainState` (the protocol's meta-parameters and any
 learned prior, its measured stats, the optimiser state, the prior pool) and the step. Randomness is derived from ``(run.seed, step)``, so ``resume=True``
 continues exactly as an uninterrupted run would (same numbers on CPU). A meta-step whose meta-loss
@@ -318,9 +318,9 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
                 f"{out_dir!r} already holds checkpoints of an earlier run; pass --resume to continue it, or "
                 "choose another run.out_dir."
             )
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         ts = init_training(cfg, ctx, family)
-        setup_seconds = time.perf_counter() - t0
+        setup_seconds, setup_cpu = time.perf_counter() - t0, time.process_time() - c0
         log(f"protocol {proto.name!r} initialised (stats measured) in {setup_seconds:.1f} s")
     rundir.rewrite_metrics(metrics_path, [r for r in rundir.read_metrics(metrics_path) if r["step"] < start])
     warm_steps = proto.warm_start.steps if proto.warm_start is not None else 0
@@ -354,7 +354,7 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
         raise io_error(metrics_path, e, "open the metrics file", "run.out_dir") from None
     with mf:
         for s in range(start, end):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             new_ts, m, status = meta_step(ts, s)
             sizes = np.asarray(m.pop("param_sizes"))
             m = {k: float(v) for k, v in m.items()}
@@ -366,7 +366,7 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
                     m["unroll"] = cfg.meta.unroll_at(s - warm_steps)
                 if cfg.meta.meta_lr_schedule:
                     m["meta_lr"] = cfg.meta.lr_at(s - warm_steps)
-            dt = time.perf_counter() - t0
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
             times.append(dt)
             if status != TAKEN:
                 bad += 1
@@ -386,7 +386,9 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
                 m["eval"] = evaluate_now(ts, s)
             if s == 0 and setup_seconds is not None:
                 m["setup_seconds"] = setup_seconds  # calibration and initialisation, before meta-step 0
-            row = {"step": s, **m, "finite": status != NON_FINITE, "taken": status == TAKEN, "seconds": dt}
+                m["setup_cpu_seconds"] = setup_cpu
+            row = {"step": s, **m, "finite": status != NON_FINITE, "taken": status == TAKEN, "seconds": dt,
+                   "cpu_seconds": cpu}
             try:
                 mf.write(json.dumps(row) + "\n")
                 mf.flush()
