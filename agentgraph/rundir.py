@@ -156,6 +156,11 @@ def locked(path: str, field: str = "run.out_dir", need_bytes: int = 0) -> Iterat
         os.close(fd)  # releases the lock
 
 
+#: The fields of a ``metrics.jsonl`` row that measure time (wall clock and process CPU): they differ
+#: between two runs that compute the same numbers, so comparisons of runs leave them out.
+TIMING_FIELDS: tuple[str, ...] = ("seconds", "setup_seconds", "cpu_seconds", "setup_cpu_seconds")
+
+
 def read_metrics(path: str) -> list[dict]:
     """The rows of a ``metrics.jsonl`` (``[]`` if there is none). A last line cut short by a kill
     is dropped; any other unreadable line is an error.

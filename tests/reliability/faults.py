@@ -125,8 +125,8 @@ def run_files(d) -> dict[str, bytes]:
 
 
 def metric_rows(d) -> list[dict]:
-    """``metrics.jsonl`` without the wall-clock fields."""
-    from agentgraph.rundir import read_metrics
+    """``metrics.jsonl`` without the timing fields (wall clock and CPU)."""
+    from agentgraph.rundir import TIMING_FIELDS, read_metrics
 
-    return [{k: v for k, v in r.items() if k not in ("seconds", "setup_seconds")}
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS}
             for r in read_metrics(os.path.join(d, "metrics.jsonl"))]
