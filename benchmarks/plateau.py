@@ -10,11 +10,11 @@ Studies:
 * ``mnist`` (default; runs under ``runs/plateau``): 12×12 MNIST ((144,50,10) sigmoid, 20 steps ×
   batch 8; ``examples/configs/mnist.yaml``), periodic evaluation every 100 meta-steps (accuracy
   after 20 inner steps, 20 fresh networks on the test set); the target is the paper's 48.95 %.
-* ``sinusoid`` (runs under ``runs/sinusoid_recipe``): the paper's Fig. 2 setting ((1,20,20,1)
+* ``sinusoid`` (runs under ``benchmarks/long_runs/sinusoid``): the paper's Fig. 2 setting ((1,20,20,1)
   ReLU, 5 steps × batch 10; ``examples/configs/sinusoid.yaml``), periodic evaluation every 250
   meta-steps (L2 loss on 100 evenly spaced points after 5 inner steps, 100 fresh networks and
   tasks — the final metric itself); the target is the authors' own protocol's 0.0014.
-* ``maml`` (runs under ``runs/maml_recipe``): the paper's Fig. 3 — stateless MPLP learned jointly
+* ``maml`` (runs under ``benchmarks/long_runs/maml``): the paper's Fig. 3 — stateless MPLP learned jointly
   with a MAML prior (``examples/configs/maml_sinusoid.toml``, option ``mplp``) against MAML, the
   prior learned for SGD 0.05 (``maml_baseline.toml``, option ``maml``); 2 steps × batch 10,
   evaluation loss after 2 steps every 250 meta-steps on 100 fresh tasks.
@@ -101,7 +101,7 @@ MNIST = Study(
 SINUSOID = Study(
     config=os.path.join(ROOT, "examples", "configs", "sinusoid.yaml"),
     # the paper's recipe (meta-lr 1e-4, outer batch 4, no warm start); options override
-    common=["run.eval_every=250", "run.checkpoint_every=250", "run.keep=40", "run.eval_runs=100",
+    common=["run.eval_every=250", "run.checkpoint_every=250", "run.keep=2", "run.eval_runs=100",
             "protocol.imitation_steps=0", "meta.meta_lr=1e-4", "meta.meta_lr_schedule=null"],
     options={
         "paper": ([], 8000, "the paper's recipe (meta-lr 1e-4, outer batch 4)"),
@@ -111,7 +111,7 @@ SINUSOID = Study(
         "scale0.1": (["protocol.out_scale=0.1"], 8000,
                      "the recipe with the learners' output scale starting at 0.1 instead of 0.01"),
     },
-    out_root="runs/sinusoid_recipe", levels=(0.005, 0.0014), target=0.0014,
+    out_root="benchmarks/long_runs/sinusoid", levels=(0.005, 0.0014), target=0.0014,
     target_label="the authors' protocol (0.0014)", higher_is_better=False, percent=False,
     score="evaluation loss after 5 inner steps", title="sinusoid", eval_flags=["--adam-lr", "0.01"],
 )
@@ -119,7 +119,7 @@ SINUSOID = Study(
 MAML = Study(
     config=os.path.join(ROOT, "examples", "configs", "maml_sinusoid.toml"),
     configs={"maml": os.path.join(ROOT, "examples", "configs", "maml_baseline.toml")},
-    common=["run.eval_every=250", "run.checkpoint_every=250", "run.keep=40", "run.eval_runs=100"],
+    common=["run.eval_every=250", "run.checkpoint_every=250", "run.keep=2", "run.eval_runs=100"],
     options={
         "mplp": ([], 8000, "stateless MPLP learners and the prior learned jointly (paper Fig. 3), meta-lr 1e-4"),
         "maml": ([], 8000, "MAML: the prior learned for SGD(0.05), meta-lr 1e-4"),
@@ -127,7 +127,7 @@ MAML = Study(
         "maml-lr1e-3": (["meta.meta_lr=1e-3"], 8000, "as maml, meta-lr 1e-3"),
         "mplp-scale0.1": (["protocol.out_scale=0.1"], 8000, "as mplp, the output scale starting at 0.1"),
     },
-    out_root="runs/maml_recipe", levels=(0.015, 0.01), target=0.0171,
+    out_root="benchmarks/long_runs/maml", levels=(0.015, 0.01), target=0.0171,
     target_label="MAML after 5,000 meta-steps at 1e-4 (0.0171)", higher_is_better=False, percent=False,
     score="evaluation loss after 2 inner steps", title="sinusoid, MAML prior", eval_flags=["--adam-lr", "0.01"],
 )

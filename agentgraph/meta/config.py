@@ -19,7 +19,7 @@ import pydantic
 from agentgraph import builders
 from agentgraph.errors import AgentGraphError
 
-__all__ = ["apply_overrides", "NetConfig", "DataConfig", "MetaConfig", "RunConfig", "TrainConfig", "load_config", "parse_config"]
+__all__ = ["apply_overrides", "NetConfig", "DataConfig", "ESOptimizerConfig", "GradientOptimizerConfig", "MetaConfig", "RunConfig", "TrainConfig", "load_config", "parse_config"]
 
 _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -113,6 +113,59 @@ class DataConfig(pydantic.BaseModel):
         return self
 
 
+class GradientOptimizerConfig(pydantic.BaseModel):
+    """``meta.optimizer`` for gradient meta-training (the default): Adam at ``meta.meta_lr`` on
+    the gradient through the unroll, each tensor's gradient divided by its norm."""
+
+    model_config = _STRICT
+    kind: Literal["gradient"] = "gradient"
+
+
+class ESOptimizerConfig(pydantic.BaseModel):
+    """``meta.optimizer`` for evolution strategies (:mod:`agentgraph.meta.es`, from evosax): the
+    meta-parameters flattened into one vector, ``popsize`` candidates per generation scored by the
+    meta-objective (no gradient: accuracy, ``meta.objective: readout_accuracy``, or a step
+    activation are fine), the search distribution updated by ``strategy``.
+
+    Example:
+        >>> ESOptimizerConfig(kind="es", strategy="cma_es", popsize=80, sigma=0.1).lr is None
+        True
+    """
+
+    model_config = _STRICT
+    kind: Literal["es"]
+    strategy: str = "open_es"  # one of agentgraph.meta.es.ES_STRATEGIES
+    popsize: pydantic.PositiveInt = 64
+    sigma: pydantic.PositiveFloat = 0.03  # the search distribution's initial standard deviation
+    # the mean's learning rate for strategies that follow an estimated gradient (open_es: Adam,
+    # pgpe: ClipUp, snes: SGD); null: the strategy's default (agentgraph.meta.es.ES_STRATEGIES)
+    lr: pydantic.PositiveFloat | None = None
+
+    @pydantic.field_validator("strategy")
+    @classmethod
+    def _strategy(cls, v: str) -> str:
+        from agentgraph.meta.es import ES_STRATEGIES
+
+        if v not in ES_STRATEGIES:
+            raise ValueError(f"{v!r} is not one of {sorted(ES_STRATEGIES)}")
+        return v
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> ESOptimizerConfig:
+        from agentgraph.meta.es import ES_STRATEGIES
+
+        spec = ES_STRATEGIES[self.strategy]
+        if self.lr is not None and spec.default_lr is None:
+            raise ValueError(f"lr: strategy {self.strategy!r} adapts its own step size and takes no lr; remove it")
+        if spec.antithetic and self.popsize % 2:
+            raise ValueError(f"popsize: strategy {self.strategy!r} samples antithetic pairs, so popsize must be "
+                             f"even, got {self.popsize}")
+        if self.popsize < spec.min_popsize:
+            raise ValueError(f"popsize: strategy {self.strategy!r} needs at least {spec.min_popsize}, "
+                             f"got {self.popsize}")
+        return self
+
+
 class MetaConfig(pydantic.BaseModel):
     """The inner loop and the outer (meta) loop, for any protocol."""
 
@@ -186,6 +239,10 @@ class MetaConfig(pydantic.BaseModel):
     # unroll curriculum: [[from meta-step, inner steps], ...], e.g. [[0, 5], [200, 10], [400, 20]]:
     # meta-train on the first few inner steps of each task, lengthened at the given meta-steps
     curriculum: list[tuple[pydantic.NonNegativeInt, pydantic.PositiveInt]] | None = None
+    # the meta-optimiser: {kind: gradient} (Adam at meta_lr on the gradient through the unroll),
+    # or evolution strategies {kind: es, strategy: open_es | cma_es | ..., popsize, sigma, lr}
+    optimizer: GradientOptimizerConfig | ESOptimizerConfig = pydantic.Field(
+        default_factory=GradientOptimizerConfig, discriminator="kind")
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -221,6 +278,9 @@ class MetaConfig(pydantic.BaseModel):
             if not starts or starts[0] != 0 or starts != sorted(set(starts)):
                 raise ValueError("meta_lr_schedule must start at meta-step 0 with strictly increasing meta-steps, "
                                  "e.g. [[0, 1e-3], [4000, 1e-3], [8000, 1e-5]]")
+            if self.optimizer.kind != "gradient":
+                raise ValueError("meta_lr_schedule sets the gradient meta-optimiser's rate; with "
+                                 f"optimizer.kind {self.optimizer.kind!r} remove it (ES: optimizer.lr)")
         return self
 
 
@@ -300,10 +360,16 @@ class TrainConfig(pydantic.BaseModel):
         return self
 
 
+#: Sections that are tagged unions, and their tags (left out of error paths).
+TAGGED = {"optimizer": ("gradient", "es")}
+
+
 def _format(e: pydantic.ValidationError, source: str) -> str:
     parts = []
     for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        # a tagged union (meta.optimizer) puts its tag in the path: meta.optimizer.es.strategy
+        path = [x for i, x in enumerate(err["loc"]) if not (i and err["loc"][i - 1] in TAGGED and x in TAGGED[err["loc"][i - 1]])]
+        loc = ".".join(str(x) for x in path) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if loc == "protocol" and msg.startswith("invalid settings"):  # the protocol's own model names its fields
             parts.extend(f"  {line}" for line in msg.split(": ", 1)[1].split("; "))

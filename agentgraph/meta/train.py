@@ -16,22 +16,21 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from agentgraph import checkpoint as ckpt
 from agentgraph import rundir
 from agentgraph.errors import AgentGraphError, io_error
 from agentgraph.meta.config import TrainConfig, parse_config
 from agentgraph.meta.context import Context, make_contexts
-from agentgraph.meta.loop import batch_meta_loss, task_meta_loss
-from agentgraph.meta.objectives import make_objective
-from agentgraph.meta.optim import meta_optimizer
+from agentgraph.meta.devices import device_mesh
+from agentgraph.meta.step import (LOSS_BOUND, META_OPTIMIZERS, NON_FINITE, PARAM_BOUND, TAKEN, TrainState,
+                                  make_meta_step)
 from agentgraph.meta.tasks import TaskFamily, task_family
 from agentgraph.runtime import release_freed_memory
 
@@ -39,27 +38,6 @@ __all__ = ["LOSS_BOUND", "NON_FINITE", "PARAM_BOUND", "TAKEN", "TrainResult", "T
            "train"]
 
 FORMAT = "agentgraph-train-2"
-
-#: A meta-step's status (:func:`make_meta_step`): its update was taken, or why not.
-TAKEN, NON_FINITE, LOSS_BOUND, PARAM_BOUND = 0, 1, 2, 3
-
-
-class TrainState(NamedTuple):
-    """Everything meta-training carries from one meta-step to the next (a pytree).
-
-    Attributes:
-        trainable: what the meta-optimiser changes: ``{"protocol": learned}`` and, with
-            ``meta.maml``, ``"prior"``: learned initial weights ``{kind: {field: [N, ...]}}``.
-        stats: the protocol's measured, frozen quantities (``Protocol.calibrate``).
-        opt_state: the meta-optimiser's state.
-        pool: start weights of the inner runs, ``{kind: {field: [P, N, ...]}}``.
-    """
-
-    trainable: dict
-    stats: Any
-    opt_state: Any
-    pool: dict
-
 
 class TrainResult(dict):
     """Summary of a run: ``steps``, ``first_meta_loss``, ``last_meta_loss``, ``seconds_per_step``,
@@ -116,7 +94,7 @@ def init_training(cfg: TrainConfig, ctx: Context, family: TaskFamily) -> TrainSt
     if not jax.tree.leaves(trainable):
         raise AgentGraphError(f"The protocol {ctx.protocol.name!r} has no meta-parameters: there is nothing to "
                               "meta-train. Set meta.maml to true to learn the initial weights (MAML).")
-    return TrainState(trainable, stats, meta_optimizer(cfg.meta.meta_lr).init(trainable), pool)
+    return TrainState(trainable, stats, _opt_init(cfg, ctx, trainable), pool)
 
 
 def init_training_shapes(cfg: TrainConfig, ctx: Context) -> TrainState:
@@ -125,69 +103,14 @@ def init_training_shapes(cfg: TrainConfig, ctx: Context) -> TrainState:
     trainable: dict[str, Any] = {"protocol": ctx.protocol.init(key, ctx.net.graph)}
     if cfg.meta.maml:
         trainable["prior"] = ctx.fresh(key)
-    return TrainState(trainable, ctx.protocol.init_stats(ctx.net.graph), meta_optimizer(cfg.meta.meta_lr).init(trainable),
+    return TrainState(trainable, ctx.protocol.init_stats(ctx.net.graph), _opt_init(cfg, ctx, trainable),
                       ctx.pool(key, cfg.meta.prior_pool))
 
 
-def make_meta_step(cfg: TrainConfig, ctx: Context, family: TaskFamily, *, warm: bool = False,
-                   unroll: int | None = None, stage: Hashable = None) -> Callable:
-    """The jitted meta-step ``(train_state, step, program) -> (train_state, metrics, status)``
-    (``program``: the protocol's compiled graph, an argument so that the programs of a graph
-    pool share one executable; ``warm``: the protocol's warm-start objective at its meta-lr;
-    ``unroll``: meta-train on the first ``unroll`` inner steps of each task only — the
-    curriculum; ``stage``: the protocol's static variant, ``Protocol.stage``).
-
-    ``status`` is :data:`TAKEN` (0) or why the update was not taken — :data:`NON_FINITE`
-    (meta-loss or gradient), :data:`LOSS_BOUND` (meta-loss above ``run.max_meta_loss``),
-    :data:`PARAM_BOUND` (a meta-parameter would exceed ``run.max_meta_param`` in magnitude);
-    then the state is returned unchanged. ``metrics["param_sizes"]`` holds each trainable
-    tensor's largest magnitude after the update (in ``jax.tree.leaves`` order).
-    """
-    m = cfg.meta
-    w = ctx.protocol.warm_start
-    opt = meta_optimizer((w.meta_lr or m.meta_lr) if warm else m.meta_lr)
-    data_key = jax.random.fold_in(jax.random.PRNGKey(cfg.run.seed), 1)
-    n_tasks = m.outer_batch
-    warm_steps = w.steps if w is not None else 0
-    objective = make_objective(m)
-    warm_loss = w.make(ctx) if warm else None
-    max_loss = jnp.inf if cfg.run.max_meta_loss is None else cfg.run.max_meta_loss
-    max_param = jnp.inf if cfg.run.max_meta_param is None else cfg.run.max_meta_param
-
-    def task_loss(phase):
-        def one(trainable, stats, program, task, w0):
-            if warm_loss is not None:
-                return warm_loss(trainable["protocol"], stats, task, trainable.get("prior", w0))
-            return task_meta_loss(trainable, stats, ctx, program, task, w0, objective, stage=stage, phase=phase)
-
-        return one
-
-    def step_fn(ts: TrainState, step, program):
-        k = jax.random.fold_in(data_key, step)
-        k_tasks, k_prior = jax.random.split(k)
-        tasks = jax.vmap(family.sample)(jax.random.split(k_tasks, n_tasks))
-        if unroll is not None:
-            tasks = {**tasks, "train": jax.tree.map(lambda v: v[:, :unroll], tasks["train"])}
-        idx = jax.random.randint(k_prior, (n_tasks,), 0, jax.tree.leaves(ts.pool)[0].shape[0])
-        w0s = jax.tree.map(lambda v: v[idx], ts.pool)
-        phase = jnp.maximum(step - warm_steps, 0)
-        (loss, aux), grads = jax.value_and_grad(batch_meta_loss, has_aux=True)(
-            ts.trainable, ts.stats, ctx, program, tasks, w0s, task_loss(phase))
-        finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-        updates, new_opt = opt.update(grads, ts.opt_state, ts.trainable)
-        if m.meta_lr_schedule and not warm:  # Adam's update is linear in its rate: rescale it
-            updates = jax.tree.map(lambda u: u * (m.lr_at(phase) / m.meta_lr), updates)
-        new_tr = optax.apply_updates(ts.trainable, updates)
-        sizes = jnp.stack([jnp.max(jnp.abs(v)) for v in jax.tree.leaves(new_tr)])  # per meta-parameter tensor
-        status = jnp.where(~finite, NON_FINITE, jnp.where(loss > max_loss, LOSS_BOUND, jnp.where(
-            jnp.any(sizes > max_param), PARAM_BOUND, TAKEN)))
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(status == TAKEN, a, b), new, old)  # noqa: E731
-        out = ts._replace(trainable=keep(new_tr, ts.trainable), opt_state=keep(new_opt, ts.opt_state))
-        metrics = {"meta_loss": loss, "cv": aux["cv"], "hint": aux["hint"].mean(),
-                   "inner_first": aux["loss"][0], "inner_last": aux["loss"][-1], "param_sizes": sizes}
-        return out, metrics, status
-
-    return jax.jit(step_fn)
+def _opt_init(cfg: TrainConfig, ctx: Context, trainable: dict) -> Any:
+    """The meta-optimiser's state for ``trainable`` (its key: one fold of ``run.seed``)."""
+    key = jax.random.fold_in(jax.random.PRNGKey(cfg.run.seed), 2)
+    return META_OPTIMIZERS[cfg.meta.optimizer.kind].init(cfg, ctx, trainable, key)
 
 
 def _release_after_compile(fn: Callable) -> Callable:
@@ -285,6 +208,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
     if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
         raise AgentGraphError(f"max_steps (--max-steps) must be a positive number of meta-steps, got {max_steps!r}.")
     family = task_family(cfg)  # loads data: a missing dataset fails here, before any compute
+    proto = cfg.make_protocol()
+    warm_steps = proto.warm_start.steps if proto.warm_start is not None else 0
+    if warm_steps and cfg.meta.optimizer.kind != "gradient":
+        raise AgentGraphError(
+            f"The protocol {proto.name!r} starts with {warm_steps} warm-start meta-steps, which follow a gradient, "
+            f"but meta.optimizer.kind is {cfg.meta.optimizer.kind!r}: set the protocol's warm start to 0 steps "
+            "(MPLP: protocol.imitation_steps: 0), or warm-start in a gradient run and evaluate its checkpoint.")
     ctxs = make_contexts(cfg)
     for c in ctxs:
         c.check_task(family.sample)
@@ -324,6 +254,7 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
         log(f"protocol {proto.name!r} initialised (stats measured) in {setup_seconds:.1f} s")
     rundir.rewrite_metrics(metrics_path, [r for r in rundir.read_metrics(metrics_path) if r["step"] < start])
     warm_steps = proto.warm_start.steps if proto.warm_start is not None else 0
+    mesh = device_mesh()
     programs: dict[tuple, Callable] = {}  # (warm start, unroll, stage) -> one meta-step for every pool graph
 
     def meta_step(ts, s):  # graph s mod G, all through one compiled step (one bucket)
@@ -334,7 +265,7 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
         if (warm, k, stage) not in programs:
             unroll = k if k < cfg.meta.inner_steps else None
             programs[warm, k, stage] = _release_after_compile(
-                make_meta_step(cfg, ctx, family, warm=warm, unroll=unroll, stage=stage))
+                make_meta_step(cfg, ctx, family, warm=warm, unroll=unroll, stage=stage, mesh=mesh))
         return programs[warm, k, stage](ts, s, ctxs[s % len(ctxs)].program)
 
     evaluate_now = _periodic_eval(cfg, ctx, family) if cfg.run.eval_every else None
@@ -366,6 +297,9 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
                     m["unroll"] = cfg.meta.unroll_at(s - warm_steps)
                 if cfg.meta.meta_lr_schedule:
                     m["meta_lr"] = cfg.meta.lr_at(s - warm_steps)
+            if m.get("nan_candidates"):
+                log(f"meta-step {s}: {int(m['nan_candidates'])} ES candidate(s) had a non-finite fitness; ranked "
+                    "last, the generation went on")
             dt, cpu = time.perf_counter() - t0, time.process_time() - c0
             times.append(dt)
             if status != TAKEN:
