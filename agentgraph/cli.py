@@ -29,6 +29,17 @@ def _positive(text: str) -> int:
     return v
 
 
+def _seconds(text: str) -> float:
+    """argparse type: a positive finite number of seconds."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (v > 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"{v} is not a positive finite number of seconds")
+    return v
+
+
 def _rate(text: str) -> float:
     """argparse type: a positive finite learning rate."""
     try:
@@ -152,6 +163,10 @@ def _train(args: argparse.Namespace) -> int:
     from agentgraph.meta.config import load_config
     from agentgraph.meta.train import train
 
+    if args.coordinator:
+        from agentgraph.meta.devices import init_distributed
+
+        init_distributed(args.coordinator, args.num_processes, args.process_id, timeout_s=args.distributed_timeout)
     ov = _overrides(args.set)
     if args.seed is not None:
         ov["run.seed"] = args.seed
@@ -166,7 +181,7 @@ def _train(args: argparse.Namespace) -> int:
     print(
         f"meta-steps run: {res['steps']}; meta-loss {res['first_meta_loss']:.4f} -> {res['last_meta_loss']:.4f}; "
         f"{res['seconds_per_step']:.3f} s/meta-step (first {res['first_step_seconds']:.1f} s incl. compile); "
-        f"non-finite steps skipped: {res['bad_steps']}; checkpoint: {res['checkpoint']}"
+        f"non-finite steps skipped: {res['bad_steps']}; checkpoint: {res['checkpoint'] or 'none (process 0 writes)'}"
     )
     return 0
 
@@ -326,6 +341,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr.add_argument("--max-steps", type=_positive, default=None, help="stop after this many meta-steps in this call")
     tr.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override any config field (repeatable)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                    help="multi-process run (jax.distributed): process 0's address and a free port, or 'auto' "
+                         "(SLURM, TPU pods, JAX_COORDINATOR_ADDRESS ...); see docs/scaling.md")
+    tr.add_argument("--num-processes", type=_positive, default=None, help="processes in the run (with --coordinator)")
+    tr.add_argument("--process-id", type=int, default=None, help="this process's index, 0 .. N-1 (with --coordinator)")
+    tr.add_argument("--distributed-timeout", type=_seconds, default=300.0,
+                    help="seconds to wait for the coordinator and the other processes (default 300)")
     tr.set_defaults(fn=_train)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint: its protocol vs SGD vs Adam on fresh networks",

@@ -28,7 +28,7 @@ from agentgraph import rundir
 from agentgraph.errors import AgentGraphError, io_error
 from agentgraph.meta.config import TrainConfig, parse_config
 from agentgraph.meta.context import Context, make_contexts
-from agentgraph.meta.devices import device_mesh
+from agentgraph.meta.devices import device_mesh, replicate, to_host
 from agentgraph.meta.step import (LOSS_BOUND, META_OPTIMIZERS, NON_FINITE, PARAM_BOUND, TAKEN, TrainState,
                                   make_meta_step)
 from agentgraph.meta.tasks import TaskFamily, task_family
@@ -219,12 +219,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
     for c in ctxs:
         c.check_task(family.sample)
     template = jax.eval_shape(lambda: init_training_shapes(cfg, ctxs[0]))
+    if jax.process_index() != 0:  # multi-host: process 0 writes the run directory, the others compute
+        return _train_locked(cfg, family, ctxs, template, resume, False, max_steps, lambda s: None, writer=False)
     with rundir.locked(cfg.run.out_dir, need_bytes=_checkpoint_bytes(template, cfg.run.keep)):
         return _train_locked(cfg, family, ctxs, template, resume, progress, max_steps, log)
 
 
 def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], template: Any, resume: bool,
-                  progress: bool, max_steps: int | None, log: Callable[[str], None]) -> TrainResult:
+                  progress: bool, max_steps: int | None, log: Callable[[str], None], writer: bool = True) -> TrainResult:
     out_dir = cfg.run.out_dir
     ctx = ctxs[0]
     proto = ctx.protocol
@@ -252,9 +254,13 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
         ts = init_training(cfg, ctx, family)
         setup_seconds, setup_cpu = time.perf_counter() - t0, time.process_time() - c0
         log(f"protocol {proto.name!r} initialised (stats measured) in {setup_seconds:.1f} s")
-    rundir.rewrite_metrics(metrics_path, [r for r in rundir.read_metrics(metrics_path) if r["step"] < start])
+    if writer:
+        rundir.rewrite_metrics(metrics_path, [r for r in rundir.read_metrics(metrics_path) if r["step"] < start])
     warm_steps = proto.warm_start.steps if proto.warm_start is not None else 0
     mesh = device_mesh()
+    # the state and programs replicated over the mesh, as the meta-step returns them: one compile
+    ts = replicate(ts, mesh)
+    progs = [replicate(c.program, mesh) for c in ctxs]
     programs: dict[tuple, Callable] = {}  # (warm start, unroll, stage) -> one meta-step for every pool graph
 
     def meta_step(ts, s):  # graph s mod G, all through one compiled step (one bucket)
@@ -266,7 +272,7 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
             unroll = k if k < cfg.meta.inner_steps else None
             programs[warm, k, stage] = _release_after_compile(
                 make_meta_step(cfg, ctx, family, warm=warm, unroll=unroll, stage=stage, mesh=mesh))
-        return programs[warm, k, stage](ts, s, ctxs[s % len(ctxs)].program)
+        return programs[warm, k, stage](ts, s, progs[s % len(progs)])
 
     evaluate_now = _periodic_eval(cfg, ctx, family) if cfg.run.eval_every else None
     end = cfg.meta.meta_steps if max_steps is None else min(cfg.meta.meta_steps, start + max_steps)
@@ -280,14 +286,15 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
     times = []
     names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(ts.trainable)[0]]
     try:
-        mf = open(metrics_path, "a")
+        mf = open(metrics_path if writer else os.devnull, "a")
     except OSError as e:
         raise io_error(metrics_path, e, "open the metrics file", "run.out_dir") from None
     with mf:
         for s in range(start, end):
             t0, c0 = time.perf_counter(), time.process_time()
             new_ts, m, status = meta_step(ts, s)
-            sizes = np.asarray(m.pop("param_sizes"))
+            m, status = to_host((m, status))
+            sizes = m.pop("param_sizes")
             m = {k: float(v) for k, v in m.items()}
             status = int(status)
             if s < warm_steps:
@@ -333,7 +340,8 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
                 bar.set_postfix(meta_loss=f"{m['meta_loss']:.4f}", cv=f"{m['cv']:.4f}")
             if status == TAKEN and ((s + 1) % cfg.run.checkpoint_every == 0 or s == end - 1):
                 try:
-                    last_ckpt = ckpt.save_step(out_dir, s, jax.device_get(ts), _metadata(cfg, s), keep=cfg.run.keep)
+                    if writer:
+                        last_ckpt = ckpt.save_step(out_dir, s, to_host(ts), _metadata(cfg, s), keep=cfg.run.keep)
                 except AgentGraphError as e:
                     raise AgentGraphError(f"{e} Meta-step {s} was not saved; the last good checkpoint is "
                                           f"{last_ckpt or 'none'}: fix the cause, then continue with --resume.") from None
@@ -375,4 +383,4 @@ def _periodic_eval(cfg: TrainConfig, ctx: Context, family: TaskFamily) -> Callab
         prior = trainable.get("prior")
         return jax.vmap(lambda k: run_protocol(ctx, family, params, k, prior)[0][-1])(keys).mean()
 
-    return lambda ts, s: float(scores(ts.trainable, ts.stats))
+    return lambda ts, s: float(to_host(scores(ts.trainable, ts.stats)))

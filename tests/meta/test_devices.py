@@ -119,3 +119,55 @@ def test_outer_batch_that_does_not_split_is_refused():
 
     with pytest.raises(AgentGraphError, match=r"meta.outer_batch = 3 tasks cannot be split evenly over 2 devices.*2 or 4"):
         check_divisible(3, Two(), "tasks", "meta.outer_batch")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_on_localhost_match_one_process_with_the_same_global_batch(tmp_path):
+    """``agentgraph train --coordinator`` with 2 processes (one CPU device each, gloo collectives):
+    the outer batch of 2 tasks split over them gives the meta-parameters one process computes on
+    both tasks; only process 0 writes the run directory."""
+    import yaml
+
+    from agentgraph import checkpoint as ckpt
+
+    cfg = {"data": {"task": "sinusoid", "cv_batch": 20}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
+           "protocol": {"rule": "sgd", "lr": 0.1},
+           "meta": {"inner_steps": 2, "batch": 4, "outer_batch": 2, "prior_pool": 2, "maml": True,
+                    "objective": "heldout", "meta_lr": 1e-2, "meta_steps": 3},
+           "run": {"out_dir": str(tmp_path / "unused"), "checkpoint_every": 3}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    base = [sys.executable, "-m", "agentgraph.cli", "train", str(path), "--no-progress"]
+    port = _free_port()
+    procs = [subprocess.Popen(base + ["--out-dir", str(tmp_path / "multi"), "--coordinator", f"127.0.0.1:{port}",
+                                      "--num-processes", "2", "--process-id", str(i), "--distributed-timeout", "120"],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in (1, 0)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    single = subprocess.run(base + ["--out-dir", str(tmp_path / "single")], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert single.returncode == 0, single.stdout + single.stderr
+    a, _ = ckpt.load(ckpt.latest(tmp_path / "multi"))
+    b, _ = ckpt.load(ckpt.latest(tmp_path / "single"))
+    keys = [k for k in b if "trainable" in k]
+    assert keys and sorted(a) == sorted(b)
+    for k in keys:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-7)
+    # process 1 printed no summary of its own checkpoint and wrote nothing: one metrics file, 3 rows
+    assert len((tmp_path / "multi" / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_coordinator_that_never_answers_is_a_clear_error_not_a_hang():
+    from agentgraph.meta.devices import init_distributed
+
+    with pytest.raises(AgentGraphError, match=r"coordinator 127.0.0.1:\d+ did not answer within 1 s.*--process-id 0"):
+        init_distributed(f"127.0.0.1:{_free_port()}", 2, 1, timeout_s=1.0)
