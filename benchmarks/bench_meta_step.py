@@ -99,7 +99,7 @@ def _old_tree_config(path: str, overrides: dict):
     return parse_config({**data, "protocol": proto, "meta": meta}, repr(path))
 
 
-def worker(config: str, overrides: dict, steps: int, root: str = ROOT) -> dict:
+def worker(config: str, overrides: dict, steps: int, root: str = ROOT, return_params: bool = False) -> dict:
     """One variant in this process, with the agentgraph of ``root`` — whichever API it has: the
     Protocol/Context one (``make_context``; the meta-step takes the compiled program) or the one
     before it (``make_setup``; the meta-step takes ``(state, step)``)."""
@@ -132,6 +132,12 @@ def worker(config: str, overrides: dict, steps: int, root: str = ROOT) -> dict:
     except ImportError:  # older trees
         _release_after_compile = lambda f: f  # noqa: E731
     step = _release_after_compile(make_meta_step(cfg, ctx, family))
+    try:  # the state and program replicated over the device mesh, as `agentgraph train` does
+        from agentgraph.meta.devices import device_mesh, replicate
+
+        ts, program = replicate((ts, program), device_mesh())
+    except ImportError:  # trees from before devices.py
+        pass
     t0 = time.perf_counter()
     jax.block_until_ready(step(ts, 0, *program))
     first = time.perf_counter() - t0
@@ -141,8 +147,12 @@ def worker(config: str, overrides: dict, steps: int, root: str = ROOT) -> dict:
         ts, m, _ = step(ts, s, *program)
         jax.block_until_ready(m)
         times.append(time.perf_counter() - t0)
-    return {"first_step_s": first, "median_step_s": float(np.median(times)), "step_times_s": times,
-            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    res = {"first_step_s": first, "median_step_s": float(np.median(times)), "step_times_s": times,
+           "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+           "devices": jax.device_count()}
+    if return_params:
+        res["params"] = np.concatenate([np.ravel(np.asarray(v)) for v in jax.tree.leaves(ts.trainable)]).tolist()
+    return res
 
 
 def _run(cmd: list[str] | str, env: dict, shell: bool = False) -> dict:
@@ -169,9 +179,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
+    ap.add_argument("--return-params", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
-        print(json.dumps(worker(a.config, json.loads(a.overrides), a.steps, a.root)), flush=True)
+        print(json.dumps(worker(a.config, json.loads(a.overrides), a.steps, a.root, a.return_params)), flush=True)
         return 0
     extra = {}
     for item in a.set:

@@ -14,6 +14,10 @@ Studies:
   ReLU, 5 steps × batch 10; ``examples/configs/sinusoid.yaml``), periodic evaluation every 250
   meta-steps (L2 loss on 100 evenly spaced points after 5 inner steps, 100 fresh networks and
   tasks — the final metric itself); the target is the authors' own protocol's 0.0014.
+* ``es`` (runs under ``benchmarks/long_runs/es``): evolution strategies against the gradient at
+  equal CPU time — MPLP on digits by OpenES and by gradient, MPLP by OpenES directly on a step
+  activation, and BLUR's genome on MNIST 14×14 by CMA-ES (population 80, accuracy as fitness; the
+  paper's 0.84) and by gradient; evaluation every 25 meta-steps (generations), 20 fresh networks.
 * ``maml`` (runs under ``benchmarks/long_runs/maml``): the paper's Fig. 3 — stateless MPLP learned jointly
   with a MAML prior (``examples/configs/maml_sinusoid.toml``, option ``mplp``) against MAML, the
   prior learned for SGD 0.05 (``maml_baseline.toml``, option ``maml``); 2 steps × batch 10,
@@ -132,7 +136,32 @@ MAML = Study(
     score="evaluation loss after 2 inner steps", title="sinusoid, MAML prior", eval_flags=["--adam-lr", "0.01"],
 )
 
-STUDIES = {"mnist": MNIST, "sinusoid": SINUSOID, "maml": MAML}
+_OPENES = ["meta.optimizer.kind=es", "meta.optimizer.strategy=open_es", "meta.optimizer.popsize=64",
+           "meta.optimizer.sigma=0.03", "meta.optimizer.lr=0.01"]
+
+ES = Study(
+    config=os.path.join(ROOT, "examples", "configs", "digits.yaml"),
+    configs={"blur-cmaes": os.path.join(ROOT, "examples", "configs", "blur_mnist14.yaml"),
+             "blur-gradient": os.path.join(ROOT, "examples", "configs", "blur_mnist14.yaml")},
+    common=["run.checkpoint_every=25", "run.keep=2", "run.eval_every=25", "run.eval_runs=20"],
+    options={
+        "mplp-gradient": ([], 2000, "MPLP on digits by gradient (Adam 3e-3, outer batch 2)"),
+        "mplp-openes": (_OPENES, 300, "MPLP on digits by OpenES (64 candidates, sigma 0.03, Adam 0.01), the same "
+                        "meta-loss as fitness"),
+        "mplp-step-openes": (_OPENES + ["net.activation=step"], 300,
+                             "MPLP on a step-activation (64,10) network by OpenES: no gradient passes a step"),
+        "blur-cmaes": ([], 400, "BLUR genome (k = 3, 40 numbers) on MNIST 14×14 by CMA-ES, population 80, "
+                       "1 - accuracy as fitness (examples/configs/blur_mnist14.yaml)"),
+        "blur-gradient": (["meta.optimizer={kind: gradient}", "meta.objective=readout"], 3000,
+                          "the same BLUR genome by gradient (Adam 5e-3) on the read-out's cross-entropy"),
+    },
+    out_root="benchmarks/long_runs/es", levels=(0.5, 0.8), target=0.84,
+    target_label="paper, BLUR by CMA-ES (0.84)", higher_is_better=True, percent=True,
+    score="accuracy after the inner steps (%)", title="ES against gradient",
+    eval_flags=["--sgd-lr", "0.1", "--adam-lr", "0.01"],
+)
+
+STUDIES = {"mnist": MNIST, "sinusoid": SINUSOID, "maml": MAML, "es": ES}
 
 
 def _run(a, st: Study) -> int:
