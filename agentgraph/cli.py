@@ -29,26 +29,23 @@ def _positive(text: str) -> int:
     return v
 
 
-def _seconds(text: str) -> float:
-    """argparse type: a positive finite number of seconds."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not (v > 0 and v != float("inf")):
-        raise argparse.ArgumentTypeError(f"{v} is not a positive finite number of seconds")
-    return v
+def _positive_float(what: str):
+    """argparse type: a positive finite float (``what`` names it in the error)."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (v > 0 and v != float("inf")):
+            raise argparse.ArgumentTypeError(f"{v} is not a positive finite {what}")
+        return v
+
+    return parse
 
 
-def _rate(text: str) -> float:
-    """argparse type: a positive finite learning rate."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (v > 0 and v != float("inf")):
-        raise argparse.ArgumentTypeError(f"{v} is not a positive finite learning rate")
-    return v
+_rate = _positive_float("learning rate")
+_seconds = _positive_float("number of seconds")
 
 
 def _demo(args: argparse.Namespace) -> int:
