@@ -154,6 +154,21 @@ def make_es_step(cfg: TrainConfig, ctx: Context, family: TaskFamily, *, warm: bo
     Raises:
         AgentGraphError: ``popsize`` does not split evenly over the mesh's devices, or ``warm``
             (a warm start follows a gradient).
+
+    Example:
+        >>> from agentgraph.meta.config import parse_config
+        >>> from agentgraph.meta.context import make_context
+        >>> from agentgraph.meta.devices import device_mesh
+        >>> from agentgraph.meta.tasks import task_family
+        >>> from agentgraph.meta.train import init_training_shapes
+        >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
+        ...     "protocol": {"rule": "sgd"}, "meta": {"inner_steps": 2, "batch": 4, "maml": True, "prior_pool": 2,
+        ...     "objective": "heldout", "optimizer": {"kind": "es", "strategy": "snes", "popsize": 4}}})
+        >>> ctx = make_context(cfg)
+        >>> step = make_es_step(cfg, ctx, task_family(cfg), mesh=device_mesh())
+        >>> ts, metrics, status = step(init_training_shapes(cfg, ctx), 0, ctx.program)
+        >>> int(status), int(metrics["nan_candidates"])
+        (0, 0)
     """
     es = cfg.meta.optimizer
     if warm:

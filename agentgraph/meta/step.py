@@ -64,7 +64,18 @@ class MetaOptimizer(NamedTuple):
 def step_tasks(cfg: TrainConfig, family: TaskFamily, ts: TrainState, step, unroll: int | None):
     """``(tasks, w0s)`` of meta-step ``step``: ``meta.outer_batch`` tasks (stacked on axis 0, cut
     to the first ``unroll`` inner steps when given) and their start weights drawn from the pool;
-    a function of ``(run.seed, step)`` only."""
+    a function of ``(run.seed, step)`` only.
+
+    Example:
+        >>> from agentgraph.meta.config import parse_config
+        >>> from agentgraph.meta.tasks import task_family
+        >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
+        ...                     "meta": {"inner_steps": 3, "batch": 5, "outer_batch": 2}})
+        >>> ts = TrainState({}, None, None, {"synapse": {"w": jnp.zeros((7, 8))}})  # a pool of 7
+        >>> tasks, w0s = step_tasks(cfg, task_family(cfg), ts, 0, unroll=2)
+        >>> tasks["train"]["x"].shape, w0s["synapse"]["w"].shape
+        ((2, 2, 5, 1), (2, 8))
+    """
     data_key = jax.random.fold_in(jax.random.PRNGKey(cfg.run.seed), 1)
     k_tasks, k_prior = jax.random.split(jax.random.fold_in(data_key, step))
     n = cfg.meta.outer_batch
@@ -78,7 +89,16 @@ def step_tasks(cfg: TrainConfig, family: TaskFamily, ts: TrainState, step, unrol
 def task_loss_fn(cfg: TrainConfig, ctx: Context, *, warm: bool, stage: Hashable, phase) -> Callable:
     """``(trainable, stats, program, task, w0) -> (meta_loss, aux)`` of one task: the
     meta-objective (``meta.objective``) after the inner loop, or the protocol's warm-start
-    objective when ``warm``."""
+    objective when ``warm``.
+
+    Example:
+        >>> from agentgraph.meta.config import parse_config
+        >>> from agentgraph.meta.context import make_context
+        >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
+        ...                     "protocol": {"rule": "sgd"}, "meta": {"maml": True, "objective": "heldout"}})
+        >>> callable(task_loss_fn(cfg, make_context(cfg), warm=False, stage=None, phase=0))
+        True
+    """
     objective = make_objective(cfg.meta)
     warm_loss = ctx.protocol.warm_start.make(ctx) if warm else None
 
@@ -94,7 +114,16 @@ def judge_update(cfg: TrainConfig, ts: TrainState, loss, finite, new_trainable, 
     """``(train_state, status, sizes)``: the update taken, or — if the meta-loss or gradient was
     not ``finite``, the meta-loss exceeds ``run.max_meta_loss`` or a meta-parameter would pass
     ``run.max_meta_param`` in magnitude — ``ts`` unchanged, with the reason as ``status``.
-    ``sizes``: each new trainable tensor's largest magnitude (``jax.tree.leaves`` order)."""
+    ``sizes``: each new trainable tensor's largest magnitude (``jax.tree.leaves`` order).
+
+    Example:
+        >>> from agentgraph.meta.config import parse_config
+        >>> cfg = parse_config({"run": {"max_meta_param": 10.0}})
+        >>> ts = TrainState({"w": jnp.ones(2)}, None, {"m": jnp.zeros(2)}, {})
+        >>> out, status, sizes = judge_update(cfg, ts, 0.5, True, {"w": jnp.full(2, 20.0)}, {"m": jnp.ones(2)})
+        >>> int(status) == PARAM_BOUND, out.trainable["w"].tolist(), sizes.tolist()
+        (True, [1.0, 1.0], [20.0])
+    """
     max_loss = jnp.inf if cfg.run.max_meta_loss is None else cfg.run.max_meta_loss
     max_param = jnp.inf if cfg.run.max_meta_param is None else cfg.run.max_meta_param
     sizes = jnp.stack([jnp.max(jnp.abs(v)) for v in jax.tree.leaves(new_trainable)])
