@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from agentgraph.arrows.types import ARROW_TYPES
+from agentgraph.compiler.linear import LinearLink, OuterLink, fuse_linear
 from agentgraph.compiler.lowerings import port_lowering
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
@@ -46,11 +47,12 @@ class PortPlan:
     port: str
     size: int
     aggregation: str
-    lowering: str  # zeros | slice | repeat | tile | rows | strided | gather | segment
+    lowering: str  # zeros | slice | repeat | tile | rows | strided | matmul | gather | segment
     base: int = 0  # first source row in the buffer (dense lowerings)
-    param: int = 0  # r (repeat), p (tile), c (rows / strided)
+    param: int = 0  # r (repeat), p (tile), c (rows / strided / matmul)
     key: str = ""  # array-part key prefix (segment lowering)
     n_edges: int = 0
+    link: LinearLink | None = None  # matmul: the linear block it contracts (compiler/linear.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +67,8 @@ class BlockPlan:
     ports: tuple[PortPlan, ...]
     outputs: tuple[tuple[str, int, int], ...]  # (output name, size, buffer base of the kind)
     slots_key: str = ""  # external kinds: array-part key of the batch columns
+    dropped: tuple[str, ...] = ()  # outputs only matmul ports read: not computed
+    outer: tuple[OuterLink, ...] = ()  # backward updates computed as outer products
 
     @property
     def n(self) -> int:
@@ -186,7 +190,7 @@ def _reflexive_sets(A) -> dict:
 
 
 def make_plan(
-    graph: AgentGraph, dense: bool = True, bucket: Bucket | None = None
+    graph: AgentGraph, dense: bool = True, bucket: Bucket | None = None, linear: bool = True
 ) -> tuple[Plan, dict[str, np.ndarray], "AgentRows"]:
     """Lower a validated graph to ``(plan, arrays, rows)``.
 
@@ -194,6 +198,8 @@ def make_plan(
         graph: the agent graph (validated here).
         dense: allow the dense-block lowerings; ``False`` forces ``segment`` everywhere (used to
             test that both lowerings agree). Ignored with a bucket (always segment).
+        linear: lower dense blocks of kinds that declare linear outputs or outer-product updates
+            to matrix products (:mod:`agentgraph.compiler.linear`); needs ``dense``.
         bucket: lower into this padded structure (:func:`~agentgraph.compiler.make_bucket`) instead of the graph's
             exact one.
 
@@ -350,6 +356,9 @@ def make_plan(
                 BlockPlan(kname, gname, int(start), int(start) + cap, rows_key, tuple(ports), outs, slots_key)
             )
         sweeps[t] = tuple(tuple(result_waves[w]) for w in sorted(result_waves))
+    if dense and linear and not padded:
+        sweeps, rows_of = fuse_linear(graph.kinds, sweeps, base, arrays, {(t, s): r for t, s, r in buffers})
+        buffers = [(t, s, rows_of[(t, s)]) for t, s, _ in buffers]
 
     # -- reflexive arrows -------------------------------------------------------------------------
     reflex = []

@@ -419,7 +419,8 @@ def default_dtype(dtype):
     return jnp.zeros(()).dtype if dtype is None else dtype  # float32, or float64 under x64
 
 
-def compile(graph: AgentGraph, *, dense: bool = True, bucket: Bucket | None = None, dtype=None) -> Program:
+def compile(graph: AgentGraph, *, dense: bool = True, bucket: Bucket | None = None, dtype=None,
+            linear: bool = True) -> Program:
     """Lower ``graph`` to a :class:`Program` of batched JAX kernels.
 
     Args:
@@ -431,11 +432,14 @@ def compile(graph: AgentGraph, *, dense: bool = True, bucket: Bucket | None = No
             executable and their programs can be stacked and ``vmap``-ed over (see
             :func:`~agentgraph.compiler.compile_pool`).
         dtype: state dtype (default float32, or float64 when ``jax_enable_x64`` is on).
+        linear: lower dense blocks of linear agents (kinds declaring
+            :class:`~agentgraph.nodes.Linear` / :class:`~agentgraph.nodes.Outer`) to matrix
+            products (default); ``False`` runs them agent by agent.
 
     Example:
         >>> from agentgraph import mlp, compile
         >>> compile(mlp([4, 3, 2]))  # doctest: +ELLIPSIS
         Program(... agent rows, ... kinds, ... forward / ... backward waves, ... blocks)
     """
-    plan, arrays, rows = make_plan(graph, dense=dense, bucket=bucket)
+    plan, arrays, rows = make_plan(graph, dense=dense, bucket=bucket, linear=linear)
     return Program(graph, plan, arrays, rows, default_dtype(dtype))

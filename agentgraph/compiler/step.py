@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agentgraph.compiler.linear import outer_update, receive_matmul
 from agentgraph.compiler.lowerings import premap_fn, receive
 from agentgraph.compiler.plan import BlockPlan, Plan
 from agentgraph.nodes.base import Kind
@@ -32,10 +33,11 @@ def _split(kind: Kind, st: Mapping[str, jax.Array]):
     return pa, ex
 
 
-def run_block(kind: Kind, sweep: str, params, st, inputs, B: int):
+def run_block(kind: Kind, sweep: str, params, st, inputs, B: int, unchanged: set | None = None):
     """Apply ``kind.<sweep>`` to ``n`` agents × ``B`` examples: st per-agent ``[n, ...]``,
     per-example ``[n, B, ...]``; inputs ``[n, B, size]``. Returns ``(new, outputs, updates)``
-    shaped ``[n, B, ...]``."""
+    shaped ``[n, B, ...]``. ``unchanged`` (if given) receives the per-example fields the kind
+    returned as they were (the very input value), which need not be written back."""
     pa, ex = _split(kind, st)
 
     def per_example(pa1, ex1, in1):
@@ -49,6 +51,8 @@ def run_block(kind: Kind, sweep: str, params, st, inputs, B: int):
             new, raw, upd = kind.reflexive(params, state), {}, {}
         if not isinstance(raw, Mapping):
             raw = {"out": raw}
+        if unchanged is not None:
+            unchanged.update(f for f in ex1 if new.get(f) is ex1[f])
         return new, dict(raw), dict(upd or {})
 
     # one vmap over the n*B (agent, example) rows: the kind's matmuls become plain 2-d
@@ -151,6 +155,7 @@ def step(plan: Plan, kinds_items, arrays, params, state, batch, backward: bool =
     sweeps = (("forward", plan.forward), ("backward", plan.backward)) if backward else (("forward", plan.forward),)
     for sweep, waves in sweeps:
         bufs = {s: jnp.zeros((m, B, s), dtype) for t, s, m in plan.buffers if t == sweep}
+        coefs = {k: dict(v) for k, v in state.items()}  # per-agent values at the sweep's start (matmul ports)
         for wave in waves:
             results = []
             for blk in wave:
@@ -159,31 +164,39 @@ def step(plan: Plan, kinds_items, arrays, params, state, batch, backward: bool =
                 st = {f: _rows(v, blk.start, blk.stop, rows) for f, v in state[blk.kind].items()}
                 try:
                     pre = kind.premaps(sweep)
-                    inputs = {
-                        p.port: receive(bufs.get(p.size), p, blk.n, B, arrays, dtype=dtype,
-                                        premap=premap_fn(kind, params.get(blk.group), sweep, p.port)
-                                        if p.port in pre else None)
-                        for p in blk.ports
-                    }
+                    inputs = {}
+                    for p in blk.ports:
+                        fn = premap_fn(kind, params.get(blk.group), sweep, p.port) if p.port in pre else None
+                        if p.lowering == "matmul":
+                            agg = receive_matmul(p, sweep, bufs, coefs, kinds, params)
+                            inputs[p.port] = agg if fn is None else fn(agg)
+                        else:
+                            inputs[p.port] = receive(bufs.get(p.size), p, blk.n, B, arrays, dtype=dtype, premap=fn)
                     if blk.slots_key:
                         cols = data[kind.external][:, arrays[blk.slots_key]]  # [B, n, d]
                         inputs["data"] = jnp.swapaxes(cols, 0, 1)
-                    new, raw, upd = run_block(kind, sweep, params.get(blk.group), st, inputs, B)
+                    same: set = set()
+                    new, raw, upd = run_block(kind, sweep, params.get(blk.group), st, inputs, B, same)
                     _check_block(kind, sweep, blk, B, st, new, raw, upd)
+                    raw = {o: v for o, v in raw.items() if o not in blk.dropped}
+                    fused = {ol.field: outer_update(blk, ol, bufs, state[blk.kind], kind, params.get(blk.group), B)
+                             for ol in blk.outer}
                 except BlockError:
                     raise
                 except Exception as e:  # tracing a kind's function failed: say which block
                     raise BlockError(sweep, blk.kind, blk.group, blk.start, e) from e
-                results.append((blk, rows, new, raw, upd))
+                new = {f: v for f, v in new.items() if f not in same}
+                results.append((blk, rows, new, raw, upd, fused))
             # write after the whole wave (agents of one wave never read each other)
-            for blk, rows, new, raw, upd in results:
+            for blk, rows, new, raw, upd, fused in results:
                 kind = kinds[blk.kind]
                 for f, spec in kind.fields.items():
-                    if spec.per_example:
+                    if spec.per_example and f in new:
                         state[blk.kind][f] = _set_rows(state[blk.kind][f], blk.start, rows, new[f])
                 for f, u in upd.items():
                     cur = _rows(state[blk.kind][f], blk.start, blk.stop, rows)
-                    state[blk.kind][f] = _set_rows(state[blk.kind][f], blk.start, rows, cur + u.mean(axis=1))
+                    mean = fused[f] if f in fused else u.mean(axis=1)
+                    state[blk.kind][f] = _set_rows(state[blk.kind][f], blk.start, rows, cur + mean)
                 for o, size, base in blk.outputs:
                     val = raw.get(o)
                     if val is None:

@@ -8,6 +8,7 @@ from agentgraph.nodes.activations import ACTIVATIONS, Activation
 from agentgraph.nodes.base import Field, Kind, Outputs, State
 from agentgraph.nodes.bias import Bias, Sum
 from agentgraph.nodes.inputs import Input, Target
+from agentgraph.nodes.linear import Linear, Outer
 from agentgraph.nodes.losses import LOSSES, CrossEntropyLoss, L2Loss
 from agentgraph.nodes.registry import default_kinds
 from agentgraph.nodes.softmax import Softmax, SoftmaxNorm
@@ -22,6 +23,8 @@ __all__ = [
     "Input",
     "Kind",
     "L2Loss",
+    "Linear",
+    "Outer",
     "LOSSES",
     "Outputs",
     "Softmax",

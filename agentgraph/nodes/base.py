@@ -42,6 +42,7 @@ import numpy as np
 
 from agentgraph.arrows.ports import Port
 from agentgraph.errors import AgentGraphError
+from agentgraph.nodes.linear import Linear, Outer
 
 __all__ = ["Field", "Kind", "State", "Outputs"]
 
@@ -74,6 +75,15 @@ class Field:
         if any(s < 0 for s in shape):
             raise AgentGraphError(f"Field shape must be non-negative, got {self.shape!r}.")
         object.__setattr__(self, "shape", shape)
+
+
+def _owner(cls: type, attr: str) -> type:
+    return next(c for c in cls.__mro__ if attr in vars(c))
+
+
+def _declared_below(cls: type, decl: str, functions: tuple[str, ...]) -> bool:
+    owner = _owner(cls, decl)
+    return all(issubclass(owner, _owner(cls, f)) for f in functions)
 
 
 class Kind:
@@ -149,6 +159,28 @@ class Kind:
         on the agent's state — the compiler may evaluate it once per sender (see module
         docstring)."""
         raise NotImplementedError
+
+    def linear(self, sweep: str) -> Mapping[str, Linear]:
+        """``{output: Linear}``: the outputs of ``sweep`` that are linear in one input with a
+        per-agent field as coefficient (see :mod:`agentgraph.nodes.linear`). Default: none."""
+        return {}
+
+    def outer_updates(self) -> Mapping[str, Outer]:
+        """``{field: Outer}``: backward updates that are outer products of a message and a
+        stored forward input (see :mod:`agentgraph.nodes.linear`). Default: none."""
+        return {}
+
+    def declared_linear(self, sweep: str) -> Mapping[str, Linear]:
+        """:meth:`linear`, if the class that declares it also defines (or inherits from a base)
+        the sweep's function — a subclass that overrides ``forward``/``backward`` without
+        redeclaring loses the inherited declaration (it is run agent by agent, never wrongly)."""
+        return self.linear(sweep) if _declared_below(type(self), "linear", (sweep,)) else {}
+
+    def declared_outer(self) -> Mapping[str, Outer]:
+        """:meth:`outer_updates`, under the same rule as :meth:`declared_linear` (for both the
+        forward function, which stores the input, and the backward one)."""
+        ok = _declared_below(type(self), "outer_updates", ("forward", "backward"))
+        return self.outer_updates() if ok else {}
 
     # -- introspection ---------------------------------------------------------------------------
     def runs(self, sweep: str) -> bool:

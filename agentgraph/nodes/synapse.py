@@ -9,6 +9,7 @@ from __future__ import annotations
 from agentgraph.arrows.ports import Port
 from agentgraph.nodes._util import learning_rate
 from agentgraph.nodes.base import Field, Kind
+from agentgraph.nodes.linear import Linear, Outer
 
 __all__ = ["Synapse"]
 
@@ -32,6 +33,15 @@ class Synapse(Kind):
     backward_ports = {"m": Port(1, "sum")}
     forward_outputs = {"out": 1}
     backward_outputs = {"out": 1}
+
+    def linear(self, sweep):
+        return {"out": Linear("x" if sweep == "forward" else "m", "w")} if sweep in ("forward", "backward") else {}
+
+    def outer_updates(self):
+        return {"w": Outer("m", "x", "x", scale=self._neg_lr)}
+
+    def _neg_lr(self, params):
+        return -learning_rate(params, self.name)
 
     def forward(self, params, state, inputs):
         x = inputs["x"]

@@ -58,6 +58,7 @@ from agentgraph.arrows.ports import Port
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
 from agentgraph.nodes.base import Field, Kind
+from agentgraph.nodes.linear import Linear, Outer
 from agentgraph.protocols.base import FieldInit, Network, Protocol, Readout
 
 __all__ = ["BlurInput", "BlurLabel", "BlurNeuron", "BlurRelay", "BlurSynapse", "GROUP", "backprop_genome", "blur",
@@ -114,6 +115,30 @@ class BlurNeuron(Kind):
         return {**state, "a": a}, {"out": a}, {"b": db}
 
 
+def _nu(p, v):
+    return p["nu"] @ v
+
+
+def _mu(p, v):
+    return p["mu"] @ v
+
+
+def _mu_t(p, v):
+    return p["mu_t"] @ v
+
+
+def _nu_t_T(p, v):
+    return p["nu_t"].T @ v
+
+
+def _eta_t(p):
+    return p["eta_t"]
+
+
+def _f_t_minus_1(p):
+    return p["f_t"] - 1.0
+
+
 class BlurSynapse(Kind):
     """A ``k``-channel synapse ``w`` (per agent) storing its pre-neuron's state ``a_in``.
 
@@ -134,6 +159,14 @@ class BlurSynapse(Kind):
         self.backward_ports = {"m": Port(self.k, "sum")}
         self.forward_outputs = {"out": self.k}
         self.backward_outputs = {"out": self.k}
+
+    def linear(self, sweep):  # lets the compiler run dense synapse blocks as matrix products
+        if sweep == "forward":
+            return {"out": Linear("x", "w", pre=_nu)}
+        return {"out": Linear("m", "w", pre=_mu)} if sweep == "backward" else {}
+
+    def outer_updates(self):
+        return {"w": Outer("m", "a_in", "x", scale=_eta_t, message_map=_mu_t, stored_map=_nu_t_T, decay=_f_t_minus_1)}
 
     def forward(self, params, state, inputs):
         return {**state, "a_in": inputs["x"]}, {"out": state["w"] * (params["nu"] @ inputs["x"])}

@@ -2,6 +2,8 @@
 
 * :mod:`agentgraph.testing.kinds` — probe kinds (send identity codes, record inboxes) and mixer
   kinds (nonlinear, stateful, parameterised), for message size ``d``.
+* :mod:`agentgraph.testing.declarations` — :func:`check_declarations`: a kind's linear /
+  outer-product declarations (what the compiler lowers to matmuls) against its own functions.
 * :mod:`agentgraph.testing.strategies` — :func:`agent_graphs` (random valid graphs),
   :func:`states`, :func:`group_params`, :func:`batches`, and :func:`malformed_graphs` (graphs and
   inputs invalid in exactly one way).
@@ -17,6 +19,7 @@ Example:
     >>> check()
 """
 
+from agentgraph.testing.declarations import check_declarations
 from agentgraph.testing.kinds import (
     MIXER_DEFAULTS,
     Mixer,
@@ -43,6 +46,7 @@ from agentgraph.testing.strategies import (
 )
 
 __all__ = [
+    "check_declarations",
     "Case",
     "DEFAULT_GROUPS",
     "KindsArg",

@@ -68,10 +68,11 @@ def test_compiled_float32_close_to_interpreter():
 
 
 def test_dense_lowering_is_used_for_mlp_layers():
-    prog = compile(GRAPHS["mlp-ce"]())
-    lowerings = {p.lowering for w in prog.plan.forward + prog.plan.backward for b in w for p in b.ports}
-    assert "segment" not in lowerings
-    assert {"repeat", "strided", "rows", "tile"} <= lowerings
+    for linear, sums in ((False, {"strided", "rows"}), (True, {"matmul"})):
+        prog = compile(GRAPHS["mlp-ce"](), linear=linear)
+        lowerings = {p.lowering for w in prog.plan.forward + prog.plan.backward for b in w for p in b.ports}
+        assert "segment" not in lowerings
+        assert {"repeat", "tile"} | sums <= lowerings
 
 
 def test_jit_equals_no_jit_and_unroll_equals_steps():

@@ -1,0 +1,328 @@
+"""Dense blocks of linear agents lowered to matrix products.
+
+A kind may declare that an output is linear in one input with a per-agent field as coefficient
+(:class:`~agentgraph.nodes.Linear`), or that an update is an outer product of a backward message
+and a stored forward input (:class:`~agentgraph.nodes.Outer`). When such a block is a dense
+``P × Q`` grid — its row ``r`` is ``(p, q) = divmod(r, Q)``, its input is broadcast along one axis
+(port lowering ``repeat``: one sender per ``p``; ``tile``: one per ``q``) — two things can skip
+the per-agent products:
+
+``matmul`` (a port lowering): a receiver port that sums the block's output over the *input's*
+    axis (``rows`` over ``q`` when the input runs along ``q``, ``strided`` over ``p`` when it runs
+    along ``p``) gets ``einsum(W, u)`` of the coefficient matrix ``W [P, Q(, d)]`` and the senders'
+    vectors ``u``. The block still runs (for its state and its other outputs); an output whose
+    every reader is a ``matmul`` port (or that nobody reads) is not computed at all
+    (``BlockPlan.dropped``).
+outer updates: a backward block whose message port is a broadcast along one axis, whose stored
+    field was filled in the forward sweep by a broadcast along the other, gets
+    ``scale ⊙ einsum(x, m) / B (+ decay ⊙ W)`` — the batch-mean outer product — in place of its
+    per-agent update (``BlockPlan.outer``).
+
+The coefficients a ``matmul`` port reads are the values at the start of the sweep: every agent
+runs once per sweep and its update lands after its own block, so that is the value the agent
+used. Declarations are promises the interpreter does not read; the property tests compare both
+(``tests/compiler/test_linear.py``). Buckets (segment lowering) and ``compile(g, linear=False)``
+use none of this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from agentgraph.compiler.lowerings import premap_fn
+from agentgraph.nodes.base import Kind
+
+__all__ = ["LinearLink", "OuterLink", "fuse_linear", "receive_matmul", "outer_update"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearLink:
+    """Where a ``matmul`` port's sending block lives: kind ``kind`` rows ``start .. start+P·Q``,
+    output ``output``; its input port ``in_port`` reads ``in_count`` rows from ``in_base`` of the
+    size-``in_size`` buffer, broadcast along axis ``in_axis`` (0: ``p``, 1: ``q``)."""
+
+    kind: str
+    group: str
+    output: str
+    start: int
+    P: int
+    Q: int
+    in_axis: int
+    in_port: str
+    in_size: int
+    in_base: int
+
+
+@dataclasses.dataclass(frozen=True)
+class OuterLink:
+    """A backward block's fused update of ``field``: the message port reads ``m_size``-buffer rows
+    from ``m_base`` along axis ``m_axis``; the stored field runs along the other axis."""
+
+    field: str
+    P: int
+    Q: int
+    m_axis: int
+    m_base: int
+    m_size: int
+
+
+def _grid(port) -> tuple[int, int] | None:
+    """(axis, Q) of a broadcast port over a block of n rows, or None."""
+    if port is None or port.lowering not in ("repeat", "tile"):
+        return None
+    return (0 if port.lowering == "repeat" else 1), port.param
+
+
+def fuse_linear(kinds: Mapping[str, Kind], sweeps: dict, base: Mapping[tuple, int], arrays: Mapping[str, np.ndarray],
+                buffer_rows: Mapping[tuple[str, int], int]) -> dict:
+    """Rewrite the blocks of ``sweeps`` (``{sweep: waves of BlockPlan}``) with ``matmul`` ports,
+    dropped outputs and outer updates where the kinds' declarations and the wiring allow.
+
+    ``base[(sweep, kind, output)]`` is the output's first buffer row, ``buffer_rows[(sweep, size)]``
+    the buffer's length. Returns ``(sweeps, buffer_rows)``: a (kind, output) whose rows nobody
+    reads any more is removed from its buffer, and every row index is shifted accordingly (the
+    segment index arrays of ``arrays`` in place).
+
+    Example:
+        >>> from agentgraph import mlp
+        >>> from agentgraph.compiler.plan import make_plan
+        >>> plan, _, _ = make_plan(mlp([3, 4, 2]))  # make_plan calls fuse_linear
+        >>> sorted({p.lowering for w in plan.forward for b in w for p in b.ports} & {"matmul"})
+        ['matmul']
+    """
+    out, removed = {}, {}
+    for t, waves in sweeps.items():
+        cands = {}
+        for wave in waves:
+            for blk in wave:
+                kd = kinds[blk.kind]
+                if blk.rows_key:
+                    continue
+                ports = {p.port: p for p in blk.ports}
+                for o, lin in kd.declared_linear(t).items():
+                    grid = _grid(ports.get(lin.port))
+                    coef = kd.fields.get(lin.coef)
+                    size = kd.outputs(t).get(o)
+                    if grid is None or coef is None or coef.per_example or size is None or coef.shape not in ((), (size,)):
+                        continue
+                    axis, Q = grid
+                    P = blk.n // Q
+                    ip = ports[lin.port]
+                    count = P if axis == 0 else Q
+                    link = LinearLink(blk.kind, blk.group, o, blk.start, P, Q, axis, lin.port, ip.size, ip.base)
+                    cands[(size, base[(t, blk.kind, o)] + blk.start)] = (link, blk.n, count)
+        new_waves = []
+        for wave in waves:
+            new_blocks = []
+            for blk in wave:
+                ports = []
+                for p in blk.ports:
+                    c = cands.get((p.size, p.base)) if p.lowering in ("rows", "strided") and p.aggregation in ("sum", "mean") else None
+                    if c is not None:
+                        link, n_l, _ = c
+                        ok = (p.n_edges == n_l and (
+                            (p.lowering == "rows" and link.in_axis == 1 and p.param == link.Q and blk.n == link.P)
+                            or (p.lowering == "strided" and link.in_axis == 0 and p.param == link.P and blk.n == link.Q)))
+                        if ok:
+                            p = dataclasses.replace(p, lowering="matmul", link=link)
+                    ports.append(p)
+                new_blocks.append(dataclasses.replace(blk, ports=tuple(ports)))
+            new_waves.append(new_blocks)
+        # an output is dropped when a matmul port reads it and nothing else does
+        read = {s: np.zeros(r, bool) for (tt, s), r in buffer_rows.items() if tt == t}
+        for wave in new_waves:
+            for blk in wave:
+                for p in blk.ports:
+                    if p.size in read and p.lowering != "matmul":
+                        read[p.size][_read_rows(p, blk.n, arrays)] = True
+        dropped = {}  # outputs no port reads except through matmul: never computed
+        for wave in new_waves:
+            for b in wave:
+                if b.rows_key:
+                    continue
+                for o, size, o_base in b.outputs:
+                    if size in read and not read[size][o_base + b.start:o_base + b.stop].any():
+                        dropped.setdefault((b.kind, b.start), set()).add(o)
+        final = []
+        for wave in new_waves:
+            final.append(tuple(
+                dataclasses.replace(b, dropped=tuple(sorted(dropped.get((b.kind, b.start), ())))) if not b.rows_key else b
+                for b in wave))
+        out[t] = tuple(final)
+        removed[t] = _unread_ranges(kinds, t, out[t], read)
+    if "backward" in out:
+        out["backward"] = _fuse_outer(kinds, out.get("forward", ()), out["backward"])
+    return _compact(out, removed, arrays, buffer_rows)
+
+
+def _unread_ranges(kinds, t, waves, read) -> dict:
+    """``{size: [(lo, hi), ...]}``: buffer row ranges of (kind, output)s every block of which is
+    contiguous and dropped the output — nobody writes or reads them."""
+    by_out: dict = {}
+    for wave in waves:
+        for b in wave:
+            for o, size, o_base in b.outputs:
+                by_out.setdefault((b.kind, o, size, o_base), []).append(b)
+    ranges: dict = {}
+    for (k, o, size, o_base), blocks in by_out.items():
+        if all(not b.rows_key and o in b.dropped for b in blocks):
+            lo, hi = o_base + min(b.start for b in blocks), o_base + max(b.stop for b in blocks)
+            if not read[size][lo:hi].any() and sum(b.n for b in blocks) == hi - lo:
+                ranges.setdefault(size, []).append((lo, hi))
+    return ranges
+
+
+def _compact(sweeps, removed, arrays, buffer_rows):
+    """Remove the ``removed`` row ranges from the buffers and shift every row index after them."""
+    rows = dict(buffer_rows)
+    for t, by_size in removed.items():
+        shift = {}
+        for size, ranges in by_size.items():
+            keep = np.ones(rows[(t, size)], bool)
+            for lo, hi in ranges:
+                keep[lo:hi] = False
+            new_index = np.cumsum(keep) - keep  # old row -> new row (for kept rows)
+            shift[size] = new_index
+            rows[(t, size)] = int(keep.sum())
+        if not shift:
+            continue
+        mv = lambda size, r: int(shift[size][min(r, len(shift[size]) - 1)]) if size in shift else r  # noqa: E731
+        waves = []
+        for wave in sweeps[t]:
+            blocks = []
+            for b in wave:
+                ports = []
+                for p in b.ports:
+                    if p.lowering in ("segment", "gather") and p.size in shift:
+                        arrays[p.key + "/src"] = shift[p.size][arrays[p.key + "/src"]].astype(arrays[p.key + "/src"].dtype)
+                    elif p.lowering == "matmul":
+                        p = dataclasses.replace(p, link=dataclasses.replace(p.link, in_base=mv(p.link.in_size, p.link.in_base)))
+                    elif p.lowering != "zeros":
+                        p = dataclasses.replace(p, base=mv(p.size, p.base))
+                    ports.append(p)
+                outs = tuple((o, size, mv(size, o_base)) for o, size, o_base in b.outputs)
+                outer = tuple(dataclasses.replace(ol, m_base=mv(ol.m_size, ol.m_base)) for ol in b.outer)
+                blocks.append(dataclasses.replace(b, ports=tuple(ports), outputs=outs, outer=outer))
+            waves.append(tuple(blocks))
+        sweeps[t] = tuple(waves)
+    return sweeps, rows
+
+
+def _read_rows(p, n: int, arrays) -> np.ndarray:
+    low = p.lowering
+    if low == "zeros":
+        return np.zeros(0, np.int64)
+    if low == "slice":
+        return np.arange(p.base, p.base + n)
+    if low == "repeat":
+        return np.arange(p.base, p.base + n // p.param)
+    if low == "tile":
+        return np.arange(p.base, p.base + p.param)
+    if low in ("rows", "strided"):
+        return np.arange(p.base, p.base + n * p.param)
+    return np.asarray(arrays[p.key + "/src"], np.int64)
+
+
+def _fuse_outer(kinds, forward, backward):
+    fwd = {(b.kind, b.start, b.stop): b for w in forward for b in w if not b.rows_key}
+    result = []
+    for wave in backward:
+        blocks = []
+        for blk in wave:
+            kd = kinds[blk.kind]
+            f_blk = fwd.get((blk.kind, blk.start, blk.stop))
+            links = []
+            for field, dec in kd.declared_outer().items():
+                if blk.rows_key or f_blk is None:
+                    break
+                m = _grid(next((p for p in blk.ports if p.port == dec.port), None))
+                x = _grid(next((p for p in f_blk.ports if p.port == dec.stored_from), None))
+                spec, st = kd.fields.get(field), kd.fields.get(dec.stored)
+                if (m is None or x is None or m[0] == x[0] or m[1] != x[1] or spec is None or spec.per_example
+                        or st is None or not st.per_example):
+                    continue
+                mp = next(p for p in blk.ports if p.port == dec.port)
+                Q = m[1]
+                links.append(OuterLink(field, blk.n // Q, Q, m[0], mp.base, mp.size))
+            blocks.append(dataclasses.replace(blk, outer=tuple(links)) if links else blk)
+        result.append(tuple(blocks))
+    return tuple(result)
+
+
+# ----------------------------------------------------------------------------------------------
+# trace time
+# ----------------------------------------------------------------------------------------------
+def _per_example(fn, params, u):
+    return jax.vmap(jax.vmap(lambda v: fn(params, v)))(u)
+
+
+def _senders(kind: Kind, sweep: str, port: str, params, buf, base: int, count: int):
+    u = jax.lax.slice_in_dim(buf, base, base + count)
+    if port in kind.premaps(sweep):
+        u = premap_fn(kind, params, sweep, port)(u)
+    return u
+
+
+def receive_matmul(p, sweep: str, bufs, coefs, kinds: Mapping[str, Kind], params) -> jax.Array:
+    """The aggregate ``[n, B, size]`` of a ``matmul`` port: ``einsum`` of the sending block's
+    coefficients (``coefs[kind][field]``, values at the start of the sweep) and its senders'
+    vectors.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from agentgraph import mlp, compile
+        >>> from agentgraph.protocols import gradient
+        >>> g = mlp([3, 4, 2], loss="l2"); prog = compile(g)
+        >>> _, loss = prog.step(gradient.params(g, 0.1), prog.init(2), {"x": jnp.ones((2, 3)), "y": jnp.ones((2, 2))})
+        >>> loss.shape
+        ()
+    """
+    L: LinearLink = p.link
+    kind = kinds[L.kind]
+    lin = kind.linear(sweep)[L.output]
+    prm = params.get(L.group)
+    count = L.P if L.in_axis == 0 else L.Q
+    u = _senders(kind, sweep, L.in_port, prm, bufs[L.in_size], L.in_base, count)
+    if lin.pre is not None:
+        u = _per_example(lin.pre, prm, u)
+    W = coefs[L.kind][lin.coef][L.start:L.start + L.P * L.Q]
+    W = W.reshape(L.P, L.Q, *W.shape[1:]).astype(u.dtype)
+    if W.ndim == 2:
+        res = jnp.einsum("pq,pbd->qbd" if L.in_axis == 0 else "pq,qbd->pbd", W, u)
+    else:
+        res = jnp.einsum("pqd,pbd->qbd" if L.in_axis == 0 else "pqd,qbd->pbd", W, u)
+    return res / count if p.aggregation == "mean" else res
+
+
+def outer_update(blk, link: OuterLink, bufs, state: Mapping[str, jax.Array], kind: Kind, params, B: int) -> jax.Array:
+    """The fused update ``[n, *field_shape]`` (already the batch mean) of one outer link of a
+    backward block; ``state`` is the kind's state (stored field filled by the forward sweep)."""
+    dec = kind.outer_updates()[link.field]
+    Q, P = link.Q, link.P
+    m_count = P if link.m_axis == 0 else Q
+    m = _senders(kind, "backward", dec.port, params, bufs[link.m_size], link.m_base, m_count)
+    if dec.message_map is not None:
+        m = _per_example(dec.message_map, params, m)
+    xs = state[dec.stored]
+    if link.m_axis == 1:  # stored input runs along p: rows start + p·Q
+        x = jax.lax.slice_in_dim(xs, blk.start, blk.start + P * Q, stride=Q)
+    else:
+        x = jax.lax.slice_in_dim(xs, blk.start, blk.start + Q)
+    x = x.reshape(x.shape[0], B, -1)
+    if dec.stored_map is not None:
+        x = _per_example(dec.stored_map, params, x)
+    m = m.reshape(m.shape[0], B, -1)
+    xp, mq = (x, m) if link.m_axis == 1 else (m, x)  # [P, B, d], [Q, B, d]
+    u = jnp.einsum("pbd,qbd->pqd", xp, mq) / B
+    shape = kind.fields[link.field].shape
+    u = u * jnp.reshape(jnp.asarray(dec.scale(params), u.dtype), (-1,))
+    if dec.decay is not None:
+        W = state[link.field][blk.start:blk.stop].reshape(P, Q, -1)
+        u = u + jnp.reshape(jnp.asarray(dec.decay(params), u.dtype), (-1,)) * W
+    return u.reshape(P * Q, *shape)
