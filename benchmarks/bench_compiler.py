@@ -7,7 +7,12 @@ Figures (medians of ``--runs`` alternating runs in one process; ratios = compile
 1. MPLP stateful (GRU) learner step, (144,50,10) sigmoid net, inner batch 8, 20 inner steps,
    16 tasks vmapped: forward unroll, and meta-gradient through it; peak memory from XLA's
    buffer assignment of each compiled executable.
-2. Gradient protocol compiled vs a plain ``jax.grad`` + SGD loop (same net, 20 steps).
+2. Gradient protocol compiled vs a plain ``jax.grad`` + SGD loop (same net, 20 steps), with the
+   synapse blocks as matrix products (the default) and agent by agent (``compile(linear=False)``).
+5. BLUR (k = 3, (196,20,10) tanh, the CMA-ES setting of ``examples/configs/blur_mnist14.yaml``),
+   20 inner steps × batch 8, compiled (matmul and agent-by-agent lowerings) vs the hand-written
+   dense BLUR of ``benchmarks/baselines/blur_dense.py``; and the same for an ES population of 16
+   genomes vmapped.
 3. Build, compile (plan + XLA) and step time for 7.7k, 79.5k and 1M synapse agents.
 4. A non-layered random DAG of comparable size to 1.
 """
@@ -33,6 +38,7 @@ from agentgraph import compile, mlp, random_dag  # noqa: E402
 from agentgraph.builders import mlp_weights  # noqa: E402
 from agentgraph.protocols import gradient, mplp  # noqa: E402
 import mplp_dense  # noqa: E402  (benchmarks/baselines)
+import blur_dense  # noqa: E402  (benchmarks/baselines)
 
 
 def _block(x):
@@ -141,19 +147,66 @@ def bench_gradient(runs: int, steps: int, batch: int, sizes=(144, 50, 10)) -> di
         l, gr = jax.value_and_grad(dense_loss)(ws, bt["x"], bt["y"])
         return jax.tree.map(lambda w, d: w - 0.1 * d, ws, gr), l
 
+    prog_a = compile(g, linear=False)
     f_c = jax.jit(lambda s, b: prog.unroll(params, s, b)[1])
+    f_a = jax.jit(lambda s, b: prog_a.unroll(params, s, b)[1])
     f_d = jax.jit(lambda w, b: jax.lax.scan(sgd, w, b)[1])
     s0 = prog.init(batch)
-    lc, ld = f_c(s0, batches), f_d(weights, batches)
-    tc, td = [], []
-    _block(lc), _block(ld)
+    lc, la, ld = f_c(s0, batches), f_a(s0, batches), f_d(weights, batches)
+    tc, ta, td = [], [], []
+    _block(lc), _block(la), _block(ld)
     for _ in range(runs):
         tc.append(_time(f_c, s0, batches))
+        ta.append(_time(f_a, s0, batches))
         td.append(_time(f_d, weights, batches))
     res = {"max_abs_loss_diff": float(jnp.max(jnp.abs(lc - ld))), "compiled_s": statistics.median(tc),
-           "dense_jax_grad_s": statistics.median(td), "time_ratio": statistics.median(tc) / statistics.median(td)}
-    print(f"[gradient protocol, {steps} steps] compiled {res['compiled_s'] * 1e3:.2f} ms, jax.grad+SGD "
-          f"{res['dense_jax_grad_s'] * 1e3:.2f} ms, ratio {res['time_ratio']:.2f}, loss diff {res['max_abs_loss_diff']:.1e}", flush=True)
+           "agentwise_s": statistics.median(ta), "dense_jax_grad_s": statistics.median(td),
+           "time_ratio": statistics.median(tc) / statistics.median(td),
+           "agentwise_time_ratio": statistics.median(ta) / statistics.median(td)}
+    print(f"[gradient protocol, {steps} steps] compiled {res['compiled_s'] * 1e3:.2f} ms (agent by agent "
+          f"{res['agentwise_s'] * 1e3:.2f} ms), jax.grad+SGD {res['dense_jax_grad_s'] * 1e3:.2f} ms, ratio "
+          f"{res['time_ratio']:.2f} (agent by agent {res['agentwise_time_ratio']:.2f}), loss diff {res['max_abs_loss_diff']:.1e}", flush=True)
+    return res
+
+
+def bench_blur(runs: int, steps: int, batch: int, sizes=(196, 20, 10), k: int = 3, pop: int = 16) -> dict:
+    """BLUR inner loop: compiled (both lowerings) vs the dense baseline, one genome and ``pop``."""
+    from agentgraph.builders import mlp_network
+    from agentgraph.protocols.blur import GROUP, blur_network, init_genome
+
+    b = blur_network(mlp_network(list(sizes), activation="tanh", loss="cross_entropy"), k=k, sigma="tanh")
+    rng = np.random.default_rng(0)
+    genome = init_genome(k, jax.random.PRNGKey(0))
+    genomes = jax.tree.map(lambda v: v + 0.01 * jnp.arange(pop, dtype=v.dtype).reshape((pop,) + (1,) * v.ndim), genome)
+    xs = jnp.asarray(rng.uniform(-1, 1, (steps, batch, sizes[0])), jnp.float32)
+    ys = jnp.asarray(np.eye(sizes[-1])[rng.integers(0, sizes[-1], (steps, batch))], jnp.float32)
+    W = [jnp.asarray(rng.normal(0, 0.1, (sizes[l], sizes[l + 1], k)), jnp.float32) for l in range(len(sizes) - 1)]
+    Bias = [jnp.zeros((sizes[l + 1], k), jnp.float32) for l in range(len(sizes) - 1)]
+    res = {"sizes": list(sizes), "k": k, "steps": steps, "batch": batch, "population": pop}
+    fns = {}
+    for name, linear in (("compiled", True), ("agentwise", False)):
+        prog = compile(b.graph, linear=linear)
+        s0 = prog.init(batch)
+
+        def run(gn, prog=prog, s0=s0):
+            s, _ = prog.unroll({GROUP: gn}, s0, {"x": xs, "y": ys})
+            return s["blur_synapse"]["w"].sum() + s["blur_output"]["b"].sum()
+        fns[name] = run
+    fns["dense"] = lambda gn: sum(w.sum() for w in blur_dense.blur_unroll(gn, W, Bias, xs, ys)[0])
+    for label, arg, wrap in (("one", genome, lambda f: f), ("population", genomes, jax.vmap)):
+        jitted = {n: jax.jit(wrap(f)) for n, f in fns.items()}
+        for f in jitted.values():
+            _block(f(arg))
+        times = {n: [] for n in jitted}
+        for _ in range(runs):
+            for n, f in jitted.items():
+                times[n].append(_time(f, arg))
+        med = {n: statistics.median(t) for n, t in times.items()}
+        res[label] = {**{f"{n}_s": v for n, v in med.items()},
+                      "time_ratio": med["compiled"] / med["dense"], "agentwise_time_ratio": med["agentwise"] / med["dense"]}
+        print(f"[BLUR {label}, {steps} steps] compiled {med['compiled'] * 1e3:.2f} ms, agent by agent "
+              f"{med['agentwise'] * 1e3:.2f} ms, dense {med['dense'] * 1e3:.2f} ms: ratios "
+              f"{res[label]['time_ratio']:.2f} / {res[label]['agentwise_time_ratio']:.2f}", flush=True)
     return res
 
 
@@ -208,7 +261,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tasks", type=int, default=16)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
-    ap.add_argument("--only", choices=["mplp", "gradient", "scale"], default=None, help="run one part only")
+    ap.add_argument("--only", choices=["mplp", "gradient", "scale", "blur"], default=None, help="run one part only")
     ap.add_argument("--skip-1m", action="store_true", help="skip the 1M-synapse graph")
     ap.add_argument("--forward-only", action="store_true", help="mplp: time the forward unroll only")
     ap.add_argument("--task-map", action="store_true",
@@ -227,6 +280,7 @@ def main(argv=None) -> int:
     if args.quick:
         res["mplp"] = bench_mplp(args.runs, 2, 3, 4, sizes=(12, 6, 3))
         res["gradient"] = bench_gradient(args.runs, 3, 4, sizes=(12, 6, 3))
+        res["blur"] = bench_blur(args.runs, 3, 4, sizes=(12, 6, 3), pop=2)
         res["scale"] = {"small": bench_scale("small", lambda: mlp([20, 10, 3], seed=0), 8, args.runs)}
     else:
         if args.only in (None, "mplp"):
@@ -234,6 +288,8 @@ def main(argv=None) -> int:
                                      task_map=args.task_map)
         if args.only in (None, "gradient"):
             res["gradient"] = bench_gradient(args.runs, 20, 8)
+        if args.only in (None, "blur"):
+            res["blur"] = bench_blur(args.runs, 20, 8)
     if not args.quick and args.only in (None, "scale"):
         names = [n for n in SCALES if not (args.skip_1m and n == "1M")]
         # peak RSS of children is a running maximum over the runs so far (1M runs last)

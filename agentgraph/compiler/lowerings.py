@@ -141,7 +141,8 @@ def receive(buf, p: PortPlan, n: int, B: int, arrays: Mapping[str, jax.Array], p
         return fn(jax.lax.slice_in_dim(buf, p.base, p.base + n))
     if low == "repeat":
         src = fn(jax.lax.slice_in_dim(buf, p.base, p.base + n // p.param))
-        return jnp.repeat(src, p.param, axis=0, total_repeat_length=n)
+        # broadcast + reshape, not jnp.repeat: that builds its gather indices (scatter, cumsum) at run time
+        return jnp.broadcast_to(src[:, None], (src.shape[0], p.param, *src.shape[1:])).reshape(n, *src.shape[1:])
     if low == "tile":
         src = fn(jax.lax.slice_in_dim(buf, p.base, p.base + p.param))
         return _tile(src, n // p.param)

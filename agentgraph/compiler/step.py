@@ -121,6 +121,8 @@ def _rows(arr, blk_start: int, blk_stop: int, rows):
 def _set_rows(arr, blk_start: int, rows, val):
     if rows is not None:
         return arr.at[rows].set(val.astype(arr.dtype), mode="drop")
+    if blk_start == 0 and val.shape == arr.shape:  # the block is the whole kind
+        return val.astype(arr.dtype)
     return jax.lax.dynamic_update_slice_in_dim(arr, val.astype(arr.dtype), blk_start, 0)
 
 
