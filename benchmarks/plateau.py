@@ -148,8 +148,10 @@ ES = Study(
         "mplp-gradient": ([], 2000, "MPLP on digits by gradient (Adam 3e-3, outer batch 2)"),
         "mplp-openes": (_OPENES, 300, "MPLP on digits by OpenES (64 candidates, sigma 0.03, Adam 0.01), the same "
                         "meta-loss as fitness"),
-        "mplp-step-openes": (_OPENES + ["net.activation=step"], 300,
-                             "MPLP on a step-activation (64,10) network by OpenES: no gradient passes a step"),
+        "mplp-step-openes": (_OPENES + ["net.sizes=[64,20,10]", "net.activation=step"], 300,
+                             "MPLP on a (64,20,10) step-activation network by OpenES: no gradient passes a step"),
+        "mplp-hidden-gradient": (["net.sizes=[64,20,10]"], 2000,
+                                 "MPLP on a (64,20,10) sigmoid network by gradient; evaluated transferred to step"),
         "blur-cmaes": ([], 400, "BLUR genome (k = 3, 40 numbers) on MNIST 14×14 by CMA-ES, population 80, "
                        "1 - accuracy as fitness (examples/configs/blur_mnist14.yaml)"),
         "blur-gradient": (["meta.optimizer={kind: gradient}", "meta.objective=readout"], 3000,
