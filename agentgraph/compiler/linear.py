@@ -112,28 +112,11 @@ def fuse_linear(kinds: Mapping[str, Kind], sweeps: dict, base: Mapping[tuple, in
                     if grid is None or coef is None or coef.per_example or size is None or coef.shape not in ((), (size,)):
                         continue
                     axis, Q = grid
-                    P = blk.n // Q
                     ip = ports[lin.port]
-                    count = P if axis == 0 else Q
-                    link = LinearLink(blk.kind, blk.group, o, blk.start, P, Q, axis, lin.port, ip.size, ip.base)
-                    cands[(size, base[(t, blk.kind, o)] + blk.start)] = (link, blk.n, count)
-        new_waves = []
-        for wave in waves:
-            new_blocks = []
-            for blk in wave:
-                ports = []
-                for p in blk.ports:
-                    c = cands.get((p.size, p.base)) if p.lowering in ("rows", "strided") and p.aggregation in ("sum", "mean") else None
-                    if c is not None:
-                        link, n_l, _ = c
-                        ok = (p.n_edges == n_l and (
-                            (p.lowering == "rows" and link.in_axis == 1 and p.param == link.Q and blk.n == link.P)
-                            or (p.lowering == "strided" and link.in_axis == 0 and p.param == link.P and blk.n == link.Q)))
-                        if ok:
-                            p = dataclasses.replace(p, lowering="matmul", link=link)
-                    ports.append(p)
-                new_blocks.append(dataclasses.replace(blk, ports=tuple(ports)))
-            new_waves.append(new_blocks)
+                    link = LinearLink(blk.kind, blk.group, o, blk.start, blk.n // Q, Q, axis, lin.port, ip.size, ip.base)
+                    cands[(size, base[(t, blk.kind, o)] + blk.start)] = link
+        new_waves = [[dataclasses.replace(blk, ports=tuple(_as_matmul(p, blk.n, cands) for p in blk.ports))
+                      for blk in wave] for wave in waves]
         # an output is dropped when a matmul port reads it and nothing else does
         read = {s: np.zeros(r, bool) for (tt, s), r in buffer_rows.items() if tt == t}
         for wave in new_waves:
@@ -212,6 +195,21 @@ def _compact(sweeps, removed, arrays, buffer_rows):
             waves.append(tuple(blocks))
         sweeps[t] = tuple(waves)
     return sweeps, rows
+
+
+def _as_matmul(p, n: int, cands):
+    """Port ``p`` of a block of ``n`` receivers as a ``matmul`` port, if it sums one whole linear
+    block's output over the axis that block's input runs along; else ``p`` unchanged."""
+    if p.lowering not in ("rows", "strided") or p.aggregation not in ("sum", "mean"):
+        return p
+    link = cands.get((p.size, p.base))
+    if link is None or p.n_edges != link.P * link.Q:
+        return p
+    if p.lowering == "rows":  # receiver p sums over q
+        ok = link.in_axis == 1 and p.param == link.Q and n == link.P
+    else:  # strided: receiver q sums over p
+        ok = link.in_axis == 0 and p.param == link.P and n == link.Q
+    return dataclasses.replace(p, lowering="matmul", link=link) if ok else p
 
 
 def _read_rows(p, n: int, arrays) -> np.ndarray:
