@@ -1,7 +1,12 @@
 """The reference interpreter: one inner step, agent by agent, example by example, in float64.
 
 Slow and obviously correct — the oracle every compiled program is tested against. It implements
-the step semantics of ``docs/concepts.md``:
+the step semantics of ``docs/concepts.md``: the phases of the graph's
+:class:`~agentgraph.arrows.Schedule` in order, each a sweep (agents in topological generations of
+the type's non-delayed arrows, ports aggregating immediate arrows' messages of this run and delayed
+arrows' messages of the previous run) or a self-loop phase (once per self-loop arrow). Every phase
+keeps per-example fields, sets per-agent fields to the batch mean of the returned values and adds
+the batch mean of ``update``. The default schedule is:
 
 1. **Forward sweep.** Agents whose kind runs forward, in topological generations of the forward
    arrows (agents with no forward arrows are in generation 0). Each agent's ports receive the
@@ -17,7 +22,8 @@ the step semantics of ``docs/concepts.md``:
    arrow order.
 
 State layout (``State``): ``{agent: {field: array}}`` with per-agent fields shaped ``[*shape]``
-and per-example fields shaped ``[B, *shape]``, all float64 NumPy.
+and per-example fields shaped ``[B, *shape]``, all float64 NumPy; graphs with delayed arrows add
+``state["@delayed"][(type, source agent, output)] = [B, size]``, the messages in flight.
 """
 
 from __future__ import annotations
@@ -31,11 +37,12 @@ import networkx as nx
 import numpy as np
 
 from agentgraph.arrows.ports import aggregate
+from agentgraph.arrows.schedule import DELAYED
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
 from agentgraph.nodes.base import Kind
 
-__all__ = ["StepResult", "init_state", "step", "run", "schedule"]
+__all__ = ["StepResult", "init_state", "step", "run", "generations_of"]
 
 StateDict = dict[Hashable, dict[str, np.ndarray]]
 
@@ -80,32 +87,67 @@ def init_state(graph: AgentGraph, batch_size: int) -> StateDict:
             f: (np.broadcast_to(v, (batch_size, *v.shape)).copy() if kind.fields[f].per_example else v)
             for f, v in init.items()
         }
+    mail = {key: np.zeros((batch_size, size)) for key, size in _delayed_sources(graph).items()}
+    if mail:
+        out[DELAYED] = mail
     return out
 
 
-def schedule(graph: AgentGraph, arrow_type: str) -> list[list[Hashable]]:
-    """Topological generations of ``graph``'s ``arrow_type`` arrows over **all** agents.
+def generations_of(graph: AgentGraph, arrow_type: str) -> list[list[Hashable]]:
+    """Topological generations of ``graph``'s non-delayed ``arrow_type`` arrows over **all**
+    agents: the order a sweep phase of that type runs them in.
 
     Within a generation, agents keep declaration order.
 
     Example:
         >>> from agentgraph.builders import mlp
-        >>> [len(g) for g in schedule(mlp([2, 1], loss="l2"), "forward")][:3]
+        >>> [len(g) for g in generations_of(mlp([2, 1], loss="l2"), "forward")][:3]
         [3, 2, 1]
     """
     graph.validate()
     order = {n: i for i, n in enumerate(graph.nx.nodes)}
     sub = nx.DiGraph()
     sub.add_nodes_from(graph.nx.nodes)
-    sub.add_edges_from((s, d) for s, d, t in graph.nx.edges(data="type") if t == arrow_type)
+    sub.add_edges_from((s, d) for s, d, a in graph.nx.edges(data=True)
+                       if a["type"] == arrow_type and not a.get("delay", False))
     return [sorted(gen, key=order.__getitem__) for gen in nx.topological_generations(sub)]
 
 
-def _in_arrows(graph: AgentGraph, arrow_type: str) -> dict[Hashable, list[tuple[Hashable, str, str]]]:
-    inbound: dict[Hashable, list[tuple[Hashable, str, str]]] = {}
+def _in_arrows(graph: AgentGraph, arrow_type: str) -> dict[Hashable, list[tuple[Hashable, str, str, bool]]]:
+    inbound: dict[Hashable, list[tuple[Hashable, str, str, bool]]] = {}
     for s, d, _, a in graph.arrows(arrow_type):
-        inbound.setdefault(d, []).append((s, a.get("src_port", "out"), a["port"]))
+        inbound.setdefault(d, []).append((s, a.get("src_port", "out"), a["port"], a.get("delay", False)))
     return inbound
+
+
+def _delayed_sources(graph: AgentGraph) -> dict[tuple[str, Hashable, str], int]:
+    """``{(type, source agent, output): size}`` of every delayed arrow's message."""
+    out = {}
+    for s, _d, _k, a in graph.arrows():
+        if a.get("delay", False):
+            t, o = a["type"], a.get("src_port", "out")
+            out[(t, s, o)] = graph.kind_of(s).outputs(t)[o]
+    return out
+
+
+def _check_mail(graph: AgentGraph, state: Mapping, B: int) -> dict:
+    """The messages in flight on delayed arrows, checked: ``{(type, agent, output): [B, size]}``."""
+    need = _delayed_sources(graph)
+    if not need:
+        return {}
+    got = state.get(DELAYED)
+    if not isinstance(got, Mapping) or set(got) != set(need):
+        raise AgentGraphError(
+            f"State has no (or a wrong) {DELAYED!r} entry for the graph's delayed arrows; build states with "
+            "init_state(graph, B) and pass each step's result state to the next."
+        )
+    out = {}
+    for key, size in need.items():
+        v = np.array(got[key], dtype=np.float64)
+        if v.shape != (B, size):
+            raise AgentGraphError(f"State[{DELAYED!r}][{key!r}] has shape {v.shape}, expected {(B, size)}.")
+        out[key] = v
+    return out
 
 
 def _batch_size(graph: AgentGraph, state: Mapping) -> int:
@@ -270,6 +312,59 @@ def _finite(agent: Hashable, kind: Kind, sweep: str, arrays: Mapping[str, np.nda
             )
 
 
+def _inbox(graph: AgentGraph, agent, kind: Kind, t: str, inbound, sent, mail, B: int) -> dict[str, np.ndarray]:
+    """Aggregated messages at each of ``agent``'s ``t`` ports ``{port: [B, size]}``: this run's
+    messages of immediate arrows and the previous run's (``mail``) of delayed ones."""
+    arrivals = inbound.get(agent, [])
+    out = {}
+    for port, spec in kind.ports(t).items():
+        msgs = [mail[(t, s, o)] if dl else sent[s][o] for s, o, pp, dl in arrivals if pp == port]
+        stacked = np.stack(msgs) if msgs else np.zeros((0, B, spec.size))
+        out[port] = aggregate(stacked, spec.aggregation, spec.size, xp=np)
+    return out
+
+
+def _apply(graph: AgentGraph, agent, kind: Kind, t: str, p, st_agent, inbox, B: int):
+    """``kind.apply`` for every example; returns ``(new fields, outputs, updates)`` where new
+    fields follow the phase rule (module docstring) and outputs are ``{output: [B, size]}``."""
+    outs: dict[str, list] = {o: [] for o in kind.outputs(t)}
+    new_state = {f: [] for f in kind.fields}
+    updates: dict[str, list] = {}
+    for b in range(B):
+        sb = {f: (v[b] if kind.fields[f].per_example else v) for f, v in st_agent.items()}
+        ib = {port: v[b] for port, v in inbox.items()}
+        for port in kind.premaps(t):
+            ib[port] = _call(kind.premap, agent, kind, t, p, t, port, ib[port])
+        ns, raw, upd = _call(kind.apply, agent, kind, t, t, p, sb, ib)
+        ns = _take_state(ns, kind, agent, t)
+        for o, v in _as_outputs(raw, kind, t, agent).items():
+            outs[o].append(v)
+        for f, v in ns.items():
+            new_state[f].append(v)
+        for f, u in dict(upd or {}).items():
+            spec = kind.fields.get(f)
+            if spec is None or spec.per_example:
+                raise AgentGraphError(
+                    f"{t} of agent {agent!r} (kind {kind.name!r}) returned an update for {f!r}, which is "
+                    "not a per-agent field of the kind."
+                )
+            u = np.asarray(u, dtype=np.float64)
+            if u.shape != spec.shape:
+                raise AgentGraphError(
+                    f"{t} of agent {agent!r}: update for {f!r} has shape {u.shape}, the field has shape {spec.shape}."
+                )
+            updates.setdefault(f, []).append(u)
+    fields = {}
+    for f, spec in kind.fields.items():
+        stacked = np.stack(new_state[f])
+        # per-agent fields: old + batch mean of the change (exact when unchanged), + mean update
+        v = stacked if spec.per_example else st_agent[f] + (stacked - st_agent[f]).mean(axis=0)
+        if f in updates:
+            v = v + np.mean(np.stack(updates[f]), axis=0)
+        fields[f] = v
+    return fields, {o: (np.stack(v) if v else np.zeros((0,))) for o, v in outs.items()}
+
+
 def step(
     graph: AgentGraph,
     state: Mapping[Hashable, Mapping[str, Any]],
@@ -278,8 +373,9 @@ def step(
     *,
     trace: bool = False,
     check_finite: bool = True,
+    until_loss: bool = False,
 ) -> StepResult:
-    """Run one inner step of ``graph`` (forward, loss, backward, reflexive) in float64.
+    """Run one inner step of ``graph`` (the phases of its schedule) in float64.
 
     Args:
         graph: a valid :class:`AgentGraph`.
@@ -290,6 +386,7 @@ def step(
             ``{"x": inputs, "y": targets}``.
         trace: also record every agent's aggregated inbox and its outputs.
         check_finite: raise if any agent produces NaN/inf (naming it).
+        until_loss: stop after the phase the loss is read after (the forward sweep by default).
 
     Returns:
         :class:`StepResult`.
@@ -319,97 +416,54 @@ def step(
     )
     B = _batch_size(graph, state)
     st = _check_state(graph, state, B)
+    mail = _check_mail(graph, state, B)
     data = _check_batch(graph, batch, B)
     result = StepResult(state=st, loss=0.0, losses=np.zeros(B))
     nodes = graph.nx.nodes
+    sched = graph.schedule
+    runs = sched.runs()
+    last = max(k for k, (i, _) in enumerate(runs) if i == sched.loss_index())
+    inbound = {t: _in_arrows(graph, t) for t in sched.sweep_types()}
+    order = {t: [a for gen in generations_of(graph, t) for a in gen] for t in sched.sweep_types()}
 
     with jax.enable_x64(True):
-        sent: dict[str, dict[Hashable, dict[str, np.ndarray]]] = {}
-        for sweep in ("forward", "backward"):
-            inbound = _in_arrows(graph, sweep)
-            sent[sweep] = {}
-            for gen in schedule(graph, sweep):
-                for agent in gen:
-                    kind = graph.kind_of(agent)
-                    if not kind.runs(sweep):
-                        continue
-                    p = params.get(graph.group_of(agent))
-                    inbox = {
-                        port: aggregate(
-                            np.stack([sent[sweep][s][o] for s, o, pp in inbound.get(agent, []) if pp == port])
-                            if any(pp == port for _, _, pp in inbound.get(agent, []))
-                            else np.zeros((0, B, spec.size)),
-                            spec.aggregation, spec.size, xp=np,
-                        )
-                        for port, spec in kind.ports(sweep).items()
-                    }
-                    if sweep == "forward" and kind.external is not None:
-                        inbox["data"] = data[kind.external][:, int(nodes[agent]["slot"])]
-                    outs: dict[str, list] = {o: [] for o in kind.outputs(sweep)}
-                    new_state = {f: [] for f in kind.fields}
-                    updates: dict[str, list] = {}
-                    for b in range(B):
-                        sb = {f: (v[b] if kind.fields[f].per_example else v) for f, v in st[agent].items()}
-                        ib = {port: v[b] for port, v in inbox.items()}
-                        for port in kind.premaps(sweep):
-                            ib[port] = _call(kind.premap, agent, kind, sweep, p, sweep, port, ib[port])
-                        if sweep == "forward":
-                            ns, raw = _call(kind.forward, agent, kind, sweep, p, sb, ib)
-                            upd = {}
-                        else:
-                            ns, raw, upd = _call(kind.backward, agent, kind, sweep, p, sb, ib)
-                        ns = _take_state(ns, kind, agent, sweep)
-                        for o, v in _as_outputs(raw, kind, sweep, agent).items():
-                            outs[o].append(v)
-                        for f, v in ns.items():
-                            new_state[f].append(v)
-                        for f, u in dict(upd or {}).items():
-                            spec = kind.fields.get(f)
-                            if spec is None or spec.per_example:
-                                raise AgentGraphError(
-                                    f"backward of agent {agent!r} (kind {kind.name!r}) returned an "
-                                    f"update for {f!r}, which is not a per-agent field of the kind."
-                                )
-                            u = np.asarray(u, dtype=np.float64)
-                            if u.shape != spec.shape:
-                                raise AgentGraphError(
-                                    f"backward of agent {agent!r}: update for {f!r} has shape "
-                                    f"{u.shape}, the field has shape {spec.shape}."
-                                )
-                            updates.setdefault(f, []).append(u)
-                    sent[sweep][agent] = {o: np.stack(v) for o, v in outs.items()}
-                    for f, spec in kind.fields.items():
-                        if spec.per_example:
-                            st[agent][f] = np.stack(new_state[f])
-                    for f, us in updates.items():
-                        st[agent][f] = st[agent][f] + np.mean(np.stack(us), axis=0)
+        for k, (_, phase) in enumerate(runs):
+            t = phase.type
+            if phase.self_loops:
+                for s, _d, _k, _a in graph.arrows(t):
+                    kind = graph.kind_of(s)
+                    st[s], _ = _apply(graph, s, kind, t, params.get(graph.group_of(s)), st[s], {}, B)
                     if check_finite:
-                        _finite(agent, kind, sweep, {**sent[sweep][agent], **st[agent]})
+                        _finite(s, kind, t, st[s])
+            else:
+                sent: dict[Hashable, dict[str, np.ndarray]] = {}
+                for agent in order[t]:
+                    kind = graph.kind_of(agent)
+                    if not kind.runs(t):
+                        continue
+                    inbox = _inbox(graph, agent, kind, t, inbound[t], sent, mail, B)
+                    if t == "forward" and kind.external is not None:
+                        inbox["data"] = data[kind.external][:, int(nodes[agent]["slot"])]
+                    st[agent], sent[agent] = _apply(graph, agent, kind, t, params.get(graph.group_of(agent)),
+                                                    st[agent], inbox, B)
+                    if check_finite:
+                        _finite(agent, kind, t, {**sent[agent], **st[agent]})
                     if trace:
-                        result.inbox[(agent, sweep)] = {k: np.array(v) for k, v in inbox.items()}
-                        result.outputs[(agent, sweep)] = sent[sweep][agent]
-            if sweep == "forward":
+                        result.inbox[(agent, t)] = {p: np.array(v) for p, v in inbox.items()}
+                        result.outputs[(agent, t)] = sent[agent]
+                for (tt, s, o) in mail:
+                    if tt == t:
+                        mail[(tt, s, o)] = sent[s][o]
+            if k == last:
                 for agent in nodes:
                     kind = graph.kind_of(agent)
                     if kind.loss_field is not None:
                         result.losses = result.losses + st[agent][kind.loss_field].reshape(B, -1).sum(axis=1)
                 result.loss = float(np.mean(result.losses))
-
-        for s, _d, _k, _a in graph.arrows("reflexive"):
-            kind = graph.kind_of(s)
-            p = params.get(graph.group_of(s))
-            new_state = {f: [] for f in kind.fields}
-            for b in range(B):
-                sb = {f: (v[b] if kind.fields[f].per_example else v) for f, v in st[s].items()}
-                ns = _take_state(_call(kind.reflexive, s, kind, "reflexive", p, sb), kind, s, "reflexive")
-                for f, v in ns.items():
-                    new_state[f].append(v)
-            for f, spec in kind.fields.items():
-                stacked = np.stack(new_state[f])
-                # per-agent fields: old + batch mean of the change (exact when unchanged)
-                st[s][f] = stacked if spec.per_example else st[s][f] + (stacked - st[s][f]).mean(axis=0)
-            if check_finite:
-                _finite(s, kind, "reflexive", st[s])
+                if until_loss:
+                    break
+    if mail:
+        result.state[DELAYED] = mail
     return result
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from agentgraph.compiler.plan import _analyse, _block_edges, _reflexive_sets, make_plan
+from agentgraph.compiler.plan import _analyse, _block_edges, _self_sets, make_plan
 from agentgraph.compiler.program import Program, default_dtype
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
@@ -44,17 +44,20 @@ class Bucket:
     :func:`make_bucket`; pass to ``compile(graph, bucket=...)``.
 
     Attributes:
-        blocks: ``{sweep: ((wave, kind, group, capacity), ...)}``.
+        blocks: ``((sweep type, ((wave, kind, group, capacity), ...)), ...)``.
         ports: ``{(sweep, wave, kind, group, port): arrow capacity}``.
         rest: ``{kind: capacity}`` for agents of kinds that run in no sweep.
-        reflexive: ``((kind, group, repeats, capacity), ...)``.
+        selfs: ``((self-loop type, kind, group, repeats, capacity), ...)``.
+        kinds: the kind names.
+        schedule: the schedule every graph of the bucket runs.
     """
 
     blocks: Any
     ports: Any
     rest: Any
-    reflexive: Any
+    selfs: Any
     kinds: tuple[str, ...]
+    schedule: Any = None
 
 
 def make_bucket(graphs: Sequence[AgentGraph], round_up=_pow2) -> Bucket:
@@ -67,12 +70,17 @@ def make_bucket(graphs: Sequence[AgentGraph], round_up=_pow2) -> Bucket:
     Example:
         >>> from agentgraph import random_dag
         >>> b = make_bucket([random_dag(2, 4, 1, seed=s) for s in range(3)])
-        >>> sorted({k for _, k, _, _ in b.blocks["forward"]})[:3]
+        >>> sorted({k for _, k, _, _ in dict(b.blocks)["forward"]})[:3]
         ['bias', 'input', 'l2']
     """
     if not graphs:
         raise AgentGraphError("make_bucket needs at least one graph.")
-    blocks = {"forward": {}, "backward": {}}
+    schedule = graphs[0].schedule
+    for i, g in enumerate(graphs):
+        if g.schedule != schedule:
+            raise AgentGraphError(f"make_bucket: graph {i} runs {g.schedule}, graph 0 {schedule}; the graphs of "
+                                  "a bucket share one schedule.")
+    blocks: dict = {t: {} for t in schedule.sweep_types()}
     ports: dict = {}
     rest: dict = {}
     reflex: dict = {}
@@ -81,23 +89,25 @@ def make_bucket(graphs: Sequence[AgentGraph], round_up=_pow2) -> Bucket:
         an = _analyse(g)
         A = an.A
         kinds |= set(A.kind_names)
-        for t in ("forward", "backward"):
+        for t in schedule.sweep_types():
             for key, agents in an.blocks[t].items():
                 blocks[t][key] = max(blocks[t].get(key, 0), len(agents))
-            for (key, p), (src, _, _) in _block_edges(an, t).items():
+            for (key, p), (src, *_) in _block_edges(an, t).items():
                 pk = (t, *key, p)
                 ports[pk] = max(ports.get(pk, 0), len(src))
         for k in A.kind_names:
             if an.layout_sweep[k] == "rest":
                 rest[k] = max(rest.get(k, 0), int(np.count_nonzero(A.kind == A.kind_names.index(k))))
-        for (k, grp, r), agents in _reflexive_sets(A).items():
-            reflex[(k, grp, r)] = max(reflex.get((k, grp, r), 0), len(agents))
+        for t in schedule.self_types():
+            for (k, grp, r), agents in _self_sets(A, t).items():
+                reflex[(t, k, grp, r)] = max(reflex.get((t, k, grp, r), 0), len(agents))
     return Bucket(
-        blocks={t: tuple(sorted((*key, round_up(n)) for key, n in v.items())) for t, v in blocks.items()},
+        blocks=tuple((t, tuple(sorted((*key, round_up(n)) for key, n in v.items()))) for t, v in blocks.items()),
         ports=tuple(sorted((k, round_up(n)) for k, n in ports.items())),
         rest=tuple(sorted((k, round_up(n)) for k, n in rest.items())),
-        reflexive=tuple(sorted((*k, round_up(n)) for k, n in reflex.items())),
+        selfs=tuple(sorted((*k, round_up(n)) for k, n in reflex.items())),
         kinds=tuple(sorted(kinds)),
+        schedule=schedule,
     )
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agentgraph.arrows.types import ARROW_TYPES
+from agentgraph.arrows.schedule import Schedule
 from agentgraph.compiler.linear import LinearLink, OuterLink, fuse_linear
 from agentgraph.compiler.lowerings import port_lowering
 from agentgraph.errors import AgentGraphError
@@ -53,6 +53,7 @@ class PortPlan:
     key: str = ""  # array-part key prefix (segment lowering)
     n_edges: int = 0
     link: LinearLink | None = None  # matmul: the linear block it contracts (compiler/linear.py)
+    source: str = "now"  # now: this run's buffer; prev: the delayed one; both: [now; prev] stacked
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,14 +96,46 @@ class KindLayout:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """The static part of a lowered graph (hashable)."""
+    """The static part of a lowered graph (hashable).
+
+    Attributes:
+        kinds: one :class:`KindLayout` per kind.
+        sweeps: ``((type, waves), ...)`` per sweep type of the schedule; waves are tuples of
+            :class:`BlockPlan`.
+        selfs: ``((type, (ReflexPlan, ...)), ...)`` per self-loop type.
+        buffers: ``((type, size, rows), ...)``: the message buffers of each sweep type.
+        loss_kinds: kinds with a loss field.
+        schedule: the graph's :class:`~agentgraph.arrows.Schedule`.
+        delayed: ``((type, size, rows), ...)``: buffers kept from one run of a type's phase to
+            the next (read by delayed arrows); state ``["@delayed"]["type/size"]``.
+    """
 
     kinds: tuple[KindLayout, ...]
-    forward: tuple[tuple[BlockPlan, ...], ...]  # waves
-    backward: tuple[tuple[BlockPlan, ...], ...]
-    reflexive: tuple[ReflexPlan, ...]
-    buffers: tuple[tuple[str, int, int], ...]  # (sweep, size, rows)
+    sweeps: tuple[tuple[str, tuple[tuple[BlockPlan, ...], ...]], ...]
+    selfs: tuple[tuple[str, tuple[ReflexPlan, ...]], ...]
+    buffers: tuple[tuple[str, int, int], ...]  # (type, size, rows)
     loss_kinds: tuple[str, ...]
+    schedule: Schedule
+    delayed: tuple[tuple[str, int, int], ...] = ()
+
+    def waves(self, arrow_type: str) -> tuple[tuple[BlockPlan, ...], ...]:
+        """The waves of blocks of sweep type ``arrow_type`` (empty if none)."""
+        return dict(self.sweeps).get(arrow_type, ())
+
+    @property
+    def forward(self) -> tuple[tuple[BlockPlan, ...], ...]:
+        """The ``forward`` sweep's waves."""
+        return self.waves("forward")
+
+    @property
+    def backward(self) -> tuple[tuple[BlockPlan, ...], ...]:
+        """The ``backward`` sweep's waves."""
+        return self.waves("backward")
+
+    @property
+    def reflexive(self) -> tuple[ReflexPlan, ...]:
+        """The ``reflexive`` self-loop sets."""
+        return dict(self.selfs).get("reflexive", ())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -112,45 +145,48 @@ class Plan:
 class _Analysis:
     graph: AgentGraph
     A: Any
-    waves: dict  # sweep -> int64 [N]
-    blocks: dict  # sweep -> {(wave, kind, group): agents int64 [n] (block order)}
-    layout_sweep: dict  # kind -> "forward" | "backward" | "rest"
+    waves: dict  # sweep type -> int64 [N]
+    blocks: dict  # sweep type -> {(wave, kind, group): agents int64 [n] (block order)}
+    layout_sweep: dict  # kind -> its first sweep type in schedule order, or "rest"
 
 
 def _analyse(graph: AgentGraph) -> _Analysis:
     graph.validate()
     A = graph.arrays()
     N = len(A.names)
-    type_id = {t: i for i, t in enumerate(ARROW_TYPES)}
+    sweep_types = graph.schedule.sweep_types()
     waves = {}
-    for t in ("forward", "backward"):
-        m = A.type == type_id[t]
+    for t in sweep_types:
+        m = A.type_mask(t, delayed=False)
         waves[t] = generations(N, A.src[m], A.dst[m])
     blocks: dict[str, dict] = {}
-    for t in ("forward", "backward"):
+    for t in sweep_types:
         runs = np.array([graph.kinds[k].runs(t) for k in A.kind_names], bool)
         active = np.flatnonzero(runs[A.kind]) if N else np.zeros(0, np.int64)
-        other = waves["backward" if t == "forward" else "forward"]
-        order = active[np.lexsort((active, other[active], A.group[active], A.kind[active], waves[t][active]))]
+        # ties broken by the other sweeps' waves (schedule order), so their blocks stay contiguous too
+        others = [waves[u][active] for u in reversed(sweep_types) if u != t]
+        order = active[np.lexsort((active, *others, A.group[active], A.kind[active], waves[t][active]))]
         key = np.stack([waves[t][order], A.kind[order], A.group[order]], 1)
         cut = np.r_[0, np.flatnonzero(np.any(key[1:] != key[:-1], axis=1)) + 1, len(order)] if len(order) else [0]
         blocks[t] = {}
         for b in range(len(cut) - 1):
             w, k, g = (int(x) for x in key[cut[b]])
             blocks[t][(w, A.kind_names[k], A.group_names[g])] = order[cut[b]:cut[b + 1]]
-    layout_sweep = {}
-    for k in A.kind_names:
-        kd = graph.kinds[k]
-        layout_sweep[k] = "forward" if kd.runs("forward") else "backward" if kd.runs("backward") else "rest"
+    layout_sweep = {k: _layout_sweep(graph.kinds[k], sweep_types) for k in A.kind_names}
     return _Analysis(graph, A, waves, blocks, layout_sweep)
 
 
+def _layout_sweep(kind, sweep_types) -> str:
+    """The sweep whose blocks lay out a kind's rows: its first in schedule order, or ``rest``."""
+    return next((t for t in sweep_types if kind.runs(t)), "rest")
+
+
 def _block_edges(an: _Analysis, t: str):
-    """For each (block key, port): (src agents, src outputs, dst local) sorted by dst local."""
+    """For each (block key, port): (src agents, src outputs, dst local, delayed) sorted by dst
+    local."""
     A = an.A
     N = len(A.names)
-    type_id = {tt: i for i, tt in enumerate(ARROW_TYPES)}
-    m = np.flatnonzero(A.type == type_id[t])
+    m = np.flatnonzero(A.type_mask(t))
     block_id = np.full(N, -1, np.int64)
     local = np.full(N, -1, np.int64)
     keys = list(an.blocks[t])
@@ -171,13 +207,13 @@ def _block_edges(an: _Analysis, t: str):
             plo = lo + np.searchsorted(ep[lo:hi], pid)
             phi = lo + np.searchsorted(ep[lo:hi], pid, side="right")
             sel = e[plo:phi]
-            out[(key, p)] = (A.src[sel], A.src_port[sel], local[A.dst[sel]])
+            out[(key, p)] = (A.src[sel], A.src_port[sel], local[A.dst[sel]], A.delay[sel])
     return out
 
 
-def _reflexive_sets(A) -> dict:
-    type_id = {t: i for i, t in enumerate(ARROW_TYPES)}
-    m = A.type == type_id["reflexive"]
+def _self_sets(A, t: str) -> dict:
+    """``{(kind, group, repeats): agents}`` of the agents carrying self-loops of type ``t``."""
+    m = A.type_mask(t)
     out = {}
     if not m.any():
         return out
@@ -216,25 +252,29 @@ def make_plan(
     an = _analyse(graph)
     A = an.A
     N = len(A.names)
+    schedule = graph.schedule
+    sweep_types = schedule.sweep_types()
     padded = bucket is not None
     if padded:
         missing = sorted(set(A.kind_names) - set(bucket.kinds))
         if missing:
             raise AgentGraphError(f"Graph does not fit the bucket: kinds {missing} are not in it.")
-        cap_blocks = {t: {(w, k, g): c for w, k, g, c in bucket.blocks[t]} for t in ("forward", "backward")}
+        if bucket.schedule != schedule:
+            raise AgentGraphError(f"Graph does not fit the bucket: it runs {schedule}, the bucket {bucket.schedule}.")
+        cap_blocks = {t: {(w, k, g): c for w, k, g, c in dict(bucket.blocks).get(t, ())} for t in sweep_types}
         cap_ports = dict(bucket.ports)
         cap_rest = dict(bucket.rest)
         kinds_used = list(bucket.kinds)
         dense = False
     else:
-        cap_blocks = {t: {key: len(v) for key, v in an.blocks[t].items()} for t in ("forward", "backward")}
+        cap_blocks = {t: {key: len(v) for key, v in an.blocks[t].items()} for t in sweep_types}
         kinds_used = sorted(A.kind_names)
         cap_rest = {}
         for k in kinds_used:
             if an.layout_sweep[k] == "rest":
                 cap_rest[k] = int(np.count_nonzero(A.kind == A.kind_names.index(k)))
         cap_ports = None
-    for t in ("forward", "backward"):
+    for t in sweep_types:
         for key, agents in an.blocks[t].items():
             if len(agents) > cap_blocks[t].get(key, -1):
                 raise AgentGraphError(
@@ -248,8 +288,7 @@ def make_plan(
     n_of: dict[str, int] = {}
     block_start: dict[tuple, int] = {}
     for k in kinds_used:
-        kd = graph.kinds[k]
-        ls = "forward" if kd.runs("forward") else "backward" if kd.runs("backward") else "rest"
+        ls = _layout_sweep(graph.kinds[k], sweep_types)
         start = 0
         if ls == "rest":
             members = np.flatnonzero(A.kind == A.kind_names.index(k)) if k in A.kind_names else np.zeros(0, np.int64)
@@ -274,7 +313,7 @@ def make_plan(
     # -- message buffers: per sweep and size, one row range per (kind, output); +1 zero row ------
     base: dict[tuple[str, str, str], int] = {}
     buffers = []
-    for t in ("forward", "backward"):
+    for t in sweep_types:
         sizes: dict[int, int] = {}
         for k in kinds_used:
             kd = graph.kinds[k]
@@ -286,8 +325,10 @@ def make_plan(
         buffers += [(t, s, r + (1 if padded else 0)) for s, r in sorted(sizes.items())]
 
     # -- blocks per sweep -----------------------------------------------------------------------
+    buffer_rows = {(t, s): r for t, s, r in buffers}
+    delayed: set = set()
     sweeps = {}
-    for t in ("forward", "backward"):
+    for t in sweep_types:
         edges = _block_edges(an, t)
         # buffer row of output o of agent a: out_base[kind of a, o] + row[a]
         out_base = np.zeros((len(A.kind_names), len(A.strings)), np.int64)
@@ -312,8 +353,14 @@ def make_plan(
                 rows_key = put(tag + "/rows", np.r_[rws, np.full(cap - n, n_of[kname])])
             ports = []
             for p, spec in kd.ports(t).items():
-                src, sport, d_loc = edges.get((key, p), (np.zeros(0, np.int64),) * 3)
+                src, sport, d_loc, dl = edges.get((key, p), (np.zeros(0, np.int64),) * 3 + (np.zeros(0, bool),))
                 src_row = out_base[A.kind[src], sport] + row[src] if len(src) else np.zeros(0, np.int64)
+                source = "now"
+                if dl.any():  # delayed arrows read the previous run's buffer (stacked after this run's)
+                    source = "prev" if dl.all() else "both"
+                    if source == "both":
+                        src_row = src_row + np.where(dl, buffer_rows[(t, spec.size)], 0)
+                    delayed.add((t, spec.size))
                 if len(src):
                     o2 = np.lexsort((src_row, d_loc))
                     src_row, d_loc = src_row[o2], d_loc[o2]
@@ -330,7 +377,7 @@ def make_plan(
                     key_p = f"{tag}/{p}"
                     put(key_p + "/src", np.r_[src_row, np.zeros(ecap - len(src_row), np.int64)])
                     put(key_p + "/dst", np.r_[d_loc, np.full(ecap - len(src_row), cap)])
-                    ports.append(PortPlan(p, spec.size, spec.aggregation, "segment", 0, 0, key_p, ecap))
+                    ports.append(PortPlan(p, spec.size, spec.aggregation, "segment", 0, 0, key_p, ecap, source=source))
                     continue
                 if dense:
                     low, b0, prm = port_lowering(src_row, d_loc, n)
@@ -347,7 +394,7 @@ def make_plan(
                     key_p = f"{tag}/{p}"
                     put(key_p + "/src", src_row)
                     put(key_p + "/dst", d_loc)
-                ports.append(PortPlan(p, spec.size, spec.aggregation, low, b0, prm, key_p, len(src_row)))
+                ports.append(PortPlan(p, spec.size, spec.aggregation, low, b0, prm, key_p, len(src_row), source=source))
             slots_key = ""
             if t == "forward" and kd.external is not None:
                 slots_key = put(tag + "/slots", np.r_[A.slot[agents], np.zeros(cap - n, np.int64)])
@@ -356,23 +403,29 @@ def make_plan(
                 BlockPlan(kname, gname, int(start), int(start) + cap, rows_key, tuple(ports), outs, slots_key)
             )
         sweeps[t] = tuple(tuple(result_waves[w]) for w in sorted(result_waves))
-    if dense and linear and not padded:
+    if dense and linear and not padded and not A.delay.any():
         sweeps, rows_of = fuse_linear(graph.kinds, sweeps, base, arrays, {(t, s): r for t, s, r in buffers})
         buffers = [(t, s, rows_of[(t, s)]) for t, s, _ in buffers]
 
-    # -- reflexive arrows -------------------------------------------------------------------------
-    reflex = []
-    sets = _reflexive_sets(A)
-    caps = {(k, g, r): c for k, g, r, c in bucket.reflexive} if padded else {key: len(v) for key, v in sets.items()}
-    for (kname, gname, r), cap in sorted(caps.items()):
-        agents = sets.get((kname, gname, r), np.zeros(0, np.int64))
-        if len(agents) > cap:
-            raise AgentGraphError(
-                f"Graph does not fit the bucket: {len(agents)} agents of kind {kname!r}, group "
-                f"{gname!r} have {r} reflexive arrows; the bucket has room for {cap}."
-            )
-        key = put(f"reflexive/{kname}/{gname}/{r}", np.r_[np.sort(row[agents]), np.full(cap - len(agents), n_of[kname])])
-        reflex.append(ReflexPlan(kname, gname, key, int(r)))
+    # -- self-loop types (reflexive arrows) -------------------------------------------------------
+    selfs = []
+    for t in schedule.self_types():
+        reflex = []
+        sets = _self_sets(A, t)
+        if padded:
+            caps = {(k, g, r): c for tt, k, g, r, c in bucket.selfs if tt == t}
+        else:
+            caps = {key: len(v) for key, v in sets.items()}
+        for (kname, gname, r), cap in sorted(caps.items()):
+            agents = sets.get((kname, gname, r), np.zeros(0, np.int64))
+            if len(agents) > cap:
+                raise AgentGraphError(
+                    f"Graph does not fit the bucket: {len(agents)} agents of kind {kname!r}, group "
+                    f"{gname!r} have {r} {t} arrows; the bucket has room for {cap}."
+                )
+            key = put(f"{t}/{kname}/{gname}/{r}", np.r_[np.sort(row[agents]), np.full(cap - len(agents), n_of[kname])])
+            reflex.append(ReflexPlan(kname, gname, key, int(r)))
+        selfs.append((t, tuple(reflex)))
 
     loss_kinds = tuple(k for k in kinds_used if graph.kinds[k].loss_field is not None)
     if padded:
@@ -384,11 +437,12 @@ def make_plan(
 
     plan = Plan(
         kinds=layouts,
-        forward=sweeps["forward"],
-        backward=sweeps["backward"],
-        reflexive=tuple(reflex),
+        sweeps=tuple((t, sweeps[t]) for t in sweep_types),
+        selfs=tuple(selfs),
         buffers=tuple(buffers),
         loss_kinds=loss_kinds,
+        schedule=schedule,
+        delayed=tuple((t, s, buffer_rows[(t, s)]) for t, s in sorted(delayed)),
     )
     return plan, arrays, rows
 

@@ -17,7 +17,8 @@ jitted function, and the programs of one pool stack into one pytree to ``vmap`` 
 
 State layout (a pytree): ``state[kind][field]`` — per-agent fields ``[N_kind, *shape]``,
 per-example fields ``[N_kind, B, *shape]``; rows are numbered by the plan (``program.index``
-maps each agent to its ``(kind, row)``).
+maps each agent to its ``(kind, row)``). Graphs with delayed arrows add
+``state["@delayed"]["type/size"]`` ``[M, B, size]``: the messages in flight.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agentgraph.arrows.schedule import DELAYED
 from agentgraph.compiler.plan import AgentRows, Plan, make_plan
 from agentgraph.compiler.step import BlockError, step
 from agentgraph.errors import AgentGraphError
@@ -86,7 +88,7 @@ class _Host:
 #: share the executable.
 _step_jit = jax.jit(
     lambda static, *a, **kw: step(static.plan, static.kinds_items, *a, **kw),
-    static_argnums=(0,), static_argnames=("backward",),
+    static_argnums=(0,), static_argnames=("until_loss",),
 )
 
 
@@ -193,16 +195,34 @@ class Program:
                     else:  # concrete: tile on the host, one transfer (faster than a device op each)
                         v = jax.device_put(np.broadcast_to(np.asarray(v)[:, None], shape))
                 out[k][f] = v
+        if self.plan.delayed:  # messages in flight on delayed arrows: zeros before the first run
+            out[DELAYED] = {f"{t}/{s}": jnp.zeros((m, batch_size, s), self.dtype) for t, s, m in self.plan.delayed}
         return out
 
     def to_agents(self, state: Mapping) -> dict[Hashable, dict[str, np.ndarray]]:
         """Per-agent view ``{agent: {field: array}}`` (per-example fields ``[B, ...]``), as the
-        interpreter lays state out."""
-        host = jax.tree.map(np.asarray, state)
-        return {a: {f: v[r] for f, v in host[k].items()} for a, (k, r) in self.index.items()}
+        interpreter lays state out (messages in flight as ``["@delayed"][(type, agent, output)]``)."""
+        host = jax.tree.map(np.asarray, {k: v for k, v in state.items() if k != DELAYED})
+        out = {a: {f: v[r] for f, v in host[k].items()} for a, (k, r) in self.index.items()}
+        if DELAYED in state:
+            bufs = jax.tree.map(np.asarray, state[DELAYED])
+            out[DELAYED] = {(t, a, o): bufs[f"{t}/{s}"][row] for (t, a, o), (s, row) in self._mail_rows().items()}
+        return out
+
+    def _mail_rows(self) -> dict:
+        """``{(type, agent, output): (size, buffer row)}`` of every delayed arrow's message."""
+        carried = {(t, s) for t, s, _ in self.plan.delayed}
+        bases = {(t, b.kind, o): (size, base) for t, waves in self.plan.sweeps for w in waves for b in w
+                 for o, size, base in b.outputs if (t, size) in carried}
+        out = {}
+        for (t, k, o), (size, base) in bases.items():
+            for a, (k2, r) in self.index.items():
+                if k2 == k:
+                    out[(t, a, o)] = (size, base + r)
+        return out
 
     def from_agents(self, agents: Mapping[Hashable, Mapping[str, Any]]) -> dict:
-        """Inverse of :meth:`to_agents`."""
+        """Inverse of :meth:`to_agents` (delayed messages the mapping lacks start at zero)."""
         out: dict[str, dict[str, np.ndarray]] = {l.kind: {} for l in self.plan.kinds}
         kinds = self.kinds
         for a, (k, r) in self.index.items():
@@ -212,6 +232,17 @@ class Program:
                 if f not in out[k]:
                     out[k][f] = np.zeros((n, *v.shape))
                 out[k][f][r] = v
+        if self.plan.delayed:
+            mail = agents.get(DELAYED, {})
+            B = next((np.shape(v)[0] for v in mail.values()), None)
+            if B is None:
+                B = next((np.shape(agents[a][f])[0] for a, (k, _) in self.index.items()
+                          for f, spec in kinds[k].fields.items() if spec.per_example), 1)
+            bufs = {f"{t}/{s}": np.zeros((m, B, s)) for t, s, m in self.plan.delayed}
+            for (t, a, o), (s, row) in self._mail_rows().items():
+                if (t, a, o) in mail:
+                    bufs[f"{t}/{s}"][row] = mail[(t, a, o)]
+            out[DELAYED] = bufs
         return jax.tree.map(lambda v: jnp.asarray(v, self.dtype), out)
 
     # -- the step ------------------------------------------------------------------------------
@@ -296,8 +327,9 @@ class Program:
         self.check_columns(cols)
 
     def forward(self, params: Mapping[str, Any] | None, state: Mapping, batch: Mapping[str, Any]):
-        """The forward sweep only (no backward, no reflexive arrows): ``(state, loss)`` — how a
-        network is evaluated (hint and held-out losses, accuracy).
+        """The step up to the phase the loss is read after (by default the forward sweep only:
+        no backward, no reflexive arrows): ``(state, loss)`` — how a network is evaluated (hint
+        and held-out losses, accuracy).
 
         Example:
             >>> import numpy as np
@@ -309,7 +341,7 @@ class Program:
         """
         self._check_batch(batch)
         try:
-            return _step_jit(self._static, self.arrays, params or {}, state, batch, backward=False)
+            return _step_jit(self._static, self.arrays, params or {}, state, batch, until_loss=True)
         except BlockError as e:
             raise self._lowering_error(e) from None
 
@@ -325,8 +357,11 @@ class Program:
         """
         fresh = self.init(batch_size)
         kinds = self.kinds
-        return {k: {f: (fresh[k][f] if kinds[k].fields[f].per_example else v) for f, v in fields.items()}
-                for k, fields in state.items()}
+        out = {k: {f: (fresh[k][f] if kinds[k].fields[f].per_example else v) for f, v in fields.items()}
+               for k, fields in state.items() if k != DELAYED}
+        if DELAYED in fresh:
+            out[DELAYED] = fresh[DELAYED]
+        return out
 
     def read(self, state: Mapping, agents: Sequence[Hashable], field: str) -> jax.Array:
         """Field ``field`` of ``agents`` (all of one kind): ``[n, ...]`` for a per-agent field,

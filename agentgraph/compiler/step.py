@@ -2,9 +2,11 @@
 
 :func:`step` is the pure function behind :meth:`~agentgraph.compiler.Program.step`: given the
 static :class:`~agentgraph.compiler.plan.Plan`, the kinds and the program's index arrays, it runs
-the forward sweep (then, unless ``backward=False``, the backward sweep and the reflexive arrows)
-as one batched call of each kind's per-agent function per block (:func:`run_block`). Shapes:
-per-agent state fields ``[N_kind, *shape]``, per-example fields and messages ``[N_kind, B, ...]``.
+the phases of the graph's schedule (with ``until_loss=True`` only up to the loss phase) as one
+batched call of each kind's per-agent function per block (:func:`run_block`). Shapes: per-agent
+state fields ``[N_kind, *shape]``, per-example fields and messages ``[N_kind, B, ...]``; the
+messages in flight on delayed arrows are ``state["@delayed"]["type/size"]`` ``[M, B, size]``
+(the type's whole buffer of that size from its previous run).
 
 A block whose kind function cannot be traced raises :class:`BlockError` (which block, why); the
 program turns it into an :class:`~agentgraph.AgentGraphError` naming an agent.
@@ -19,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agentgraph.arrows.schedule import DELAYED
 from agentgraph.compiler.linear import outer_update, receive_matmul
 from agentgraph.compiler.lowerings import premap_fn, receive
 from agentgraph.compiler.plan import BlockPlan, Plan
@@ -34,25 +37,19 @@ def _split(kind: Kind, st: Mapping[str, jax.Array]):
 
 
 def run_block(kind: Kind, sweep: str, params, st, inputs, B: int, unchanged: set | None = None):
-    """Apply ``kind.<sweep>`` to ``n`` agents × ``B`` examples: st per-agent ``[n, ...]``,
+    """Apply ``kind.apply(sweep, ...)`` to ``n`` agents × ``B`` examples: st per-agent ``[n, ...]``,
     per-example ``[n, B, ...]``; inputs ``[n, B, size]``. Returns ``(new, outputs, updates)``
-    shaped ``[n, B, ...]``. ``unchanged`` (if given) receives the per-example fields the kind
-    returned as they were (the very input value), which need not be written back."""
+    shaped ``[n, B, ...]``. ``unchanged`` (if given) receives the fields the kind returned as
+    they were (the very input value), which need not be written back."""
     pa, ex = _split(kind, st)
 
     def per_example(pa1, ex1, in1):
         state = {**pa1, **ex1}
-        if sweep == "forward":
-            new, raw = kind.forward(params, state, in1)
-            upd = {}
-        elif sweep == "backward":
-            new, raw, upd = kind.backward(params, state, in1)
-        else:
-            new, raw, upd = kind.reflexive(params, state), {}, {}
+        new, raw, upd = kind.apply(sweep, params, state, in1)
         if not isinstance(raw, Mapping):
             raw = {"out": raw}
         if unchanged is not None:
-            unchanged.update(f for f in ex1 if new.get(f) is ex1[f])
+            unchanged.update(f for f in state if new.get(f) is state[f])
         return new, dict(raw), dict(upd or {})
 
     # one vmap over the n*B (agent, example) rows: the kind's matmuls become plain 2-d
@@ -65,19 +62,20 @@ def run_block(kind: Kind, sweep: str, params, st, inputs, B: int, unchanged: set
     return jax.tree.map(lambda v: v.reshape(n, B, *v.shape[1:]), out)
 
 
-def _run_block_reflexive(kind: Kind, params, st, n, B, dtype):
-    """``kind.reflexive`` on ``n`` agents × ``B`` examples; returns fields shaped ``[n, B, ...]``."""
+def _run_block_self(kind: Kind, t: str, params, st, n, B):
+    """``kind.apply(t, ...)`` with no messages on ``n`` agents × ``B`` examples; returns
+    ``(fields, updates)`` shaped ``[n, B, ...]``."""
     pa, ex = _split(kind, st)
 
     def per_example(pa1, ex1):
-        return kind.reflexive(params, {**pa1, **ex1})
+        new, _raw, upd = kind.apply(t, params, {**pa1, **ex1}, {})
+        return new, dict(upd or {})
 
     if ex:
-        new = jax.vmap(jax.vmap(per_example, in_axes=(None, 0)), in_axes=(0, 0))(pa, ex)
-    else:  # no per-example fields: every example would compute the same thing
-        one = jax.vmap(lambda p: per_example(p, {}))(pa)
-        new = jax.tree.map(lambda v: jnp.broadcast_to(v[:, None], (v.shape[0], B, *v.shape[1:])), one)
-    return new, None, None
+        return jax.vmap(jax.vmap(per_example, in_axes=(None, 0)), in_axes=(0, 0))(pa, ex)
+    # no per-example fields: every example would compute the same thing
+    one = jax.vmap(lambda p: per_example(p, {}))(pa)
+    return jax.tree.map(lambda v: jnp.broadcast_to(v[:, None], (v.shape[0], B, *v.shape[1:])), one)
 
 
 class BlockError(Exception):
@@ -126,7 +124,7 @@ def _set_rows(arr, blk_start: int, rows, val):
     return jax.lax.dynamic_update_slice_in_dim(arr, val.astype(arr.dtype), blk_start, 0)
 
 
-def step(plan: Plan, kinds_items, arrays, params, state, batch, backward: bool = True):
+def step(plan: Plan, kinds_items, arrays, params, state, batch, until_loss: bool = False):
     """One inner step ``(state, batch) -> (state, loss)`` of the graph ``plan`` describes.
 
     Args:
@@ -134,11 +132,12 @@ def step(plan: Plan, kinds_items, arrays, params, state, batch, backward: bool =
         kinds_items: ``((name, Kind), ...)`` (hashable: a static argument of :data:`step_jit`).
         arrays: ``{key: array}`` the plan's index arrays.
         params: ``{group: pytree}``.
-        state: ``{kind: {field: array}}``.
+        state: ``{kind: {field: array}}`` (and ``"@delayed"`` for graphs with delayed arrows).
         batch: ``{key: [B, n(, d)]}``.
-        backward: ``False``: the forward sweep only.
+        until_loss: stop after the phase the loss is read after (the forward sweep by default).
     """
     kinds = dict(kinds_items)
+    mail = dict(state.get(DELAYED, {}))
     state = {l.kind: dict(state.get(l.kind, {})) for l in plan.kinds}
     some = next((v for k in state for f, v in state[k].items() if kinds[k].fields[f].per_example), None)
     if some is None:
@@ -151,87 +150,124 @@ def step(plan: Plan, kinds_items, arrays, params, state, batch, backward: bool =
         v = jnp.asarray(v, dtype)
         data[k] = v[..., None] if v.ndim == 2 else v
 
-    def rows_of(blk: BlockPlan | Any):
-        return arrays[blk.rows_key] if blk.rows_key else None
+    runs = plan.schedule.runs()
+    last = max(i for i, (ph, _) in enumerate(runs) if ph == plan.schedule.loss_index())
+    selfs = dict(plan.selfs)
+    loss = jnp.zeros((), dtype)
+    for i, (_, phase) in enumerate(runs):
+        if phase.self_loops:
+            _self_phase(plan, kinds, arrays, params, state, phase.type, selfs.get(phase.type, ()), B, dtype)
+        else:
+            _sweep(plan, kinds, arrays, params, state, mail, data, phase.type, B, dtype)
+        if i == last:
+            loss = _loss(plan, kinds, arrays, state, B, dtype)
+            if until_loss:
+                break
+    if mail:
+        state[DELAYED] = mail
+    return state, loss
 
-    sweeps = (("forward", plan.forward), ("backward", plan.backward)) if backward else (("forward", plan.forward),)
-    for sweep, waves in sweeps:
-        bufs = {s: jnp.zeros((m, B, s), dtype) for t, s, m in plan.buffers if t == sweep}
-        coefs = {k: dict(v) for k, v in state.items()}  # per-agent values at the sweep's start (matmul ports)
-        for wave in waves:
-            results = []
-            for blk in wave:
-                kind = kinds[blk.kind]
-                rows = rows_of(blk)
-                st = {f: _rows(v, blk.start, blk.stop, rows) for f, v in state[blk.kind].items()}
-                try:
-                    pre = kind.premaps(sweep)
-                    inputs = {}
-                    for p in blk.ports:
-                        fn = premap_fn(kind, params.get(blk.group), sweep, p.port) if p.port in pre else None
-                        if p.lowering == "matmul":
-                            agg = receive_matmul(p, sweep, bufs, coefs, kinds, params)
-                            inputs[p.port] = agg if fn is None else fn(agg)
-                        else:
-                            inputs[p.port] = receive(bufs.get(p.size), p, blk.n, B, arrays, dtype=dtype, premap=fn)
-                    if blk.slots_key:
-                        cols = data[kind.external][:, arrays[blk.slots_key]]  # [B, n, d]
-                        inputs["data"] = jnp.swapaxes(cols, 0, 1)
-                    same: set = set()
-                    new, raw, upd = run_block(kind, sweep, params.get(blk.group), st, inputs, B, same)
-                    _check_block(kind, sweep, blk, B, st, new, raw, upd)
-                    raw = {o: v for o, v in raw.items() if o not in blk.dropped}
-                    fused = {ol.field: outer_update(blk, ol, bufs, state[blk.kind], kind, params.get(blk.group), B)
-                             for ol in blk.outer}
-                except BlockError:
-                    raise
-                except Exception as e:  # tracing a kind's function failed: say which block
-                    raise BlockError(sweep, blk.kind, blk.group, blk.start, e) from e
-                new = {f: v for f, v in new.items() if f not in same}
-                results.append((blk, rows, new, raw, upd, fused))
-            # write after the whole wave (agents of one wave never read each other)
-            for blk, rows, new, raw, upd, fused in results:
-                kind = kinds[blk.kind]
-                for f, spec in kind.fields.items():
-                    if spec.per_example and f in new:
-                        state[blk.kind][f] = _set_rows(state[blk.kind][f], blk.start, rows, new[f])
-                for f, u in upd.items():
-                    cur = _rows(state[blk.kind][f], blk.start, blk.stop, rows)
-                    mean = fused[f] if f in fused else u.mean(axis=1)
-                    state[blk.kind][f] = _set_rows(state[blk.kind][f], blk.start, rows, cur + mean)
-                for o, size, base in blk.outputs:
-                    val = raw.get(o)
-                    if val is None:
-                        continue
-                    val = jnp.broadcast_to(val, (blk.n, B, size)).astype(dtype)
-                    if rows is None:
-                        bufs[size] = jax.lax.dynamic_update_slice_in_dim(bufs[size], val, base + blk.start, 0)
-                    else:  # padding rows would land on the next kind's rows: send them past the end
-                        n_k = next(l.n for l in plan.kinds if l.kind == blk.kind)
-                        dest = jnp.where(rows < n_k, base + rows, bufs[size].shape[0])
-                        bufs[size] = bufs[size].at[dest].set(val, mode="drop")
-        if sweep == "forward":
-            per_ex = jnp.zeros((B,), dtype)
-            for k in plan.loss_kinds:
-                lv = state[k][kinds[k].loss_field]
-                lv = lv.reshape(lv.shape[0], B, -1)
-                if f"valid/{k}" in arrays:  # phantom agents of a bucket do not count
-                    lv = jnp.where(arrays[f"valid/{k}"][:, None, None] > 0, lv, 0.0)
-                per_ex = per_ex + lv.sum(axis=(0, 2))
-            loss = per_ex.mean()
 
-    for rp in plan.reflexive if backward else ():
+def _loss(plan: Plan, kinds, arrays, state, B: int, dtype):
+    """The batch mean of the per-example sum of every loss agent's loss."""
+    per_ex = jnp.zeros((B,), dtype)
+    for k in plan.loss_kinds:
+        lv = state[k][kinds[k].loss_field]
+        lv = lv.reshape(lv.shape[0], B, -1)
+        if f"valid/{k}" in arrays:  # phantom agents of a bucket do not count
+            lv = jnp.where(arrays[f"valid/{k}"][:, None, None] > 0, lv, 0.0)
+        per_ex = per_ex + lv.sum(axis=(0, 2))
+    return per_ex.mean()
+
+
+def _self_phase(plan: Plan, kinds, arrays, params, state, t: str, sets, B: int, dtype) -> None:
+    """One run of the self-loop phase of type ``t``: each set's function ``repeats`` times."""
+    for rp in sets:
         kind = kinds[rp.kind]
         rows = arrays[rp.rows_key]
         for _ in range(rp.repeats):
             st = {f: v.at[rows].get(mode="clip") for f, v in state[rp.kind].items()}
-            new, _, _ = _run_block_reflexive(kind, params.get(rp.group), st, rows.shape[0], B, dtype)
+            try:
+                new, upd = _run_block_self(kind, t, params.get(rp.group), st, rows.shape[0], B)
+            except Exception as e:  # tracing a kind's function failed: say which set
+                raise BlockError(t, rp.kind, rp.group, 0, e) from e
             for f, spec in kind.fields.items():
-                # per-agent fields: old + batch mean of the change (exact when unchanged)
+                # per-agent fields: old + batch mean of the change (exact when unchanged), + mean update
                 val = new[f] if spec.per_example else st[f] + (new[f] - st[f][:, None]).mean(axis=1)
+                if f in upd:
+                    val = val + upd[f].mean(axis=1)
                 state[rp.kind][f] = state[rp.kind][f].at[rows].set(val.astype(dtype), mode="drop")
-    return state, loss
+
+
+def _sweep(plan: Plan, kinds, arrays, params, state, mail, data, t: str, B: int, dtype) -> None:
+    """One run of the sweep phase of type ``t``: blocks wave by wave, messages through buffers;
+    delayed ports read ``mail`` (the previous run's buffers), which this run's buffers replace."""
+    bufs = {s: jnp.zeros((m, B, s), dtype) for tt, s, m in plan.buffers if tt == t}
+    prev = {s: mail[f"{t}/{s}"] for tt, s, _ in plan.delayed if tt == t}
+    coefs = {k: dict(v) for k, v in state.items()}  # per-agent values at the sweep's start (matmul ports)
+    for wave in plan.waves(t):
+        results = []
+        for blk in wave:
+            kind = kinds[blk.kind]
+            rows = arrays[blk.rows_key] if blk.rows_key else None
+            st = {f: _rows(v, blk.start, blk.stop, rows) for f, v in state[blk.kind].items()}
+            try:
+                pre = kind.premaps(t)
+                inputs = {}
+                for p in blk.ports:
+                    fn = premap_fn(kind, params.get(blk.group), t, p.port) if p.port in pre else None
+                    if p.lowering == "matmul":
+                        agg = receive_matmul(p, t, bufs, coefs, kinds, params)
+                        inputs[p.port] = agg if fn is None else fn(agg)
+                    else:
+                        src = {"now": bufs.get(p.size), "prev": prev.get(p.size)}.get(p.source)
+                        if p.source == "both":
+                            src = jnp.concatenate([bufs[p.size], prev[p.size]])
+                        inputs[p.port] = receive(src, p, blk.n, B, arrays, dtype=dtype, premap=fn)
+                if blk.slots_key:
+                    cols = data[kind.external][:, arrays[blk.slots_key]]  # [B, n, d]
+                    inputs["data"] = jnp.swapaxes(cols, 0, 1)
+                same: set = set()
+                new, raw, upd = run_block(kind, t, params.get(blk.group), st, inputs, B, same)
+                _check_block(kind, t, blk, B, st, new, raw, upd)
+                raw = {o: v for o, v in raw.items() if o not in blk.dropped}
+                fused = {ol.field: outer_update(blk, ol, bufs, state[blk.kind], kind, params.get(blk.group), B)
+                         for ol in blk.outer}
+            except BlockError:
+                raise
+            except Exception as e:  # tracing a kind's function failed: say which block
+                raise BlockError(t, blk.kind, blk.group, blk.start, e) from e
+            new = {f: v for f, v in new.items() if f not in same}
+            results.append((blk, rows, new, raw, upd, fused))
+        # write after the whole wave (agents of one wave never read each other)
+        for blk, rows, new, raw, upd, fused in results:
+            kind = kinds[blk.kind]
+            for f, spec in kind.fields.items():
+                if f not in new and f not in upd:
+                    continue
+                if spec.per_example:
+                    state[blk.kind][f] = _set_rows(state[blk.kind][f], blk.start, rows, new[f])
+                    continue
+                cur = _rows(state[blk.kind][f], blk.start, blk.stop, rows)
+                if f in new:  # a per-agent field returned changed: the batch mean of the values
+                    cur = cur + (new[f] - cur[:, None]).mean(axis=1)
+                if f in upd:
+                    cur = cur + (fused[f] if f in fused else upd[f].mean(axis=1))
+                state[blk.kind][f] = _set_rows(state[blk.kind][f], blk.start, rows, cur)
+            for o, size, base in blk.outputs:
+                val = raw.get(o)
+                if val is None:
+                    continue
+                val = jnp.broadcast_to(val, (blk.n, B, size)).astype(dtype)
+                if rows is None:
+                    bufs[size] = jax.lax.dynamic_update_slice_in_dim(bufs[size], val, base + blk.start, 0)
+                else:  # padding rows would land on the next kind's rows: send them past the end
+                    n_k = next(l.n for l in plan.kinds if l.kind == blk.kind)
+                    dest = jnp.where(rows < n_k, base + rows, bufs[size].shape[0])
+                    bufs[size] = bufs[size].at[dest].set(val, mode="drop")
+    for s in prev:
+        mail[f"{t}/{s}"] = bufs[s]
 
 
 #: :func:`step` compiled once per (plan, kinds): graphs with equal plans share the executable.
-step_jit = jax.jit(step, static_argnums=(0, 1), static_argnames=("backward",))
+step_jit = jax.jit(step, static_argnums=(0, 1), static_argnames=("until_loss",))

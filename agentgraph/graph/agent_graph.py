@@ -13,10 +13,11 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from agentgraph.arrows.schedule import DEFAULT_SCHEDULE, Schedule
 from agentgraph.arrows.types import ARROW_TYPES, ArrowType
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import nx_io
-from agentgraph.graph.arrays import TYPE_ID, GraphArrays, Interner, assemble, edge_keys
+from agentgraph.graph.arrays import GraphArrays, Interner, assemble, edge_keys
 from agentgraph.graph.specs import declare_agent, declare_agents, declare_arrow, declare_arrows
 from agentgraph.graph.validate import unknown_kind, validate_graph
 from agentgraph.nodes.base import Kind
@@ -31,6 +32,8 @@ class AgentGraph:
     Args:
         kinds: extra kinds (instances of :class:`~agentgraph.nodes.Kind`) besides the library's;
             a kind with a library name replaces the library kind.
+        schedule: what runs when in one step (:class:`~agentgraph.arrows.Schedule`); default
+            :data:`~agentgraph.arrows.DEFAULT_SCHEDULE` (forward, backward, reflexive).
 
     Example:
         >>> g = AgentGraph()
@@ -44,7 +47,8 @@ class AgentGraph:
         (2, 1)
     """
 
-    def __init__(self, kinds: Iterable[Kind] | Mapping[str, Kind] | None = None) -> None:
+    def __init__(self, kinds: Iterable[Kind] | Mapping[str, Kind] | None = None,
+                 schedule: Schedule | None = None) -> None:
         self._version = 0
         self._validated_at: int | None = None
         self._cache: dict[str, tuple[int, Any]] = {}
@@ -53,6 +57,12 @@ class AgentGraph:
         self._kinds_i = Interner()  # kind names
         self._groups_i = Interner()  # declared group names
         self._strings = Interner()  # port names
+        self._types = Interner()  # arrow type names: the library's three first (codes 0, 1, 2)
+        for t in ARROW_TYPES:
+            self._types(t)
+        self._schedule = DEFAULT_SCHEDULE
+        if schedule is not None:
+            self._set_schedule(schedule)
         self._agent_chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # kind, group(-1), slot(-1)
         self._state_decls: list[tuple[np.ndarray, str, np.ndarray]] = []  # rows, field, values [n,*shape]
         self._edge_chunks: list[tuple[np.ndarray, ...]] = []  # src, dst, type, port(-1), src_port
@@ -87,6 +97,32 @@ class AgentGraph:
         for k in kinds.values():
             out.add_kind(k)
         return out.validate()
+
+    # -- schedule --------------------------------------------------------------------------------
+    @property
+    def schedule(self) -> Schedule:
+        """The graph's :class:`~agentgraph.arrows.Schedule` (what runs when in one step)."""
+        return self._schedule
+
+    def with_schedule(self, schedule: Schedule) -> AgentGraph:
+        """A copy that runs ``schedule`` (same agents, arrows and kinds); validated.
+
+        Example:
+            >>> from agentgraph import mlp
+            >>> from agentgraph.arrows import Phase, Schedule
+            >>> s = Schedule((Phase("forward", loss=True), Phase("backward"), Phase("update")))
+            >>> mlp([2, 1], loss="l2").with_schedule(s).schedule
+            Schedule(forward [loss] -> backward -> update)
+        """
+        out = self.copy()
+        out._set_schedule(schedule)
+        return out.validate()
+
+    def _set_schedule(self, schedule: Schedule) -> None:
+        if not isinstance(schedule, Schedule):
+            raise AgentGraphError(f"schedule must be an agentgraph.arrows.Schedule, got {type(schedule).__name__}.")
+        self._schedule = schedule
+        self._touch()
 
     def kind_of(self, agent: Hashable) -> Kind:
         """The :class:`Kind` of ``agent``."""
@@ -127,16 +163,19 @@ class AgentGraph:
         *,
         port: str | None = None,
         src_port: str = "out",
+        delay: bool = False,
     ) -> int:
         """Add one arrow ``src -> dst``; parallel arrows are allowed. Returns its networkx key
         (the number of earlier arrows between the same two agents).
 
         ``port`` may be omitted when the destination kind has exactly one port of this type.
+        ``delay=True``: the arrow delivers at the next run of its type's phase (what its source
+        sent in the previous run), so it may close a cycle (see :mod:`agentgraph.arrows.schedule`).
 
         Raises:
             AgentGraphError: unknown agent, bad type, unknown port, size mismatch.
         """
-        return declare_arrow(self, src, dst, type, port, src_port)
+        return declare_arrow(self, src, dst, type, port, src_port, delay)
 
     def add_agents(
         self,
@@ -173,13 +212,14 @@ class AgentGraph:
         port: str | None = None,
         src_port: str = "out",
         by_index: bool = False,
+        delay: bool = False,
     ) -> None:
         """Declare a block of arrows of one type and port (fast; checked by :meth:`validate`).
 
         Args:
             srcs, dsts: agent names, or agent indices (``int [E]``) with ``by_index=True``.
-            type, port, src_port: as in :meth:`add_arrow`; ``port=None`` picks the destination
-                kind's only port of that type.
+            type, port, src_port, delay: as in :meth:`add_arrow`; ``port=None`` picks the
+                destination kind's only port of that type.
 
         Example:
             >>> g = AgentGraph()
@@ -187,7 +227,7 @@ class AgentGraph:
             >>> g.add_arrows(i[:1], i[1:], "forward", by_index=True); g.number_of_arrows()
             1
         """
-        declare_arrows(self, srcs, dsts, type, port, src_port, by_index)
+        declare_arrows(self, srcs, dsts, type, port, src_port, by_index, delay)
 
     # -- reading -------------------------------------------------------------------------------
     def arrays(self) -> GraphArrays:
@@ -258,11 +298,13 @@ class AgentGraph:
         keys = edge_keys(a)
         out = []
         for e in range(len(a.src)):
-            t = ARROW_TYPES[a.type[e]]
+            t = a.type_names[a.type[e]]
             if type is not None and t != type:
                 continue
             attrs = {"type": t, "port": None if a.port[e] < 0 else a.strings[a.port[e]],
                      "src_port": a.strings[a.src_port[e]]}
+            if a.delay[e]:
+                attrs["delay"] = True
             out.append((self._names[a.src[e]], self._names[a.dst[e]], int(keys[e]), attrs))
         return out
 
@@ -273,7 +315,7 @@ class AgentGraph:
     def number_of_arrows(self, type: ArrowType | None = None) -> int:
         """How many arrows (of ``type``) the graph has."""
         a = self.arrays()
-        return len(a.type) if type is None else int(np.count_nonzero(a.type == TYPE_ID[type]))
+        return len(a.type) if type is None else int(np.count_nonzero(a.type_mask(type)))
 
     def groups(self) -> list[str]:
         """Every group used by some agent, sorted."""
@@ -288,10 +330,10 @@ class AgentGraph:
 
     def __repr__(self) -> str:
         a = self.arrays()
-        counts = np.bincount(a.type.astype(np.int64), minlength=3)
+        counts = np.bincount(a.type.astype(np.int64), minlength=len(a.type_names))
         return (
             f"AgentGraph({len(self._names)} agents, "
-            + ", ".join(f"{counts[i]} {t}" for i, t in enumerate(ARROW_TYPES))
+            + ", ".join(f"{counts[i]} {t}" for i, t in enumerate(a.type_names) if i < 3 or counts[i])
             + " arrows)"
         )
 
@@ -335,10 +377,10 @@ class AgentGraph:
 
     def copy(self) -> AgentGraph:
         """An independent copy (kinds are shared: they are stateless)."""
-        out = AgentGraph(self.kinds)
+        out = AgentGraph(self.kinds, self._schedule)
         out._names = list(self._names)
         out._pos = dict(self._pos)
-        for attr in ("_kinds_i", "_groups_i", "_strings"):
+        for attr in ("_kinds_i", "_groups_i", "_strings", "_types"):
             setattr(out, attr, getattr(self, attr).copy())
         out._agent_chunks = list(self._agent_chunks)
         out._state_decls = list(self._state_decls)
@@ -350,9 +392,9 @@ class AgentGraph:
     def validate(self) -> AgentGraph:
         """Check the whole graph (vectorised); returns ``self``. Cached until the graph changes.
 
-        Checks: known kinds, initial states, slots of external kinds, arrow types, ports, output
-        names, message sizes, reflexive arrows are self-loops of kinds with a reflexive
-        function, and acyclic forward and backward subgraphs.
+        Checks: known kinds, initial states, slots of external kinds, arrow types (each run by
+        the schedule), ports, output names, message sizes, self-loop types' arrows are self-loops
+        of kinds with a function for them, and every sweep type's non-delayed arrows are acyclic.
 
         Raises:
             AgentGraphError: naming the first offending agent or arrow and how to fix it.

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["TYPE_ID", "GraphArrays", "Interner", "assemble", "edge_keys"]
 
 TYPE_ID = {t: i for i, t in enumerate(ARROW_TYPES)}
-"""Arrow type name -> its ``int8`` code in :attr:`GraphArrays.type` (``ARROW_TYPES`` order)."""
+"""The library's arrow types -> their codes in :attr:`GraphArrays.type` (every graph numbers
+``forward``, ``backward``, ``reflexive`` 0, 1, 2; user-named types follow, see ``type_names``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,9 +39,11 @@ class GraphArrays:
         group_names: the group names used.
         slot: ``int64 [N]`` batch column of external kinds, ``-1`` for none.
         src, dst: ``int64 [E]`` agent indices of each arrow.
-        type: ``int8 [E]``: 0 forward, 1 backward, 2 reflexive (``ARROW_TYPES`` order).
-        port, src_port: ``int32 [E]`` indices into ``strings`` (``port`` is -1 for reflexive).
+        type: ``int16 [E]`` index into ``type_names`` (0 forward, 1 backward, 2 reflexive).
+        port, src_port: ``int32 [E]`` indices into ``strings`` (``port`` is -1 on self-loop types).
         strings: interned port names.
+        type_names: the arrow type names (``ARROW_TYPES`` first, then user-named ones).
+        delay: ``bool [E]``: delayed arrows (deliver at the next run of their type's phase).
     """
 
     names: Sequence[Hashable]
@@ -55,6 +58,18 @@ class GraphArrays:
     port: np.ndarray
     src_port: np.ndarray
     strings: tuple[str, ...]
+    type_names: tuple[str, ...] = ARROW_TYPES
+    delay: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, bool))
+
+    def type_mask(self, arrow_type: str, delayed: bool | None = None) -> np.ndarray:
+        """``bool [E]``: the arrows of ``arrow_type`` (only the delayed / non-delayed ones if
+        ``delayed`` is given)."""
+        if arrow_type not in self.type_names:
+            return np.zeros(len(self.src), bool)
+        m = self.type == self.type_names.index(arrow_type)
+        if delayed is not None:
+            m &= self.delay == delayed
+        return m
 
 
 class Interner:
@@ -102,10 +117,13 @@ def assemble(graph: AgentGraph) -> GraphArrays:
     else:
         kind, group, slot = np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64)
     if graph._edge_chunks:
-        src, dst, typ, port, sport = graph._edge_chunks[0]
+        src, dst, typ, port, sport, delay = graph._edge_chunks[0]
     else:
         src = dst = np.zeros(0, np.int64)
-        typ, port, sport = np.zeros(0, np.int8), np.zeros(0, np.int32), np.zeros(0, np.int32)
+        typ, port, sport = np.zeros(0, np.int16), np.zeros(0, np.int32), np.zeros(0, np.int32)
+        delay = np.zeros(0, bool)
+    type_names = tuple(graph._types.items)
+    self_type = np.array([graph.schedule.is_self(t) for t in type_names], bool)
     kind_names = tuple(graph._kinds_i.items)
     # groups: declared ones, then kind names as defaults
     group_names = list(graph._groups_i.items)
@@ -114,26 +132,26 @@ def assemble(graph: AgentGraph) -> GraphArrays:
     group_names = sorted(gidx, key=gidx.get)
     group = np.where(group >= 0, group, default[kind] if len(kind) else group).astype(np.int32)
     # implicit ports: the destination kind's only port of that type
-    missing = np.flatnonzero((port < 0) & (typ != TYPE_ID["reflexive"]))
+    missing = np.flatnonzero((port < 0) & ~self_type[typ])
     if len(missing):
         port = port.copy()
         combos = np.unique(np.stack([kind[dst[missing]], typ[missing]], 1), axis=0)
         for k, t in combos:
-            ports = graph.kinds[kind_names[k]].ports(ARROW_TYPES[t]) if kind_names[k] in graph.kinds else {}
+            ports = graph.kinds[kind_names[k]].ports(type_names[t]) if kind_names[k] in graph.kinds else {}
             sel = missing[(kind[dst[missing]] == k) & (typ[missing] == t)]
             if len(ports) != 1:
                 e = int(sel[0])
                 raise AgentGraphError(
-                    f"Arrow {graph._names[src[e]]!r} -> {graph._names[dst[e]]!r} ({ARROW_TYPES[t]}) "
-                    f"needs a port: kind {kind_names[k]!r} has {ARROW_TYPES[t]} ports "
+                    f"Arrow {graph._names[src[e]]!r} -> {graph._names[dst[e]]!r} ({type_names[t]}) "
+                    f"needs a port: kind {kind_names[k]!r} has {type_names[t]} ports "
                     f"{sorted(ports)}; pass port=..."
                 )
             port[sel] = graph._strings(next(iter(ports)))
-        graph._edge_chunks = [(src, dst, typ, port, sport)]
+        graph._edge_chunks = [(src, dst, typ, port, sport, delay)]
     return GraphArrays(
         names=graph._names, kind=kind, kind_names=kind_names, group=group,
         group_names=tuple(group_names), slot=slot, src=src, dst=dst, type=typ, port=port,
-        src_port=sport, strings=tuple(graph._strings.items),
+        src_port=sport, strings=tuple(graph._strings.items), type_names=type_names, delay=delay,
     )
 
 

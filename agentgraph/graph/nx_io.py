@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
+from agentgraph.arrows.schedule import DEFAULT_SCHEDULE, Schedule
 from agentgraph.arrows.types import ARROW_TYPES
 from agentgraph.errors import AgentGraphError
 from agentgraph.nodes.base import Kind
@@ -23,13 +24,15 @@ if TYPE_CHECKING:
 __all__ = ["from_networkx", "relabel", "to_networkx"]
 
 NODE_ATTRIBUTES = ("kind", "group", "state", "slot")
-EDGE_ATTRIBUTES = ("type", "port", "src_port")
+EDGE_ATTRIBUTES = ("type", "port", "src_port", "delay")
 
 
 def to_networkx(graph: AgentGraph) -> nx.MultiDiGraph:
     """A new plain ``networkx.MultiDiGraph`` of ``graph`` with the documented attributes."""
     a = graph.arrays()
     h = nx.MultiDiGraph()
+    if graph.schedule != DEFAULT_SCHEDULE:
+        h.graph["schedule"] = graph.schedule
     states: dict[int, dict] = {}
     for rows, f, vals in graph._state_decls:
         for r, v in zip(rows.tolist(), vals):
@@ -46,9 +49,11 @@ def to_networkx(graph: AgentGraph) -> nx.MultiDiGraph:
         h.add_node(name, **attrs)
     names = graph._names
     for e in range(len(a.src)):
-        attrs = {"type": ARROW_TYPES[a.type[e]],
+        attrs = {"type": a.type_names[a.type[e]],
                  "port": None if a.port[e] < 0 else a.strings[a.port[e]],
                  "src_port": a.strings[a.src_port[e]]}
+        if a.delay[e]:
+            attrs["delay"] = True
         h.add_edge(names[a.src[e]], names[a.dst[e]], **attrs)
     return h
 
@@ -61,7 +66,10 @@ def from_networkx(
         raise AgentGraphError(
             f"from_networkx needs a directed networkx graph (MultiDiGraph), got {type(g).__name__}."
         )
-    out = cls(kinds)
+    schedule = g.graph.get("schedule")
+    if schedule is not None and not isinstance(schedule, Schedule):
+        raise AgentGraphError(f"g.graph['schedule'] must be an agentgraph.arrows.Schedule, got {type(schedule).__name__}.")
+    out = cls(kinds, schedule)
     for name, data in g.nodes(data=True):
         if "kind" not in data:
             raise AgentGraphError(f"Node {name!r} has no 'kind' attribute; set g.nodes[{name!r}]['kind'].")
@@ -84,7 +92,8 @@ def from_networkx(
             raise AgentGraphError(
                 f"Arrow {s!r} -> {d!r} has no 'type' attribute; set it to one of {ARROW_TYPES}."
             )
-        out.add_arrow(s, d, data["type"], port=data.get("port"), src_port=data.get("src_port", "out"))
+        out.add_arrow(s, d, data["type"], port=data.get("port"), src_port=data.get("src_port", "out"),
+                      delay=data.get("delay", False))
     return out
 
 

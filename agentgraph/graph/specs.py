@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pydantic
 
-from agentgraph.arrows.types import ARROW_TYPES, ArrowType
+from agentgraph.arrows.types import ArrowType
 from agentgraph.errors import AgentGraphError
-from agentgraph.graph.arrays import TYPE_ID
 from agentgraph.graph.validate import check_arrow_combo, unknown_kind
 
 if TYPE_CHECKING:
@@ -65,9 +64,32 @@ class ArrowSpec(pydantic.BaseModel):
 
     src: Any
     dst: Any
-    type: ArrowType = "forward"
+    type: pydantic.StrictStr = "forward"
     port: pydantic.StrictStr | None = None
     src_port: pydantic.StrictStr = "out"
+    delay: pydantic.StrictBool = False
+
+    @pydantic.field_validator("type")
+    @classmethod
+    def _type_name(cls, v: str) -> str:
+        return check_type_name(v)
+
+
+def check_scheduled(graph: AgentGraph, t: str, who: str) -> None:
+    """``t`` is a type the graph's schedule runs (else an error naming ``who``)."""
+    if t not in graph.schedule.types():
+        raise AgentGraphError(
+            f"{who}: unknown arrow type {t!r}; the graph's schedule runs {graph.schedule.types()}. "
+            f"For a type of your own, give the graph a schedule with Phase({t!r}) "
+            "(AgentGraph(schedule=...) or graph.with_schedule(...))."
+        )
+
+
+def check_type_name(t: Any) -> str:
+    """An arrow type name: a non-empty str not starting with ``@``; returns it."""
+    if not isinstance(t, str) or not t or t.startswith("@"):
+        raise AgentGraphError(f"arrow type must be a non-empty str not starting with '@', got {t!r}")
+    return t
 
 
 def pydantic_message(e: pydantic.ValidationError) -> str:
@@ -77,7 +99,7 @@ def pydantic_message(e: pydantic.ValidationError) -> str:
 
 def default_port(graph: AgentGraph, spec: ArrowSpec) -> str | None:
     """The port ``spec`` delivers into: its own, or the destination kind's only port of its type."""
-    if spec.type == "reflexive" or spec.port is not None:
+    if graph.schedule.is_self(spec.type) or spec.port is not None:
         return spec.port
     ports = graph.kind_of(spec.dst).ports(spec.type)
     if len(ports) == 1:
@@ -120,10 +142,10 @@ def declare_agent(graph: AgentGraph, name: Hashable, kind: str, group: str | Non
 
 
 def declare_arrow(graph: AgentGraph, src: Hashable, dst: Hashable, type: ArrowType,
-                  port: str | None, src_port: str) -> int:
+                  port: str | None, src_port: str, delay: bool = False) -> int:
     """Record one arrow (see :meth:`AgentGraph.add_arrow`); returns its networkx key."""
     try:
-        spec = ArrowSpec(src=src, dst=dst, type=type, port=port, src_port=src_port)
+        spec = ArrowSpec(src=src, dst=dst, type=type, port=port, src_port=src_port, delay=delay)
     except pydantic.ValidationError as e:
         raise AgentGraphError(
             f"Invalid declaration of arrow {src!r} -> {dst!r}: {pydantic_message(e)}"
@@ -134,15 +156,16 @@ def declare_arrow(graph: AgentGraph, src: Hashable, dst: Hashable, type: ArrowTy
                 f"Arrow {spec.src!r} -> {spec.dst!r} ({spec.type}) names agent {end!r}, which "
                 "does not exist; add the agent first."
             )
+    check_scheduled(graph, spec.type, f"Arrow {spec.src!r} -> {spec.dst!r}")
     s, d = graph._pos[spec.src], graph._pos[spec.dst]
     port_name = default_port(graph, spec)
-    check_arrow_combo(graph, spec.src, spec.dst, spec.type, port_name, spec.src_port)
+    check_arrow_combo(graph, spec.src, spec.dst, spec.type, port_name, spec.src_port, delay=spec.delay)
     a = graph.arrays()
     key = int(np.count_nonzero((a.src == s) & (a.dst == d)))
     graph._edge_chunks.append((
-        np.array([s]), np.array([d]), np.array([TYPE_ID[spec.type]], np.int8),
+        np.array([s]), np.array([d]), np.array([graph._types(spec.type)], np.int16),
         np.array([-1 if port_name is None else graph._strings(port_name)], np.int32),
-        np.array([graph._strings(spec.src_port)], np.int32),
+        np.array([graph._strings(spec.src_port)], np.int32), np.array([spec.delay]),
     ))
     graph._touch()
     return key
@@ -226,7 +249,7 @@ def declare_agents(graph: AgentGraph, names: Iterable[Hashable], kind: str,
 
 
 def declare_arrows(graph: AgentGraph, srcs: Iterable[Hashable] | np.ndarray, dsts: Iterable[Hashable] | np.ndarray,
-                   type: ArrowType, port: str | None, src_port: str, by_index: bool) -> None:
+                   type: ArrowType, port: str | None, src_port: str, by_index: bool, delay: bool = False) -> None:
     """Record a block of arrows (see :meth:`AgentGraph.add_arrows`)."""
     srcs = srcs if isinstance(srcs, np.ndarray) else list(srcs)
     dsts = dsts if isinstance(dsts, np.ndarray) else list(dsts)
@@ -236,8 +259,13 @@ def declare_arrows(graph: AgentGraph, srcs: Iterable[Hashable] | np.ndarray, dst
         if by_index:
             s0, d0 = (graph._names[int(x)] if 0 <= int(x) < len(graph._names) else x for x in (s0, d0))
         first = f" (first arrow {s0!r} -> {d0!r})"
-    if not isinstance(type, str) or type not in ARROW_TYPES:
-        raise AgentGraphError(f"add_arrows: unknown arrow type {type!r}{first}; choose one of {ARROW_TYPES}.")
+    try:
+        check_type_name(type)
+    except AgentGraphError as e:
+        raise AgentGraphError(f"add_arrows: {e}{first}.") from None
+    check_scheduled(graph, type, f"add_arrows{first}")
+    if not isinstance(delay, (bool, np.bool_)):
+        raise AgentGraphError(f"add_arrows: delay must be a bool, got {delay!r}{first}.")
     for label, v in (("port", port), ("src_port", src_port)):
         if v is not None and not isinstance(v, str):
             raise AgentGraphError(f"add_arrows: {label} must be a str, got {v!r}{first}.")
@@ -257,8 +285,8 @@ def declare_arrows(graph: AgentGraph, srcs: Iterable[Hashable] | np.ndarray, dst
         raise AgentGraphError(f"add_arrows: {len(s)} sources but {len(d)} destinations.")
     E = len(s)
     graph._edge_chunks.append((
-        s, d, np.full(E, TYPE_ID[type], np.int8),
+        s, d, np.full(E, graph._types(type), np.int16),
         np.full(E, -1 if port is None else graph._strings(port), np.int32),
-        np.full(E, graph._strings(src_port), np.int32),
+        np.full(E, graph._strings(src_port), np.int32), np.full(E, bool(delay)),
     ))
     graph._touch()

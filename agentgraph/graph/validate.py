@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 import numpy as np
 
-from agentgraph.arrows.types import ARROW_TYPES
+from agentgraph.arrows.schedule import DELAYED
 from agentgraph.errors import AgentGraphError
-from agentgraph.graph.arrays import TYPE_ID, GraphArrays
+from agentgraph.graph.arrays import GraphArrays
 from agentgraph.graph.waves import generations
 
 if TYPE_CHECKING:
@@ -35,15 +35,32 @@ def validate_graph(graph: AgentGraph) -> None:
     """
     a = graph.arrays()
     names = graph._names
+    if DELAYED in graph._pos:
+        raise AgentGraphError(f"No agent may be named {DELAYED!r}: the state keeps delayed messages under that key.")
     for k, kname in enumerate(a.kind_names):
         if kname not in graph.kinds:
             raise unknown_kind(graph, names[int(np.flatnonzero(a.kind == k)[0])], kname)
     check_states(graph, a)
     check_slots(graph, a)
+    check_types(graph, a)
     check_arrows(graph, a)
-    for t in ("forward", "backward"):
-        m = a.type == TYPE_ID[t]
-        generations(len(names), a.src[m], a.dst[m], on_cycle=lambda nodes, t=t: cycle_error(graph, t, m, nodes))
+    for t in graph.schedule.sweep_types():
+        m = a.type_mask(t, delayed=False)
+        generations(len(names), a.src[m], a.dst[m], on_cycle=lambda nodes, t=t, m=m: cycle_error(graph, t, m, nodes))
+
+
+def check_types(graph: AgentGraph, a: GraphArrays) -> None:
+    """Every arrow's type is run by the graph's schedule."""
+    run = set(graph.schedule.types())
+    for code in np.unique(a.type):
+        t = a.type_names[code]
+        if t not in run:
+            e = int(np.flatnonzero(a.type == code)[0])
+            raise AgentGraphError(
+                f"Arrow {graph._names[a.src[e]]!r} -> {graph._names[a.dst[e]]!r} has type {t!r}, which no phase of "
+                f"the graph's schedule runs ({graph.schedule}); add Phase({t!r}) to the schedule "
+                "(AgentGraph(schedule=...) or graph.with_schedule(...))."
+            )
 
 
 def unknown_kind(graph: AgentGraph, agent: Hashable, name: Any) -> AgentGraphError:
@@ -116,38 +133,44 @@ def check_arrows(graph: AgentGraph, a: GraphArrays) -> None:
     if len(a.src) == 0:
         return
     combos = np.stack([a.type.astype(np.int64), a.kind[a.src], a.kind[a.dst],
-                       a.port.astype(np.int64), a.src_port.astype(np.int64), (a.src == a.dst).astype(np.int64)], 1)
+                       a.port.astype(np.int64), a.src_port.astype(np.int64), (a.src == a.dst).astype(np.int64),
+                       a.delay.astype(np.int64)], 1)
     uniq, first = np.unique(combos, axis=0, return_index=True)
-    for (t, sk, dk, p, sp, loop), e in zip(uniq, first):
+    for (t, sk, dk, p, sp, loop, dl), e in zip(uniq, first):
         check_arrow_combo(
-            graph, graph._names[a.src[e]], graph._names[a.dst[e]], ARROW_TYPES[t],
+            graph, graph._names[a.src[e]], graph._names[a.dst[e]], a.type_names[t],
             None if p < 0 else a.strings[p], a.strings[sp], kinds=(a.kind_names[sk], a.kind_names[dk]),
+            delay=bool(dl),
         )
 
 
 def check_arrow_combo(graph: AgentGraph, s: Hashable, d: Hashable, t: str, port: str | None, src_port: str,
-                      kinds: tuple[str, str] | None = None) -> None:
+                      kinds: tuple[str, str] | None = None, delay: bool = False) -> None:
     """Check one arrow ``s -> d`` of type ``t`` into ``port`` from output ``src_port``.
 
     ``kinds`` (source and destination kind names) saves looking the agents' kinds up.
     """
-    label = f"Arrow {s!r} -> {d!r} [{t}]"
+    label = f"Arrow {s!r} -> {d!r} [{t}{', delayed' if delay else ''}]"
     if kinds is None:
         sk, dk = graph.kind_of(s), graph.kind_of(d)
     else:
         sk, dk = graph.kinds[kinds[0]], graph.kinds[kinds[1]]
-    if t == "reflexive":
+    if graph.schedule.is_self(t):
         if s != d:
-            raise AgentGraphError(f"{label}: a reflexive arrow must be a self-loop (src == dst).")
-        if not sk.runs("reflexive"):
+            raise AgentGraphError(f"{label}: a {t} arrow must be a self-loop (src == dst): {t!r} is a self-loop phase of the schedule.")
+        if delay:
+            raise AgentGraphError(f"{label}: arrows of the self-loop type {t!r} carry no messages and cannot be delayed.")
+        if not sk.runs(t):
+            fn = t if t == "reflexive" else "act"
             raise AgentGraphError(
-                f"{label}: kind {sk.name!r} has no reflexive function; implement "
-                f"{type(sk).__name__}.reflexive or remove the arrow."
+                f"{label}: kind {sk.name!r} has no {t} function; implement "
+                f"{type(sk).__name__}.{fn}{'' if t == 'reflexive' else f' and list {t!r} in acts_on'} or remove the arrow."
             )
         return
-    if s == d:
+    if s == d and not delay:
         raise AgentGraphError(
-            f"{label}: a {t} arrow from an agent to itself is a cycle; use a reflexive arrow."
+            f"{label}: a {t} arrow from an agent to itself is a cycle; use a reflexive arrow, or make it "
+            "delayed (delay=True) to deliver at the next step."
         )
     ports = dk.ports(t)
     if t == "forward" and dk.external is not None and port == "data":
@@ -161,7 +184,7 @@ def check_arrow_combo(graph: AgentGraph, s: Hashable, d: Hashable, t: str, port:
             f"are {sorted(ports)}."
         )
     if not dk.runs(t):
-        raise AgentGraphError(f"{label}: kind {dk.name!r} does not run in the {t} sweep.")
+        raise AgentGraphError(f"{label}: kind {dk.name!r} does not run in the {t} phase.")
     outs = sk.outputs(t)
     if src_port not in outs or not sk.runs(t):
         raise AgentGraphError(
@@ -187,6 +210,6 @@ def cycle_error(graph: AgentGraph, t: str, mask: np.ndarray, nodes: np.ndarray) 
     cycle = nx.find_cycle(sub)
     path = " -> ".join(repr(graph._names[e[0]]) for e in cycle) + f" -> {graph._names[cycle[0][0]]!r}"
     return AgentGraphError(
-        f"The {t} arrows form a cycle: {path}. {t.capitalize()} arrows must be acyclic; "
-        f"remove one of these arrows (a self-update belongs on a reflexive arrow)."
+        f"The {t} arrows form a cycle: {path}. Every cycle must pass through a delayed arrow; "
+        f"remove one of these arrows or declare it with delay=True (a self-update belongs on a reflexive arrow)."
     )

@@ -18,6 +18,14 @@ Semantics (the contract shared by the interpreter and the compiler):
 * ``reflexive(params, state) -> state`` runs once per example per reflexive arrow at the end of
   the step. Per-example fields are kept; per-agent fields become the batch mean of the returned
   values.
+* **User-named arrow types** (phases of a :class:`~agentgraph.arrows.Schedule`): a kind lists the
+  types it acts on in ``acts_on``, their ports and outputs in ``arrow_ports[type]`` /
+  ``arrow_outputs[type]``, and implements ``act(arrow_type, params, state, inbox) -> (state,
+  outputs, update)``.
+
+Every phase follows one rule for the returned state (:meth:`Kind.apply` is the uniform call):
+per-example fields are kept; a per-agent field becomes the batch mean of the returned values
+(unchanged when returned as it was), and then the batch mean of ``update[field]`` is added.
 
 ``params`` is whatever the protocol gives the agent's *group* (``None`` if nothing); it is how
 learned rules share parameters.
@@ -132,6 +140,9 @@ class Kind:
     backward_outputs: Mapping[str, int] = MappingProxyType({})
     external: str | None = None
     loss_field: str | None = None
+    acts_on: tuple[str, ...] = ()
+    arrow_ports: Mapping[str, Mapping[str, Port]] = MappingProxyType({})
+    arrow_outputs: Mapping[str, Mapping[str, int]] = MappingProxyType({})
 
     # -- the three per-agent functions (no agent axis, no batch axis) --------------------------
     def forward(self, params: Any, state: State, inputs: Mapping[str, Any]) -> tuple[State, Any]:
@@ -148,6 +159,36 @@ class Kind:
     def reflexive(self, params: Any, state: State) -> State:
         """One agent, one example: returns the new state."""
         raise NotImplementedError
+
+    def act(
+        self, arrow_type: str, params: Any, state: State, inbox: Mapping[str, Any]
+    ) -> tuple[State, Any, Mapping[str, Any]]:
+        """One agent, one example, in a phase of the user-named ``arrow_type`` (one of
+        ``acts_on``): ``inbox[port]`` is ``[size]`` (empty in a self-loop phase); returns
+        ``(state, outputs, update)`` as :meth:`backward` does."""
+        raise NotImplementedError(f"kind {self.name!r} lists {arrow_type!r} in acts_on but does not implement act()")
+
+    def apply(
+        self, arrow_type: str, params: Any, state: State, inbox: Mapping[str, Any]
+    ) -> tuple[State, Any, Mapping[str, Any]]:
+        """The uniform call the engine makes in a phase of ``arrow_type``: ``(state, outputs,
+        update)`` from :meth:`forward`, :meth:`backward`, :meth:`reflexive` or :meth:`act`.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from agentgraph.nodes import Synapse
+            >>> s, out, upd = Synapse().apply("forward", None, {"w": 2.0, "x": 0.0}, {"x": jnp.ones(1)})
+            >>> float(out[0]), upd
+            (2.0, {})
+        """
+        if arrow_type == "forward":
+            new, out = self.forward(params, state, inbox)
+            return new, out, {}
+        if arrow_type == "backward":
+            return self.backward(params, state, inbox)
+        if arrow_type == "reflexive":
+            return self.reflexive(params, state), {}, {}
+        return self.act(arrow_type, params, state, inbox)
 
     def premaps(self, sweep: str) -> Mapping[str, int]:
         """``{port: d}``: the ports of ``sweep`` whose aggregated message is passed through
@@ -174,6 +215,8 @@ class Kind:
         """:meth:`linear`, if the class that declares it also defines (or inherits from a base)
         the sweep's function — a subclass that overrides ``forward``/``backward`` without
         redeclaring loses the inherited declaration (it is run agent by agent, never wrongly)."""
+        if sweep not in ("forward", "backward"):
+            return {}
         return self.linear(sweep) if _declared_below(type(self), "linear", (sweep,)) else {}
 
     def declared_outer(self) -> Mapping[str, Outer]:
@@ -184,18 +227,28 @@ class Kind:
 
     # -- introspection ---------------------------------------------------------------------------
     def runs(self, sweep: str) -> bool:
-        """Whether this kind takes part in ``sweep`` (``forward``/``backward``/``reflexive``)."""
-        return getattr(type(self), sweep) is not getattr(Kind, sweep)
+        """Whether this kind takes part in phases of arrow type ``sweep``: for ``forward``,
+        ``backward``, ``reflexive``, whether it overrides that method; for other types, whether
+        ``sweep`` is in ``acts_on``."""
+        if sweep in ("forward", "backward", "reflexive"):
+            return getattr(type(self), sweep) is not getattr(Kind, sweep)
+        return sweep in self.acts_on
 
     def ports(self, arrow_type: str) -> Mapping[str, Port]:
         """Input ports for arrows of ``arrow_type``."""
-        return {"forward": self.forward_ports, "backward": self.backward_ports}.get(arrow_type, {})
+        if arrow_type == "forward":
+            return self.forward_ports
+        if arrow_type == "backward":
+            return self.backward_ports
+        return self.arrow_ports.get(arrow_type, {})
 
     def outputs(self, arrow_type: str) -> Mapping[str, int]:
         """Outputs (name → size) sent along outgoing arrows of ``arrow_type``."""
-        return {"forward": self.forward_outputs, "backward": self.backward_outputs}.get(
-            arrow_type, {}
-        )
+        if arrow_type == "forward":
+            return self.forward_outputs
+        if arrow_type == "backward":
+            return self.backward_outputs
+        return self.arrow_outputs.get(arrow_type, {})
 
     def initial_state(self, declared: Mapping[str, Any] | None, agent: Any = None) -> State:
         """The per-agent initial state: declared values checked against ``fields``, defaults
@@ -242,13 +295,26 @@ class Kind:
             raise AgentGraphError(
                 f"Kind class {type(self).__name__} has no name; set `name = '...'` on it."
             )
-        for label, ports in (("forward_ports", self.forward_ports), ("backward_ports", self.backward_ports)):
+        extra_ports = tuple((f"arrow_ports[{t!r}]", ps) for t, ps in dict(self.arrow_ports).items())
+        extra_outs = tuple((f"arrow_outputs[{t!r}]", os) for t, os in dict(self.arrow_outputs).items())
+        for t in set(self.arrow_ports) | set(self.arrow_outputs):
+            if t not in self.acts_on:
+                raise AgentGraphError(
+                    f"Kind {self.name!r} declares ports or outputs for arrow type {t!r} but does not list it "
+                    f"in acts_on; set acts_on = ({t!r}, ...)."
+                )
+        for t in self.acts_on:
+            if t in ("forward", "backward", "reflexive"):
+                raise AgentGraphError(
+                    f"Kind {self.name!r}: acts_on names the library type {t!r}; implement {t}() instead."
+                )
+        for label, ports in (("forward_ports", self.forward_ports), ("backward_ports", self.backward_ports), *extra_ports):
             for p, spec in ports.items():
                 if not isinstance(spec, Port):
                     raise AgentGraphError(
                         f"Kind {self.name!r}: {label}[{p!r}] must be a Port, got {spec!r}."
                     )
-        for label, outs in (("forward_outputs", self.forward_outputs), ("backward_outputs", self.backward_outputs)):
+        for label, outs in (("forward_outputs", self.forward_outputs), ("backward_outputs", self.backward_outputs), *extra_outs):
             for o, size in outs.items():
                 if not isinstance(size, (int, np.integer)) or size < 1:
                     raise AgentGraphError(

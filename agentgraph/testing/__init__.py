@@ -42,6 +42,7 @@ from agentgraph.testing.strategies import (
     group_params,
     kind_pool,
     malformed_graphs,
+    schedules,
     states,
 )
 
@@ -65,6 +66,7 @@ __all__ = [
     "malformed_graphs",
     "mixer_kinds",
     "probe_kinds",
+    "schedules",
     "states",
     "test_kinds",
 ]

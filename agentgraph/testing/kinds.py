@@ -147,6 +147,11 @@ class Mixer(Kind):
     * backward: ``dh = m * (1 - h**2)``; sends ``out = w * dh``, ``aux = dh * x + tr``; update
       ``w += mean_batch(-lr * dh * x)``, ``tr += mean_batch(m * h)``.
     * reflexive: ``tr = decay * tr`` (per agent), ``e = decay * e + h`` (per example).
+    * each user-named type ``t`` of ``acts_on`` (ports ``"x"`` (``x_aggregation``) and ``"m"``
+      (``m_aggregation``), outputs ``"out"``, ``"aux"``): ``s = x_in + code``;
+      ``h = tanh(scale * w * s + e)``; ``e = decay * e + m_in``; returns ``tr`` changed to
+      ``decay * tr + h`` (per agent: the batch mean is kept) and the update ``w += mean(-lr * m_in * h)``;
+      sends ``out = h``, ``aux = w * m_in + x``. In a self-loop phase the inbox is empty (zeros).
 
     ``params`` is ``None`` or a mapping with any of ``"scale"``, ``"lr"``, ``"decay"`` (scalars
     or ``[d]`` arrays); missing keys take :data:`MIXER_DEFAULTS`.
@@ -168,9 +173,13 @@ class Mixer(Kind):
         x_aggregation: str = "sum",
         g_aggregation: str = "max",
         m_aggregation: str = "mean",
+        acts_on: tuple[str, ...] = (),
     ) -> None:
         self.d = _check_d(d)
         self.name = name
+        self.acts_on = tuple(acts_on)
+        self.arrow_ports = {t: {"x": Port(d, x_aggregation), "m": Port(d, m_aggregation)} for t in self.acts_on}
+        self.arrow_outputs = {t: {"out": d, "aux": d} for t in self.acts_on}
         self.forward_ports = {"x": Port(d, x_aggregation), "g": Port(d, g_aggregation)}
         self.backward_ports = {"m": Port(d, m_aggregation)}
         self.forward_outputs = {"out": d, "aux": d}
@@ -202,6 +211,14 @@ class Mixer(Kind):
         decay = _param(params, "decay")
         return {**state, "tr": decay * state["tr"], "e": decay * state["e"] + state["h"]}
 
+    def act(self, arrow_type: str, params: Any, state: dict, inbox: Mapping[str, Any]) -> tuple[dict, dict, dict]:
+        zero = jnp.zeros((self.d,))
+        x, m = inbox.get("x", zero), inbox.get("m", zero)
+        decay = _param(params, "decay")
+        h = jnp.tanh(_param(params, "scale") * state["w"] * (x + state["code"]) + state["e"])
+        new = {**state, "h": h, "e": decay * state["e"] + m, "tr": decay * state["tr"] + h}
+        return new, {"out": h, "aux": state["w"] * m + x}, {"w": -_param(params, "lr") * m * h}
+
 
 def probe_kinds(d: int) -> list[Probe]:
     """The probe family for message size ``d``.
@@ -223,9 +240,9 @@ def probe_kinds(d: int) -> list[Probe]:
     return [*single, two]
 
 
-def mixer_kinds(d: int) -> list[Mixer]:
+def mixer_kinds(d: int, acts_on: tuple[str, ...] = ()) -> list[Mixer]:
     """Two mixers for message size ``d``: ``mixer`` (x: sum, g: max, m: mean) and ``mixer_lse``
-    (x: mean, g: logsumexp, m: sum).
+    (x: mean, g: logsumexp, m: sum), acting also on the user-named types ``acts_on``.
 
     Example:
         >>> [k.backward_ports["m"].aggregation for k in mixer_kinds(1)]
@@ -233,8 +250,8 @@ def mixer_kinds(d: int) -> list[Mixer]:
     """
     d = _check_d(d)
     return [
-        Mixer(d, f"mixer_d{d}", "sum", "max", "mean"),
-        Mixer(d, f"mixer_lse_d{d}", "mean", "logsumexp", "sum"),
+        Mixer(d, f"mixer_d{d}", "sum", "max", "mean", acts_on),
+        Mixer(d, f"mixer_lse_d{d}", "mean", "logsumexp", "sum", acts_on),
     ]
 
 

@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from agentgraph.arrows.ports import aggregate
+from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
-from agentgraph.interpreter import _check_batch, _in_arrows, schedule
+from agentgraph.interpreter import _check_batch, _in_arrows, generations_of
 
 __all__ = ["loss_function", "sgd_reference"]
 
@@ -41,7 +42,10 @@ def loss_function(graph: AgentGraph) -> Callable[[Mapping, Mapping, Mapping], ja
         True
     """
     graph.validate()
-    gens = schedule(graph, "forward")
+    if graph.arrays().type_mask("forward", delayed=True).any():
+        raise AgentGraphError("forward_loss: the graph has delayed forward arrows; the oracle differentiates one "
+                              "forward sweep without messages in flight.")
+    gens = generations_of(graph, "forward")
     inbound = _in_arrows(graph, "forward")
     nodes = graph.nx.nodes
 
@@ -58,7 +62,7 @@ def loss_function(graph: AgentGraph) -> Callable[[Mapping, Mapping, Mapping], ja
                 arrows = inbound.get(agent, [])
                 inbox = {}
                 for port, spec in kind.forward_ports.items():
-                    msgs = [sent[s][o] for s, o, pp in arrows if pp == port]
+                    msgs = [sent[s][o] for s, o, pp, _ in arrows if pp == port]
                     inbox[port] = (
                         aggregate(jnp.stack(msgs), spec.aggregation, spec.size)
                         if msgs else jnp.zeros((B, spec.size))

@@ -4,6 +4,9 @@
   forward arrows and, in an independent random order, of backward arrows; parallel arrows;
   reflexive self-loops; isolated agents; fan-in from 0 to many; random ports, output names,
   groups, agent names and unique identity codes.
+  With a :class:`~agentgraph.arrows.Schedule` (see :func:`schedules`), arrows of every type it
+  runs, and with ``max_delayed`` delayed arrows that close cycles (self-loops included).
+* :func:`schedules` — random schedules: phase orders, repeated phases, user-named types.
 * :func:`states`, :func:`group_params`, :func:`batches` — what a step of such a graph needs.
 * :func:`malformed_graphs` — graphs and inputs that are invalid in exactly one way, each with
   the names its error message must contain (:class:`Malformed`, :class:`Case`).
@@ -25,6 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from agentgraph.arrows.ports import Port
+from agentgraph.arrows.schedule import DEFAULT_SCHEDULE, DELAYED, Phase, Schedule
 from agentgraph.graph import AgentGraph
 from agentgraph.interpreter import StepResult, init_state, step
 from agentgraph.nodes.base import Kind
@@ -44,6 +48,7 @@ __all__ = [
     "group_params",
     "kind_pool",
     "malformed_graphs",
+    "schedules",
     "states",
 ]
 
@@ -141,6 +146,52 @@ def _connect(
 
 
 @st.composite
+def schedules(
+    draw: Any,
+    sweep_types: Sequence[str] = ("forward", "backward", "t1", "t2"),
+    self_types: Sequence[str] = ("reflexive", "s1"),
+    max_phases: int = 6,
+    max_repeat: int = 2,
+) -> Schedule:
+    """Random schedules: 1..``max_phases`` phases drawn from ``sweep_types`` (sweeps) and
+    ``self_types`` (self-loop phases), in random order, types possibly repeated, each phase
+    repeated 1..``max_repeat`` times; the loss is read after a random phase or at the end.
+
+    Example:
+        >>> from hypothesis import given, settings
+        >>> @settings(max_examples=10, database=None, deadline=None)
+        ... @given(schedules())
+        ... def check(s):
+        ...     assert 1 <= len(s.phases) <= 6 and sum(p.loss for p in s.phases) <= 1
+        >>> check()
+    """
+    options = [(t, False) for t in sweep_types] + [(t, True) for t in self_types]
+    picks = draw(st.lists(st.sampled_from(options), min_size=1, max_size=max_phases))
+    loss_at = draw(st.integers(-1, len(picks) - 1))
+    return Schedule(tuple(
+        Phase(t, repeat=draw(st.integers(1, max_repeat)), self_loops=is_self, loss=(i == loss_at))
+        for i, (t, is_self) in enumerate(picks)
+    ))
+
+
+def _delayed(draw: Any, arrow_type: str, n: int, kinds: Sequence[Kind], count: int) -> list[tuple[int, int, dict]]:
+    """Up to ``count`` delayed arrows of ``arrow_type`` between any two agents (self-loops and
+    back-edges included: they close cycles through delayed arrows)."""
+    arrows = []
+    for _ in range(draw(st.integers(0, count)) if n else 0):
+        i, j = draw(st.integers(0, n - 1)), draw(st.integers(0, n - 1))
+        sk, dk = kinds[i], kinds[j]
+        if not (sk.runs(arrow_type) and dk.runs(arrow_type)):
+            continue
+        options = [(o, p) for o, size in sk.outputs(arrow_type).items()
+                   for p, spec in dk.ports(arrow_type).items() if spec.size == size]
+        if options:
+            src_port, port = draw(st.sampled_from(options))
+            arrows.append((i, j, {"type": arrow_type, "port": port, "src_port": src_port, "delay": True}))
+    return arrows
+
+
+@st.composite
 def agent_graphs(
     draw: Any,
     *,
@@ -154,6 +205,8 @@ def agent_graphs(
     message_size: int | None = None,
     names: st.SearchStrategy[Hashable] | None = None,
     groups: Sequence[str] = DEFAULT_GROUPS,
+    schedule: Schedule | st.SearchStrategy[Schedule] | None = None,
+    max_delayed: int = 0,
 ) -> AgentGraph:
     """Random valid agent graphs.
 
@@ -171,6 +224,10 @@ def agent_graphs(
         message_size: ``d`` for the test kinds (default: drawn from 1..3). Kind names carry it.
         names: strategy for agent names (default: :func:`agent_names`).
         groups: group names to draw from, besides ``None`` (the kind's default group).
+        schedule: the graph's schedule, or a strategy drawing one (e.g. :func:`schedules`);
+            arrows are drawn for every type it runs (``backward``/``reflexive`` still switch
+            those two off). Default: the library's schedule.
+        max_delayed: per sweep type, up to this many delayed arrows between random agents.
 
     Returns:
         a validated :class:`~agentgraph.AgentGraph` whose ``kinds`` include the pool. Probe
@@ -200,21 +257,30 @@ def agent_graphs(
     agent_groups = [draw(st.sampled_from((None, *groups))) for _ in range(n)]
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
 
-    arrows = _connect(draw, "forward", draw(st.permutations(range(n))), agent_kinds, max_fan_in, max_parallel)
-    if backward:
+    if isinstance(schedule, st.SearchStrategy):
+        schedule = draw(schedule)
+    schedule = DEFAULT_SCHEDULE if schedule is None else schedule
+    arrows = []
+    for t in schedule.sweep_types():
+        if t == "backward" and not backward:
+            continue
         order = draw(st.permutations(range(n)))
-        arrows += _connect(draw, "backward", order, agent_kinds, max_fan_in, max_parallel)
-    if reflexive:
+        arrows += _connect(draw, t, order, agent_kinds, max_fan_in, max_parallel)
+        arrows += _delayed(draw, t, n, agent_kinds, max_delayed)
+    for t in schedule.self_types():
+        if t == "reflexive" and not reflexive:
+            continue
         for i, k in enumerate(agent_kinds):
-            if k.runs("reflexive"):
-                arrows += [(i, i, {"type": "reflexive"})] * draw(st.integers(0, 2))
+            if k.runs(t):
+                arrows += [(i, i, {"type": t})] * draw(st.integers(0, 2))
 
-    g = AgentGraph(kinds=pool)
+    g = AgentGraph(kinds=pool, schedule=schedule)
     for name, k, grp in zip(agent_list, agent_kinds, agent_groups, strict=True):
         g.add_agent(name, k.name, group=grp, state=_declared_state(k, rng))
     for idx in rng.permutation(len(arrows)):
         i, j, a = arrows[idx]
-        g.add_arrow(agent_list[i], agent_list[j], a["type"], port=a.get("port"), src_port=a.get("src_port", "out"))
+        g.add_arrow(agent_list[i], agent_list[j], a["type"], port=a.get("port"), src_port=a.get("src_port", "out"),
+                    delay=a.get("delay", False))
     return g.validate()
 
 
@@ -222,7 +288,8 @@ def agent_graphs(
 def states(draw: Any, graph: AgentGraph, batch_size: int, *, per_agent: bool = False) -> dict:
     """A random state for ``graph``: :func:`~agentgraph.interpreter.init_state` with every
     per-example field (and, if ``per_agent``, every per-agent field) replaced by values drawn
-    from a standard normal (scaled by 0.5), so examples of a batch differ.
+    from a standard normal (scaled by 0.5), so examples of a batch differ; so are the messages
+    in flight on delayed arrows.
 
     Returns:
         ``{agent: {field: array}}`` — per-example fields ``[batch_size, *shape]``.
@@ -239,7 +306,11 @@ def states(draw: Any, graph: AgentGraph, batch_size: int, *, per_agent: bool = F
     """
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     out = init_state(graph, batch_size)
+    for key, v in out.pop(DELAYED, {}).items():  # messages in flight on delayed arrows
+        out.setdefault(DELAYED, {})[key] = 0.5 * rng.normal(size=np.shape(v))
     for agent, fields in out.items():
+        if agent == DELAYED:
+            continue
         kind = graph.kind_of(agent)
         for f, v in fields.items():
             if kind.fields[f].per_example or per_agent:
