@@ -39,13 +39,14 @@ def test_transform_keeps_the_wiring_and_reads_the_output_units(name):
         1 for s, d, _, _ in net.graph.arrows("forward") if net.graph.kind_of(d).name in ("l2", "target"))
 
 
+@pytest.mark.parametrize("exact", [False, True])
 @pytest.mark.parametrize("name", sorted(NETS))
-def test_backprop_genome_makes_sgds_updates(name):
+def test_backprop_genome_makes_sgds_updates(name, exact):
     """The BLUR authors' check: a 2-state genome reproduces backprop's weight updates."""
     net = NETS[name]()
     lr = 0.3
     with jax.enable_x64(True):
-        b = blur_network(net, k=2, sigma="identity")
+        b = blur_network(net, k=2, sigma="identity", exact=exact)
         plain = compile(net.graph, dtype=jnp.float64)
         prog = compile(b.graph, dtype=jnp.float64)
         batch = _batch(3, 2)
@@ -88,9 +89,10 @@ def test_backprop_genome_makes_sgds_updates(name):
         assert dev < 1e-9, dev
 
 
-def test_compiled_equals_interpreted_with_a_random_genome():
+@pytest.mark.parametrize("exact", [False, True])
+def test_compiled_equals_interpreted_with_a_random_genome(exact):
     net = random_dag_network(3, 4, 2, edge_prob=0.5, parallel_prob=0.3, activation="tanh", loss="l2", seed=2)
-    b = blur_network(net, k=3, sigma="tanh", init_std=0.5)
+    b = blur_network(net, k=3, sigma="tanh", init_std=0.5, exact=exact)
     genome = jax.tree.map(lambda v: np.asarray(v, np.float64), init_genome(3, jax.random.PRNGKey(0)))
     batch = _batch(3, 2)
     st = interpreter.init_state(b.graph, 5)
@@ -107,10 +109,12 @@ def test_compiled_equals_interpreted_with_a_random_genome():
             np.testing.assert_allclose(got[a][f], r.state[a][f], atol=1e-10, err_msg=f"{a} {f}")
 
 
-def _reference_step(A, W, Bias, g, x, y):
+def _reference_step(A, W, Bias, g, x, y, exact=False):
     """One BLUR step of a layered network on dense NumPy arrays, written from the equations in
     docs/blur.md (not from the kinds): ``A[l] [B, n_l, k]`` neuron states, ``W[l] [n_l, n_{l+1}, k]``
-    synapses, ``Bias[l] [n_{l+1}, k]``; σ = tanh; updates averaged over the batch."""
+    synapses, ``Bias[l] [n_{l+1}, k]``; σ = tanh; updates averaged over the batch. ``exact``: the
+    paper's rule, each synapse updated from both neurons' states after the backward pass;
+    otherwise from the pre-neuron's forward state."""
     L, k = len(W), W[0].shape[-1]
     e0 = np.eye(k)[0]
     A = [np.zeros((x.shape[0], W[0].shape[0], k))] + [None] * L
@@ -126,19 +130,26 @@ def _reference_step(A, W, Bias, g, x, y):
         post = A[l + 1]  # the post-neurons' states after their backward
         mu_t_post = np.einsum("kc,bjc->bjk", g["mu_t"], post)
         B_new[l] = Bias[l] + (g["f_t"] - 1) * Bias[l] + g["eta_t"] * ((g["nu_t"].T @ e0) * mu_t_post).mean(0)
-        pre_t = np.einsum("ck,bic->bik", g["nu_t"], stored[l])
-        W_new[l] = W[l] + (g["f_t"] - 1) * W[l] + g["eta_t"] * (pre_t[:, :, None] * mu_t_post[:, None]).mean(0)
+        if not exact:
+            pre_t = np.einsum("ck,bic->bik", g["nu_t"], stored[l])
+            W_new[l] = W[l] + (g["f_t"] - 1) * W[l] + g["eta_t"] * (pre_t[:, :, None] * mu_t_post[:, None]).mean(0)
         if l > 0:  # hidden neurons: messages through the synapses' old weights
             m = np.einsum("bjk,ijk->bik", np.einsum("kc,bjc->bjk", g["mu"], post), W[l])
             A[l] = np.tanh(g["f"] * A[l] + g["eta"] * m)
+    if exact:  # after the backward pass: every neuron's final state on both ends
+        for l in range(L):
+            pre_t = np.einsum("ck,bic->bik", g["nu_t"], A[l])
+            mu_t_post = np.einsum("kc,bjc->bjk", g["mu_t"], A[l + 1])
+            W_new[l] = W[l] + (g["f_t"] - 1) * W[l] + g["eta_t"] * (pre_t[:, :, None] * mu_t_post[:, None]).mean(0)
     return A, W_new, B_new
 
 
-def test_random_genome_follows_the_blur_equations_of_a_numpy_reference():
+@pytest.mark.parametrize("exact", [False, True])
+def test_random_genome_follows_the_blur_equations_of_a_numpy_reference(exact):
     """Two steps of the interpreter and of the compiled program on an mlp with a random genome,
     against an independent dense implementation of the equations (weights, biases, states)."""
     sizes, k, Bn = (3, 4, 2), 3, 5
-    b = blur_network(mlp_network(list(sizes), activation="tanh", loss="l2"), k=k, sigma="tanh")
+    b = blur_network(mlp_network(list(sizes), activation="tanh", loss="l2"), k=k, sigma="tanh", exact=exact)
     genome = jax.tree.map(lambda v: np.asarray(v, np.float64), init_genome(k, jax.random.PRNGKey(7)))
     genome = {**genome, "f_t": np.float64(0.9), "eta_t": np.float64(0.3)}
     rng = np.random.default_rng(5)
@@ -159,7 +170,7 @@ def test_random_genome_follows_the_blur_equations_of_a_numpy_reference():
             x, y = rng.uniform(-1, 1, (Bn, sizes[0])), np.eye(sizes[-1])[rng.integers(0, sizes[-1], Bn)]
             st = interpreter.step(b.graph, st, {GROUP: genome}, {"x": x, "y": y}).state
             sc, _ = prog.step({GROUP: genome}, sc, {"x": x, "y": y})
-            A, W, Bias = _reference_step(A, W, Bias, genome, x, y)
+            A, W, Bias = _reference_step(A, W, Bias, genome, x, y, exact)
         got = prog.to_agents(sc)
     for state in (st, got):
         for l in range(2):
@@ -178,3 +189,19 @@ def test_resolve_and_errors():
         resolve({"rule": "blur", "sigma": "softsign"})
     with pytest.raises(AgentGraphError, match=r"protocol\.k must be at least 2"):
         blur(k=1)
+
+
+def test_exact_and_approximate_rules_differ_and_exact_is_the_protocols_default():
+    net = mlp_network([3, 4, 2], activation="tanh", loss="l2")
+    assert blur(k=3).network(net).graph.schedule != blur(k=3, exact=False).network(net).graph.schedule
+    genome = jax.tree.map(lambda v: np.asarray(v, np.float64), init_genome(3, jax.random.PRNGKey(7)))
+    genome = {**genome, "eta_t": np.float64(0.3)}
+    batch = {"x": np.random.default_rng(0).uniform(-1, 1, (4, 3)), "y": np.eye(2)[[0, 1, 1, 0]]}
+    ws = []
+    for exact in (False, True):
+        g = blur_network(net, k=3, exact=exact).graph
+        st = interpreter.init_state(g, 4)
+        for a in g.agents("blur_synapse"):
+            st[a]["w"] = np.full(3, 0.5)
+        ws.append(interpreter.step(g, st, {GROUP: genome}, batch).state[("w", 1, 0, 0)]["w"])  # a hidden pre-neuron
+    assert np.abs(ws[0] - ws[1]).max() > 1e-4
