@@ -6,7 +6,8 @@ Naming conventions (used by helpers and tests):
   ``batch["y"]``), loss units ``("loss", j)``;
 * ``mlp``: synapses ``("w", l, i, j)``, biases ``("b", l, j)``, activation units
   ``("a", l, j)`` for layer ``l`` (0-based, from ``sizes[l]`` to ``sizes[l+1]`` units);
-* softmax units ``("softmax", j)`` and their normaliser ``("softmax_norm",)``.
+* softmax units ``("softmax", j)`` and their normaliser ``("softmax_norm",)``;
+* ``grid``: cells ``("cell", i, j)`` (row ``i``, column ``j``).
 
 Wiring follows the MPLP reference implementation: forward ``a(l-1,i) -> w(l,i,j) -> b(l,j) ->
 a(l,j)``; backward ``a(l,j) -> b(l,j) -> w(l,i,j) -> a(l-1,i)`` — the bias agent's outgoing
@@ -19,13 +20,16 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
+from agentgraph.arrows.schedule import Phase, Schedule
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
+from agentgraph.nodes.base import Kind
 from agentgraph.nodes.activations import ACTIVATIONS
 from agentgraph.nodes.losses import LOSSES
 from agentgraph.protocols.base import FieldInit, Network, Readout
 
-__all__ = ["mlp", "mlp_network", "random_dag", "random_dag_network", "mlp_weights", "library_network", "as_network"]
+__all__ = ["NEIGHBOURS", "grid", "mlp", "mlp_network", "random_dag", "random_dag_network", "mlp_weights",
+           "library_network", "as_network"]
 
 
 def _check_choice(value: str, options, what: str) -> None:
@@ -290,3 +294,46 @@ def as_network(obj: AgentGraph | Network, init_std: float = 0.05, what: str = "t
     if obj.agents("synapse") and (obj.agents("softmax") or obj.agents("l2") or obj.agents("cross_entropy")):
         return library_network(obj, init_std)
     return Network(obj)
+
+
+#: The Moore neighbourhood: port name -> the neighbour's ``(row, column)`` offset from the cell.
+NEIGHBOURS: dict[str, tuple[int, int]] = {
+    "nw": (-1, -1), "n": (-1, 0), "ne": (-1, 1), "w": (0, -1), "e": (0, 1), "sw": (1, -1), "s": (1, 0), "se": (1, 1),
+}
+
+
+def grid(height: int, width: int, kind: Kind, *, arrow_type: str = "tick", repeat: int = 1,
+         group: str | None = None, states: Mapping[str, np.ndarray] | None = None) -> AgentGraph:
+    """A ``height × width`` grid of cells of ``kind``, each joined to its (up to 8) Moore neighbours
+    by **delayed** arrows of ``arrow_type`` into the port named by the neighbour's direction
+    (:data:`NEIGHBOURS`; cells on the border receive nothing on the missing sides, i.e. zeros), run
+    by the schedule ``Phase(arrow_type, repeat=repeat)`` — a neural cellular automaton's wiring:
+    every tick, each cell reads what its neighbours sent at the previous tick.
+
+    Args:
+        height, width: grid size.
+        kind: the cell kind; it acts on ``arrow_type`` with the eight direction ports and an
+            output ``"out"`` of the same size (see :class:`agentgraph.protocols.nca.NCACell`).
+        arrow_type: the phase's (user-named) arrow type.
+        repeat: ticks per step.
+        group: the cells' parameter-sharing group (default: the kind's name).
+        states: initial values ``{field: [height * width, *shape]}`` in row-major cell order.
+
+    Example:
+        >>> from agentgraph.protocols.nca import NCACell
+        >>> g = grid(3, 4, NCACell(channels=4, hidden=8))
+        >>> g.number_of_agents(), g.number_of_arrows("tick")  # 3*4 cells; 2*(3*3+2*4+2*2*3) arrows
+        (12, 58)
+    """
+    for v, what in ((height, "height"), (width, "width")):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise AgentGraphError(f"grid: {what} must be a positive int, got {v!r}.")
+    g = AgentGraph(kinds=[kind], schedule=Schedule((Phase(arrow_type, repeat=repeat, loss=True),)))
+    names = [("cell", i, j) for i in range(height) for j in range(width)]
+    g.add_agents(names, kind.name, groups=group, states=states)
+    ii, jj = np.divmod(np.arange(height * width), width)
+    for port, (di, dj) in NEIGHBOURS.items():
+        si, sj = ii + di, jj + dj
+        ok = (si >= 0) & (si < height) & (sj >= 0) & (sj < width)
+        g.add_arrows((si * width + sj)[ok], np.flatnonzero(ok), arrow_type, port=port, by_index=True, delay=True)
+    return g.validate()

@@ -182,8 +182,10 @@ def _compact(sweeps, removed, arrays, buffer_rows):
             for b in wave:
                 ports = []
                 for p in b.ports:
-                    if p.lowering in ("segment", "gather") and p.size in shift:
-                        arrays[p.key + "/src"] = shift[p.size][arrays[p.key + "/src"]].astype(arrays[p.key + "/src"].dtype)
+                    if p.lowering in ("segment", "gather", "pick") and p.size in shift:
+                        src = arrays[p.key + "/src"]
+                        live = src < len(shift[p.size])  # pick: receivers without an arrow stay past the end
+                        arrays[p.key + "/src"] = np.where(live, shift[p.size][np.where(live, src, 0)], src).astype(src.dtype)
                     elif p.lowering == "matmul":
                         p = dataclasses.replace(p, link=dataclasses.replace(p.link, in_base=mv(p.link.in_size, p.link.in_base)))
                     elif p.lowering != "zeros":
@@ -224,7 +226,8 @@ def _read_rows(p, n: int, arrays) -> np.ndarray:
         return np.arange(p.base, p.base + p.param)
     if low in ("rows", "strided"):
         return np.arange(p.base, p.base + n * p.param)
-    return np.asarray(arrays[p.key + "/src"], np.int64)
+    src = np.asarray(arrays[p.key + "/src"], np.int64)
+    return src[src < np.iinfo(np.int32).max] if low == "pick" else src
 
 
 def _fuse_outer(kinds, forward, backward):

@@ -15,6 +15,8 @@ the fan-in is uniform:
 ``gather``  c == 1 into a port the kind *premaps* (see :class:`~agentgraph.Kind`), from fewer
             distinct senders than receivers: the premap runs on the unique senders' rows
             (``src``), the receivers gather from the result (``inv``);
+``pick``    at most one arrow per receiver (a grid's neighbour ports): one gather ``buffer[src]``,
+            receivers without an arrow reading zeros (their index is past the buffer);
 ``segment`` anything else: gather ``buffer[src]`` then a sorted segment reduction.
 
 The first six are the *dense-block* lowering — a complete bipartite synapse layer becomes
@@ -148,6 +150,8 @@ def receive(buf, p: PortPlan, n: int, B: int, arrays: Mapping[str, jax.Array], p
         return _tile(src, n // p.param)
     if low == "gather":  # one arrow per receiver from a few senders: premap the senders only
         return fn(buf[arrays[p.key + "/src"]])[arrays[p.key + "/inv"]]
+    if low == "pick":  # at most one arrow per receiver: one gather, zeros where none
+        return fn(buf.at[arrays[p.key + "/src"]].get(mode="fill", fill_value=0))
     if low == "rows":
         src = jax.lax.slice_in_dim(buf, p.base, p.base + n * p.param)
         return fn(_reduce(src.reshape(n, p.param, B, p.size), p.aggregation, 1))

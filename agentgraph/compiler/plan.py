@@ -47,7 +47,7 @@ class PortPlan:
     port: str
     size: int
     aggregation: str
-    lowering: str  # zeros | slice | repeat | tile | rows | strided | matmul | gather | segment
+    lowering: str  # zeros | slice | repeat | tile | rows | strided | matmul | gather | pick | segment
     base: int = 0  # first source row in the buffer (dense lowerings)
     param: int = 0  # r (repeat), p (tile), c (rows / strided / matmul)
     key: str = ""  # array-part key prefix (segment lowering)
@@ -390,6 +390,13 @@ def make_plan(
                         low, key_p = "gather", f"{tag}/{p}"
                         put(key_p + "/src", usrc)
                         put(key_p + "/inv", inv)
+                if low == "segment" and len(d_loc) <= n and np.all(np.diff(d_loc) > 0):
+                    # at most one arrow per receiver (a grid's neighbour port): one gather, the
+                    # receivers without an arrow pointing past the buffer (zeros)
+                    low, key_p = "pick", f"{tag}/{p}"
+                    pick = np.full(n, np.iinfo(np.int32).max, np.int64)
+                    pick[d_loc] = src_row
+                    put(key_p + "/src", pick)
                 if low == "segment":
                     key_p = f"{tag}/{p}"
                     put(key_p + "/src", src_row)

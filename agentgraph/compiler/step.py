@@ -243,17 +243,17 @@ def _sweep(plan: Plan, kinds, arrays, params, state, mail, data, t: str, B: int,
         for blk, rows, new, raw, upd, fused in results:
             kind = kinds[blk.kind]
             for f, spec in kind.fields.items():
-                if f not in new and f not in upd:
-                    continue
-                if spec.per_example:
+                if spec.per_example and f in new:
                     state[blk.kind][f] = _set_rows(state[blk.kind][f], blk.start, rows, new[f])
-                    continue
+            for f, spec in kind.fields.items():
+                if not spec.per_example and f in new:  # returned changed: the batch mean of the values
+                    cur = _rows(state[blk.kind][f], blk.start, blk.stop, rows)
+                    state[blk.kind][f] = _set_rows(state[blk.kind][f], blk.start, rows,
+                                                   cur + (new[f] - cur[:, None]).mean(axis=1))
+            for f, u in upd.items():
                 cur = _rows(state[blk.kind][f], blk.start, blk.stop, rows)
-                if f in new:  # a per-agent field returned changed: the batch mean of the values
-                    cur = cur + (new[f] - cur[:, None]).mean(axis=1)
-                if f in upd:
-                    cur = cur + (fused[f] if f in fused else upd[f].mean(axis=1))
-                state[blk.kind][f] = _set_rows(state[blk.kind][f], blk.start, rows, cur)
+                mean = fused[f] if f in fused else u.mean(axis=1)
+                state[blk.kind][f] = _set_rows(state[blk.kind][f], blk.start, rows, cur + mean)
             for o, size, base in blk.outputs:
                 val = raw.get(o)
                 if val is None:
