@@ -9,7 +9,7 @@ few batched JAX kernels (:mod:`agentgraph.compiler`), put a learning rule on it
 """
 
 from agentgraph import builders, compiler, data, interpreter, learners, meta, nodes, protocols
-from agentgraph.arrows import AGGREGATIONS, ARROW_TYPES, Port
+from agentgraph.arrows import AGGREGATIONS, ARROW_TYPES, DEFAULT_SCHEDULE, Phase, Port, Schedule
 from agentgraph.builders import mlp, random_dag
 from agentgraph.compiler import Program, compile
 from agentgraph.errors import AgentGraphError
@@ -25,10 +25,13 @@ __all__ = [
     "AgentGraphError",
     "AgentSpec",
     "ArrowSpec",
+    "DEFAULT_SCHEDULE",
     "Field",
     "Kind",
+    "Phase",
     "Port",
     "Program",
+    "Schedule",
     "builders",
     "compile",
     "compiler",

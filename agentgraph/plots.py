@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["plot_curves", "plot_meta_curves"]
+__all__ = ["plot_curves", "plot_frames", "plot_meta_curves"]
 
 _COLORS = {"protocol": "tab:red", "sgd": "tab:blue", "adam": "tab:green", "maml": "tab:purple"}
 _LABELS = {"protocol": "learned protocol", "sgd": "SGD", "adam": "Adam", "maml": "MAML"}
@@ -103,6 +103,52 @@ def plot_meta_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_frames(frames: Any, ticks: Sequence[int], path: str, *, title: str = "",
+                target: Any = None, losses: Sequence[float] | None = None) -> str:
+    """A row of RGBA images (e.g. a cellular automaton growing), the target beside them and the
+    training loss under them; returns ``path``.
+
+    Args:
+        frames: ``[n, H, W, 4]`` premultiplied RGBA, one image per entry of ``ticks``.
+        ticks: the label of each frame.
+        path: the PNG to write (its directory is created).
+        target: optional ``[H, W, 4]`` image drawn last.
+        losses: optional training loss per step, drawn (log scale) under the frames.
+
+    Example:
+        >>> import tempfile, os, numpy as np
+        >>> p = plot_frames(np.random.rand(3, 8, 8, 4), [0, 10, 20], os.path.join(tempfile.mkdtemp(), "f.png"))
+        >>> os.path.getsize(p) > 1000
+        True
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    frames = np.asarray(frames)
+    images = [(f"tick {t}", frames[i]) for i, t in enumerate(ticks)] + ([("target", np.asarray(target))] if target is not None else [])
+    rows = 2 if losses is not None else 1
+    fig = plt.figure(figsize=(1.6 * len(images), 1.9 + (2.2 if losses is not None else 0)))
+    for i, (label, img) in enumerate(images):
+        ax = fig.add_subplot(rows, len(images), i + 1)
+        rgb = np.clip(1.0 - img[..., 3:4] + img[..., :3], 0.0, 1.0)  # premultiplied RGBA over white
+        ax.imshow(rgb, interpolation="nearest")
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    if losses is not None:
+        ax = fig.add_subplot(rows, 1, 2)
+        ax.semilogy(np.arange(1, len(losses) + 1), losses, color="tab:red")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -174,7 +174,7 @@ def bench_blur(runs: int, steps: int, batch: int, sizes=(196, 20, 10), k: int = 
     from agentgraph.builders import mlp_network
     from agentgraph.protocols.blur import GROUP, blur_network, init_genome
 
-    b = blur_network(mlp_network(list(sizes), activation="tanh", loss="cross_entropy"), k=k, sigma="tanh")
+    b = blur_network(mlp_network(list(sizes), activation="tanh", loss="cross_entropy"), k=k, sigma="tanh", exact=False)
     rng = np.random.default_rng(0)
     genome = init_genome(k, jax.random.PRNGKey(0))
     genomes = jax.tree.map(lambda v: v + 0.01 * jnp.arange(pop, dtype=v.dtype).reshape((pop,) + (1,) * v.ndim), genome)

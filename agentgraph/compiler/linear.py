@@ -70,6 +70,8 @@ class OuterLink:
     m_axis: int
     m_base: int
     m_size: int
+    x_base: int = 0  # pair declarations: the other port's first buffer row and size
+    x_size: int = 0
 
 
 def _grid(port) -> tuple[int, int] | None:
@@ -139,8 +141,9 @@ def fuse_linear(kinds: Mapping[str, Kind], sweeps: dict, base: Mapping[tuple, in
                 for b in wave))
         out[t] = tuple(final)
         removed[t] = _unread_ranges(kinds, t, out[t], read)
-    if "backward" in out:
-        out["backward"] = _fuse_outer(kinds, out.get("forward", ()), out["backward"])
+    for t in out:
+        if t != "forward":
+            out[t] = _fuse_outer(kinds, t, out.get("forward", ()), out[t])
     return _compact(out, removed, arrays, buffer_rows)
 
 
@@ -230,27 +233,35 @@ def _read_rows(p, n: int, arrays) -> np.ndarray:
     return src[src < np.iinfo(np.int32).max] if low == "pick" else src
 
 
-def _fuse_outer(kinds, forward, backward):
+def _fuse_outer(kinds, t, forward, waves):
+    """Outer links of the blocks of sweep ``t`` whose kind declares an :class:`Outer` update
+    for ``t``: both vectors broadcast along different axes of one dense block."""
     fwd = {(b.kind, b.start, b.stop): b for w in forward for b in w if not b.rows_key}
     result = []
-    for wave in backward:
+    for wave in waves:
         blocks = []
         for blk in wave:
             kd = kinds[blk.kind]
             f_blk = fwd.get((blk.kind, blk.start, blk.stop))
             links = []
             for field, dec in kd.declared_outer().items():
-                if blk.rows_key or f_blk is None:
-                    break
+                if dec.phase != t or blk.rows_key:
+                    continue
+                if dec.pair is None and f_blk is None:
+                    continue
                 m = _grid(next((p for p in blk.ports if p.port == dec.port), None))
-                x = _grid(next((p for p in f_blk.ports if p.port == dec.stored_from), None))
+                xs = blk.ports if dec.pair is not None else f_blk.ports
+                xp = next((p for p in xs if p.port == (dec.pair if dec.pair is not None else dec.stored_from)), None)
+                x = _grid(xp)
                 spec, st = kd.fields.get(field), kd.fields.get(dec.stored)
+                stored_ok = dec.pair is not None or (st is not None and st.per_example)
                 if (m is None or x is None or m[0] == x[0] or m[1] != x[1] or spec is None or spec.per_example
-                        or st is None or not st.per_example):
+                        or not stored_ok):
                     continue
                 mp = next(p for p in blk.ports if p.port == dec.port)
                 Q = m[1]
-                links.append(OuterLink(field, blk.n // Q, Q, m[0], mp.base, mp.size))
+                pair = (xp.base, xp.size) if dec.pair is not None else (0, 0)
+                links.append(OuterLink(field, blk.n // Q, Q, m[0], mp.base, mp.size, *pair))
             blocks.append(dataclasses.replace(blk, outer=tuple(links)) if links else blk)
         result.append(tuple(blocks))
     return tuple(result)
@@ -303,18 +314,21 @@ def receive_matmul(p, sweep: str, bufs, coefs, kinds: Mapping[str, Kind], params
 
 def outer_update(blk, link: OuterLink, bufs, state: Mapping[str, jax.Array], kind: Kind, params, B: int) -> jax.Array:
     """The fused update ``[n, *field_shape]`` (already the batch mean) of one outer link of a
-    backward block; ``state`` is the kind's state (stored field filled by the forward sweep)."""
+    block; ``state`` is the kind's state (stored field filled by the forward sweep), ``bufs`` the
+    phase's message buffers."""
     dec = kind.outer_updates()[link.field]
+    t = dec.phase
     Q, P = link.Q, link.P
     m_count = P if link.m_axis == 0 else Q
-    m = _senders(kind, "backward", dec.port, params, bufs[link.m_size], link.m_base, m_count)
+    m = _senders(kind, t, dec.port, params, bufs[link.m_size], link.m_base, m_count)
     if dec.message_map is not None:
         m = _per_example(dec.message_map, params, m)
-    xs = state[dec.stored]
-    if link.m_axis == 1:  # stored input runs along p: rows start + p·Q
-        x = jax.lax.slice_in_dim(xs, blk.start, blk.start + P * Q, stride=Q)
+    if dec.pair is not None:  # the other vector is a message of the same phase
+        x = _senders(kind, t, dec.pair, params, bufs[link.x_size], link.x_base, Q if link.m_axis == 0 else P)
+    elif link.m_axis == 1:  # stored input runs along p: rows start + p·Q
+        x = jax.lax.slice_in_dim(state[dec.stored], blk.start, blk.start + P * Q, stride=Q)
     else:
-        x = jax.lax.slice_in_dim(xs, blk.start, blk.start + Q)
+        x = jax.lax.slice_in_dim(state[dec.stored], blk.start, blk.start + Q)
     x = x.reshape(x.shape[0], B, -1)
     if dec.stored_map is not None:
         x = _per_example(dec.stored_map, params, x)

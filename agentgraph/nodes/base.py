@@ -222,7 +222,7 @@ class Kind:
     def declared_outer(self) -> Mapping[str, Outer]:
         """:meth:`outer_updates`, under the same rule as :meth:`declared_linear` (for both the
         forward function, which stores the input, and the backward one)."""
-        ok = _declared_below(type(self), "outer_updates", ("forward", "backward"))
+        ok = _declared_below(type(self), "outer_updates", ("forward", "backward", "act"))
         return self.outer_updates() if ok else {}
 
     # -- introspection ---------------------------------------------------------------------------

@@ -64,15 +64,19 @@ class Linear:
 
 @dataclasses.dataclass(frozen=True)
 class Outer:
-    """Backward update of a per-agent field: ``decay ⊙ field + scale ⊙ m(message) ⊙ x(stored)``.
+    """Update of a per-agent field: ``decay ⊙ field + scale ⊙ m(message) ⊙ x(stored)``.
 
     Attributes:
-        port: the backward port whose message is ``message``.
+        port: the port (of the phase ``phase``) whose message is ``message``.
         stored: the per-example field that holds the forward input ``inputs[stored_from]``.
         stored_from: that forward port.
         scale: ``params -> scalar or [d]``.
         message_map / stored_map: ``(params, v) -> [d]`` per-example maps (``None``: identity).
         decay: ``params -> scalar or [d]`` (``None``: no term in the field itself).
+        phase: the arrow type whose function makes the update (default ``backward``).
+        pair: instead of a stored forward input, ``x`` is the message at this other port of the
+            same phase (``stored``/``stored_from`` are then unused) — e.g. exact BLUR's update
+            from both neurons' final states.
 
     Example:
         >>> Outer("m", "x", "x", scale=lambda p: -0.1).decay is None
@@ -86,3 +90,5 @@ class Outer:
     message_map: Fn | None = None
     stored_map: Fn | None = None
     decay: Scalar | None = None
+    phase: str = "backward"
+    pair: str | None = None

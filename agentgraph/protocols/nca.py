@@ -166,12 +166,16 @@ def heart(size: int = 16, color: tuple[float, float, float] = (0.9, 0.15, 0.25))
 
 
 def train(prog: Any, cell: NCACell, target: np.ndarray, *, steps: int = 1000, batch_size: int = 4,
-          ticks: tuple[int, int] = (32, 48), lr: float = 2e-3, seed_key: int = 0,
+          ticks: tuple[int, int] = (32, 48), lr: float = 2e-3, seed_key: int = 0, pool_size: int = 0,
           params: Mapping | None = None, callback: Callable[[int, float], None] | None = None
           ) -> tuple[dict, list[float]]:
     """Fit the update network so that a seed grows into ``target`` and stays: the loss is the mean
     squared error of the RGBA against ``target [H, W, 4]``, averaged over ticks
     ``ticks[0]..ticks[1]`` (Adam, gradients clipped to norm 1, through every tick).
+
+    With ``pool_size > 0`` (the paper's sample pool, for persistence) each step starts from
+    ``batch_size`` states drawn from a pool of earlier results, one of them reset to the seed,
+    and writes the grown states back — so the rule also learns to keep a grown pattern.
 
     Returns:
         ``(params, losses)``; ``callback(step, loss)`` is called after every step.
@@ -185,20 +189,31 @@ def train(prog: Any, cell: NCACell, target: np.ndarray, *, steps: int = 1000, ba
     opt_state = opt.init(params)
     start = seed(prog, batch_size, height, width)
     tgt = jnp.asarray(target, start[GROUP]["s"].dtype)
+    take = lambda tree, idx: jax.tree.map(lambda v: v[:, idx], tree)  # noqa: E731  (batch is axis 1)
 
-    def loss_fn(p):
-        _, frames = grow(p, prog, start, hi, height, width)
-        return jnp.mean((frames[lo - 1:] - tgt) ** 2)
+    def loss_fn(p, s0):
+        s, frames = grow(p, prog, s0, hi, height, width)
+        return jnp.mean((frames[lo - 1:] - tgt) ** 2), s
 
     @jax.jit
-    def update(p, o):
-        loss, g = jax.value_and_grad(loss_fn)(p)
+    def update(p, o, s0):
+        (loss, s), g = jax.value_and_grad(loss_fn, has_aux=True)(p, s0)
         upd, o = opt.update(g, o, p)
-        return optax.apply_updates(p, upd), o, loss
+        return optax.apply_updates(p, upd), o, loss, s
 
+    pool = seed(prog, pool_size, height, width) if pool_size else None
+    rng = np.random.default_rng(seed_key)
     losses = []
     for i in range(steps):
-        params, opt_state, loss = update(params, opt_state)
+        if pool is None:
+            s0 = start
+        else:
+            idx = rng.choice(pool_size, batch_size, replace=False)
+            s0 = take(pool, idx)
+            s0 = jax.tree.map(lambda v, w: v.at[:, 0].set(w[:, 0]), s0, start)  # one fresh seed
+        params, opt_state, loss, s = update(params, opt_state, s0)
+        if pool is not None:
+            pool = jax.tree.map(lambda v, w: v.at[:, idx].set(w), pool, s)
         losses.append(float(loss))
         if callback is not None:
             callback(i, losses[-1])

@@ -67,6 +67,16 @@ def check_declarations(kind: Kind, params: Any, *, trials: int = 3, seed: int = 
     for field, dec in kind.outer_updates().items():
         for _ in range(trials):
             st = _random_state(kind, rng)
+            if dec.pair is not None:  # both vectors are messages of the phase dec.phase
+                msg = _inputs(kind, dec.phase, params, rng)
+                got = jnp.asarray(kind.apply(dec.phase, params, st, msg)[2][field])
+                m = msg[dec.port] if dec.message_map is None else dec.message_map(params, msg[dec.port])
+                xs = msg[dec.pair] if dec.stored_map is None else dec.stored_map(params, msg[dec.pair])
+                want = jnp.asarray(dec.scale(params)) * jnp.reshape(m, (-1,)) * jnp.reshape(xs, (-1,))
+                if dec.decay is not None:
+                    want = want + jnp.asarray(dec.decay(params)) * jnp.reshape(st[field], (-1,))
+                _compare(kind, f"{dec.phase} update of {field!r}", jnp.reshape(got, (-1,)), want, atol)
+                continue
             fwd = _inputs(kind, "forward", params, rng)
             st = {**st, **{f: v for f, v in kind.forward(params, st, fwd)[0].items() if kind.fields[f].per_example}}
             msg = _inputs(kind, "backward", params, rng)

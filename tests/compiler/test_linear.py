@@ -63,15 +63,16 @@ def test_gradient_protocol_fused_equals_interpreter_x64(name):
             assert _max_err(prog.to_agents(s_c), s_i) < 1e-10
 
 
-def _blur(seed=2, dag=False):
+def _blur(seed=2, dag=False, exact=False):
     net = (random_dag_network(3, 5, 2, edge_prob=0.8, parallel_prob=0.2, activation="tanh", loss="l2", seed=seed) if dag
            else mlp_network([4, 5, 3], activation="tanh", loss="l2"))
-    return blur_network(net, k=3, sigma="tanh", init_std=0.5)
+    return blur_network(net, k=3, sigma="tanh", init_std=0.5, exact=exact)
 
 
+@pytest.mark.parametrize("exact", [False, True], ids=["approx", "exact"])
 @pytest.mark.parametrize("dag", [False, True], ids=["mlp", "dag"])
-def test_blur_fused_equals_interpreter_x64(dag):
-    b = _blur(dag=dag)
+def test_blur_fused_equals_interpreter_x64(dag, exact):
+    b = _blur(dag=dag, exact=exact)
     genome = jax.tree.map(lambda v: np.asarray(v, np.float64), init_genome(3, jax.random.PRNGKey(0)))
     genome = {**genome, "f_t": np.float64(0.9), "eta_t": np.float64(0.3)}
     rng = np.random.default_rng(3)
@@ -82,7 +83,8 @@ def test_blur_fused_equals_interpreter_x64(dag):
         prog = compile(b.graph, dtype=jnp.float64)
         if not dag:
             assert "matmul" in _lowerings(prog)
-            assert any(blk.outer for w in prog.plan.backward for blk in w)
+            # the outer-product update is fused in the phase that makes it (exact: the update phase)
+            assert any(blk.outer for w in prog.plan.waves("update" if exact else "backward") for blk in w)
         sc = prog.from_agents(st)
         for _ in range(2):
             x, y = rng.uniform(-1, 1, (4, len(b.graph.agents("blur_input")))), rng.normal(size=(4, len(b.graph.agents("blur_label"))))
@@ -91,8 +93,9 @@ def test_blur_fused_equals_interpreter_x64(dag):
         assert _max_err(prog.to_agents(sc), st) < 1e-10
 
 
-def test_float32_and_gradient_through_the_unroll_agree_with_the_agent_by_agent_lowering():
-    b = _blur()
+@pytest.mark.parametrize("exact", [False, True], ids=["approx", "exact"])
+def test_float32_and_gradient_through_the_unroll_agree_with_the_agent_by_agent_lowering(exact):
+    b = _blur(exact=exact)
     genome = init_genome(3, jax.random.PRNGKey(1))
     rng = np.random.default_rng(0)
     n_in, n_out = len(b.graph.agents("blur_input")), len(b.graph.agents("blur_label"))
@@ -123,6 +126,7 @@ def test_float32_and_gradient_through_the_unroll_agree_with_the_agent_by_agent_l
 def test_library_declarations_hold_and_a_false_one_is_caught():
     assert check_declarations(Synapse(), {"lr": 0.1}) == 3
     assert check_declarations(BlurSynapse(3), init_genome(3, jax.random.PRNGKey(0))) == 3
+    assert check_declarations(BlurSynapse(3, exact=True), init_genome(3, jax.random.PRNGKey(0))) == 3
 
     class Twice(Synapse):  # claims y = w x, computes 2 w x
         name = "twice"

@@ -130,8 +130,9 @@ class BlurSynapse(Kind):
         return {"out": Linear("m", "w", pre=_mu)} if sweep == "backward" else {}
 
     def outer_updates(self):
-        if self.exact:
-            return {}
+        if self.exact:  # in the update phase, from the two neurons' final states
+            return {"w": Outer("post", "", "", scale=_eta_t, message_map=_mu_t, stored_map=_nu_t_T,
+                               decay=_f_t_minus_1, phase=UPDATE, pair="pre")}
         return {"w": Outer("m", "a_in", "x", scale=_eta_t, message_map=_mu_t, stored_map=_nu_t_T, decay=_f_t_minus_1)}
 
     def forward(self, params, state, inputs):

@@ -23,7 +23,7 @@ EXACT_SCHEDULE = Schedule((Phase("forward", loss=True), Phase("backward"), Phase
 _HEAD = ("target", "softmax", "softmax_norm", "l2", "cross_entropy")
 
 
-def blur_network(net: Network, k: int = 2, sigma: str = "tanh", init_std: float = 0.1, exact: bool = False) -> Network:
+def blur_network(net: Network, k: int = 2, sigma: str = "tanh", init_std: float = 0.1, exact: bool = True) -> Network:
     """The BLUR network of a library network (module docstring): same arrows among inputs,
     synapses, biases (now neurons) and activations (now relays), head removed, label agents added.
     With ``exact``, the graph runs :data:`EXACT_SCHEDULE` and gains the update arrows: each
