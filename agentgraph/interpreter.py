@@ -442,7 +442,7 @@ def step(
                     if not kind.runs(t):
                         continue
                     inbox = _inbox(graph, agent, kind, t, inbound[t], sent, mail, B)
-                    if t == "forward" and kind.external is not None:
+                    if kind.external is not None and "data" in kind.ports(t):
                         inbox["data"] = data[kind.external][:, int(nodes[agent]["slot"])]
                     st[agent], sent[agent] = _apply(graph, agent, kind, t, params.get(graph.group_of(agent)),
                                                     st[agent], inbox, B)

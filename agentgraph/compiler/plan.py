@@ -403,7 +403,7 @@ def make_plan(
                     put(key_p + "/dst", d_loc)
                 ports.append(PortPlan(p, spec.size, spec.aggregation, low, b0, prm, key_p, len(src_row), source=source))
             slots_key = ""
-            if t == "forward" and kd.external is not None:
+            if kd.external is not None and "data" in kd.ports(t):
                 slots_key = put(tag + "/slots", np.r_[A.slot[agents], np.zeros(cap - n, np.int64)])
             outs = tuple((o, sz, base[(t, kname, o)]) for o, sz in kd.outputs(t).items())
             result_waves.setdefault(w, []).append(

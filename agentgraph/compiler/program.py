@@ -414,11 +414,11 @@ class Program:
             raise self._lowering_error(e) from None
 
     def __repr__(self) -> str:
-        nb = sum(len(w) for w in self.plan.forward) + sum(len(w) for w in self.plan.backward)
+        nb = sum(len(w) for _, waves in self.plan.sweeps for w in waves)
+        waves = " / ".join(f"{len(w)} {t}" for t, w in self.plan.sweeps) or "no"
         return (
             f"Program({sum(l.n for l in self.plan.kinds)} agent rows, {len(self.plan.kinds)} kinds, "
-            f"{len(self.plan.forward)} forward / {len(self.plan.backward)} backward waves, "
-            f"{nb} blocks)"
+            f"{waves} waves, {nb} blocks)"
         )
 
 

@@ -173,7 +173,7 @@ def check_arrow_combo(graph: AgentGraph, s: Hashable, d: Hashable, t: str, port:
             "delayed (delay=True) to deliver at the next step."
         )
     ports = dk.ports(t)
-    if t == "forward" and dk.external is not None and port == "data":
+    if dk.external is not None and port == "data":
         raise AgentGraphError(
             f"{label}: port 'data' of {d!r} ({dk.name}) is fed by batch[{dk.external!r}]; "
             "arrows cannot deliver into it."

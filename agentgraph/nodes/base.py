@@ -106,7 +106,8 @@ class Kind:
       its outgoing arrows of that type (an arrow picks one with its ``src_port``, default
       ``"out"``). A kind with no outputs of a type can have no outgoing arrows of that type.
     * ``external`` — ``None``, or the batch key whose column ``slot`` (a node attribute) is
-      delivered into the forward port ``"data"`` (inputs and targets).
+      delivered into the port ``"data"`` of every phase whose ports include one (the forward
+      port for the library's inputs and targets).
     * ``loss_field`` — ``None``, or the per-example field holding this agent's elementwise loss;
       such agents are *loss agents*: the step's loss is the batch mean of the sum of their
       losses, and they start the backward sweep seeded with it.
@@ -320,7 +321,8 @@ class Kind:
                     raise AgentGraphError(
                         f"Kind {self.name!r}: {label}[{o!r}] must be a positive int size, got {size!r}."
                     )
-        if self.external is not None and "data" not in self.forward_ports:
+        if self.external is not None and "data" not in self.forward_ports and not any(
+                "data" in ps for ps in dict(self.arrow_ports).values()):
             raise AgentGraphError(
                 f"Kind {self.name!r} reads external data {self.external!r} but has no forward "
                 "port 'data' to receive it; add forward_ports['data']."

@@ -198,6 +198,7 @@ PROTOCOLS: dict[str, str] = {
     "mplp": "agentgraph.protocols.mplp.protocol:mplp",
     "sgd": "agentgraph.protocols.gradient:sgd",
     "blur": "agentgraph.protocols.blur:blur",
+    "vsml": "agentgraph.protocols.vsml:vsml",
 }
 
 

@@ -1,0 +1,75 @@
+"""VSML (Kirsch & Schmidhuber, NeurIPS 2021, "Meta learning backpropagation and improving it") as
+a library protocol: every synapse of a network is a small LSTM, one parameter set shared by all
+synapses of all layers; the network learns online, one example per tick, by messages alone.
+
+One tick (one example, one inner step; :data:`~agentgraph.protocols.vsml.agents.SCHEDULE`)::
+
+    input i        sends (x_i, 0, …, 0)                                     [M]
+    synapse ij     [h, c] ← LSTM^k([fwd_ij, bwd_ij], [h, c])   (k = 2 micro ticks)
+                   sends fwd = h W_f + b_f to unit j, bwd = h W_b + b_b to back(i)
+    unit j         fwd_jk = mean_i fwd_ij for its out-synapses                   (immediate)
+    output j       z_j = 100 tanh(mean_i fwd_ij[1] / 100): the prediction
+    error j        loss y_j (lse − z_j); sends (softmax(z)_j − y_j, y_j, 0, …)  (delayed)
+    back(i)        bwd_hi = mean_j bwd_ij for its in-synapses                    (delayed)
+
+so backward messages reach a synapse one tick after they were made, as in VSML. The loss of a tick
+is the cross-entropy of the prediction made *before* the label is heard (online loss). The LSTM
+states persist across the ticks of an episode (they are per-example state); each synapse's cell
+state starts at ``c0`` (per agent, ``~ N(0, init_std)``) on half its channels — what makes two
+synapses differ. Batch ``B`` runs ``B`` independent learners (VSML's setting is ``B = 1``).
+
+Differences from the authors' code: units average over their in-/out-synapses as there, but the
+random initial cell state has one standard deviation for all synapses (theirs: 1/√fan-in); the
+network comes from a library graph, so it may be non-layered (skip connections, several paths).
+
+Example:
+    >>> import jax
+    >>> from agentgraph.builders import mlp_network
+    >>> p = vsml()
+    >>> net = p.network(mlp_network([4, 3, 2]))
+    >>> sum(v.size for v in jax.tree.leaves(p.init(jax.random.PRNGKey(0), net.graph)))
+    2384
+"""
+
+from __future__ import annotations
+
+from agentgraph.errors import AgentGraphError
+from agentgraph.learners.lstm import init_lstm
+from agentgraph.protocols.base import Protocol
+from agentgraph.protocols.vsml.agents import (
+    SCHEDULE,
+    TICK,
+    VSMLBack,
+    VSMLError,
+    VSMLInput,
+    VSMLSynapse,
+    VSMLUnit,
+)
+from agentgraph.protocols.vsml.network import GROUP, vsml_network
+
+__all__ = ["GROUP", "SCHEDULE", "TICK", "VSMLBack", "VSMLError", "VSMLInput", "VSMLSynapse", "VSMLUnit", "vsml",
+           "vsml_network"]
+
+
+def vsml(msg: int = 8, hidden: int = 16, micro_ticks: int = 2, init_std: float = 0.5, output_index: int = 1) -> Protocol:
+    """VSML as a :class:`~agentgraph.protocols.base.Protocol` (config ``protocol: {rule: vsml}``).
+
+    Args:
+        msg: message size ``M`` (at least 2: the error and the label).
+        hidden: LSTM state size of every synapse.
+        micro_ticks: LSTM ticks per synapse per example.
+        init_std: std of the random half of each synapse's initial cell state.
+        output_index: which component of an output unit's averaged message is its prediction.
+    """
+    if msg < 2:
+        raise AgentGraphError(f"protocol.msg must be at least 2 (error and label), got {msg}.")
+    if not 0 <= output_index < msg:
+        raise AgentGraphError(f"protocol.output_index must be in [0, msg), got {output_index} with msg={msg}.")
+    return Protocol(
+        name="vsml",
+        network=lambda net: vsml_network(net, msg, hidden, micro_ticks, init_std, output_index),
+        init=lambda key, graph: init_lstm(key, 2 * msg, hidden, msg),
+        params=lambda learned, stats, graph: {GROUP: learned},
+        settings={"msg": msg, "hidden": hidden, "micro_ticks": micro_ticks, "init_std": init_std,
+                  "output_index": output_index},
+    )

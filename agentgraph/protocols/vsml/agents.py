@@ -1,0 +1,173 @@
+"""VSML's agents (Kirsch & Schmidhuber, NeurIPS 2021): every synapse a small LSTM with one shared
+parameter set, units that average messages, and the error agents where a label enters.
+
+All act on one arrow type, ``tick`` (one tick per example; :data:`SCHEDULE`). Messages are
+``M``-dimensional. Within a tick, forward messages flow through immediate arrows, layer by layer;
+backward messages travel on **delayed** arrows, so a synapse hears at tick ``t`` what its
+post-unit's synapses (or its output's error) said at tick ``t − 1`` — as in VSML, where a layer
+reads the backward messages the next layer produced at the previous tick.
+
+* :class:`VSMLInput` reads ``batch["x"][:, slot]`` and sends ``(x, 0, …, 0)``.
+* :class:`VSMLSynapse` (state ``h, c`` per example; ``c0`` per agent, the random part of its
+  initial cell state) runs ``micro_ticks`` LSTM ticks on ``[fwd, bwd]`` and sends the read-outs
+  ``fwd``/``bwd`` of its last hidden state.
+* :class:`VSMLUnit` averages its in-synapses' forward messages (port ``"in"``, mean) and sends the
+  average on; :class:`VSMLBack` averages its out-synapses' backward messages and sends them to its
+  in-synapses (delayed). An output :class:`VSMLUnit` (``output=True``) sends the prediction
+  ``z = b · tanh(m[index] / b)`` instead and keeps it in its field ``z``.
+* :class:`VSMLError` (one per output; reads ``batch["y"][:, slot]``) receives its output's ``z``
+  and the log-sum-exp of all outputs' ``z`` (port aggregation ``logsumexp``), keeps the
+  cross-entropy term ``y (lse − z)`` as its loss and sends ``(p − y, y, 0, …)`` back (delayed).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from agentgraph.arrows.ports import Port
+from agentgraph.arrows.schedule import Phase, Schedule
+from agentgraph.learners.lstm import lstm_step
+from agentgraph.nodes.base import Field, Kind
+
+__all__ = ["SCHEDULE", "TICK", "VSMLBack", "VSMLError", "VSMLInput", "VSMLSynapse", "VSMLUnit"]
+
+#: VSML's one arrow type.
+TICK = "tick"
+#: One tick per step (per example); the loss is read after it.
+SCHEDULE = Schedule((Phase(TICK, loss=True),))
+
+
+class VSMLInput(Kind):
+    """Reads ``batch["x"][:, slot]`` and sends ``(x, 0, …, 0)`` of size ``msg``.
+
+    Example:
+        >>> VSMLInput(4).act(TICK, None, {}, {"data": jnp.array([0.5])})[1]["out"].tolist()
+        [0.5, 0.0, 0.0, 0.0]
+    """
+
+    name = "vsml_input"
+    external = "x"
+    acts_on = (TICK,)
+
+    def __init__(self, msg: int = 8) -> None:
+        self.msg = int(msg)
+        self.arrow_ports = {TICK: {"data": Port(1)}}
+        self.arrow_outputs = {TICK: {"out": self.msg}}
+
+    def act(self, arrow_type, params, state, inbox):
+        return state, {"out": jnp.zeros(self.msg).at[0].set(inbox["data"][0])}, {}
+
+
+class VSMLSynapse(Kind):
+    """A synapse: an LSTM (``hidden`` units) fed ``[fwd, bwd]`` (``2 msg``) for ``micro_ticks``
+    ticks; sends ``h W_fwd + b_fwd`` forward and ``h W_bwd + b_bwd`` backward. Its cell state
+    starts (first tick of an episode) at ``c0`` on its first ``rand`` channels, 0 elsewhere.
+
+    Example:
+        >>> from agentgraph.learners.lstm import init_lstm
+        >>> p = init_lstm(jax.random.PRNGKey(0), 8, 6, 4)
+        >>> k = VSMLSynapse(msg=4, hidden=6)
+        >>> s = {"h": jnp.zeros(6), "c": jnp.zeros(6), "started": 0.0, "c0": jnp.ones(6)}
+        >>> s, out, _ = k.act(TICK, p, s, {"fwd": jnp.ones(4), "bwd": jnp.zeros(4)})
+        >>> out["fwd"].shape, float(s["started"])
+        ((4,), 1.0)
+    """
+
+    name = "vsml_synapse"
+    acts_on = (TICK,)
+
+    def __init__(self, msg: int = 8, hidden: int = 16, micro_ticks: int = 2, rand_fraction: float = 0.5) -> None:
+        self.msg, self.hidden, self.micro_ticks = int(msg), int(hidden), int(micro_ticks)
+        self.rand = int(hidden * rand_fraction)
+        self.fields = {"h": Field((self.hidden,), per_example=True), "c": Field((self.hidden,), per_example=True),
+                       "started": Field((), per_example=True), "c0": Field((self.hidden,))}
+        self.arrow_ports = {TICK: {"fwd": Port(self.msg, "sum"), "bwd": Port(self.msg, "sum")}}
+        self.arrow_outputs = {TICK: {"fwd": self.msg, "bwd": self.msg}}
+
+    def act(self, arrow_type, params, state, inbox):
+        c_init = jnp.where(jnp.arange(self.hidden) < self.rand, state["c0"], 0.0)
+        c = jnp.where(state["started"] > 0, state["c"], c_init)
+        h = state["h"]
+        x = jnp.concatenate([inbox["fwd"], inbox["bwd"]])
+        for _ in range(self.micro_ticks):
+            h, c = lstm_step(params, x, h, c)
+        out = {"fwd": h @ params["w_fwd"] + params["b_fwd"], "bwd": h @ params["w_bwd"] + params["b_bwd"]}
+        return {**state, "h": h, "c": c, "started": jnp.ones_like(state["started"])}, out, {}
+
+
+class VSMLUnit(Kind):
+    """A unit: the mean of its in-synapses' forward messages (port ``"in"``), sent on (hidden) or
+    turned into the prediction ``z = bound · tanh(m[index] / bound)`` (``output=True``; stored in
+    the per-example field ``z``, sent as a size-1 message ``"z"``).
+
+    Example:
+        >>> VSMLUnit(3, output=True, index=1).act(TICK, None, {"z": 0.0}, {"in": jnp.array([0.0, 2.0, 0.0])})[1]["z"].shape
+        (1,)
+    """
+
+    acts_on = (TICK,)
+
+    def __init__(self, msg: int = 8, *, output: bool = False, index: int = 1, bound: float = 100.0) -> None:
+        self.msg, self.output, self.index, self.bound = int(msg), bool(output), int(index), float(bound)
+        self.name = "vsml_output" if output else "vsml_unit"
+        self.fields = {"z": Field(per_example=True)} if output else {}
+        self.arrow_ports = {TICK: {"in": Port(self.msg, "mean")}}
+        self.arrow_outputs = {TICK: {"z": 1} if output else {"out": self.msg}}
+
+    def act(self, arrow_type, params, state, inbox):
+        m = inbox["in"]
+        if not self.output:
+            return state, {"out": m}, {}
+        z = self.bound * jnp.tanh(m[self.index] / self.bound)
+        return {**state, "z": z}, {"z": jnp.reshape(z, (1,))}, {}
+
+
+class VSMLBack(Kind):
+    """A unit's backward side: the mean of its out-synapses' backward messages, sent (on delayed
+    arrows) to its in-synapses.
+
+    Example:
+        >>> VSMLBack(2).act(TICK, None, {}, {"in": jnp.array([1.0, -1.0])})[1]["out"].tolist()
+        [1.0, -1.0]
+    """
+
+    name = "vsml_back"
+    acts_on = (TICK,)
+
+    def __init__(self, msg: int = 8) -> None:
+        self.msg = int(msg)
+        self.arrow_ports = {TICK: {"in": Port(self.msg, "mean")}}
+        self.arrow_outputs = {TICK: {"out": self.msg}}
+
+    def act(self, arrow_type, params, state, inbox):
+        return state, {"out": inbox["in"]}, {}
+
+
+class VSMLError(Kind):
+    """One output's error: reads the label ``y`` (``batch["y"][:, slot]``), its output's ``z`` and
+    the log-sum-exp of every output's ``z``; loss ``y (lse − z)`` (the softmax cross-entropy's
+    term), backward message ``(softmax(z) − y, y, 0, …)``.
+
+    Example:
+        >>> k = VSMLError(4)
+        >>> s, out, _ = k.act(TICK, None, {"loss": 0.0}, {"data": jnp.ones(1), "z": jnp.zeros(1), "lse": jnp.zeros(1)})
+        >>> out["out"].tolist(), float(s["loss"])
+        ([0.0, 1.0, 0.0, 0.0], 0.0)
+    """
+
+    name = "vsml_error"
+    external = "y"
+    acts_on = (TICK,)
+    loss_field = "loss"
+
+    def __init__(self, msg: int = 8) -> None:
+        self.msg = int(msg)
+        self.fields = {"loss": Field(per_example=True)}
+        self.arrow_ports = {TICK: {"data": Port(1), "z": Port(1, "sum"), "lse": Port(1, "logsumexp")}}
+        self.arrow_outputs = {TICK: {"out": self.msg}}
+
+    def act(self, arrow_type, params, state, inbox):
+        y, z, lse = inbox["data"][0], inbox["z"][0], inbox["lse"][0]
+        err = jnp.exp(z - lse) - y
+        return {**state, "loss": y * (lse - z)}, {"out": jnp.zeros(self.msg).at[0].set(err).at[1].set(y)}, {}

@@ -1,0 +1,106 @@
+"""The VSML network of a library network (``mlp`` or ``random_dag``): its synapses become LSTM
+synapses, its units (bias agents) forward averagers with a backward side, its inputs and read-out
+units VSML's inputs and outputs with error agents (see :mod:`agentgraph.protocols.vsml.agents`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agentgraph.errors import AgentGraphError
+from agentgraph.graph import AgentGraph
+from agentgraph.protocols.base import FieldInit, Network, Readout
+from agentgraph.protocols.vsml.agents import (
+    SCHEDULE,
+    TICK,
+    VSMLBack,
+    VSMLError,
+    VSMLInput,
+    VSMLSynapse,
+    VSMLUnit,
+)
+
+__all__ = ["GROUP", "vsml_network"]
+
+#: The one parameter-sharing group: every synapse of every layer runs the same LSTM.
+GROUP = "vsml"
+
+
+def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int = 2, init_std: float = 0.5,
+                 output_index: int = 1) -> Network:
+    """The VSML network of library network ``net`` (its wiring kept: layered or not, skip
+    connections, parallel synapses).
+
+    Every library synapse ``s`` from unit ``p`` (an input, or the bias agent behind an activation)
+    to unit ``q`` (a bias agent) gets the arrows ``p → s`` (forward message), ``s → q`` (averaged),
+    ``s → back(p)`` (its backward message, averaged, if ``p`` is hidden) and the delayed
+    ``back(q) → s`` or ``error(q) → s``. Output units feed their error agents' ``z`` and, all of
+    them, every error agent's ``lse``.
+
+    Example:
+        >>> from agentgraph.builders import mlp_network
+        >>> v = vsml_network(mlp_network([4, 3, 2]))
+        >>> len(v.graph.agents("vsml_synapse")), len(v.graph.agents("vsml_back")), v.readout.field
+        (18, 3, 'z')
+    """
+    lib = net.graph
+    if net.readout is None:
+        raise AgentGraphError("VSML needs the network's read-out to know its output units; give the Network a Readout.")
+    A = lib.arrays()
+    kind_of = np.array(A.kind_names, dtype=object)[A.kind]
+    if not {"input", "synapse", "bias"} <= set(A.kind_names):
+        raise AgentGraphError(f"VSML runs on library networks (kinds input, synapse, bias and activations); this graph "
+                              f"has kinds {sorted(A.kind_names)}.")
+    index = {a: i for i, a in enumerate(A.names)}
+    fwd = A.type_mask("forward")
+    src_of = {}  # unit agent behind each activation: the bias feeding it
+    for s, d in zip(A.src[fwd], A.dst[fwd]):
+        if kind_of[s] == "bias" and kind_of[d] not in ("synapse", "bias"):
+            src_of[int(d)] = int(s)
+    pre, post = {}, {}
+    for s, d in zip(A.src[fwd], A.dst[fwd]):
+        if kind_of[d] == "synapse":
+            pre[int(d)] = src_of.get(int(s), int(s))
+        if kind_of[s] == "synapse" and kind_of[d] == "bias":
+            post[int(s)] = int(d)
+    outputs = []
+    for r in net.readout.agents:
+        srcs = [int(s) for s in A.src[fwd & (A.dst == index[r])] if kind_of[s] == "bias"]
+        if len(srcs) != 1:
+            raise AgentGraphError(f"Read-out agent {r!r} is not fed by exactly one bias agent; VSML cannot find its "
+                                  "output unit.")
+        outputs.append(srcs[0])
+    is_out = np.zeros(len(A.names), bool)
+    is_out[outputs] = True
+    syn = np.flatnonzero(kind_of == "synapse")
+    missing = [A.names[i] for i in syn if i not in pre or i not in post]
+    if missing:
+        raise AgentGraphError(f"Synapse {missing[0]!r} has no unit on one of its ends; VSML needs every synapse "
+                              "between an input or unit and a unit.")
+    names = A.names
+    g = AgentGraph(kinds=[VSMLInput(msg), VSMLSynapse(msg, hidden, micro_ticks), VSMLUnit(msg),
+                          VSMLUnit(msg, output=True, index=output_index), VSMLBack(msg), VSMLError(msg)],
+                   schedule=SCHEDULE)
+    inputs = np.flatnonzero(kind_of == "input")
+    g.add_agents([names[i] for i in inputs], "vsml_input", groups=GROUP, slots=A.slot[inputs])
+    units = np.flatnonzero(kind_of == "bias")
+    hidden_units = [i for i in units if not is_out[i]]
+    g.add_agents([names[i] for i in hidden_units], "vsml_unit", groups=GROUP)
+    g.add_agents([names[i] for i in outputs], "vsml_output", groups=GROUP)
+    g.add_agents([("back", names[i]) for i in hidden_units], "vsml_back", groups=GROUP)
+    errors = [("error", j) for j in range(len(outputs))]
+    g.add_agents(errors, "vsml_error", groups=GROUP, slots=range(len(outputs)))
+    g.add_agents([names[i] for i in syn], "vsml_synapse", groups=GROUP)
+    err_of = {u: errors[j] for j, u in enumerate(outputs)}
+    s_names = [names[i] for i in syn]
+    g.add_arrows([names[pre[i]] for i in syn], s_names, TICK, port="fwd")
+    g.add_arrows(s_names, [names[post[i]] for i in syn], TICK, port="in", src_port="fwd")
+    hid = [i for i in syn if kind_of[pre[i]] == "bias"]
+    g.add_arrows([names[i] for i in hid], [("back", names[pre[i]]) for i in hid], TICK, port="in", src_port="bwd")
+    back_src = [err_of[post[i]] if is_out[post[i]] else ("back", names[post[i]]) for i in syn]
+    g.add_arrows(back_src, s_names, TICK, port="bwd", delay=True)
+    out_names = [names[i] for i in outputs]
+    g.add_arrows(out_names, errors, TICK, port="z", src_port="z")
+    g.add_arrows([o for o in out_names for _ in errors], [e for _ in out_names for e in errors], TICK, port="lse",
+                 src_port="z")
+    readout = Readout(tuple(out_names), "z", kind="logits")
+    return Network(g.validate(), (FieldInit("vsml_synapse", "c0", std=float(init_std)),), readout)
