@@ -4,12 +4,14 @@ ticks to grow a 16×16 heart from a single seed cell and keep it, with the paper
 :mod:`agentgraph.protocols.nca`).
 
 Run ``python examples/nca.py [--size 16] [--steps 1500] [--out docs/img/nca.png]``: trains, writes the
-update network (``.npz``) and a PNG of the pattern growing over time, beyond the trained ticks.
+update network (``.npz``), the loss curve (``.json``) and a PNG of the pattern growing over time,
+beyond the trained ticks.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -63,8 +65,12 @@ def main(size: int = 16, steps: int = 1500, channels: int = 16, hidden: int = 64
     plot_frames(frames[[t - 1 for t in shown]], shown, out, target=target, losses=losses,
                 title=f"NCA agent graph {size}×{size}: trained on ticks {ticks[0]}–{ticks[1]}, grown to {horizon}")
     np.savez(os.path.splitext(out)[0] + ".npz", **{k: np.asarray(v) for k, v in params.items()})
-    return {"loss_first": losses[0], "loss_last": losses[-1], "loss_at_2x": loss_2x, "loss_at_4x": loss_4x,
-            "seconds": seconds}
+    result = {"loss_first": losses[0], "loss_last": losses[-1], "loss_at_2x": loss_2x, "loss_at_4x": loss_4x,
+              "seconds": seconds}
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:  # the whole loss curve, for the record
+        json.dump({**result, "size": size, "steps": steps, "channels": channels, "hidden": hidden, "ticks": list(ticks),
+                   "batch_size": batch_size, "pool_size": pool_size, "lr": lr, "losses": losses}, f)
+    return result
 
 
 if __name__ == "__main__":
