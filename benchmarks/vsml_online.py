@@ -179,7 +179,7 @@ def main() -> None:
         json.dump(res, f, indent=2)
     if a.png:
         from agentgraph.plots import plot_curves
-        plot_curves(res, a.png, title=f"VSML learning {name} online, batch 1 — x: examples seen",
+        plot_curves(res, a.png, title=f"VSML on {name}, batch 1 (x: examples seen)",
                     labels={"protocol": "VSML", "sgd": "SGD", "adam": "Adam"})
 
 
