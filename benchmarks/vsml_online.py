@@ -27,7 +27,7 @@ from agentgraph.data import load_dataset
 from agentgraph.meta.context import make_context
 from agentgraph.meta.evaluate import LR_GRID
 from agentgraph.meta.protocol_io import checkpoint_config, load_protocol
-from agentgraph.protocols.base import fresh_weights
+from agentgraph.protocols.base import fresh_weights, with_weights
 
 
 def _broadcast_examples(prog, state, C: int) -> dict:
@@ -73,7 +73,7 @@ def vsml_curves(ctx, params, ds, runs, T, every, key):
         orders.append(order)
         state = prog.init(1)
         w = fresh_weights(net.init, k_net, state)
-        state = {k: {**v, **w.get(k, {})} if k != "@delayed" else v for k, v in state.items()}
+        state = with_weights(state, w)
         xs = jnp.asarray(ds.x_train[order])[:, None]
         ys = jnp.asarray(np.eye(n_out)[ds.y_train[order]], jnp.float32)[:, None]
         curve, hits = [float(heldout(state))], []

@@ -48,12 +48,13 @@ from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pydantic
 
 from agentgraph.errors import AgentGraphError
 
 __all__ = ["FieldInit", "Network", "PROTOCOLS", "Protocol", "Readout", "WarmStart", "accuracy", "config_model",
-           "fresh_weights", "load_callable", "prediction_loss", "read", "register", "resolve", "settings_of",
+           "fresh_weights", "output_units", "load_callable", "prediction_loss", "read", "register", "resolve", "settings_of",
            "weights_of", "with_weights"]
 
 Learned = Any
@@ -348,6 +349,34 @@ def with_weights(state: dict, weights: dict[str, dict[str, jax.Array]]) -> dict:
             raise AgentGraphError(f"Weights for {kind}.{missing[0]}, which this program's state does not have "
                                   f"(its {kind!r} fields: {sorted(state.get(kind, {}))}).")
         out[kind] = {**state[kind], **{f: v.astype(state[kind][f].dtype) for f, v in fields.items()}}
+    return out
+
+
+def output_units(net: Network, rule: str) -> list[int]:
+    """The bias agent (index into ``net.graph.arrays()``) feeding each of the read-out's agents,
+    in output order: where a library network's output units sum their synapses — what protocols
+    that rebuild a network around its units (BLUR, VSML) call its outputs.
+
+    Raises:
+        AgentGraphError: a read-out agent not fed by exactly one bias agent (``rule`` names who asks).
+
+    Example:
+        >>> from agentgraph.builders import mlp_network
+        >>> net = mlp_network([3, 2])
+        >>> [net.graph.arrays().names[i] for i in output_units(net, "demo")]
+        [('b', 0, 0), ('b', 0, 1)]
+    """
+    A = net.graph.arrays()
+    index = {a: i for i, a in enumerate(A.names)}
+    is_bias = np.array(A.kind_names, dtype=object)[A.kind] == "bias"
+    fwd = A.type_mask("forward")
+    out = []
+    for r in net.readout.agents:
+        srcs = [int(s) for s in A.src[fwd & (A.dst == index[r])] if is_bias[s]]
+        if len(srcs) != 1:
+            raise AgentGraphError(f"Read-out agent {r!r} is not fed by exactly one bias agent; {rule} cannot find "
+                                  "its output unit.")
+        out.append(srcs[0])
     return out
 
 

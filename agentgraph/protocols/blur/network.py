@@ -8,7 +8,7 @@ import numpy as np
 from agentgraph.arrows.schedule import Phase, Schedule
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
-from agentgraph.protocols.base import FieldInit, Network, Readout
+from agentgraph.protocols.base import FieldInit, Network, Readout, output_units
 from agentgraph.protocols.blur.agents import UPDATE, BlurInput, BlurLabel, BlurNeuron, BlurRelay, BlurSynapse
 
 __all__ = ["EXACT_SCHEDULE", "GROUP", "blur_network"]
@@ -45,15 +45,8 @@ def blur_network(net: Network, k: int = 2, sigma: str = "tanh", init_std: float 
     if not need <= set(A.kind_names):
         raise AgentGraphError(f"BLUR runs on library networks (kinds {sorted(need)} and activations); this graph "
                               f"has kinds {sorted(A.kind_names)}.")
-    index = {a: i for i, a in enumerate(A.names)}
     fwd = A.type == 0
-    outputs = []
-    for r in net.readout.agents:  # the bias agent feeding each read-out unit, in output order
-        srcs = [int(s) for s in A.src[fwd & (A.dst == index[r])] if kind_of[s] == "bias"]
-        if len(srcs) != 1:
-            raise AgentGraphError(f"Read-out agent {r!r} is not fed by exactly one bias agent; BLUR cannot find its "
-                                  "output unit.")
-        outputs.append(srcs[0])
+    outputs = output_units(net, "BLUR")
     is_out = np.zeros(len(A.names), bool)
     is_out[outputs] = True
     g = AgentGraph(kinds=[BlurInput(k, exact), BlurSynapse(k, exact), BlurNeuron(k, sigma, exact=exact),

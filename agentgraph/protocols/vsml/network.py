@@ -8,7 +8,7 @@ import numpy as np
 
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
-from agentgraph.protocols.base import FieldInit, Network, Readout
+from agentgraph.protocols.base import FieldInit, Network, Readout, output_units
 from agentgraph.protocols.vsml.agents import (
     SCHEDULE,
     TICK,
@@ -50,7 +50,6 @@ def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int 
     if not {"input", "synapse", "bias"} <= set(A.kind_names):
         raise AgentGraphError(f"VSML runs on library networks (kinds input, synapse, bias and activations); this graph "
                               f"has kinds {sorted(A.kind_names)}.")
-    index = {a: i for i, a in enumerate(A.names)}
     fwd = A.type_mask("forward")
     src_of = {}  # unit agent behind each activation: the bias feeding it
     for s, d in zip(A.src[fwd], A.dst[fwd]):
@@ -62,13 +61,7 @@ def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int 
             pre[int(d)] = src_of.get(int(s), int(s))
         if kind_of[s] == "synapse" and kind_of[d] == "bias":
             post[int(s)] = int(d)
-    outputs = []
-    for r in net.readout.agents:
-        srcs = [int(s) for s in A.src[fwd & (A.dst == index[r])] if kind_of[s] == "bias"]
-        if len(srcs) != 1:
-            raise AgentGraphError(f"Read-out agent {r!r} is not fed by exactly one bias agent; VSML cannot find its "
-                                  "output unit.")
-        outputs.append(srcs[0])
+    outputs = output_units(net, "VSML")
     is_out = np.zeros(len(A.names), bool)
     is_out[outputs] = True
     syn = np.flatnonzero(kind_of == "synapse")
