@@ -51,7 +51,8 @@ __all__ = ["GROUP", "SCHEDULE", "TICK", "VSMLBack", "VSMLError", "VSMLInput", "V
            "vsml_network"]
 
 
-def vsml(msg: int = 8, hidden: int = 16, micro_ticks: int = 2, init_std: float = 0.5, output_index: int = 1) -> Protocol:
+def vsml(msg: int = 8, hidden: int = 16, micro_ticks: int = 2, init_std: float = 0.5, output_index: int = 1,
+         two_phase: bool = False) -> Protocol:
     """VSML as a :class:`~agentgraph.protocols.base.Protocol` (config ``protocol: {rule: vsml}``).
 
     Args:
@@ -60,6 +61,10 @@ def vsml(msg: int = 8, hidden: int = 16, micro_ticks: int = 2, init_std: float =
         micro_ticks: LSTM ticks per synapse per example.
         init_std: std of the random half of each synapse's initial cell state.
         output_index: which component of an output unit's averaged message is its prediction.
+        two_phase: a forward then a backward sweep per example, the backward messages of this
+            example arriving at once (instead of one tick per example, backward messages one tick
+            late); the schedule under which :func:`~agentgraph.protocols.vsml.backprop.backprop_lstm`
+            runs SGD.
     """
     if msg < 2:
         raise AgentGraphError(f"protocol.msg must be at least 2 (error and label), got {msg}.")
@@ -67,9 +72,9 @@ def vsml(msg: int = 8, hidden: int = 16, micro_ticks: int = 2, init_std: float =
         raise AgentGraphError(f"protocol.output_index must be in [0, msg), got {output_index} with msg={msg}.")
     return Protocol(
         name="vsml",
-        network=lambda net: vsml_network(net, msg, hidden, micro_ticks, init_std, output_index),
+        network=lambda net: vsml_network(net, msg, hidden, micro_ticks, init_std, output_index, two_phase),
         init=lambda key, graph: init_lstm(key, 2 * msg, hidden, msg),
         params=lambda learned, stats, graph: {GROUP: learned},
         settings={"msg": msg, "hidden": hidden, "micro_ticks": micro_ticks, "init_std": init_std,
-                  "output_index": output_index},
+                  "output_index": output_index, "two_phase": two_phase},
     )

@@ -1,11 +1,15 @@
 """VSML's agents (Kirsch & Schmidhuber, NeurIPS 2021): every synapse a small LSTM with one shared
 parameter set, units that average messages, and the error agents where a label enters.
 
-All act on one arrow type, ``tick`` (one tick per example; :data:`SCHEDULE`). Messages are
-``M``-dimensional. Within a tick, forward messages flow through immediate arrows, layer by layer;
+By default all act on one arrow type, ``tick`` (one tick per example; :data:`SCHEDULE`). Messages
+are ``M``-dimensional. Within a tick, forward messages flow through immediate arrows, layer by layer;
 backward messages travel on **delayed** arrows, so a synapse hears at tick ``t`` what its
 post-unit's synapses (or its output's error) said at tick ``t − 1`` — as in VSML, where a layer
 reads the backward messages the next layer produced at the previous tick.
+
+With ``fwd_type="fwd_tick", bwd_type="bwd_tick"`` (:data:`TWO_PHASE_SCHEDULE`) an example takes two
+phases instead: a forward sweep, then a backward sweep in which the errors of *this* example travel
+back through immediate arrows; a synapse ticks in both, fed ``[fwd, 0]`` and ``[0, bwd]``.
 
 * :class:`VSMLInput` reads ``batch["x"][:, slot]`` and sends ``(x, 0, …, 0)``.
 * :class:`VSMLSynapse` (state ``h, c`` per example; ``c0`` per agent, the random part of its
@@ -30,12 +34,15 @@ from agentgraph.arrows.schedule import Phase, Schedule
 from agentgraph.learners.lstm import lstm_step
 from agentgraph.nodes.base import Field, Kind
 
-__all__ = ["SCHEDULE", "TICK", "VSMLBack", "VSMLError", "VSMLInput", "VSMLSynapse", "VSMLUnit"]
+__all__ = ["SCHEDULE", "TICK", "TWO_PHASE_SCHEDULE", "VSMLBack", "VSMLError", "VSMLInput", "VSMLSynapse",
+           "VSMLUnit"]
 
 #: VSML's one arrow type.
 TICK = "tick"
 #: One tick per step (per example); the loss is read after it.
 SCHEDULE = Schedule((Phase(TICK, loss=True),))
+#: Two phases per example: forward (the loss is read after it), then backward.
+TWO_PHASE_SCHEDULE = Schedule((Phase("fwd_tick", loss=True), Phase("bwd_tick")))
 
 
 class VSMLInput(Kind):
@@ -48,12 +55,12 @@ class VSMLInput(Kind):
 
     name = "vsml_input"
     external = "x"
-    acts_on = (TICK,)
 
-    def __init__(self, msg: int = 8) -> None:
+    def __init__(self, msg: int = 8, fwd_type: str = TICK) -> None:
         self.msg = int(msg)
-        self.arrow_ports = {TICK: {"data": Port(1)}}
-        self.arrow_outputs = {TICK: {"out": self.msg}}
+        self.acts_on = (fwd_type,)
+        self.arrow_ports = {fwd_type: {"data": Port(1)}}
+        self.arrow_outputs = {fwd_type: {"out": self.msg}}
 
     def act(self, arrow_type, params, state, inbox):
         return state, {"out": jnp.zeros(self.msg).at[0].set(inbox["data"][0])}, {}
@@ -63,6 +70,8 @@ class VSMLSynapse(Kind):
     """A synapse: an LSTM (``hidden`` units) fed ``[fwd, bwd]`` (``2 msg``) for ``micro_ticks``
     ticks; sends ``h W_fwd + b_fwd`` forward and ``h W_bwd + b_bwd`` backward. Its cell state
     starts (first tick of an episode) at ``c0`` on its first ``rand`` channels, 0 elsewhere.
+    With two arrow types (``fwd_type != bwd_type``) it ticks in both phases, fed ``[fwd, 0]`` and
+    sending ``fwd`` in the forward one, fed ``[0, bwd]`` and sending ``bwd`` in the backward one.
 
     Example:
         >>> from agentgraph.learners.lstm import init_lstm
@@ -75,24 +84,29 @@ class VSMLSynapse(Kind):
     """
 
     name = "vsml_synapse"
-    acts_on = (TICK,)
 
-    def __init__(self, msg: int = 8, hidden: int = 16, micro_ticks: int = 2, rand_fraction: float = 0.5) -> None:
+    def __init__(self, msg: int = 8, hidden: int = 16, micro_ticks: int = 2, rand_fraction: float = 0.5,
+                 fwd_type: str = TICK, bwd_type: str = TICK) -> None:
         self.msg, self.hidden, self.micro_ticks = int(msg), int(hidden), int(micro_ticks)
         self.rand = int(hidden * rand_fraction)
         self.fields = {"h": Field((self.hidden,), per_example=True), "c": Field((self.hidden,), per_example=True),
                        "started": Field((), per_example=True), "c0": Field((self.hidden,))}
-        self.arrow_ports = {TICK: {"fwd": Port(self.msg, "sum"), "bwd": Port(self.msg, "sum")}}
-        self.arrow_outputs = {TICK: {"fwd": self.msg, "bwd": self.msg}}
+        self.acts_on = tuple(dict.fromkeys((fwd_type, bwd_type)))
+        self.arrow_ports, self.arrow_outputs = {}, {}
+        for t, side in ((fwd_type, "fwd"), (bwd_type, "bwd")):
+            self.arrow_ports.setdefault(t, {})[side] = Port(self.msg, "sum")
+            self.arrow_outputs.setdefault(t, {})[side] = self.msg
 
     def act(self, arrow_type, params, state, inbox):
         c_init = jnp.where(jnp.arange(self.hidden) < self.rand, state["c0"], 0.0)
         c = jnp.where(state["started"] > 0, state["c"], c_init)
         h = state["h"]
-        x = jnp.concatenate([inbox["fwd"], inbox["bwd"]])
+        none = jnp.zeros(self.msg)
+        x = jnp.concatenate([inbox.get("fwd", none), inbox.get("bwd", none)])
         for _ in range(self.micro_ticks):
             h, c = lstm_step(params, x, h, c)
-        out = {"fwd": h @ params["w_fwd"] + params["b_fwd"], "bwd": h @ params["w_bwd"] + params["b_bwd"]}
+        read = {"fwd": lambda: h @ params["w_fwd"] + params["b_fwd"], "bwd": lambda: h @ params["w_bwd"] + params["b_bwd"]}
+        out = {o: read[o]() for o in self.arrow_outputs[arrow_type]}
         return {**state, "h": h, "c": c, "started": jnp.ones_like(state["started"])}, out, {}
 
 
@@ -106,14 +120,14 @@ class VSMLUnit(Kind):
         (1,)
     """
 
-    acts_on = (TICK,)
-
-    def __init__(self, msg: int = 8, *, output: bool = False, index: int = 1, bound: float = 100.0) -> None:
+    def __init__(self, msg: int = 8, *, output: bool = False, index: int = 1, bound: float = 100.0,
+                 fwd_type: str = TICK) -> None:
         self.msg, self.output, self.index, self.bound = int(msg), bool(output), int(index), float(bound)
         self.name = "vsml_output" if output else "vsml_unit"
         self.fields = {"z": Field(per_example=True)} if output else {}
-        self.arrow_ports = {TICK: {"in": Port(self.msg, "mean")}}
-        self.arrow_outputs = {TICK: {"z": 1} if output else {"out": self.msg}}
+        self.acts_on = (fwd_type,)
+        self.arrow_ports = {fwd_type: {"in": Port(self.msg, "mean")}}
+        self.arrow_outputs = {fwd_type: {"z": 1} if output else {"out": self.msg}}
 
     def act(self, arrow_type, params, state, inbox):
         m = inbox["in"]
@@ -133,12 +147,12 @@ class VSMLBack(Kind):
     """
 
     name = "vsml_back"
-    acts_on = (TICK,)
 
-    def __init__(self, msg: int = 8) -> None:
+    def __init__(self, msg: int = 8, bwd_type: str = TICK) -> None:
         self.msg = int(msg)
-        self.arrow_ports = {TICK: {"in": Port(self.msg, "mean")}}
-        self.arrow_outputs = {TICK: {"out": self.msg}}
+        self.acts_on = (bwd_type,)
+        self.arrow_ports = {bwd_type: {"in": Port(self.msg, "mean")}}
+        self.arrow_outputs = {bwd_type: {"out": self.msg}}
 
     def act(self, arrow_type, params, state, inbox):
         return state, {"out": inbox["in"]}, {}
@@ -147,7 +161,9 @@ class VSMLBack(Kind):
 class VSMLError(Kind):
     """One output's error: reads the label ``y`` (``batch["y"][:, slot]``), its output's ``z`` and
     the log-sum-exp of every output's ``z``; loss ``y (lse − z)`` (the softmax cross-entropy's
-    term), backward message ``(softmax(z) − y, y, 0, …)``.
+    term), backward message ``(softmax(z) − y, y, 0, …)``. With two arrow types it computes both in
+    the forward phase, keeps the message in the per-example field ``out`` and sends it in the
+    backward phase.
 
     Example:
         >>> k = VSMLError(4)
@@ -158,16 +174,18 @@ class VSMLError(Kind):
 
     name = "vsml_error"
     external = "y"
-    acts_on = (TICK,)
     loss_field = "loss"
 
-    def __init__(self, msg: int = 8) -> None:
-        self.msg = int(msg)
-        self.fields = {"loss": Field(per_example=True)}
-        self.arrow_ports = {TICK: {"data": Port(1), "z": Port(1, "sum"), "lse": Port(1, "logsumexp")}}
-        self.arrow_outputs = {TICK: {"out": self.msg}}
+    def __init__(self, msg: int = 8, fwd_type: str = TICK, bwd_type: str = TICK) -> None:
+        self.msg, self.fwd_type = int(msg), fwd_type
+        self.fields = {"loss": Field(per_example=True), "out": Field((self.msg,), per_example=True)}
+        self.acts_on = tuple(dict.fromkeys((fwd_type, bwd_type)))
+        self.arrow_ports = {bwd_type: {}, fwd_type: {"data": Port(1), "z": Port(1, "sum"), "lse": Port(1, "logsumexp")}}
+        self.arrow_outputs = {fwd_type: {}, bwd_type: {"out": self.msg}}
 
     def act(self, arrow_type, params, state, inbox):
-        y, z, lse = inbox["data"][0], inbox["z"][0], inbox["lse"][0]
-        err = jnp.exp(z - lse) - y
-        return {**state, "loss": y * (lse - z)}, {"out": jnp.zeros(self.msg).at[0].set(err).at[1].set(y)}, {}
+        if arrow_type == self.fwd_type:
+            y, z, lse = inbox["data"][0], inbox["z"][0], inbox["lse"][0]
+            err = jnp.exp(z - lse) - y
+            state = {**state, "loss": y * (lse - z), "out": jnp.zeros(self.msg).at[0].set(err).at[1].set(y)}
+        return state, {o: state["out"] for o in self.arrow_outputs[arrow_type]}, {}

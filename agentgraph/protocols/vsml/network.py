@@ -12,6 +12,7 @@ from agentgraph.protocols.base import FieldInit, Network, Readout, output_units
 from agentgraph.protocols.vsml.agents import (
     SCHEDULE,
     TICK,
+    TWO_PHASE_SCHEDULE,
     VSMLBack,
     VSMLError,
     VSMLInput,
@@ -26,7 +27,7 @@ GROUP = "vsml"
 
 
 def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int = 2, init_std: float = 0.5,
-                 output_index: int = 1) -> Network:
+                 output_index: int = 1, two_phase: bool = False, bound: float = 100.0) -> Network:
     """The VSML network of library network ``net`` (its wiring kept: layered or not, skip
     connections, parallel synapses).
 
@@ -34,7 +35,10 @@ def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int 
     to unit ``q`` (a bias agent) gets the arrows ``p → s`` (forward message), ``s → q`` (averaged),
     ``s → back(p)`` (its backward message, averaged, if ``p`` is hidden) and the delayed
     ``back(q) → s`` or ``error(q) → s``. Output units feed their error agents' ``z`` and, all of
-    them, every error agent's ``lse``.
+    them, every error agent's ``lse``. With ``two_phase`` the forward arrows have type
+    ``fwd_tick``, the backward ones type ``bwd_tick`` and are immediate
+    (:data:`~agentgraph.protocols.vsml.agents.TWO_PHASE_SCHEDULE`). Output units bound their
+    prediction to ``± bound``.
 
     Example:
         >>> from agentgraph.builders import mlp_network
@@ -70,9 +74,12 @@ def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int 
         raise AgentGraphError(f"Synapse {missing[0]!r} has no unit on one of its ends; VSML needs every synapse "
                               "between an input or unit and a unit.")
     names = A.names
-    g = AgentGraph(kinds=[VSMLInput(msg), VSMLSynapse(msg, hidden, micro_ticks), VSMLUnit(msg),
-                          VSMLUnit(msg, output=True, index=output_index), VSMLBack(msg), VSMLError(msg)],
-                   schedule=SCHEDULE)
+    F, Bk = ("fwd_tick", "bwd_tick") if two_phase else (TICK, TICK)
+    g = AgentGraph(kinds=[VSMLInput(msg, F), VSMLSynapse(msg, hidden, micro_ticks, fwd_type=F, bwd_type=Bk),
+                          VSMLUnit(msg, fwd_type=F), VSMLUnit(msg, output=True, index=output_index, bound=bound,
+                                                              fwd_type=F),
+                          VSMLBack(msg, Bk), VSMLError(msg, F, Bk)],
+                   schedule=TWO_PHASE_SCHEDULE if two_phase else SCHEDULE)
     inputs = np.flatnonzero(kind_of == "input")
     g.add_agents([names[i] for i in inputs], "vsml_input", groups=GROUP, slots=A.slot[inputs])
     units = np.flatnonzero(kind_of == "bias")
@@ -85,15 +92,15 @@ def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int 
     g.add_agents([names[i] for i in syn], "vsml_synapse", groups=GROUP)
     err_of = {u: errors[j] for j, u in enumerate(outputs)}
     s_names = [names[i] for i in syn]
-    g.add_arrows([names[pre[i]] for i in syn], s_names, TICK, port="fwd")
-    g.add_arrows(s_names, [names[post[i]] for i in syn], TICK, port="in", src_port="fwd")
+    g.add_arrows([names[pre[i]] for i in syn], s_names, F, port="fwd")
+    g.add_arrows(s_names, [names[post[i]] for i in syn], F, port="in", src_port="fwd")
     hid = [i for i in syn if kind_of[pre[i]] == "bias"]
-    g.add_arrows([names[i] for i in hid], [("back", names[pre[i]]) for i in hid], TICK, port="in", src_port="bwd")
+    g.add_arrows([names[i] for i in hid], [("back", names[pre[i]]) for i in hid], Bk, port="in", src_port="bwd")
     back_src = [err_of[post[i]] if is_out[post[i]] else ("back", names[post[i]]) for i in syn]
-    g.add_arrows(back_src, s_names, TICK, port="bwd", delay=True)
+    g.add_arrows(back_src, s_names, Bk, port="bwd", delay=not two_phase)
     out_names = [names[i] for i in outputs]
-    g.add_arrows(out_names, errors, TICK, port="z", src_port="z")
-    g.add_arrows([o for o in out_names for _ in errors], [e for _ in out_names for e in errors], TICK, port="lse",
+    g.add_arrows(out_names, errors, F, port="z", src_port="z")
+    g.add_arrows([o for o in out_names for _ in errors], [e for _ in out_names for e in errors], F, port="lse",
                  src_port="z")
     readout = Readout(tuple(out_names), "z", kind="logits")
     return Network(g.validate(), (FieldInit("vsml_synapse", "c0", std=float(init_std)),), readout)
