@@ -200,6 +200,7 @@ PROTOCOLS: dict[str, str] = {
     "sgd": "agentgraph.protocols.gradient:sgd",
     "blur": "agentgraph.protocols.blur:blur",
     "vsml": "agentgraph.protocols.vsml:vsml",
+    "attention": "agentgraph.protocols.attention:attention",
 }
 
 
