@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["plot_curves", "plot_frames", "plot_meta_curves"]
+__all__ = ["plot_curves", "plot_forgetting", "plot_frames", "plot_meta_curves"]
 
 _COLORS = {"protocol": "tab:red", "sgd": "tab:blue", "adam": "tab:green", "maml": "tab:purple"}
 _LABELS = {"protocol": "learned protocol", "sgd": "SGD", "adam": "Adam", "maml": "MAML"}
@@ -26,9 +26,18 @@ def _pyplot():
     return plt
 
 
+def _save(fig, plt, path: str) -> str:
+    """Lay out ``fig``, write it to ``path`` (creating its directory), close it; returns ``path``."""
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_curves(results: Mapping[str, Any] | Sequence[tuple[str, Mapping[str, Any]]], path: str, *, title: str = "",
                 methods: Sequence[str] = ("protocol", "sgd", "adam"), percent: bool | None = None,
-                labels: Mapping[str, str] | None = None) -> str:
+                labels: Mapping[str, str] | None = None, xlabel: str = "inner step") -> str:
     """Mean ± std of the metric after each inner step, one line per method; returns ``path``.
 
     Args:
@@ -38,6 +47,7 @@ def plot_curves(results: Mapping[str, Any] | Sequence[tuple[str, Mapping[str, An
         methods: which methods of the result to draw (those present).
         percent: show accuracy in % (default: when the metric is accuracy).
         labels: legend names per method (default "learned protocol", "SGD", ...).
+        xlabel: the x axis's label.
 
     Example:
         >>> import tempfile, os
@@ -63,7 +73,7 @@ def plot_curves(results: Mapping[str, Any] | Sequence[tuple[str, Mapping[str, An
             ax.plot(steps, mean, color=_COLORS.get(m), label=label, lw=2)
             ax.fill_between(steps, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
                             color=_COLORS.get(m), alpha=0.15, lw=0)
-        ax.set_xlabel("inner step")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(("test accuracy (%)" if pct else res.get("metric", "value")))
         if res.get("metric") == "loss":
             ax.set_yscale("log")
@@ -72,11 +82,7 @@ def plot_curves(results: Mapping[str, Any] | Sequence[tuple[str, Mapping[str, An
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, plt, path)
 
 
 def plot_meta_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: str, *, xlabel: str = "meta-step",
@@ -103,11 +109,41 @@ def plot_meta_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, plt, path)
+
+
+def plot_forgetting(results: Mapping[str, Any], path: str, *, title: str = "") -> str:
+    """The forgetting benchmark's result (``benchmarks/forgetting.py``'s JSON: ``{"rules": {rule:
+    {sequence: {"R_mean": [T, T], ...}}}}``): per sequence, the accuracy on the first task after
+    each task of the sequence (one line per rule) and the mean accuracy over the tasks seen so far.
+
+    Example:
+        >>> import tempfile, os
+        >>> r = {"rules": {"sgd": {"split": {"R_mean": [[0.9, 0.5], [0.6, 0.95]]}}}}
+        >>> os.path.exists(plot_forgetting(r, os.path.join(tempfile.mkdtemp(), "f.png")))
+        True
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    seqs = list(next(iter(results["rules"].values())))
+    fig, axes = plt.subplots(len(seqs), 2, figsize=(10.0, 3.6 * len(seqs)), squeeze=False)
+    for r, seq in enumerate(seqs):
+        for rule, by_seq in results["rules"].items():
+            R = np.asarray(by_seq[seq]["R_mean"])
+            T = np.arange(1, R.shape[0] + 1)
+            axes[r, 0].plot(T, 100 * R[:, 0], marker="o", ms=3, label=rule)
+            axes[r, 1].plot(T, [100 * R[i, :i + 1].mean() for i in range(R.shape[0])], marker="o", ms=3, label=rule)
+        axes[r, 0].set_title(f"{seq}: accuracy on task 1")
+        axes[r, 1].set_title(f"{seq}: mean accuracy on the tasks seen")
+        for ax in axes[r]:
+            ax.set_xlabel("tasks learned")
+            ax.set_ylabel("accuracy (%)")
+            ax.grid(alpha=0.3)
+    axes[0, 1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, plt, path)
 
 
 def plot_frames(frames: Any, ticks: Sequence[int], path: str, *, title: str = "",
@@ -149,8 +185,4 @@ def plot_frames(frames: Any, ticks: Sequence[int], path: str, *, title: str = ""
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, plt, path)

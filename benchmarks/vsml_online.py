@@ -3,12 +3,18 @@
 For ``--runs`` episodes (fresh synapse states, a random order of ``--examples`` training examples)
 the VSML network learns online, one example per tick; every ``--every`` examples its state (the
 synapses' LSTM states, copied to every test example) predicts the held-out set: accuracy against
-examples seen. SGD and Adam train the same (n_in, n_out) softmax network, batch 1, on the same
-example orders, their learning rates tuned on separate episodes. Also the *online* accuracy (each
-example predicted before its label is heard), averaged over the episode.
+examples seen. SGD and Adam train the same library network (the config's, or a random DAG), batch
+1, on the same example orders, their learning rates tuned on separate episodes. Also the *online*
+accuracy (each example predicted before its label is heard), averaged over the episode.
+
+With ``--net random_dag`` the episodes are spread over ``--graphs`` random non-layered networks
+(``--n-hidden`` hidden units, skip connections, parallel synapses; graph seeds 1000, 1001, …, none
+seen in meta-training): VSML runs on each graph's VSML network with the same learned LSTM, SGD
+and Adam train the same graph (hidden activation ``--activation``) by backprop.
 
 Run:  python benchmarks/vsml_online.py CKPT [--runs 20] [--examples 500] [--every 25]
           [--dataset digits|mnist|fashion_mnist] [--test 1000] [--out benchmarks/results/vsml_online.json] [--png PATH]
+          [--net random_dag --graphs 5 --n-hidden 20 --edge-prob 0.15 --parallel-prob 0.05 --activation tanh]
 """
 
 from __future__ import annotations
@@ -86,38 +92,39 @@ def vsml_curves(ctx, params, ds, runs, T, every, key):
     return np.array(accs), np.array(online), orders
 
 
-def optax_curves(make_opt, ds, orders, T, every, key, init_std=0.05):
-    """The same episodes for a plain softmax network trained by ``make_opt()`` with batch 1."""
-    n_in, n_out = ds.x_train.shape[1], ds.n_classes
-    x_te, y_te = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
-    opt = make_opt()
+def optax_curves(ctx, make_opt, ds, orders, T, every, key):
+    """The same episodes for the library network ``ctx.plain`` (fresh weights ``~ N(0, init_std)``)
+    trained by ``make_opt()`` with batch 1."""
+    n_out = ds.n_classes
+    x_te, y_te = jnp.asarray(ds.x_test), jnp.asarray(np.eye(n_out)[ds.y_test], jnp.float32)
+    opt, prog = make_opt(), ctx.plain
 
-    def loss(p, x, y):
-        return optax.softmax_cross_entropy_with_integer_labels(x @ p["w"] + p["b"], y).mean()
+    def logits_loss(p, x, y):
+        s, loss = prog.forward(None, ctx.start(p, x.shape[0], plain=True), {"x": x, "y": y})
+        return loss, ctx.predict(s, plain=True)
 
     @jax.jit
     def segment(p, o, xs, ys):
         def body(c, xy):
             p, o = c
-            logits = xy[0] @ p["w"] + p["b"]
-            g = jax.grad(loss)(p, xy[0][None], xy[1][None])
+            (_, logits), g = jax.value_and_grad(logits_loss, has_aux=True)(p, xy[0][None], xy[1][None])
             u, o = opt.update(g, o, p)
-            return (optax.apply_updates(p, u), o), logits.argmax() == xy[1]
+            return (optax.apply_updates(p, u), o), logits[0].argmax() == xy[1].argmax()
         (p, o), hit = jax.lax.scan(body, (p, o), (xs, ys))
         return p, o, hit
 
     @jax.jit
     def _heldout(p, x_te, y_te):
-        return ((x_te @ p["w"] + p["b"]).argmax(-1) == y_te).mean()
+        return (logits_loss(p, x_te, y_te)[1].argmax(-1) == y_te.argmax(-1)).mean()
 
     def heldout(p):
         return _heldout(p, x_te, y_te)
 
     accs, online = [], []
     for r, order in enumerate(orders):
-        p = {"w": init_std * jax.random.normal(jax.random.fold_in(key, r), (n_in, n_out)), "b": jnp.zeros(n_out)}
+        p = ctx.fresh(jax.random.fold_in(key, r), plain=True)
         o = opt.init(p)
-        xs, ys = jnp.asarray(ds.x_train[order]), jnp.asarray(ds.y_train[order])
+        xs, ys = jnp.asarray(ds.x_train[order]), jnp.asarray(np.eye(n_out)[ds.y_train[order]], jnp.float32)
         curve, hits = [float(heldout(p))], []
         for t0 in range(0, T, every):
             p, o, hit = segment(p, o, xs[t0:t0 + every], ys[t0:t0 + every])
@@ -128,10 +135,10 @@ def optax_curves(make_opt, ds, orders, T, every, key, init_std=0.05):
     return np.array(accs), np.array(online)
 
 
-def _tune(name, make, ds, T, every, key, runs=3):
+def _tune(ctx, name, make, ds, T, every, key, runs=3):
     rng = np.random.default_rng(999)
     orders = [rng.permutation(ds.x_train.shape[0])[:T] for _ in range(runs)]
-    best = max(LR_GRID, key=lambda lr: optax_curves(lambda: make(lr), ds, orders, T, every, key)[0][:, -1].mean())
+    best = max(LR_GRID, key=lambda lr: optax_curves(ctx, lambda: make(lr), ds, orders, T, every, key)[0][:, -1].mean())
     print(f"{name}: tuned lr {best}", flush=True)
     return best
 
@@ -146,11 +153,24 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=1000, help="held-out examples used (the first N of the test split)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--png", default=None)
+    ap.add_argument("--net", choices=("config", "random_dag"), default="config",
+                    help="the checkpoint's network, or random non-layered networks")
+    ap.add_argument("--graphs", type=int, default=5, help="random networks (--net random_dag); runs spread over them")
+    ap.add_argument("--n-hidden", type=int, default=20)
+    ap.add_argument("--edge-prob", type=float, default=0.15)
+    ap.add_argument("--parallel-prob", type=float, default=0.05)
+    ap.add_argument("--activation", default="tanh", help="hidden activation of the baselines' random networks")
     a = ap.parse_args()
     cfg = checkpoint_config(a.ckpt)
-    ctx = make_context(cfg)
-    learned, stats = load_protocol(a.ckpt, ctx)
-    params = ctx.protocol.params(learned, stats, ctx.net.graph)
+    if a.net == "config":
+        cfgs = [cfg]
+    else:
+        net = cfg.net.model_copy(update={"kind": "random_dag", "n_hidden": a.n_hidden, "edge_prob": a.edge_prob,
+                                         "parallel_prob": a.parallel_prob, "activation": a.activation})
+        cfgs = [cfg.model_copy(update={"net": net, "run": cfg.run.model_copy(update={"seed": 1000 + g})})
+                for g in range(a.graphs)]
+    ctxs = [make_context(c) for c in cfgs]
+    learned, stats = load_protocol(a.ckpt, ctxs[0])
     name = a.dataset or cfg.data.task
     ds = load_dataset(name, size=cfg.data.image_size)
     ds = dataclasses.replace(ds, x_test=ds.x_test[:a.test], y_test=ds.y_test[:a.test])
@@ -158,14 +178,30 @@ def main() -> None:
         raise SystemExit(f"{name} has {ds.x_train.shape[1]} inputs, the network {cfg.net.sizes[0]}")
     key = jax.random.PRNGKey(0)
     T, every = a.examples, a.every
-    v_acc, v_online, orders = vsml_curves(ctx, params, ds, a.runs, T, every, key)
+    per = [len(range(g, a.runs, len(ctxs))) for g in range(len(ctxs))]  # episodes on each network
+    curves = {m: [] for m in ("protocol", "sgd", "adam")}
+    online = {m: [] for m in curves}
+    lrs = {m: _tune(ctxs[0], m, make, ds, T, every, key) for m, make in (("sgd", optax.sgd), ("adam", optax.adam))}
+    for g, ctx in enumerate(ctxs):
+        params = ctx.protocol.params(learned, stats, ctx.net.graph)
+        acc, on, orders = vsml_curves(ctx, params, ds, per[g], T, every, jax.random.fold_in(key, g))
+        curves["protocol"].append(acc)
+        online["protocol"].append(on)
+        for meth, make in (("sgd", optax.sgd), ("adam", optax.adam)):
+            acc, on = optax_curves(ctx, lambda: make(lrs[meth]), ds, orders, T, every,
+                                   jax.random.fold_in(jax.random.PRNGKey(1), g))
+            curves[meth].append(acc)
+            online[meth].append(on)
     res = {"metric": "accuracy", "steps": list(range(0, T + 1, every)), "dataset": name, "checkpoint": a.ckpt,
-           "runs": a.runs, "protocol": {"mean": v_acc.mean(0).tolist(), "std": v_acc.std(0).tolist(),
-                                        "online": float(v_online.mean())}}
-    for meth, make in (("sgd", optax.sgd), ("adam", optax.adam)):
-        lr = _tune(meth, make, ds, T, every, key)
-        acc, online = optax_curves(lambda: make(lr), ds, orders, T, every, jax.random.PRNGKey(1))
-        res[meth] = {"mean": acc.mean(0).tolist(), "std": acc.std(0).tolist(), "lr": lr, "online": float(online.mean())}
+           "runs": a.runs, "net": a.net if a.net == "config" else {
+               "kind": "random_dag", "graphs": len(ctxs), "n_hidden": a.n_hidden, "edge_prob": a.edge_prob,
+               "parallel_prob": a.parallel_prob, "baseline_activation": a.activation,
+               "synapses": [len(c.base.graph.agents("synapse")) for c in ctxs]}}
+    for m in curves:
+        acc, on = np.concatenate(curves[m]), np.concatenate(online[m])
+        res[m] = {"mean": acc.mean(0).tolist(), "std": acc.std(0).tolist(), "online": float(on.mean())}
+        if m in lrs:
+            res[m]["lr"] = lrs[m]
     print(f"held-out accuracy on {name} after n examples (mean ± std over {a.runs} episodes; online = accuracy "
           "of each example predicted before its label, over the episode)")
     print(f"{'n':>5} " + " ".join(f"{m:>16}" for m in ("vsml", "sgd", "adam")))
@@ -173,13 +209,15 @@ def main() -> None:
         print(f"{n:>5} " + " ".join(f"{100 * res[m]['mean'][i]:7.2f} ± {100 * res[m]['std'][i]:5.2f}"
                                     for m in ("protocol", "sgd", "adam")))
     print("online " + " ".join(f"{100 * res[m]['online']:16.2f}" for m in ("protocol", "sgd", "adam")))
-    out = a.out or os.path.join(os.path.dirname(__file__), "results", f"vsml_online_{name}.json")
+    tag = name if a.net == "config" else f"{name}_dag"
+    out = a.out or os.path.join(os.path.dirname(__file__), "results", f"vsml_online_{tag}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(res, f, indent=2)
     if a.png:
         from agentgraph.plots import plot_curves
-        plot_curves(res, a.png, title=f"VSML on {name}, batch 1 (x: examples seen)",
+        where = "" if a.net == "config" else f", {len(ctxs)} random DAGs"
+        plot_curves(res, a.png, title=f"VSML on {name}{where}, batch 1 (x: examples seen)",
                     labels={"protocol": "VSML", "sgd": "SGD", "adam": "Adam"})
 
 

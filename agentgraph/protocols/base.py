@@ -174,6 +174,11 @@ class Protocol:
         warm_start: a :class:`WarmStart` or ``None``.
         gradient_free: the rule never receives a gradient at evaluation (results of rules
             that do are reported apart).
+        held_out: ``(ctx, program, params, state, data) -> predictions [C, n_out]``: what a
+            network in ``state`` (after inner steps) predicts for held-out ``data`` (``[C, n]``
+            arrays). ``None`` (default): a fresh state with the state's weights, one forward sweep
+            — right wherever the learning lives in the weights; a rule whose memory is
+            per-example state (VSML's LSTM cells) gives its own.
         settings: the validated settings the factory was built from (for messages and hooks).
     """
 
@@ -188,6 +193,7 @@ class Protocol:
     stage: Callable[[int | None], Hashable] = _one_stage
     warm_start: WarmStart | None = None
     gradient_free: bool = True
+    held_out: Callable[..., jax.Array] | None = None
     settings: Any = None
 
 

@@ -33,6 +33,8 @@ Example:
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+
 from agentgraph.errors import AgentGraphError
 from agentgraph.learners.lstm import init_lstm
 from agentgraph.protocols.base import Protocol
@@ -49,6 +51,26 @@ from agentgraph.protocols.vsml.network import GROUP, vsml_network
 
 __all__ = ["GROUP", "SCHEDULE", "TICK", "VSMLBack", "VSMLError", "VSMLInput", "VSMLSynapse", "VSMLUnit", "vsml",
            "vsml_network"]
+
+
+def held_out(ctx, program, params, state, data):
+    """VSML's held-out predictions: the learner of example 0 (its synapses' LSTM states and the
+    messages in flight) copied to every held-out example, one forward tick, the outputs' ``z``
+    (``[C, n_out]``). The copies' own labels are not heard before the prediction is read."""
+    C = data["x"].shape[0]
+
+    def copy(v):  # per-example arrays are [agents, B, ...]
+        return jnp.broadcast_to(v[:, :1], (v.shape[0], C, *v.shape[2:]))
+
+    out = {}
+    for k, fields in state.items():
+        if k == "@delayed":
+            out[k] = {n: copy(v) for n, v in fields.items()}
+        else:
+            kind = program.kinds[k]
+            out[k] = {f: copy(v) if kind.fields[f].per_example else v for f, v in fields.items()}
+    out, _ = program.forward(params, out, data)
+    return ctx.predict(out, program)
 
 
 def vsml(msg: int = 8, hidden: int = 16, micro_ticks: int = 2, init_std: float = 0.5, output_index: int = 1,
@@ -75,6 +97,7 @@ def vsml(msg: int = 8, hidden: int = 16, micro_ticks: int = 2, init_std: float =
         network=lambda net: vsml_network(net, msg, hidden, micro_ticks, init_std, output_index, two_phase),
         init=lambda key, graph: init_lstm(key, 2 * msg, hidden, msg),
         params=lambda learned, stats, graph: {GROUP: learned},
+        held_out=held_out,
         settings={"msg": msg, "hidden": hidden, "micro_ticks": micro_ticks, "init_std": init_std,
                   "output_index": output_index, "two_phase": two_phase},
     )

@@ -1,0 +1,1 @@
+"""Benchmarks as library APIs (scripts that drive them live in ``benchmarks/``)."""
