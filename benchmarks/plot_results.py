@@ -4,11 +4,13 @@ Run:  python benchmarks/plot_results.py sinusoid EVAL.json OUT.png
       python benchmarks/plot_results.py maml MPLP_MAML_EVAL.json MAML_EVAL.json OUT.png
       python benchmarks/plot_results.py meta METRICS.jsonl [METRICS.jsonl ...] --names A B --out OUT.png
       python benchmarks/plot_results.py curves EVAL.json OUT.png [--title T]
+      python benchmarks/plot_results.py cpu METRICS.jsonl [METRICS.jsonl ...] --names A B --out OUT.png
 
 ``sinusoid``: two panels, the training loss on the points seen so far and the evaluation loss on
 100 evenly spaced points, per inner step. ``maml``: MPLP + MAML prior against MAML (SGD from its
 prior). ``meta``: the periodic evaluation (``eval`` in metrics.jsonl) against meta-steps.
-``curves``: one evaluation's MPLP, SGD and Adam curves per inner step.
+``curves``: one evaluation's MPLP, SGD and Adam curves per inner step. ``cpu``: the meta-loss
+against cumulative CPU minutes (runs of different meta-optimisers at equal compute).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def _labels(res: dict) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["sinusoid", "maml", "meta", "curves"])
+    ap.add_argument("what", choices=["sinusoid", "maml", "meta", "curves", "cpu"])
     ap.add_argument("files", nargs="+")
     ap.add_argument("--names", nargs="*", default=None)
     ap.add_argument("--out", default=None)
@@ -72,6 +74,20 @@ def main(argv=None) -> int:
         out = a.out or a.files[1]
         res = _load(a.files[0])
         plot_curves(res, out, title=a.title, labels=_labels(res))
+    elif a.what == "cpu":
+        names = a.names or [os.path.basename(os.path.dirname(f)) or f for f in a.files]
+        curves = {}
+        for name, path in zip(names, a.files):
+            with open(path) as f:
+                by_step = {r["step"]: r for r in (json.loads(ln) for ln in f if ln.strip())}  # a resumed step: last
+            cpu, pts = 0.0, []
+            for step in sorted(by_step):
+                r = by_step[step]
+                cpu += r.get("cpu_seconds", 0.0) + r.get("setup_cpu_seconds", 0.0)
+                pts.append((cpu / 60.0, r["meta_loss"]))
+            curves[name] = pts
+        out = a.out or "cpu.png"
+        plot_meta_curves(curves, out, xlabel="CPU minutes", ylabel="meta-loss", title=a.title)
     else:
         names = a.names or [os.path.basename(os.path.dirname(f)) or f for f in a.files]
         curves = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["sample_classification_task"]
+__all__ = ["sample_classification_task", "sample_permuted_sequence"]
 
 
 def sample_classification_task(
@@ -51,3 +51,43 @@ def sample_classification_task(
         "train": {"x": x[i], "y": hot(y[i])},
         "cv": {"x": x[j], "y": hot(y[j])},
     }
+
+
+def sample_permuted_sequence(
+    key: jax.Array,
+    x: jax.Array,
+    y: jax.Array,
+    n_classes: int,
+    tasks: int,
+    steps: int,
+    batch: int,
+    cv_batch: int,
+    x_cv: jax.Array | None = None,
+    y_cv: jax.Array | None = None,
+) -> dict[str, dict[str, jax.Array]]:
+    """A sequence of ``tasks`` permuted tasks: each the data with its ``d`` inputs in a fresh random
+    order, ``steps // tasks`` training batches each (in sequence order) and ``cv_batch // tasks``
+    held-out examples each (in the same order), drawn from ``x_cv, y_cv`` when given (a test split).
+
+    Returns:
+        as :func:`sample_classification_task`: ``train [steps, batch, d]``, ``cv [cv_batch, d]``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> t = sample_permuted_sequence(jax.random.PRNGKey(0), jnp.arange(12.0).reshape(4, 3), jnp.arange(4), 4,
+        ...                              2, 4, 1, 2)
+        >>> t["train"]["x"].shape, t["cv"]["x"].shape
+        ((4, 1, 3), (2, 3))
+    """
+    k_task, k_perm = jax.random.split(key)
+    d = x.shape[1]
+    perms = jax.vmap(lambda k: jax.random.permutation(k, d))(jax.random.split(k_perm, tasks))  # [S, d]
+    base = sample_classification_task(k_task, x, y, n_classes, steps, batch, cv_batch)
+    if x_cv is not None:
+        j = jax.random.randint(jax.random.fold_in(k_task, 1), (cv_batch,), 0, x_cv.shape[0])
+        base["cv"] = {"x": jnp.asarray(x_cv)[j], "y": jax.nn.one_hot(jnp.asarray(y_cv)[j], n_classes, dtype=jnp.float32)}
+    per_step = jnp.repeat(perms, steps // tasks, axis=0)  # [K, d]: the permutation of each step
+    per_cv = jnp.repeat(perms, cv_batch // tasks, axis=0)  # [C, d]
+    base["train"]["x"] = jnp.take_along_axis(base["train"]["x"], per_step[:, None, :], axis=2)
+    base["cv"]["x"] = jnp.take_along_axis(base["cv"]["x"], per_cv, axis=1)
+    return base

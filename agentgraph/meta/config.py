@@ -101,6 +101,10 @@ class DataConfig(pydantic.BaseModel):
     image_size: pydantic.PositiveInt | None = 12
     path: str | None = None  # your npz file (npz) or IDX directory (idx, fashion_mnist); else the cache dir
     cv_batch: pydantic.PositiveInt = 100
+    # continual learning: each inner loop is a sequence of this many tasks, each the dataset with its
+    # pixels in a fresh random order (permuted tasks), inner_steps / sequence steps each; the held-out
+    # set holds cv_batch / sequence examples of every task (meta.objective: continual scores them all)
+    sequence: pydantic.PositiveInt = 1
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> DataConfig:
@@ -352,6 +356,12 @@ class TrainConfig(pydantic.BaseModel):
             raise ValueError("the sinusoid task needs net.sizes to start and end with 1")
         if self.data.task == "sinusoid" and self.net.loss == NetConfig.model_fields["loss"].default:
             raise ValueError("the sinusoid task is a regression: set net.loss to the squared error")
+        S = self.data.sequence
+        if S > 1 and (self.meta.inner_steps % S or self.data.cv_batch % S):
+            raise ValueError(f"data.sequence {S} must divide meta.inner_steps ({self.meta.inner_steps}) and "
+                             f"data.cv_batch ({self.data.cv_batch}): every task of the sequence gets an equal share")
+        if S > 1 and self.data.task == "sinusoid":
+            raise ValueError("data.sequence > 1 (permuted-task sequences) needs an image task, not the sinusoid")
         size = self.data.image_size
         if self.data.task in ("mnist", "digits", "fashion_mnist", "idx", "npz") and size and self.net.sizes[0] != size * size:
             raise ValueError(

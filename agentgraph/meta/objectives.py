@@ -15,7 +15,7 @@ strategies need no gradient through them).
 
 Example:
     >>> sorted(OBJECTIVES)
-    ['heldout', 'hint_cv', 'online', 'readout', 'readout_accuracy']
+    ['continual', 'heldout', 'hint_cv', 'online', 'readout', 'readout_accuracy']
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from agentgraph.protocols.base import accuracy, prediction_loss
 
-__all__ = ["OBJECTIVES", "Objective", "heldout", "hint_cv", "make_objective", "online", "readout"]
+__all__ = ["OBJECTIVES", "Objective", "continual", "heldout", "hint_cv", "make_objective", "online", "readout"]
 
 
 class Objective(NamedTuple):
@@ -126,6 +126,29 @@ def online() -> Objective:
     return Objective(per_step, final)
 
 
+def continual() -> Objective:
+    """Continual learning: after the whole sequence of tasks (``data.sequence`` of them), the
+    mean over the tasks of the read-out loss on each task's own held-out examples (the held-out
+    set is one equal segment per task, in sequence order) — every task scored at the end, so
+    forgetting an early task costs as much as not learning the last. ``aux["cv"]``: the mean
+    held-out accuracy over the tasks (classification) or the same loss.
+
+    Example:
+        >>> continual().per_step is None
+        True
+    """
+
+    def final(ctx, program, params, state, task, _):
+        tasks = ctx.cfg.data.sequence
+        s, _ = _heldout(ctx, program, params, state, task)
+        pred, y = ctx.predict(s, program), task["cv"]["y"]
+        per = prediction_loss(pred, y, ctx.readout_kind).reshape(tasks, -1).mean(axis=1)
+        cv = accuracy(pred, y).reshape(tasks, -1).mean() if ctx.readout_kind != "values" else per.mean()
+        return per.mean(), {"cv": cv, "hint": _zeros_like_steps(None, task)}
+
+    return Objective(None, final)
+
+
 #: The objectives ``meta.objective`` names: ``name -> (meta config) -> Objective``.
 OBJECTIVES: dict[str, Callable[[Any], Objective]] = {
     "hint_cv": lambda m: hint_cv(m.hint_weight, m.cv_weight),
@@ -133,6 +156,7 @@ OBJECTIVES: dict[str, Callable[[Any], Objective]] = {
     "readout": lambda m: readout("loss"),
     "readout_accuracy": lambda m: readout("accuracy"),
     "online": lambda m: online(),
+    "continual": lambda m: continual(),
 }
 
 

@@ -71,8 +71,11 @@ def sinusoid_family(cfg: Any) -> TaskFamily:
 def image_family(cfg: Any) -> TaskFamily:
     """Classification tasks from a dataset of :func:`agentgraph.data.load_dataset`
     (``data.task``: ``mnist``, ``digits``, ``fashion_mnist``, ``idx``, ``npz``): each task is
-    ``K`` random training batches and a held-out set; evaluation's held-out set is the test split."""
+    ``K`` random training batches and a held-out set; evaluation's held-out set is the test split.
+    With ``data.sequence: S > 1`` a task is a sequence of ``S`` permuted tasks
+    (:func:`~agentgraph.data.classification.sample_permuted_sequence`)."""
     from agentgraph.data import load_dataset, sample_classification_task
+    from agentgraph.data.classification import sample_permuted_sequence
 
     K, B, C = cfg.meta.inner_steps, cfg.meta.batch, cfg.data.cv_batch
     kwargs: dict[str, Any] = {"size": cfg.data.image_size}
@@ -98,11 +101,17 @@ def image_family(cfg: Any) -> TaskFamily:
             f"{cfg.net.sizes}; set net.sizes to start with {n_in} and end with {n_cls}."
         )
 
+    S = cfg.data.sequence
+
     def sample(key):
+        if S > 1:
+            return sample_permuted_sequence(key, x_tr, y_tr, n_cls, S, K, B, C)
         return sample_classification_task(key, x_tr, y_tr, n_cls, K, B, C)
 
     def eval_sample(key):
         k1, k2 = jax.random.split(key)
+        if S > 1:
+            return sample_permuted_sequence(k1, x_tr, y_tr, n_cls, S, K, B, C, x_te, y_te)
         task = sample_classification_task(k1, x_tr, y_tr, n_cls, K, B, 1)
         idx = jax.random.choice(k2, x_te.shape[0], (C,), replace=False)
         task["cv"] = {"x": x_te[idx], "y": jax.nn.one_hot(y_te[idx], n_cls)}
