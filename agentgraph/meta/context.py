@@ -146,13 +146,12 @@ class Context:
 
     def held_out(self, program: Program, params: Any, state: dict, data: dict) -> jax.Array:
         """Predictions ``[C, n_out]`` of the network in ``state`` (after inner steps) for held-out
-        ``data`` (``{"x": [C, n], "y": [C, n_out]}``): the protocol's ``held_out`` hook, or a
-        fresh state with the state's weights run forward."""
+        ``data`` (``{"x": [C, n], "y": [C, n_out]}``): the protocol's ``held_out`` hook, or the
+        state's per-agent fields (the weights, …) with fresh per-example fields, run forward."""
         if self.protocol.held_out is not None:
             return self.protocol.held_out(self, program, params, state, data)
-        fresh = self.start(self.weights(state), data["x"].shape[0], program)
-        fresh, _ = program.forward(params, fresh, data)
-        return self.predict(fresh, program)
+        s, _ = program.forward(params, program.resize(state, data["x"].shape[0]), data)
+        return self.predict(s, program)
 
     def check_task(self, sample: Callable[[jax.Array], dict]) -> None:
         """Check, before any compute, that the agents reading external data find their columns

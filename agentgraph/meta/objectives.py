@@ -93,8 +93,7 @@ def readout(metric: str = "loss") -> Objective:
     """
 
     def final(ctx, program, params, state, task, _):
-        s, _ = _heldout(ctx, program, params, state, task)
-        pred = ctx.predict(s, program)
+        pred = ctx.held_out(program, params, state, task["cv"])
         y = task["cv"]["y"]
         if metric == "accuracy":
             acc = accuracy(pred, y).mean()
@@ -119,8 +118,7 @@ def online() -> Objective:
         return prediction_loss(ctx.predict(state, program), batch["y"], ctx.readout_kind).mean()
 
     def final(ctx, program, params, state, task, losses):
-        s, _ = _heldout(ctx, program, params, state, task)
-        cv = prediction_loss(ctx.predict(s, program), task["cv"]["y"], ctx.readout_kind).mean()
+        cv = prediction_loss(ctx.held_out(program, params, state, task["cv"]), task["cv"]["y"], ctx.readout_kind).mean()
         return losses.mean(), {"cv": cv, "hint": losses}
 
     return Objective(per_step, final)
@@ -140,8 +138,7 @@ def continual() -> Objective:
 
     def final(ctx, program, params, state, task, _):
         tasks = ctx.cfg.data.sequence
-        s, _ = _heldout(ctx, program, params, state, task)
-        pred, y = ctx.predict(s, program), task["cv"]["y"]
+        pred, y = ctx.held_out(program, params, state, task["cv"]), task["cv"]["y"]
         per = prediction_loss(pred, y, ctx.readout_kind).reshape(tasks, -1).mean(axis=1)
         cv = accuracy(pred, y).reshape(tasks, -1).mean() if ctx.readout_kind != "values" else per.mean()
         return per.mean(), {"cv": cv, "hint": _zeros_like_steps(None, task)}

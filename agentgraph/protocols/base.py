@@ -176,9 +176,9 @@ class Protocol:
             that do are reported apart).
         held_out: ``(ctx, program, params, state, data) -> predictions [C, n_out]``: what a
             network in ``state`` (after inner steps) predicts for held-out ``data`` (``[C, n]``
-            arrays). ``None`` (default): a fresh state with the state's weights, one forward sweep
-            — right wherever the learning lives in the weights; a rule whose memory is
-            per-example state (VSML's LSTM cells) gives its own.
+            arrays). ``None`` (default): the state's per-agent fields with fresh per-example ones,
+            one forward sweep — right wherever the learning lives in per-agent fields; a rule
+            whose memory is per-example state (VSML's LSTM cells) gives its own.
         settings: the validated settings the factory was built from (for messages and hooks).
     """
 
