@@ -217,7 +217,7 @@ def main() -> None:
     if a.png:
         from agentgraph.plots import plot_curves
         where = "" if a.net == "config" else f", {len(ctxs)} random DAGs"
-        plot_curves(res, a.png, title=f"VSML on {name}{where}, batch 1 (x: examples seen)",
+        plot_curves(res, a.png, title=f"VSML on {name}{where}, batch 1", xlabel="examples seen",
                     labels={"protocol": "VSML", "sgd": "SGD", "adam": "Adam"})
 
 
