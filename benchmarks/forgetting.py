@@ -12,11 +12,11 @@ seeking neurons with attention ``w²/2`` (= SGD) and ``|w|`` (sign feedback), an
 protocols given as ``--protocol NAME=CKPT`` (default: the shipped MPLP ``pretrained/mnist.npz``,
 meta-trained on MNIST 12×12 with (144, 50, 10); BLUR meta-trained by gradient on MNIST 14×14 with
 (196, 20, 10), ``benchmarks/long_runs/es/blur-gradient_s0``; VSML meta-trained on digits with
-(64, 10)). Every rule runs on the same network, (d, ``--hidden``, 10) (sigmoid; default MNIST
-12×12, (144, 50, 10): MPLP's own); a meta-trained protocol is loaded into it (its learned
+(64, 10)). Every rule runs on the same network, (d, ``--hidden``, 10) with hidden activation
+``--activation`` (default sigmoid, MNIST 12×12: (144, 50, 10), MPLP's own); a meta-trained protocol is loaded into it (its learned
 parameters are shared per kind or layer type, so they fit other widths).
 
-Run:  python benchmarks/forgetting.py [--dataset mnist] [--image-size 12] [--hidden 50] [--tasks 5] [--examples 800]
+Run:  python benchmarks/forgetting.py [--dataset mnist] [--image-size 12] [--hidden 50] [--activation sigmoid] [--tasks 5] [--examples 800]
           [--seeds 3] [--protocol mplp=agentgraph/pretrained/digits.npz ...] [--png docs/img/forgetting.png]
 """
 
@@ -52,7 +52,7 @@ DEFAULT_PROTOCOLS = ("mplp=agentgraph/pretrained/mnist.npz",
 
 def _net(a) -> dict:
     sizes = [a.image_size ** 2, *([a.hidden] if a.hidden else []), 10]
-    return {"kind": "mlp", "sizes": sizes, "activation": "sigmoid", "loss": "cross_entropy", "init_std": 0.05}
+    return {"kind": "mlp", "sizes": sizes, "activation": a.activation, "loss": "cross_entropy", "init_std": 0.05}
 
 
 def _base_config(a, protocol=None):
@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="mnist")
     ap.add_argument("--image-size", type=int, default=12)
     ap.add_argument("--hidden", type=int, default=50, help="hidden units of the network every rule runs on")
+    ap.add_argument("--activation", default="sigmoid", help="hidden activation of the network every rule runs on")
     ap.add_argument("--tasks", type=int, default=5)
     ap.add_argument("--examples", type=int, default=800, help="training examples per task")
     ap.add_argument("--test", type=int, default=1000, help="test examples per task")
