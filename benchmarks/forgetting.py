@@ -112,8 +112,8 @@ def main() -> None:
                                      "net": cfg.net.model_copy(update=_net(a))})
         ctx = make_context(cfg)
         learned, stats = load_protocol(path, ctx)
-        batch = 1 if cfg.protocol.get("rule") == "vsml" else 8
-        learners.append(protocol_learner(ctx, ctx.params(learned, stats), f"{name} (meta-trained)", batch=batch))
+        # the batch the protocol was meta-trained with (VSML learns online: 1)
+        learners.append(protocol_learner(ctx, ctx.params(learned, stats), f"{name} (meta-trained)", batch=cfg.meta.batch))
     res = {"dataset": a.dataset, "image_size": a.image_size, "net": _net(a)["sizes"], "tasks": a.tasks,
            "examples": a.examples,
            "seeds": a.seeds, "rules": {}}

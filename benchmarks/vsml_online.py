@@ -36,19 +36,6 @@ from agentgraph.meta.protocol_io import checkpoint_config, load_protocol
 from agentgraph.protocols.base import fresh_weights, with_weights
 
 
-def _broadcast_examples(prog, state, C: int) -> dict:
-    """The state of example 0 copied to ``C`` examples (per-example fields, delayed messages)."""
-    out = {}
-    for k, fields in state.items():
-        if k == "@delayed":
-            out[k] = {n: jnp.broadcast_to(v[:, :1], (v.shape[0], C, *v.shape[2:])) for n, v in fields.items()}
-            continue
-        kind = prog.kinds[k]
-        out[k] = {f: (jnp.broadcast_to(v[:, :1], (v.shape[0], C, *v.shape[2:])) if kind.fields[f].per_example else v)
-                  for f, v in fields.items()}
-    return out
-
-
 def vsml_curves(ctx, params, ds, runs, T, every, key):
     """``(held-out accuracy [runs, T//every + 1], online accuracy [runs])`` and the orders used."""
     prog, net = ctx.program, ctx.net
@@ -64,9 +51,8 @@ def vsml_curves(ctx, params, ds, runs, T, every, key):
         return jax.lax.scan(body, state, (xs, ys))
 
     @jax.jit
-    def _heldout(state, x_te, y_te):
-        s, _ = prog.forward(params, _broadcast_examples(prog, state, x_te.shape[0]), {"x": x_te, "y": y_te})
-        z = prog.read(s, agents, "z")
+    def _heldout(state, x_te, y_te):  # the protocol's held_out hook: the learner of example 0 predicts
+        z = ctx.held_out(prog, params, state, {"x": x_te, "y": y_te})
         return (z.argmax(-1) == y_te.argmax(-1)).mean()
 
     def heldout(state):  # the test set as arguments, not constants (XLA would fold them)

@@ -177,12 +177,18 @@ def protocol_learner(ctx: Any, params: Any, name: str, batch: int = 8) -> Learne
     return Learner(name, init, update, logits, batch)
 
 
-def _accuracy(learner: Learner, n_out: int):
+@functools.lru_cache(maxsize=64)
+def _masked_accuracy(learner: Learner) -> Callable:
+    """One jitted ``(state, x, y, mask) -> accuracy`` per learner (predictions restricted to ``mask``)."""
     @jax.jit
     def acc(state, x, y, mask):
-        z = learner.logits(state, x)
-        z = jnp.where(mask, z, -jnp.inf)
+        z = jnp.where(mask, learner.logits(state, x), -jnp.inf)
         return (z.argmax(-1) == y).mean()
+    return acc
+
+
+def _accuracy(learner: Learner, n_out: int):
+    acc = _masked_accuracy(learner)
 
     def run(state, task: Task):
         mask = np.ones(n_out, bool) if task.classes is None else np.isin(np.arange(n_out), task.classes)
