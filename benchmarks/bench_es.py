@@ -12,6 +12,11 @@ medians; **candidate-evaluations per second** (popsize / generation time); and h
 candidates one gradient meta-step costs (gradient step time / time per candidate) — the
 population ES gets for the CPU time of one gradient step.
 
+``--chunks 4,8,16`` (default) times, for the settings of ``--chunk-settings`` (default
+``blur``: examples/configs/blur_mnist14.yaml, CMA-ES, 80 candidates; and ``digits``), one
+generation with the candidates scored all in one ``vmap`` against ``meta.optimizer.chunk`` =
+each value (``lax.map`` over chunks), alternating fresh processes: the ratio chunked / all at once.
+
 ``--devices 1,2,4`` (default) also runs the digits generation with
 ``--xla_force_host_platform_device_count`` N: the population split over N host devices. On a
 2-core machine that checks correctness (the meta-parameters after the steps agree with N = 1),
@@ -35,6 +40,8 @@ SETTINGS = {
     "digits": ("examples/configs/digits.yaml", 64),
     "mnist": ("examples/configs/mnist.yaml", 32),
 }
+#: settings whose own config is already an ES run (used as it is, only ``chunk`` varied)
+ES_CONFIGS = {"blur": "examples/configs/blur_mnist14.yaml"}
 NO_WARM = {"protocol.imitation_steps": 0}
 
 
@@ -58,11 +65,13 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--settings", default="digits,mnist")
     ap.add_argument("--devices", default="1,2,4")
+    ap.add_argument("--chunks", default="4,8,16", help="meta.optimizer.chunk values against one vmap ('' skips)")
+    ap.add_argument("--chunk-settings", default="blur,digits")
     ap.add_argument("--out", default="benchmarks/results/bench_es.json")
     a = ap.parse_args(argv)
     result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "rounds": a.rounds,
-              "steps": a.steps, "settings": {}, "devices": {}}
-    for name in a.settings.split(","):
+              "steps": a.steps, "settings": {}, "devices": {}, "chunks": {}}
+    for name in [n for n in a.settings.split(",") if n]:
         config, pop = SETTINGS[name]
         runs: dict[str, list[float]] = {"gradient": [], "es": []}
         for r in range(a.rounds):
@@ -78,6 +87,24 @@ def main(argv=None) -> int:
         result["settings"][name] = row
         print(f"{name}: gradient {g:.3f} s/step; OpenES {pop} candidates {e:.3f} s/generation = "
               f"{pop / e:.1f} candidate-evaluations/s; one gradient step costs {g / (e / pop):.1f} candidates", flush=True)
+    chunks = [int(c) for c in a.chunks.split(",") if c]
+    for name in [n for n in a.chunk_settings.split(",") if n] if chunks else []:
+        if name in ES_CONFIGS:
+            config, es = ES_CONFIGS[name], {}
+        else:
+            config, pop = SETTINGS[name]
+            es = _es(pop)
+        variants = {"all": es, **{str(c): {**es, "meta.optimizer.chunk": c} for c in chunks}}
+        runs = {v: [] for v in variants}
+        for r in range(a.rounds):
+            for v, over in variants.items():
+                res = _worker(config, over, a.steps)
+                runs[v].append(res["median_step_s"])
+                print(f"{name} round {r}: chunk {v:4s} {res['median_step_s']:.3f} s/generation", flush=True)
+        med = {v: statistics.median(t) for v, t in runs.items()}
+        result["chunks"][name] = {"config": config, "generation_s": med, "round_medians_s": runs,
+                                  "ratio_to_all": {v: med[v] / med["all"] for v in med}}
+        print(f"{name}: " + ", ".join(f"chunk {v} {med[v]:.3f} s ({med[v] / med['all']:.2f}x)" for v in med), flush=True)
     devs = [int(d) for d in a.devices.split(",") if d]
     if devs:
         config, pop = SETTINGS["digits"]

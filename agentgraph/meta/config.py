@@ -144,6 +144,10 @@ class ESOptimizerConfig(pydantic.BaseModel):
     # the mean's learning rate for strategies that follow an estimated gradient (open_es: Adam,
     # pgpe: ClipUp, snes: SGD); null: the strategy's default (agentgraph.meta.es.ES_STRATEGIES)
     lr: pydantic.PositiveFloat | None = None
+    # score a device's candidates this many at a time (lax.map over chunks, each chunk vmapped):
+    # less memory, and on CPU often faster than one vmap over all (docs/compiler.md);
+    # null: all of a device's candidates in one vmap
+    chunk: pydantic.PositiveInt | None = None
 
     @pydantic.field_validator("strategy")
     @classmethod

@@ -7,7 +7,8 @@ meta-step:
 
 1. ``ask``: ``popsize`` candidates around the strategy's mean, for ``(run.seed, step)``;
 2. every candidate scored by the meta-objective on the *same* outer batch of tasks and start
-   weights (common random numbers), the population as one batch — ``vmap`` over candidates, the
+   weights (common random numbers), the population as one batch — ``vmap`` over candidates (or
+   ``lax.map`` over chunks of ``meta.optimizer.chunk`` candidates, each chunk vmapped), the
    candidates split over the devices of a mesh (:func:`~agentgraph.meta.devices.split_over_devices`);
    no gradient is taken, so accuracy (``meta.objective: readout_accuracy``) and activations no
    gradient passes through (a step) are fine;
@@ -184,7 +185,10 @@ def make_es_step(cfg: TrainConfig, ctx: Context, family: TaskFamily, *, warm: bo
 
         def score(population, rep):  # one device's share of the candidates
             stats, prog, tasks, w0s = rep
-            return jax.vmap(lambda tr: batch_meta_loss(tr, stats, ctx, prog, tasks, w0s, one))(population)
+            fit = lambda tr: batch_meta_loss(tr, stats, ctx, prog, tasks, w0s, one)  # noqa: E731
+            if es.chunk is None:
+                return jax.vmap(fit)(population)
+            return jax.lax.map(fit, population, batch_size=es.chunk)
 
         population, asked = algo.ask(k_ask, ts.opt_state, params)
         fitness, aux = split_over_devices(score, mesh)(population, (ts.stats, program, tasks, w0s))

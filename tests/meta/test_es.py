@@ -60,6 +60,18 @@ def test_every_strategy_runs_a_generation_and_moves_its_mean(strategy):
     assert float(m["best_fitness"]) <= float(m["meta_loss"])  # the best candidate is no worse than the mean
 
 
+def test_chunked_population_scores_as_the_vmapped_one():
+    """``meta.optimizer.chunk``: candidates scored by lax.map over chunks (3 does not divide 8)."""
+    outs = []
+    for chunk in (None, 3):
+        cfg = _tiny({"kind": "es", "strategy": "open_es", "popsize": 8, "sigma": 0.1, "chunk": chunk})
+        ctx = make_context(cfg)
+        ts, m, _ = make_meta_step(cfg, ctx, task_family(cfg))(init_training_shapes(cfg, ctx), 0, ctx.program)
+        outs.append((_flat(ts.trainable), float(m["meta_loss"])))
+    np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outs[1][1], outs[0][1], rtol=1e-5)
+
+
 def test_es_meta_trains_and_a_killed_run_resumes_bit_identical(tmp_path):
     ref = _digits(tmp_path / "ref", 16)
     train(ref, progress=False, log=lambda s: None)
