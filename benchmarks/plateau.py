@@ -147,7 +147,8 @@ _OPENES = ["meta.optimizer.kind=es", "meta.optimizer.strategy=open_es", "meta.op
 ES = Study(
     config=os.path.join(ROOT, "examples", "configs", "digits.yaml"),
     configs={"blur-cmaes": os.path.join(ROOT, "examples", "configs", "blur_mnist14.yaml"),
-             "blur-gradient": os.path.join(ROOT, "examples", "configs", "blur_mnist14.yaml")},
+             "blur-gradient": os.path.join(ROOT, "examples", "configs", "blur_mnist14.yaml"),
+             "mplp-mnist-step-openes": os.path.join(ROOT, "examples", "configs", "mnist.yaml")},
     common=["run.checkpoint_every=25", "run.keep=2", "run.eval_every=25", "run.eval_runs=20"],
     options={
         "mplp-gradient": ([], 2000, "MPLP on digits by gradient (Adam 3e-3, outer batch 2)"),
@@ -157,6 +158,11 @@ ES = Study(
                              "MPLP on a (64,20,10) step-activation network by OpenES: no gradient passes a step"),
         "mplp-hidden-gradient": (["net.sizes=[64,20,10]"], 2000,
                                  "MPLP on a (64,20,10) sigmoid network by gradient; evaluated transferred to step"),
+        "mplp-mnist-step-openes": (["net.activation=step", "meta.init_from=agentgraph/pretrained/mnist.npz",
+                                    "meta.optimizer={kind: es, strategy: open_es, popsize: 32, sigma: 0.01, lr: 0.002}",
+                                    "run.eval_every=10", "run.checkpoint_every=5"], 100,
+                                   "the shipped MNIST protocol (gradient, sigmoid) fine-tuned by OpenES on the "
+                                   "(144,50,10) step network it is transferred to (32 candidates, sigma 0.01)"),
         "blur-cmaes": ([], 400, "BLUR genome (k = 3, 40 numbers) on MNIST 14×14 by CMA-ES, population 80, "
                        "1 - accuracy as fitness (examples/configs/blur_mnist14.yaml)"),
         "blur-gradient": (["meta.optimizer={kind: gradient}", "meta.objective=readout"], 3000,

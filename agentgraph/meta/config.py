@@ -235,6 +235,10 @@ class MetaConfig(pydantic.BaseModel):
     prior_pool: pydantic.PositiveInt = 16
     # learn the initial weights too (MAML): any protocol
     maml: bool = False
+    # start from this checkpoint's (or exported protocol's) meta-parameters and stats instead of
+    # fresh ones: fine-tuning, e.g. on another activation (the meta-optimiser's state starts fresh,
+    # no calibration and no warm start run; a MAML prior, if any, starts fresh)
+    init_from: str | None = None
     truncation: pydantic.PositiveInt | None = None
     remat: bool | Literal["full", "learner", "dots", "none"] = True  # true = full; see meta.loop.REMAT
     # the inner steps as one lax.scan ("scan": compiles fast) or written out one after another

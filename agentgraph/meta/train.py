@@ -77,14 +77,25 @@ def measure_stats(ctx: Context, family: TaskFamily, learned: Any = None) -> tupl
 def init_training(cfg: TrainConfig, ctx: Context, family: TaskFamily) -> TrainState:
     """A fresh training state: the protocol's meta-parameters (adjusted by its warm start's
     ``prepare``), measured stats, prior pool, a learned prior with ``meta.maml``, optimiser state.
+    With ``meta.init_from`` the meta-parameters and stats are that file's instead.
 
     Raises:
         AgentGraphError: there is nothing to meta-train (a protocol with no meta-parameters and no
             ``meta.maml``).
     """
     _, _, k_cal, k_prior = _keys(cfg)
-    learned, stats, pool = measure_stats(ctx, family)
     warm = ctx.protocol.warm_start
+    if cfg.meta.init_from is not None:
+        from agentgraph.meta.protocol_io import load_protocol
+
+        try:
+            learned, stats = load_protocol(cfg.meta.init_from, ctx)
+        except AgentGraphError as e:
+            raise AgentGraphError(f"meta.init_from: {e} Point it at a checkpoint or an exported protocol of "
+                                  "this protocol and network (its layer groups and learner sizes).") from None
+        pool, warm = ctx.pool(_keys(cfg)[1], cfg.meta.prior_pool), None
+    else:
+        learned, stats, pool = measure_stats(ctx, family)
     if warm is not None and warm.prepare is not None:
         task = family.sample(jax.random.fold_in(k_cal, 1))
         learned = warm.prepare(learned, stats, ctx, task, jax.tree.map(lambda v: v[0], pool))
@@ -95,6 +106,11 @@ def init_training(cfg: TrainConfig, ctx: Context, family: TaskFamily) -> TrainSt
         raise AgentGraphError(f"The protocol {ctx.protocol.name!r} has no meta-parameters: there is nothing to "
                               "meta-train. Set meta.maml to true to learn the initial weights (MAML).")
     return TrainState(trainable, stats, _opt_init(cfg, ctx, trainable), pool)
+
+
+def _warm_steps(cfg: TrainConfig, proto: Any) -> int:
+    """The protocol's warm-start meta-steps (none when ``meta.init_from`` starts from a trained protocol)."""
+    return proto.warm_start.steps if proto.warm_start is not None and cfg.meta.init_from is None else 0
 
 
 def init_training_shapes(cfg: TrainConfig, ctx: Context) -> TrainState:
@@ -209,7 +225,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
         raise AgentGraphError(f"max_steps (--max-steps) must be a positive number of meta-steps, got {max_steps!r}.")
     family = task_family(cfg)  # loads data: a missing dataset fails here, before any compute
     proto = cfg.make_protocol()
-    warm_steps = proto.warm_start.steps if proto.warm_start is not None else 0
+    warm_steps = _warm_steps(cfg, proto)
     if warm_steps and cfg.meta.optimizer.kind != "gradient":
         raise AgentGraphError(
             f"The protocol {proto.name!r} starts with {warm_steps} warm-start meta-steps, which follow a gradient, "
@@ -253,10 +269,11 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
         t0, c0 = time.perf_counter(), time.process_time()
         ts = init_training(cfg, ctx, family)
         setup_seconds, setup_cpu = time.perf_counter() - t0, time.process_time() - c0
-        log(f"protocol {proto.name!r} initialised (stats measured) in {setup_seconds:.1f} s")
+        how = f"from {cfg.meta.init_from!r}" if cfg.meta.init_from else "(stats measured)"
+        log(f"protocol {proto.name!r} initialised {how} in {setup_seconds:.1f} s")
     if writer:
         rundir.rewrite_metrics(metrics_path, [r for r in rundir.read_metrics(metrics_path) if r["step"] < start])
-    warm_steps = proto.warm_start.steps if proto.warm_start is not None else 0
+    warm_steps = _warm_steps(cfg, proto)
     mesh = device_mesh()
     # the state and programs replicated over the mesh, as the meta-step returns them: one compile
     ts = replicate(ts, mesh)

@@ -19,7 +19,7 @@ from agentgraph.meta.context import make_context
 from agentgraph.meta.objectives import make_objective
 from agentgraph.meta.protocol_io import load_protocol
 from agentgraph.meta.tasks import task_family
-from agentgraph.meta.train import train
+from agentgraph.meta.train import init_training, train
 from helpers import _first, _metrics, _pieces, digits_cfg
 
 pytest.importorskip("sklearn")
@@ -282,3 +282,24 @@ def test_meta_lr_schedule_scales_the_update_and_is_validated(tmp_path):
     for bad in ([[5, 1e-3]], [[0, 1e-3], [0, 1e-4]], [[0, 1e-3], [10, 0.0]]):
         with pytest.raises(AgentGraphError, match=r"meta(: |\.)meta_lr_schedule"):
             cfg("bad", meta_lr_schedule=bad)
+
+
+def test_init_from_starts_at_a_trained_protocol_on_another_activation():
+    """``meta.init_from``: meta-parameters and stats are the file's (here the shipped digits
+    protocol, fine-tuned on a step network); a missing file names the field."""
+    from agentgraph import pretrained
+    from agentgraph.meta.protocol_io import checkpoint_config
+
+    path = pretrained.path("digits")
+    cfg = checkpoint_config(path).model_copy(deep=True)
+    cfg = parse_config({**cfg.model_dump(mode="json"), "net": {**cfg.net.model_dump(mode="json"), "activation": "step"},
+                        "meta": {**cfg.meta.model_dump(mode="json"), "init_from": path}})
+    ctx = make_context(cfg)
+    ts = init_training(cfg, ctx, task_family(cfg))
+    learned, stats = load_protocol(path, ctx)
+    for a, b in zip(jax.tree.leaves((ts.trainable["protocol"], ts.stats)), jax.tree.leaves((learned, stats))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    bad = parse_config({**cfg.model_dump(mode="json"), "meta": {**cfg.meta.model_dump(mode="json"),
+                                                              "init_from": "no/such.npz"}})
+    with pytest.raises(AgentGraphError, match=r"meta.init_from: .*no/such.npz"):
+        init_training(bad, make_context(bad), task_family(bad))
