@@ -29,6 +29,16 @@ __all__ = ["LR_GRID", "evaluate", "score", "run_protocol", "run_optax"]
 LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
+def _judge(family: TaskFamily, pred: jax.Array, y: jax.Array, per_example: bool) -> jax.Array:
+    """Accuracy (classification) or mean loss per output unit of predictions ``pred [C, n_out]``
+    against ``y``; with ``per_example``, the ``[C]`` values."""
+    if not family.classification:
+        per = prediction_loss(pred, y, "values") / y.shape[1]  # mean over output units
+        return per if per_example else per.mean()
+    ok = accuracy(pred, y)
+    return ok if per_example else ok.mean()
+
+
 def score(ctx: Context, family: TaskFamily, program, params, weights: dict, data: dict, *,
           per_example: bool = False, plain: bool = False) -> jax.Array:
     """Accuracy (classification) or mean loss per output of the network with ``weights`` run by
@@ -36,19 +46,15 @@ def score(ctx: Context, family: TaskFamily, program, params, weights: dict, data
     arrays); with ``per_example``, the ``[C]`` values (correct 0/1, or loss per output unit)."""
     state = ctx.start(weights, data["x"].shape[0], program, plain)
     state, _ = program.forward(params, state, data)
-    pred = ctx.predict(state, program, plain)
-    if not family.classification:
-        per = prediction_loss(pred, data["y"], "values") / data["y"].shape[1]  # mean over output units
-        return per if per_example else per.mean()
-    ok = accuracy(pred, data["y"])
-    return ok if per_example else ok.mean()
+    return _judge(family, ctx.predict(state, program, plain), data["y"], per_example)
 
 
-def _seen(ctx: Context, family: TaskFamily, program, params, weights, train: dict, t, plain: bool = False) -> jax.Array:
-    """The score on the training points of batches ``0..t`` (what the learner has seen)."""
+def _seen(family: TaskFamily, predict, train: dict, t) -> jax.Array:
+    """The score on the training points of batches ``0..t`` (what the learner has seen);
+    ``predict(data) -> [C, n_out]``."""
     K, B = train["x"].shape[:2]
     flat = jax.tree.map(lambda v: v.reshape(K * B, *v.shape[2:]), train)
-    vals = score(ctx, family, program, params, weights, flat, per_example=True, plain=plain)
+    vals = _judge(family, predict(flat), flat["y"], True)
     mask = (jnp.arange(K * B) // B <= t).astype(vals.dtype)
     return (vals * mask).sum() / mask.sum()
 
@@ -58,7 +64,10 @@ def run_protocol(ctx: Context, family: TaskFamily, params: Any, key: jax.Array, 
     """One run of the protocol (``params`` from ``ctx.params``): ``(scores [K + 1], seen [K])``
     — the evaluation-set score before and after each step, and the score on the training points
     seen so far after each step. Starts from a fresh random network, or from ``prior`` (learned
-    weights, MAML). ``program``: the protocol's compiled graph (default ``ctx.program``)."""
+    weights, MAML). ``program``: the protocol's compiled graph (default ``ctx.program``). The
+    network in each step's state scores held-out data as the protocol says
+    (:meth:`Context.held_out`: the weights run forward, or the protocol's own hook — VSML's
+    learners keep their LSTM states)."""
     k_task, k_net = jax.random.split(key)
     task = family.eval_sample(k_task)
     prog = ctx.program if program is None else program
@@ -66,16 +75,17 @@ def run_protocol(ctx: Context, family: TaskFamily, params: Any, key: jax.Array, 
     state = ctx.start(w, task["train"]["x"].shape[1], prog)
     stage = ctx.protocol.stage(None)
 
+    def on_cv(s):
+        return _judge(family, ctx.held_out(prog, params, s, task["cv"]), task["cv"]["y"], False)
+
     def body(s, tb):
         t, batch = tb
         s, _ = ctx.step(prog, params, s, batch, stage, None)
-        w = ctx.weights(s)
-        return s, (score(ctx, family, prog, params, w, task["cv"]),
-                   _seen(ctx, family, prog, params, w, task["train"], t))
+        return s, (on_cv(s), _seen(family, lambda d: ctx.held_out(prog, params, s, d), task["train"], t))
 
     K = task["train"]["x"].shape[0]
     _, (scores, seen) = jax.lax.scan(body, state, (jnp.arange(K), task["train"]))
-    return jnp.concatenate([score(ctx, family, prog, params, w, task["cv"])[None], scores]), seen
+    return jnp.concatenate([on_cv(state)[None], scores]), seen
 
 
 def run_optax(ctx: Context, family: TaskFamily, opt: optax.GradientTransformation,
@@ -97,8 +107,9 @@ def run_optax(ctx: Context, family: TaskFamily, opt: optax.GradientTransformatio
         g = jax.grad(loss_fn)(w, batch)
         upd, os_ = opt.update(g, os_, w)
         w = optax.apply_updates(w, upd)
-        return (w, os_), (score(ctx, family, prog, None, w, task["cv"], plain=True),
-                          _seen(ctx, family, prog, None, w, task["train"], t, plain=True))
+        predict = lambda d: ctx.predict(prog.forward(None, ctx.start(w, d["x"].shape[0], plain=True), d)[0],  # noqa: E731
+                                        prog, True)
+        return (w, os_), (score(ctx, family, prog, None, w, task["cv"], plain=True), _seen(family, predict, task["train"], t))
 
     K = task["train"]["x"].shape[0]
     _, (scores, seen) = jax.lax.scan(body, (w, opt.init(w)), (jnp.arange(K), task["train"]))

@@ -303,3 +303,24 @@ def test_init_from_starts_at_a_trained_protocol_on_another_activation():
                                                               "init_from": "no/such.npz"}})
     with pytest.raises(AgentGraphError, match=r"meta.init_from: .*no/such.npz"):
         init_training(bad, make_context(bad), task_family(bad))
+
+
+def test_evaluation_scores_through_the_protocols_held_out_hook():
+    """``run_protocol`` scores each step's network as the protocol's ``held_out`` says (VSML keeps
+    its learners' states): a hook predicting zeros gives the loss of predicting zeros."""
+    import dataclasses
+
+    from agentgraph.meta.evaluate import run_protocol
+
+    cfg = parse_config({"data": {"task": "sinusoid", "cv_batch": 20}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
+                        "protocol": {"rule": "sgd", "lr": 0.1}, "meta": {"inner_steps": 2, "batch": 4}})
+    ctx = make_context(cfg)
+    family = task_family(cfg)
+    key = jax.random.PRNGKey(3)
+    plain, _ = run_protocol(ctx, family, ctx.params(ctx.protocol.init(key, ctx.net.graph), {}), key)
+    zeros = dataclasses.replace(ctx, protocol=dataclasses.replace(
+        ctx.protocol, held_out=lambda c, prog, params, state, data: jnp.zeros_like(data["y"])))
+    scores, seen = run_protocol(zeros, family, zeros.params({}, {}), key)
+    y = family.eval_sample(jax.random.split(key)[0])["cv"]["y"]
+    np.testing.assert_allclose(scores, np.full(3, float(jnp.mean(y ** 2) / 2)), rtol=1e-6)
+    assert not np.allclose(plain, scores)  # the default scores the network's own predictions
