@@ -86,9 +86,11 @@ def plot_curves(results: Mapping[str, Any] | Sequence[tuple[str, Mapping[str, An
 
 
 def plot_meta_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: str, *, xlabel: str = "meta-step",
-                     ylabel: str = "", title: str = "", hline: float | None = None, hline_label: str = "") -> str:
+                     ylabel: str = "", title: str = "", hline: float | None = None, hline_label: str = "",
+                     log: bool = False) -> str:
     """One line per named curve of ``(x, y)`` points (e.g. accuracy against meta-steps or CPU
-    minutes); an optional horizontal reference line. Returns ``path``.
+    minutes); an optional horizontal reference line; ``log``: both axes logarithmic (runs of very
+    different lengths, losses over decades). Returns ``path``.
 
     Example:
         >>> import tempfile, os
@@ -104,10 +106,13 @@ def plot_meta_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: 
             ax.plot(xs, ys, marker="o", ms=3, label=name)
     if hline is not None:
         ax.axhline(hline, color="k", ls="--", lw=1, label=hline_label or None)
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _save(fig, plt, path)
 

@@ -69,6 +69,7 @@ class Study:
     chance: float | None = None  # the meta-loss of a protocol that does nothing
     uses_gradient: frozenset[str] = frozenset()
     configs: dict[str, str] = dataclasses.field(default_factory=dict)  # options with a config of their own
+    log: bool = False  # curves on log-log axes (runs of very different lengths)
 
 
 MNIST = Study(
@@ -138,7 +139,7 @@ MAML = Study(
     },
     out_root="benchmarks/long_runs/maml", levels=(0.015, 0.01), target=0.0171,
     target_label="MAML after 5,000 meta-steps at 1e-4 (0.0171)", higher_is_better=False, percent=False,
-    score="evaluation loss after 2 inner steps", title="sinusoid, MAML prior", eval_flags=["--adam-lr", "0.01"],
+    score="evaluation loss after 2 inner steps", title="sinusoid, MAML prior", eval_flags=["--adam-lr", "0.01"], log=True,
 )
 
 _OPENES = ["meta.optimizer.kind=es", "meta.optimizer.strategy=open_es", "meta.optimizer.popsize=64",
@@ -277,7 +278,7 @@ def _report(a, st: Study) -> int:
     with open(a.json, "w") as f:
         json.dump({"target": st.target, "rows": rows}, f, indent=2)
     base = os.path.splitext(a.plot)[0]
-    kw = dict(ylabel=st.score, hline=plot_y(st.target), hline_label=st.target_label)
+    kw = dict(ylabel=st.score, hline=plot_y(st.target), hline_label=st.target_label, log=st.log)
     plot_meta_curves(by_step, base + "-steps.png", xlabel="meta-step (imitation steps included)",
                      title=f"{st.title}: periodic evaluation", **kw)
     plot_meta_curves(by_min, base + "-minutes.png", xlabel="CPU minutes of the run's process (meta-steps + set-up; "

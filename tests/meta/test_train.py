@@ -4,7 +4,6 @@ outer batches, the written-out inner loop (other graphs: test_graphs.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
