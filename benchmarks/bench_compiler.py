@@ -276,6 +276,7 @@ def main(argv=None) -> int:
     ap.add_argument("--forward-only", action="store_true", help="mplp: time the forward unroll only")
     ap.add_argument("--task-map", action="store_true",
                     help="mplp: run the tasks one after another (lax.map) instead of vmapped, in both implementations")
+    ap.add_argument("--blur-chunk", type=int, default=4, help="blur: candidates per chunk of the chunked population")
     ap.add_argument("--out", default=None)
     ap.add_argument("--scale-only", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -299,7 +300,7 @@ def main(argv=None) -> int:
         if args.only in (None, "gradient"):
             res["gradient"] = bench_gradient(args.runs, 20, 8)
         if args.only in (None, "blur"):
-            res["blur"] = bench_blur(args.runs, 20, 8)
+            res["blur"] = bench_blur(args.runs, 20, 8, chunk=args.blur_chunk)
     if not args.quick and args.only in (None, "scale"):
         names = [n for n in SCALES if not (args.skip_1m and n == "1M")]
         # peak RSS of children is a running maximum over the runs so far (1M runs last)
