@@ -16,7 +16,10 @@ the per-agent products:
 outer updates: a backward block whose message port is a broadcast along one axis, whose stored
     field was filled in the forward sweep by a broadcast along the other, gets
     ``scale ⊙ einsum(x, m) / B (+ decay ⊙ W)`` — the batch-mean outer product — in place of its
-    per-agent update (``BlockPlan.outer``).
+    per-agent update (``BlockPlan.outer``). When the stored field is declared ``scratch``
+    (:class:`~agentgraph.nodes.Field`), ``x`` is read from the forward sweep's buffer — the
+    senders' messages, one per sender rather than one per agent — and the forward block never
+    writes the field (``BlockPlan.unwritten``).
 
 The coefficients a ``matmul`` port reads are the values at the start of the sweep: every agent
 runs once per sweep and its update lands after its own block, so that is the value the agent
@@ -29,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -70,8 +72,9 @@ class OuterLink:
     m_axis: int
     m_base: int
     m_size: int
-    x_base: int = 0  # pair declarations: the other port's first buffer row and size
+    x_base: int = 0  # pair declarations (and x_forward): the other port's first buffer row and size
     x_size: int = 0
+    x_forward: bool = False  # a scratch stored field: x is read from the forward sweep's buffer
 
 
 def _grid(port) -> tuple[int, int] | None:
@@ -141,10 +144,16 @@ def fuse_linear(kinds: Mapping[str, Kind], sweeps: dict, base: Mapping[tuple, in
                 for b in wave))
         out[t] = tuple(final)
         removed[t] = _unread_ranges(kinds, t, out[t], read)
+    out, rows = _compact(out, removed, arrays, buffer_rows)
+    unwritten: dict = {}
     for t in out:
         if t != "forward":
-            out[t] = _fuse_outer(kinds, t, out.get("forward", ()), out[t])
-    return _compact(out, removed, arrays, buffer_rows)
+            out[t] = _fuse_outer(kinds, t, out.get("forward", ()), out[t], unwritten)
+    if unwritten:
+        out["forward"] = tuple(tuple(dataclasses.replace(b, unwritten=tuple(sorted(unwritten[(b.kind, b.start, b.stop)])))
+                                     if (b.kind, b.start, b.stop) in unwritten and not b.rows_key else b for b in wave)
+                               for wave in out["forward"])
+    return out, rows
 
 
 def _unread_ranges(kinds, t, waves, read) -> dict:
@@ -195,8 +204,7 @@ def _compact(sweeps, removed, arrays, buffer_rows):
                         p = dataclasses.replace(p, base=mv(p.size, p.base))
                     ports.append(p)
                 outs = tuple((o, size, mv(size, o_base)) for o, size, o_base in b.outputs)
-                outer = tuple(dataclasses.replace(ol, m_base=mv(ol.m_size, ol.m_base)) for ol in b.outer)
-                blocks.append(dataclasses.replace(b, ports=tuple(ports), outputs=outs, outer=outer))
+                blocks.append(dataclasses.replace(b, ports=tuple(ports), outputs=outs))
             waves.append(tuple(blocks))
         sweeps[t] = tuple(waves)
     return sweeps, rows
@@ -233,9 +241,11 @@ def _read_rows(p, n: int, arrays) -> np.ndarray:
     return src[src < np.iinfo(np.int32).max] if low == "pick" else src
 
 
-def _fuse_outer(kinds, t, forward, waves):
+def _fuse_outer(kinds, t, forward, waves, unwritten: dict):
     """Outer links of the blocks of sweep ``t`` whose kind declares an :class:`Outer` update
-    for ``t``: both vectors broadcast along different axes of one dense block."""
+    for ``t``: both vectors broadcast along different axes of one dense block. A stored field
+    declared ``scratch`` is read from the forward sweep's buffer instead, and its forward block
+    is entered in ``unwritten[(kind, start, stop)]`` (a set of fields it need not write)."""
     fwd = {(b.kind, b.start, b.stop): b for w in forward for b in w if not b.rows_key}
     result = []
     for wave in waves:
@@ -260,8 +270,11 @@ def _fuse_outer(kinds, t, forward, waves):
                     continue
                 mp = next(p for p in blk.ports if p.port == dec.port)
                 Q = m[1]
-                pair = (xp.base, xp.size) if dec.pair is not None else (0, 0)
-                links.append(OuterLink(field, blk.n // Q, Q, m[0], mp.base, mp.size, *pair))
+                from_fwd = dec.pair is None and st.scratch and xp.source == "now"
+                pair = (xp.base, xp.size) if dec.pair is not None or from_fwd else (0, 0)
+                links.append(OuterLink(field, blk.n // Q, Q, m[0], mp.base, mp.size, *pair, x_forward=from_fwd))
+                if from_fwd:
+                    unwritten.setdefault((blk.kind, blk.start, blk.stop), set()).add(dec.stored)
             blocks.append(dataclasses.replace(blk, outer=tuple(links)) if links else blk)
         result.append(tuple(blocks))
     return tuple(result)
@@ -312,10 +325,12 @@ def receive_matmul(p, sweep: str, bufs, coefs, kinds: Mapping[str, Kind], params
     return res / count if p.aggregation == "mean" else res
 
 
-def outer_update(blk, link: OuterLink, bufs, state: Mapping[str, jax.Array], kind: Kind, params, B: int) -> jax.Array:
+def outer_update(blk, link: OuterLink, bufs, state: Mapping[str, jax.Array], kind: Kind, params, B: int,
+                 forward_bufs: Mapping[int, jax.Array] | None = None) -> jax.Array:
     """The fused update ``[n, *field_shape]`` (already the batch mean) of one outer link of a
     block; ``state`` is the kind's state (stored field filled by the forward sweep), ``bufs`` the
-    phase's message buffers."""
+    phase's message buffers, ``forward_bufs`` the forward sweep's (``{size: [rows, B, size]}``;
+    read by links of a scratch stored field)."""
     dec = kind.outer_updates()[link.field]
     t = dec.phase
     Q, P = link.Q, link.P
@@ -323,8 +338,14 @@ def outer_update(blk, link: OuterLink, bufs, state: Mapping[str, jax.Array], kin
     m = _senders(kind, t, dec.port, params, bufs[link.m_size], link.m_base, m_count)
     if dec.message_map is not None:
         m = _per_example(dec.message_map, params, m)
+    x_count = Q if link.m_axis == 0 else P
     if dec.pair is not None:  # the other vector is a message of the same phase
-        x = _senders(kind, t, dec.pair, params, bufs[link.x_size], link.x_base, Q if link.m_axis == 0 else P)
+        x = _senders(kind, t, dec.pair, params, bufs[link.x_size], link.x_base, x_count)
+    elif link.x_forward:  # what the forward sweep would have stored: its senders' messages
+        if forward_bufs is None:
+            raise ValueError(f"the fused update of {link.field!r} reads the scratch field {dec.stored!r}, but no forward "
+                             "sweep ran before it in this step; give the field scratch=False")
+        x = _senders(kind, "forward", dec.stored_from, params, forward_bufs[link.x_size], link.x_base, x_count)
     elif link.m_axis == 1:  # stored input runs along p: rows start + p·Q
         x = jax.lax.slice_in_dim(state[dec.stored], blk.start, blk.start + P * Q, stride=Q)
     else:

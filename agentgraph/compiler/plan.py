@@ -70,6 +70,7 @@ class BlockPlan:
     slots_key: str = ""  # external kinds: array-part key of the batch columns
     dropped: tuple[str, ...] = ()  # outputs only matmul ports read: not computed
     outer: tuple[OuterLink, ...] = ()  # backward updates computed as outer products
+    unwritten: tuple[str, ...] = ()  # scratch fields a fused outer update reads from the buffers instead
 
     @property
     def n(self) -> int:

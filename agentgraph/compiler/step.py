@@ -15,7 +15,6 @@ program turns it into an :class:`~agentgraph.AgentGraphError` naming an agent.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +23,7 @@ import numpy as np
 from agentgraph.arrows.schedule import DELAYED
 from agentgraph.compiler.linear import outer_update, receive_matmul
 from agentgraph.compiler.lowerings import premap_fn, receive
-from agentgraph.compiler.plan import BlockPlan, Plan
+from agentgraph.compiler.plan import Plan
 from agentgraph.nodes.base import Kind
 
 __all__ = ["BlockError", "run_block", "step", "step_jit"]
@@ -154,11 +153,13 @@ def step(plan: Plan, kinds_items, arrays, params, state, batch, until_loss: bool
     last = max(i for i, (ph, _) in enumerate(runs) if ph == plan.schedule.loss_index())
     selfs = dict(plan.selfs)
     loss = jnp.zeros((), dtype)
+    swept: dict = {}  # the latest run's buffers of each sweep type (fused updates of scratch fields read the forward's)
     for i, (_, phase) in enumerate(runs):
         if phase.self_loops:
             _self_phase(plan, kinds, arrays, params, state, phase.type, selfs.get(phase.type, ()), B, dtype)
         else:
-            _sweep(plan, kinds, arrays, params, state, mail, data, phase.type, B, dtype)
+            swept[phase.type] = _sweep(plan, kinds, arrays, params, state, mail, data, phase.type, B, dtype,
+                                       swept.get("forward"))
         if i == last:
             loss = _loss(plan, kinds, arrays, state, B, dtype)
             if until_loss:
@@ -199,9 +200,11 @@ def _self_phase(plan: Plan, kinds, arrays, params, state, t: str, sets, B: int, 
                 state[rp.kind][f] = state[rp.kind][f].at[rows].set(val.astype(dtype), mode="drop")
 
 
-def _sweep(plan: Plan, kinds, arrays, params, state, mail, data, t: str, B: int, dtype) -> None:
+def _sweep(plan: Plan, kinds, arrays, params, state, mail, data, t: str, B: int, dtype, forward_bufs=None) -> dict:
     """One run of the sweep phase of type ``t``: blocks wave by wave, messages through buffers;
-    delayed ports read ``mail`` (the previous run's buffers), which this run's buffers replace."""
+    delayed ports read ``mail`` (the previous run's buffers), which this run's buffers replace.
+    ``forward_bufs``: the forward sweep's buffers of this step (read by fused updates of scratch
+    fields). Returns this run's buffers ``{size: [rows, B, size]}``."""
     bufs = {s: jnp.zeros((m, B, s), dtype) for tt, s, m in plan.buffers if tt == t}
     prev = {s: mail[f"{t}/{s}"] for tt, s, _ in plan.delayed if tt == t}
     coefs = {k: dict(v) for k, v in state.items()}  # per-agent values at the sweep's start (matmul ports)
@@ -231,13 +234,14 @@ def _sweep(plan: Plan, kinds, arrays, params, state, mail, data, t: str, B: int,
                 new, raw, upd = run_block(kind, t, params.get(blk.group), st, inputs, B, same)
                 _check_block(kind, t, blk, B, st, new, raw, upd)
                 raw = {o: v for o, v in raw.items() if o not in blk.dropped}
-                fused = {ol.field: outer_update(blk, ol, bufs, state[blk.kind], kind, params.get(blk.group), B)
+                fused = {ol.field: outer_update(blk, ol, bufs, state[blk.kind], kind, params.get(blk.group), B,
+                                                forward_bufs)
                          for ol in blk.outer}
             except BlockError:
                 raise
             except Exception as e:  # tracing a kind's function failed: say which block
                 raise BlockError(t, blk.kind, blk.group, blk.start, e) from e
-            new = {f: v for f, v in new.items() if f not in same}
+            new = {f: v for f, v in new.items() if f not in same and f not in blk.unwritten}
             results.append((blk, rows, new, raw, upd, fused))
         # write after the whole wave (agents of one wave never read each other)
         for blk, rows, new, raw, upd, fused in results:
@@ -267,6 +271,7 @@ def _sweep(plan: Plan, kinds, arrays, params, state, mail, data, t: str, B: int,
                     bufs[size] = bufs[size].at[dest].set(val, mode="drop")
     for s in prev:
         mail[f"{t}/{s}"] = bufs[s]
+    return bufs
 
 
 #: :func:`step` compiled once per (plan, kinds): graphs with equal plans share the executable.

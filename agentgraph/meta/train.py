@@ -83,8 +83,8 @@ def init_training(cfg: TrainConfig, ctx: Context, family: TaskFamily) -> TrainSt
         AgentGraphError: there is nothing to meta-train (a protocol with no meta-parameters and no
             ``meta.maml``).
     """
-    _, _, k_cal, k_prior = _keys(cfg)
-    warm = ctx.protocol.warm_start
+    _, k_pool, k_cal, k_prior = _keys(cfg)
+    warm = _warm_start(cfg, ctx.protocol)
     if cfg.meta.init_from is not None:
         from agentgraph.meta.protocol_io import load_protocol
 
@@ -93,7 +93,7 @@ def init_training(cfg: TrainConfig, ctx: Context, family: TaskFamily) -> TrainSt
         except AgentGraphError as e:
             raise AgentGraphError(f"meta.init_from: {e} Point it at a checkpoint or an exported protocol of "
                                   "this protocol and network (its layer groups and learner sizes).") from None
-        pool, warm = ctx.pool(_keys(cfg)[1], cfg.meta.prior_pool), None
+        pool = ctx.pool(k_pool, cfg.meta.prior_pool)
     else:
         learned, stats, pool = measure_stats(ctx, family)
     if warm is not None and warm.prepare is not None:
@@ -108,9 +108,15 @@ def init_training(cfg: TrainConfig, ctx: Context, family: TaskFamily) -> TrainSt
     return TrainState(trainable, stats, _opt_init(cfg, ctx, trainable), pool)
 
 
+def _warm_start(cfg: TrainConfig, proto: Any) -> Any:
+    """The protocol's warm start, or None: none when ``meta.init_from`` starts from a trained protocol."""
+    return proto.warm_start if cfg.meta.init_from is None else None
+
+
 def _warm_steps(cfg: TrainConfig, proto: Any) -> int:
-    """The protocol's warm-start meta-steps (none when ``meta.init_from`` starts from a trained protocol)."""
-    return proto.warm_start.steps if proto.warm_start is not None and cfg.meta.init_from is None else 0
+    """The warm start's meta-steps (0 without one)."""
+    warm = _warm_start(cfg, proto)
+    return warm.steps if warm is not None else 0
 
 
 def init_training_shapes(cfg: TrainConfig, ctx: Context) -> TrainState:

@@ -68,20 +68,30 @@ class Field:
             carries): stored as ``[B, *shape]``. ``False`` for per-agent values (weights):
             stored as ``[*shape]`` and changed only through ``update`` or reflexive arrows.
         init: default initial value, used when an agent declares no value for this field.
+        scratch: a per-example value that lives within one inner step: written in the forward
+            sweep and read by nothing but the kind's :class:`~agentgraph.nodes.Outer` update
+            whose ``stored`` field it is (BLUR's stored pre-neuron state). Its value between
+            steps is unspecified: where the compiler fuses that update it reads the forward
+            sweep's messages and never writes the field (``tests/compiler/test_linear.py``;
+            ``agentgraph.testing.check_declarations`` checks the kind's outputs ignore it).
 
     Example:
         >>> Field(shape=(4,), per_example=True)
-        Field(shape=(4,), per_example=True, init=0.0)
+        Field(shape=(4,), per_example=True, init=0.0, scratch=False)
     """
 
     shape: tuple[int, ...] = ()
     per_example: bool = False
     init: float = 0.0
+    scratch: bool = False
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.shape)
         if any(s < 0 for s in shape):
             raise AgentGraphError(f"Field shape must be non-negative, got {self.shape!r}.")
+        if self.scratch and not self.per_example:
+            raise AgentGraphError("Field(scratch=True) needs per_example=True: a scratch field holds a per-example "
+                                  "value between the forward sweep and the update that reads it.")
         object.__setattr__(self, "shape", shape)
 
 

@@ -1,4 +1,5 @@
-"""Check a kind's :class:`~agentgraph.nodes.Linear` / :class:`~agentgraph.nodes.Outer` promises.
+"""Check a kind's :class:`~agentgraph.nodes.Linear` / :class:`~agentgraph.nodes.Outer` promises
+(and that its ``scratch`` fields feed nothing but an ``Outer`` update).
 
 The compiler believes what a kind declares about its maths and lowers dense blocks of it to
 matrix products (:mod:`agentgraph.compiler.linear`); the interpreter only runs the kind's
@@ -90,7 +91,41 @@ def check_declarations(kind: Kind, params: Any, *, trials: int = 3, seed: int = 
                 want = want + jnp.asarray(dec.decay(params)) * jnp.reshape(st[field], (-1,))
             _compare(kind, f"update of {field!r}", jnp.reshape(got, (-1,)), want, atol)
         checked += 1
+    for f, spec in kind.fields.items():
+        if spec.scratch:
+            _check_scratch(kind, f, params, rng, trials, atol)
+            checked += 1
     return checked
+
+
+def _check_scratch(kind: Kind, field: str, params, rng, trials: int, atol: float) -> None:
+    """A scratch field is the stored field of an :class:`Outer` update, and nothing else the
+    kind returns (outputs, other fields, other updates) depends on its value."""
+    if not any(dec.pair is None and dec.stored == field for dec in kind.outer_updates().values()):
+        raise AgentGraphError(
+            f"Kind {kind.name!r}: field {field!r} is declared scratch but is no Outer update's stored field; "
+            "only such a field may be scratch (drop scratch=True or declare the update in outer_updates()).")
+    own = {f for f, dec in kind.outer_updates().items() if dec.pair is None and dec.stored == field}
+    for sweep in ("forward", "backward"):
+        fn = kind.forward if sweep == "forward" else kind.backward
+        for _ in range(trials):
+            st, inp = _random_state(kind, rng), _inputs(kind, sweep, params, rng)
+            other = {**st, field: jnp.asarray(rng.normal(size=kind.fields[field].shape))}
+            a, b = fn(params, st, inp), fn(params, other, inp)
+            for i, part in enumerate(("state", "outputs", "updates")[:len(a)]):
+                da, db = a[i], b[i]
+                if not isinstance(da, dict):
+                    da, db = {"out": da}, {"out": db}
+                for name in da:
+                    if (part == "state" and name == field and sweep == "backward") or (part == "updates" and name in own):
+                        continue
+                    try:
+                        _compare(kind, f"{sweep} {part[:-1]} {name!r}", da[name], db[name], atol)
+                    except AgentGraphError as e:
+                        raise AgentGraphError(
+                            f"Kind {kind.name!r}: its {sweep} {part[:-1]} {name!r} depends on the scratch field "
+                            f"{field!r}, whose value between steps is unspecified (the compiler may never write it). "
+                            "Drop scratch=True or make the function ignore the field.") from e
 
 
 def _compare(kind: Kind, what: str, got, want, atol: float) -> None:

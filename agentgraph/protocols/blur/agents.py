@@ -115,7 +115,7 @@ class BlurSynapse(Kind):
 
     def __init__(self, k: int, exact: bool = False) -> None:
         self.k, self.exact = int(k), bool(exact)
-        self.fields = {"w": Field((self.k,))} if exact else {"w": Field((self.k,)), "a_in": Field((self.k,), per_example=True)}
+        self.fields = {"w": Field((self.k,))} if exact else {"w": Field((self.k,)), "a_in": Field((self.k,), per_example=True, scratch=True)}
         self.forward_ports = {"x": Port(self.k, "sum")}
         self.backward_ports = {"m": Port(self.k, "sum")}
         self.forward_outputs = {"out": self.k}
