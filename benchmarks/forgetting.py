@@ -11,8 +11,9 @@ Rules: SGD and Adam (backprop; learning rates tuned on a single task, from a gri
 seeking neurons with attention ``w²/2`` (= SGD) and ``|w|`` (sign feedback), and the meta-trained
 protocols given as ``--protocol NAME=CKPT`` (default: the shipped MPLP ``pretrained/mnist.npz``,
 meta-trained on MNIST 12×12 with (144, 50, 10); BLUR meta-trained by gradient on MNIST 14×14 with
-(196, 20, 10), ``benchmarks/long_runs/es/blur-gradient_s0``; VSML meta-trained on digits with
-(64, 10)). Every rule runs on the same network, (d, ``--hidden``, 10) with hidden activation
+(196, 20, 10), ``benchmarks/results/protocols/es/blur-gradient_s0.npz``; VSML meta-trained on digits
+with (64, 10), ``benchmarks/results/protocols/vsml/gradient_lr1e-2_s0.npz`` — the runs' exported
+protocols, docs/results/es.md and docs/vsml.md). Every rule runs on the same network, (d, ``--hidden``, 10) with hidden activation
 ``--activation`` (default sigmoid, MNIST 12×12: (144, 50, 10), MPLP's own); a meta-trained protocol is loaded into it (its learned
 parameters are shared per kind or layer type, so they fit other widths).
 
@@ -46,8 +47,8 @@ from agentgraph.meta.context import make_context
 from agentgraph.meta.protocol_io import checkpoint_config, load_protocol
 
 DEFAULT_PROTOCOLS = ("mplp=agentgraph/pretrained/mnist.npz",
-                     "blur=benchmarks/long_runs/es/blur-gradient_s0/ckpt_00002999.npz",
-                     "vsml=benchmarks/long_runs/vsml/gradient_lr1e-2_s0/ckpt_00000699.npz")
+                     "blur=benchmarks/results/protocols/es/blur-gradient_s0.npz",  # its ckpt_00002999.npz
+                     "vsml=benchmarks/results/protocols/vsml/gradient_lr1e-2_s0.npz")  # its ckpt_00000699.npz
 
 
 def _net(a) -> dict:

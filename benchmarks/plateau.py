@@ -1,9 +1,9 @@
 """Meta-training recipes measured the same way: the paper's recipe against the options that
 attack its slow start, each one config switch — a *study* per experiment.
 
-Run:  python benchmarks/plateau.py [--study mnist|sinusoid] run OPTION [--seed S] [--out-root DIR]
-      python benchmarks/plateau.py [--study mnist|sinusoid] report [--out-root DIR] [--runs 100]
-          [--json FILE] [--plot PNG]
+Run:  python benchmarks/plateau.py [--study mnist|sinusoid|maml|es] run OPTION [--seed S] [--out-root DIR]
+      python benchmarks/plateau.py [--study mnist|sinusoid|maml|es] report [--out-root DIR] [--runs 100]
+          [--json FILE] [--plot PNG] [--summaries DIR]
 
 Studies:
 
@@ -24,8 +24,13 @@ Studies:
   evaluation loss after 2 steps every 250 meta-steps on 100 fresh tasks.
 
 ``run`` meta-trains one option with checkpoints as often as the evaluations; run it again to
-resume. ``report`` reads every run under ``--out-root``, scores each run's last checkpoint on
-100 fresh networks (SGD and Adam beside it, as in the paper; cached beside the run), and prints
+resume (from the run directory's newest checkpoint; its ``metrics.jsonl`` may be gone).
+``report`` reads every run under ``--out-root`` and every run summary under ``--summaries``
+(``benchmarks/results/runs/<study>/<run>.json``, written by ``benchmarks/summarise_runs.py``: a
+finished run keeps only its summary, see benchmarks/long_runs/README.md), takes each run's
+100-network score from its summary or, for a run with a checkpoint newer than its summary, scores
+that checkpoint on 100 fresh networks (SGD and Adam beside it, as in the paper; cached beside the
+run), and prints
 and stores, per run: meta-steps and CPU minutes of the run's process (meta-steps only, plus
 set-up; it stays meaningful when jobs share the machine) to the first periodic evaluation that
 reaches each of the study's levels, the best periodic evaluation and
@@ -46,7 +51,9 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from agentgraph.rundir import read_metrics  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import summarise_runs  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,29 +197,20 @@ def _run(a, st: Study) -> int:
            str(a.meta_steps or steps), "--no-progress"]
     for s in st.common + sets:
         cmd += ["--set", s]
-    if os.path.exists(os.path.join(out, "metrics.jsonl")):
-        cmd.append("--resume")
+    if os.path.exists(os.path.join(out, "metrics.jsonl")) or summarise_runs._checkpoints(out):
+        cmd.append("--resume")  # a run kept for continuing may hold only its newest checkpoint
     print(" ".join(cmd), flush=True)
     return subprocess.call(cmd)
 
 
-def _curve(run_dir: str) -> dict:
-    rows = read_metrics(os.path.join(run_dir, "metrics.jsonl"))  # a run killed mid-line still reads
-    minutes = cpu_minutes = 0.0
-    pts = []
-    warm = lambda r: r.get("warm_start") or r.get("imitation")  # noqa: E731  (older runs: "imitation")
-    for r in rows:
-        minutes += (r["seconds"] + r.get("setup_seconds", 0.0)) / 60.0
-        cpu_minutes += (r.get("cpu_seconds", r["seconds"]) + r.get("setup_cpu_seconds", r.get("setup_seconds", 0.0))) / 60
-        if "eval" in r:
-            pts.append({"step": r["step"] + 1, "minutes": minutes, "cpu_minutes": cpu_minutes, "score": r["eval"],
-                        "phase": "imitation" if warm(r) else "meta"})
-    imitation = sum(1 for r in rows if warm(r))
-    meta = [r for r in rows if not warm(r) and r.get("finite", True)]
-    loss = [(meta[i]["step"] + 1, sum(r["meta_loss"] for r in meta[i:i + 50]) / len(meta[i:i + 50]))
-            for i in range(0, len(meta), 50)]  # means over 50 meta-steps, at each window's first step
-    return {"points": pts, "steps": len(rows), "imitation_steps": imitation, "minutes": minutes,
-            "cpu_minutes": cpu_minutes, "meta_loss": loss}
+def _curve(run_dir: str, summary: dict | None, study: str) -> dict:
+    """The run's evaluation points, minutes and meta-loss windows: from its ``metrics.jsonl``
+    (merged after its summary when it was resumed from a checkpoint kept without its metrics), or
+    from its summary alone when the run state is gone."""
+    rows = summarise_runs.read_metrics(os.path.join(run_dir, "metrics.jsonl"))  # a run killed mid-line still reads
+    if rows:
+        summary = summarise_runs.summarise(run_dir, study, os.path.basename(run_dir), rows, summary)
+    return summarise_runs.curve(summary)
 
 
 def _first(points, level, st: Study):
@@ -242,31 +240,56 @@ def _final_eval(run_dir: str, runs: int, st: Study) -> dict:
     return res
 
 
+def _final(d: str, summary: dict | None, a, st: Study) -> tuple[dict | None, str]:
+    """The run's 100-network evaluation and a note: the one recorded in its summary unless the run
+    was continued past it (a newer checkpoint); else its last checkpoint scored now (cached beside it)."""
+    latest = summarise_runs._checkpoints(d)
+    recorded = (summary or {}).get("final_eval")
+    if latest and not (summary and latest[-1][0] <= (summary.get("checkpoint_step") or -1) and recorded):
+        return _final_eval(d, a.runs, st), ""
+    if recorded:
+        step = recorded.get("checkpoint_step")
+        last = summary.get("checkpoint_step")
+        return recorded, (f" (checkpoint {step:,})" if step is not None and step != last else "")
+    return None, ""
+
+
 def _report(a, st: Study) -> int:
     from agentgraph.plots import plot_meta_curves
 
     show = (lambda v: f"{100 * v:.1f} %") if st.percent else (lambda v: f"{v:.4f}")  # noqa: E731
     plot_y = (lambda v: 100 * v) if st.percent else (lambda v: v)  # noqa: E731
-    rows, by_step, by_min, by_loss = [], {}, {}, {}
-    for name in sorted(os.listdir(a.out_root)):
+    rows, by_step, by_min, by_loss, gone = [], {}, {}, {}, []
+    names = {n for n in (os.listdir(a.out_root) if os.path.isdir(a.out_root) else [])
+             if os.path.exists(os.path.join(a.out_root, n, "metrics.jsonl"))}
+    if a.summaries and os.path.isdir(a.summaries):
+        names |= {f[:-len(".json")] for f in os.listdir(a.summaries) if f.endswith(".json")}
+    for name in sorted(names):
         d = os.path.join(a.out_root, name)
-        if not os.path.exists(os.path.join(d, "metrics.jsonl")):
-            continue
+        summary = summarise_runs.load(os.path.join(a.summaries, name + ".json")) if a.summaries else None
         option = name.rsplit("_s", 1)[0]
-        c = _curve(d)
-        final = _final_eval(d, a.runs, st)
-        learned = final["protocol"] if "protocol" in final else final["mplp"]  # evaluations cached before: "mplp"
+        c = _curve(d, summary, a.study)
+        final, note = _final(d, summary, a, st)
+        if not summarise_runs._checkpoints(d):
+            gone.append(name)
+        if final is not None:
+            learned = final["protocol"] if "protocol" in final else final["mplp"]  # evaluations cached before: "mplp"
+            final_100 = {"mean": learned["mean"][-1], "std": learned["std"][-1]}
         best = (max if st.higher_is_better else min)((p["score"] for p in c["points"]), default=None)
         row = {"run": name, "option": option, "what": st.options.get(option, ([], 0, ""))[2],
                "uses_gradient_at_evaluation": option in st.uses_gradient,
                "meta_steps": c["steps"] - c["imitation_steps"], "imitation_steps": c["imitation_steps"],
                "minutes": round(c["minutes"], 1), "cpu_minutes": round(c["cpu_minutes"], 1), "reached": {str(lv): _first(c["points"], lv, st) for lv in st.levels},
-               "best_periodic": best, "final_100": {"mean": learned["mean"][-1], "std": learned["std"][-1]},
-               "sgd_100": final["sgd"]["mean"][-1], "adam_100": final["adam"]["mean"][-1], "curve": c["points"]}
+               "best_periodic": best, "final_100": final_100 if final else None, "final_note": note.strip(" ()"),
+               "sgd_100": final["sgd"]["mean"][-1] if final else None,
+               "adam_100": final["adam"]["mean"][-1] if final else None, "curve": c["points"]}
         rows.append(row)
         by_step[name] = [(p["step"], plot_y(p["score"])) for p in c["points"]]
         by_min[name] = [(p["cpu_minutes"], plot_y(p["score"])) for p in c["points"]]
         by_loss[name] = c["meta_loss"]
+    if gone:
+        print(f"Run state removed (finished runs): {', '.join(gone)} — their numbers are read from the summaries in "
+              f"{a.summaries}/ (benchmarks/summarise_runs.py); no checkpoint is evaluated for them.\n")
     fmt = lambda r: f"step {r['step']} / {r['minutes']} min" if r else "not reached"  # noqa: E731  (CPU minutes)
     heads = [f"to {show(lv)}" for lv in st.levels]
     print("| run | meta-steps | wall minutes | CPU minutes | " + " | ".join(heads) +
@@ -278,7 +301,9 @@ def _report(a, st: Study) -> int:
         reached = " | ".join(fmt(r["reached"][str(lv)]) for lv in st.levels)
         print(f"| `{r['run']}`{flag} | {steps} | {r['minutes']:.1f} | {r['cpu_minutes']:.1f} | {reached} | "
               f"{show(r['best_periodic']) if r['best_periodic'] is not None else '-'} | "
-              f"{show(r['final_100']['mean'])} ± {show(r['final_100']['std'])} |")
+              + (f"{show(r['final_100']['mean'])} ± {show(r['final_100']['std'])}"
+                 + (f" ({r['final_note']})" if r["final_note"] else "") if r["final_100"] else
+                 "not evaluated on 100 (run state removed)") + " |")
     os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
     with open(a.json, "w") as f:
         json.dump({"target": st.target, "rows": rows}, f, indent=2)
@@ -312,6 +337,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="default benchmarks/results/plateau-cpu.json (mnist), "
                    "benchmarks/results/sinusoid_recipe-cpu.json (sinusoid)")
     p.add_argument("--plot", default=None, help="default docs/img/plateau.png, docs/img/sinusoid_recipe.png")
+    p.add_argument("--summaries", default=None, help="run summaries read where a run's metrics.jsonl is gone "
+                   "(default benchmarks/results/runs/STUDY; write them with benchmarks/summarise_runs.py)")
     a = ap.parse_args(argv)
     st = STUDIES[a.study]
     if a.cmd == "run" and a.option not in st.options:
@@ -322,6 +349,7 @@ def main(argv=None) -> int:
     stem = "plateau" if a.study == "mnist" else f"{a.study}_recipe"
     a.json = a.json or f"benchmarks/results/{stem}-cpu.json"
     a.plot = a.plot or f"docs/img/{stem}.png"
+    a.summaries = a.summaries or os.path.join("benchmarks", "results", "runs", a.study)
     return _report(a, st)
 
 

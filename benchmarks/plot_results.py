@@ -1,16 +1,19 @@
-"""Figures of docs/results.md, from the evaluation JSONs `agentgraph eval --out` wrote.
+"""Figures of docs/results/, from the evaluation JSONs `agentgraph eval --out` wrote.
 
 Run:  python benchmarks/plot_results.py sinusoid EVAL.json OUT.png
       python benchmarks/plot_results.py maml MPLP_MAML_EVAL.json MAML_EVAL.json OUT.png
-      python benchmarks/plot_results.py meta METRICS.jsonl [METRICS.jsonl ...] --names A B --out OUT.png
+      python benchmarks/plot_results.py meta METRICS.jsonl|SUMMARY.json [...] --names A B --out OUT.png
       python benchmarks/plot_results.py curves EVAL.json OUT.png [--title T]
-      python benchmarks/plot_results.py cpu METRICS.jsonl [METRICS.jsonl ...] --names A B --out OUT.png
+      python benchmarks/plot_results.py cpu METRICS.jsonl|SUMMARY.json [...] --names A B --out OUT.png
 
 ``sinusoid``: two panels, the training loss on the points seen so far and the evaluation loss on
 100 evenly spaced points, per inner step. ``maml``: MPLP + MAML prior against MAML (SGD from its
 prior). ``meta``: the periodic evaluation (``eval`` in metrics.jsonl) against meta-steps.
 ``curves``: one evaluation's MPLP, SGD and Adam curves per inner step. ``cpu``: the meta-loss
-against cumulative CPU minutes (runs of different meta-optimisers at equal compute).
+against cumulative CPU minutes (runs of different meta-optimisers at equal compute). ``meta`` and
+``cpu`` read a finished run's summary (``benchmarks/results/runs/<study>/<run>.json``, written by
+``benchmarks/summarise_runs.py``) where its ``metrics.jsonl`` is gone: every periodic evaluation,
+and at most 200 of its meta-steps for ``cpu``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,19 @@ def _seen(res: dict) -> dict:
         if m in res:
             out[m] = {"mean": res[m]["seen_mean"], "std": res[m]["seen_std"], **({"lr": res[m]["lr"]} if "lr" in res[m] else {})}
     return out
+
+
+def _summary(path: str) -> dict:
+    """A run summary written by benchmarks/summarise_runs.py."""
+    with open(path) as f:
+        return json.load(f)
+
+
+def _name(path: str) -> str:
+    """A curve's default name: the run directory's name, or a summary's file name."""
+    if path.endswith(".json"):
+        return os.path.splitext(os.path.basename(path))[0]
+    return os.path.basename(os.path.dirname(path)) or path
 
 
 def _labels(res: dict) -> dict:
@@ -75,9 +91,13 @@ def main(argv=None) -> int:
         res = _load(a.files[0])
         plot_curves(res, out, title=a.title, labels=_labels(res))
     elif a.what == "cpu":
-        names = a.names or [os.path.basename(os.path.dirname(f)) or f for f in a.files]
+        names = a.names or [_name(f) for f in a.files]
         curves = {}
         for name, path in zip(names, a.files):
+            if path.endswith(".json"):  # a run summary: its (thinned) meta-steps with cumulative CPU minutes
+                rows = _summary(path)["curve"]["rows"]
+                curves[name] = [(r[2], r[3]) for r in rows]
+                continue
             with open(path) as f:
                 by_step = {r["step"]: r for r in (json.loads(ln) for ln in f if ln.strip())}  # a resumed step: last
             cpu, pts = 0.0, []
@@ -89,9 +109,12 @@ def main(argv=None) -> int:
         out = a.out or "cpu.png"
         plot_meta_curves(curves, out, xlabel="CPU minutes", ylabel="meta-loss", title=a.title)
     else:
-        names = a.names or [os.path.basename(os.path.dirname(f)) or f for f in a.files]
+        names = a.names or [_name(f) for f in a.files]
         curves = {}
         for name, path in zip(names, a.files):
+            if path.endswith(".json"):  # a run summary: every periodic evaluation
+                curves[name] = [(p[0], 100 * p[3]) for p in _summary(path)["eval"]["rows"]]
+                continue
             with open(path) as f:
                 rows = [json.loads(ln) for ln in f if ln.strip()]
             curves[name] = [(r["step"] + 1, 100 * r["eval"]) for r in rows if "eval" in r]
