@@ -7,8 +7,9 @@ declaration order), so graphs of millions of per-scalar agents build, validate a
 seconds. Agents can be declared one by one (:meth:`add_agent`, :meth:`add_arrow`, validated by
 pydantic) or in blocks (:meth:`add_agents`, :meth:`add_arrows`, validated vectorised).
 
-One concept a module: :mod:`~agentgraph.graph.specs` (declarations), :mod:`~agentgraph.graph.arrays`
-(the column arrays), :mod:`~agentgraph.graph.validate`, :mod:`~agentgraph.graph.waves` (topological
+One concept a module: :mod:`~agentgraph.graph.specs` (declarations), :mod:`~agentgraph.graph.columns`
+(the column store a graph owns), :mod:`~agentgraph.graph.arrays` (the column arrays read from it),
+:mod:`~agentgraph.graph.validate`, :mod:`~agentgraph.graph.waves` (topological
 waves), :mod:`~agentgraph.graph.nx_io` (the networkx round trip) and
 :mod:`~agentgraph.graph.agent_graph` (the class itself).
 

@@ -1,8 +1,9 @@
 """The :class:`AgentGraph` class: declare agents and arrows, and read the graph back.
 
-Its storage is column-wise (see :mod:`agentgraph.graph.arrays`); the bodies of declaring,
-validating and the networkx round trip live in :mod:`~agentgraph.graph.specs`,
-:mod:`~agentgraph.graph.validate` and :mod:`~agentgraph.graph.nx_io`.
+It owns its kinds, its schedule and its :class:`~agentgraph.graph.columns.Columns` (agents and
+arrows column-wise, read as :class:`~agentgraph.graph.arrays.GraphArrays`). The bodies of declaring
+(:mod:`~agentgraph.graph.specs`, handed the store to record into), validating and the networkx
+round trip (:mod:`~agentgraph.graph.validate`, :mod:`~agentgraph.graph.nx_io`) use its methods.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import networkx as nx
 import numpy as np
 
 from agentgraph.arrows.schedule import DEFAULT_SCHEDULE, Schedule
-from agentgraph.arrows.types import ARROW_TYPES, ArrowType
+from agentgraph.arrows.types import ArrowType
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import nx_io
-from agentgraph.graph.arrays import GraphArrays, Interner, assemble, edge_keys
+from agentgraph.graph.arrays import GraphArrays, assemble, edge_keys
+from agentgraph.graph.columns import Columns, StateDeclaration
 from agentgraph.graph.specs import declare_agent, declare_agents, declare_arrow, declare_arrows
 from agentgraph.graph.validate import unknown_kind, validate_graph
 from agentgraph.nodes.base import Kind
@@ -50,22 +52,12 @@ class AgentGraph:
     def __init__(self, kinds: Iterable[Kind] | Mapping[str, Kind] | None = None,
                  schedule: Schedule | None = None) -> None:
         self._version = 0
-        self._validated_at: int | None = None
-        self._cache: dict[str, tuple[int, Any]] = {}
-        self._names: list[Hashable] = []
-        self._pos: dict[Hashable, int] = {}
-        self._kinds_i = Interner()  # kind names
-        self._groups_i = Interner()  # declared group names
-        self._strings = Interner()  # port names
-        self._types = Interner()  # arrow type names: the library's three first (codes 0, 1, 2)
-        for t in ARROW_TYPES:
-            self._types(t)
+        self._validated_at: tuple[int, int] | None = None
+        self._cache: dict[str, tuple[tuple[int, int], Any]] = {}
+        self._columns = Columns()  # names, agents, initial states, arrows
         self._schedule = DEFAULT_SCHEDULE
         if schedule is not None:
             self._set_schedule(schedule)
-        self._agent_chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # kind, group(-1), slot(-1)
-        self._state_decls: list[tuple[np.ndarray, str, np.ndarray]] = []  # rows, field, values [n,*shape]
-        self._edge_chunks: list[tuple[np.ndarray, ...]] = []  # src, dst, type, port(-1), src_port
         self.kinds: dict[str, Kind] = default_kinds()
         if kinds is not None:
             for k in kinds.values() if isinstance(kinds, Mapping) else kinds:
@@ -127,7 +119,7 @@ class AgentGraph:
     def kind_of(self, agent: Hashable) -> Kind:
         """The :class:`Kind` of ``agent``."""
         a = self.arrays()
-        name = a.kind_names[a.kind[self._index(agent)]]
+        name = a.kind_names[a.kind[self._columns.index(agent)]]
         try:
             return self.kinds[name]
         except KeyError:
@@ -136,7 +128,7 @@ class AgentGraph:
     def group_of(self, agent: Hashable) -> str:
         """The parameter-sharing group of ``agent`` (its kind's name unless declared)."""
         a = self.arrays()
-        return a.group_names[a.group[self._index(agent)]]
+        return a.group_names[a.group[self._columns.index(agent)]]
 
     # -- declaring -----------------------------------------------------------------------------
     def add_agent(
@@ -153,7 +145,7 @@ class AgentGraph:
         Raises:
             AgentGraphError: duplicate name, unknown kind, bad state (wrong field, shape, NaN).
         """
-        return declare_agent(self, name, kind, group, state, slot)
+        return declare_agent(self, self._columns, name, kind, group, state, slot)
 
     def add_arrow(
         self,
@@ -175,7 +167,7 @@ class AgentGraph:
         Raises:
             AgentGraphError: unknown agent, bad type, unknown port, size mismatch.
         """
-        return declare_arrow(self, src, dst, type, port, src_port, delay)
+        return declare_arrow(self, self._columns, src, dst, type, port, src_port, delay)
 
     def add_agents(
         self,
@@ -201,7 +193,7 @@ class AgentGraph:
             >>> g.add_agents([("w", i) for i in range(3)], "synapse", states={"w": [0.1, 0.2, 0.3]})
             array([0, 1, 2])
         """
-        return declare_agents(self, names, kind, groups, states, slots)
+        return declare_agents(self, self._columns, names, kind, groups, states, slots)
 
     def add_arrows(
         self,
@@ -227,7 +219,7 @@ class AgentGraph:
             >>> g.add_arrows(i[:1], i[1:], "forward", by_index=True); g.number_of_arrows()
             1
         """
-        declare_arrows(self, srcs, dsts, type, port, src_port, by_index, delay)
+        declare_arrows(self, self._columns, srcs, dsts, type, port, src_port, by_index, delay)
 
     # -- reading -------------------------------------------------------------------------------
     def arrays(self) -> GraphArrays:
@@ -236,21 +228,15 @@ class AgentGraph:
         Ports left implicit are resolved here (to the destination kind's only port).
         """
         cached = self._cache.get("arrays")
-        if cached is not None and cached[0] == self._version:
+        if cached is not None and cached[0] == self._stamp():
             return cached[1]
-        out = assemble(self)
-        self._cache["arrays"] = (self._version, out)
+        out = assemble(self._columns, self.kinds, self._schedule)
+        self._cache["arrays"] = (self._stamp(), out)
         return out
 
     def declared_state(self, agent: Hashable) -> dict[str, np.ndarray]:
         """The initial state values declared for ``agent`` (fields not declared are absent)."""
-        i = self._index(agent)
-        out = {}
-        for rows, f, vals in self._state_decls:
-            hit = np.flatnonzero(rows == i)
-            if len(hit):
-                out[f] = vals[hit[-1]]
-        return out
+        return self._columns.declared_state(self._columns.index(agent))
 
     def initial_states(self, kind: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """All agents of ``kind`` and their initial state, vectorised.
@@ -261,56 +247,40 @@ class AgentGraph:
         a = self.arrays()
         if kind not in a.kind_names:
             return np.zeros(0, np.int64), {}
-        k = a.kind_names.index(kind)
-        agents = np.flatnonzero(a.kind == k)
-        spec = self.kinds[kind].fields
-        vals = {f: np.full((len(agents), *s.shape), s.init, np.float64) for f, s in spec.items()}
-        local = np.full(len(a.kind), -1, np.int64)
-        local[agents] = np.arange(len(agents))
-        for rows, f, v in self._state_decls:
-            r = local[rows]
-            m = r >= 0
-            if m.any() and f in vals:
-                vals[f][r[m]] = v[m]
-        return agents, vals
+        agents = np.flatnonzero(a.kind == a.kind_names.index(kind))
+        return agents, self._columns.initial_values(agents, self.kinds[kind].fields)
 
     @property
     def nx(self) -> nx.MultiDiGraph:
         """The graph as a read-only networkx view (built on first use, cached until a change)."""
         cached = self._cache.get("nx")
-        if cached is None or cached[0] != self._version:
-            cached = (self._version, self.to_networkx().copy(as_view=True))
+        if cached is None or cached[0] != self._stamp():
+            cached = (self._stamp(), self.to_networkx().copy(as_view=True))
             self._cache["nx"] = cached
         return cached[1]
 
     def agents(self, kind: str | None = None) -> list[Hashable]:
         """Agent names in declaration order, optionally only those of ``kind``."""
+        names = self._columns.names
         if kind is None:
-            return list(self._names)
+            return list(names)
         a = self.arrays()
         if kind not in a.kind_names:
             return []
-        return [self._names[i] for i in np.flatnonzero(a.kind == a.kind_names.index(kind))]
+        return [names[i] for i in np.flatnonzero(a.kind == a.kind_names.index(kind))]
 
     def arrows(self, type: ArrowType | None = None) -> list[tuple[Hashable, Hashable, int, dict]]:
         """``(src, dst, key, attrs)`` for every arrow (of ``type``), in declaration order."""
         a = self.arrays()
         keys = edge_keys(a)
         out = []
-        for e in range(len(a.src)):
-            t = a.type_names[a.type[e]]
-            if type is not None and t != type:
-                continue
-            attrs = {"type": t, "port": None if a.port[e] < 0 else a.strings[a.port[e]],
-                     "src_port": a.strings[a.src_port[e]]}
-            if a.delay[e]:
-                attrs["delay"] = True
-            out.append((self._names[a.src[e]], self._names[a.dst[e]], int(keys[e]), attrs))
+        for e in range(len(a.src)) if type is None else np.flatnonzero(a.type_mask(type)).tolist():
+            out.append((a.names[a.src[e]], a.names[a.dst[e]], int(keys[e]), a.arrow_attrs(e)))
         return out
 
     def number_of_agents(self) -> int:
         """How many agents the graph has."""
-        return len(self._names)
+        return len(self._columns)
 
     def number_of_arrows(self, type: ArrowType | None = None) -> int:
         """How many arrows (of ``type``) the graph has."""
@@ -323,16 +293,16 @@ class AgentGraph:
         return sorted(a.group_names[i] for i in np.unique(a.group))
 
     def __contains__(self, agent: object) -> bool:
-        return agent in self._pos
+        return agent in self._columns
 
     def __len__(self) -> int:
-        return len(self._names)
+        return len(self._columns)
 
     def __repr__(self) -> str:
         a = self.arrays()
         counts = np.bincount(a.type.astype(np.int64), minlength=len(a.type_names))
         return (
-            f"AgentGraph({len(self._names)} agents, "
+            f"AgentGraph({len(self._columns)} agents, "
             + ", ".join(f"{counts[i]} {t}" for i, t in enumerate(a.type_names) if i < 3 or counts[i])
             + " arrows)"
         )
@@ -373,19 +343,14 @@ class AgentGraph:
             >>> g.relabel({"a": "b"}).agents()
             ['b']
         """
-        return nx_io.relabel(self, mapping)
+        out = self.copy()
+        out._columns.rename(mapping)
+        return out
 
     def copy(self) -> AgentGraph:
         """An independent copy (kinds are shared: they are stateless)."""
         out = AgentGraph(self.kinds, self._schedule)
-        out._names = list(self._names)
-        out._pos = dict(self._pos)
-        for attr in ("_kinds_i", "_groups_i", "_strings", "_types"):
-            setattr(out, attr, getattr(self, attr).copy())
-        out._agent_chunks = list(self._agent_chunks)
-        out._state_decls = list(self._state_decls)
-        out._edge_chunks = list(self._edge_chunks)
-        out._touch()
+        out._columns = self._columns.copy()
         return out
 
     # -- validation ----------------------------------------------------------------------------
@@ -399,22 +364,37 @@ class AgentGraph:
         Raises:
             AgentGraphError: naming the first offending agent or arrow and how to fix it.
         """
-        if self._validated_at == self._version:
+        if self._validated_at == self._stamp():
             return self
         validate_graph(self)
-        self._validated_at = self._version
+        self._validated_at = self._stamp()
         return self
+
+    # -- declarations as recorded (read by validate.py and nx_io.py) ------------------------------
+    def declared_groups(self) -> list[str | None]:
+        """Each agent's declared group, ``None`` where it takes its kind's name (see :meth:`group_of`).
+
+        Example:
+            >>> g = AgentGraph(); _ = g.add_agents(["a", "b"], "relu", groups=["g", None])
+            >>> g.declared_groups()
+            ['g', None]
+        """
+        return self._columns.declared_groups()
+
+    def state_declarations(self) -> list[StateDeclaration]:
+        """Every initial-state declaration ``(rows int64 [n], field, values float64 [n, *shape])``
+        in declaration order (a later one overrides an earlier one for the same agent and field).
+
+        Example:
+            >>> g = AgentGraph(); _ = g.add_agent("w", "synapse", state={"w": 0.5})
+            >>> [(rows.tolist(), f, v.tolist()) for rows, f, v in g.state_declarations()]
+            [([0], 'w', [0.5])]
+        """
+        return self._columns.state_declarations()
 
     # -- internals -----------------------------------------------------------------------------
     def _touch(self) -> None:
         self._version += 1
 
-    def _index(self, agent: Hashable) -> int:
-        try:
-            return self._pos[agent]
-        except (KeyError, TypeError):
-            raise AgentGraphError(f"No agent named {agent!r} in this graph.") from None
-
-    def _declared_groups(self) -> np.ndarray:
-        self.arrays()
-        return self._agent_chunks[0][1] if self._agent_chunks else np.zeros(0, np.int32)
+    def _stamp(self) -> tuple[int, int]:  # changes so far (kinds, schedule; columns): the cache key
+        return self._version, self._columns.version

@@ -2,15 +2,16 @@
 and the assembly of the declared chunks into one set of arrays.
 
 An :class:`~agentgraph.graph.AgentGraph` keeps its declarations as chunks (one per
-``add_agent``/``add_agents``/``add_arrow``/``add_arrows`` call); :func:`assemble` concatenates
-them, fills in default groups and implicit ports, and returns the :class:`GraphArrays`.
+``add_agent``/``add_agents``/``add_arrow``/``add_arrows`` call) in its
+:class:`~agentgraph.graph.columns.Columns`; :func:`assemble` concatenates them, fills in default
+groups and implicit ports, and returns the :class:`GraphArrays`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Hashable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,7 +19,9 @@ from agentgraph.arrows.types import ARROW_TYPES
 from agentgraph.errors import AgentGraphError
 
 if TYPE_CHECKING:
-    from agentgraph.graph.agent_graph import AgentGraph
+    from agentgraph.arrows.schedule import Schedule
+    from agentgraph.graph.columns import Columns
+    from agentgraph.nodes.base import Kind
 
 __all__ = ["TYPE_ID", "GraphArrays", "Interner", "assemble", "edge_keys"]
 
@@ -71,6 +74,16 @@ class GraphArrays:
             m &= self.delay == delayed
         return m
 
+    def arrow_attrs(self, e: int) -> dict[str, Any]:
+        """The networkx attributes of arrow ``e``: ``type``, ``port`` (``None`` on self-loop
+        types), ``src_port``, and ``delay`` if it is delayed."""
+        attrs: dict[str, Any] = {"type": self.type_names[self.type[e]],
+                                 "port": None if self.port[e] < 0 else self.strings[self.port[e]],
+                                 "src_port": self.strings[self.src_port[e]]}
+        if self.delay[e]:
+            attrs["delay"] = True
+        return attrs
+
 
 class Interner:
     """Numbers distinct values in order of first appearance.
@@ -98,36 +111,25 @@ class Interner:
         return out
 
 
-def assemble(graph: AgentGraph) -> GraphArrays:
-    """The :class:`GraphArrays` of ``graph`` (uncached; see :meth:`AgentGraph.arrays`).
+def assemble(columns: Columns, kinds: Mapping[str, Kind], schedule: Schedule) -> GraphArrays:
+    """The :class:`GraphArrays` of a graph's ``columns`` (uncached; see :meth:`AgentGraph.arrays`).
 
     Concatenates the declaration chunks in place (so later calls are cheap), gives agents without
     a declared group their kind's name as group, and resolves ports left implicit to the
-    destination kind's only port of that type.
+    destination kind's only port of that type (looked up in ``kinds``; ``schedule`` says which
+    types are self-loop types, which have no ports).
 
     Raises:
         AgentGraphError: an implicit port whose destination kind has not exactly one port.
     """
-    if len(graph._agent_chunks) > 1:
-        graph._agent_chunks = [tuple(np.concatenate(c) for c in zip(*graph._agent_chunks))]
-    if len(graph._edge_chunks) > 1:
-        graph._edge_chunks = [tuple(np.concatenate(c) for c in zip(*graph._edge_chunks))]
-    if graph._agent_chunks:
-        kind, group, slot = graph._agent_chunks[0]
-    else:
-        kind, group, slot = np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64)
-    if graph._edge_chunks:
-        src, dst, typ, port, sport, delay = graph._edge_chunks[0]
-    else:
-        src = dst = np.zeros(0, np.int64)
-        typ, port, sport = np.zeros(0, np.int16), np.zeros(0, np.int32), np.zeros(0, np.int32)
-        delay = np.zeros(0, bool)
-    type_names = tuple(graph._types.items)
-    self_type = np.array([graph.schedule.is_self(t) for t in type_names], bool)
-    kind_names = tuple(graph._kinds_i.items)
+    kind, group, slot = columns.agent_columns()
+    src, dst, typ, port, sport, delay = columns.arrow_columns()
+    names = columns.names
+    type_names = columns.type_names()
+    self_type = np.array([schedule.is_self(t) for t in type_names], bool)
+    kind_names = columns.kind_names()
     # groups: declared ones, then kind names as defaults
-    group_names = list(graph._groups_i.items)
-    gidx = {gname: i for i, gname in enumerate(group_names)}
+    gidx = {gname: i for i, gname in enumerate(columns.group_names())}
     default = np.array([gidx.setdefault(k, len(gidx)) for k in kind_names], np.int32)
     group_names = sorted(gidx, key=gidx.get)
     group = np.where(group >= 0, group, default[kind] if len(kind) else group).astype(np.int32)
@@ -137,21 +139,21 @@ def assemble(graph: AgentGraph) -> GraphArrays:
         port = port.copy()
         combos = np.unique(np.stack([kind[dst[missing]], typ[missing]], 1), axis=0)
         for k, t in combos:
-            ports = graph.kinds[kind_names[k]].ports(type_names[t]) if kind_names[k] in graph.kinds else {}
+            ports = kinds[kind_names[k]].ports(type_names[t]) if kind_names[k] in kinds else {}
             sel = missing[(kind[dst[missing]] == k) & (typ[missing] == t)]
             if len(ports) != 1:
                 e = int(sel[0])
                 raise AgentGraphError(
-                    f"Arrow {graph._names[src[e]]!r} -> {graph._names[dst[e]]!r} ({type_names[t]}) "
+                    f"Arrow {names[src[e]]!r} -> {names[dst[e]]!r} ({type_names[t]}) "
                     f"needs a port: kind {kind_names[k]!r} has {type_names[t]} ports "
                     f"{sorted(ports)}; pass port=..."
                 )
-            port[sel] = graph._strings(next(iter(ports)))
-        graph._edge_chunks = [(src, dst, typ, port, sport, delay)]
+            port[sel] = columns.port_code(next(iter(ports)))
+        columns.set_ports(port)
     return GraphArrays(
-        names=graph._names, kind=kind, kind_names=kind_names, group=group,
+        names=names, kind=kind, kind_names=kind_names, group=group,
         group_names=tuple(group_names), slot=slot, src=src, dst=dst, type=typ, port=port,
-        src_port=sport, strings=tuple(graph._strings.items), type_names=type_names, delay=delay,
+        src_port=sport, strings=columns.strings(), type_names=type_names, delay=delay,
     )
 
 

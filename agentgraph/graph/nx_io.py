@@ -1,14 +1,14 @@
 """networkx I/O: an :class:`~agentgraph.graph.AgentGraph` to and from a
-``networkx.MultiDiGraph``, and renaming its agents.
+``networkx.MultiDiGraph``.
 
 The node and edge attributes are documented in :mod:`agentgraph.graph`. These functions are the
-bodies of :meth:`AgentGraph.to_networkx`, :meth:`AgentGraph.from_networkx` and
-:meth:`AgentGraph.relabel`.
+bodies of :meth:`AgentGraph.to_networkx` and :meth:`AgentGraph.from_networkx`; they read and
+build the graph through its public methods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -21,7 +21,7 @@ from agentgraph.nodes.base import Kind
 if TYPE_CHECKING:
     from agentgraph.graph.agent_graph import AgentGraph
 
-__all__ = ["from_networkx", "relabel", "to_networkx"]
+__all__ = ["from_networkx", "to_networkx"]
 
 NODE_ATTRIBUTES = ("kind", "group", "state", "slot")
 EDGE_ATTRIBUTES = ("type", "port", "src_port", "delay")
@@ -34,27 +34,21 @@ def to_networkx(graph: AgentGraph) -> nx.MultiDiGraph:
     if graph.schedule != DEFAULT_SCHEDULE:
         h.graph["schedule"] = graph.schedule
     states: dict[int, dict] = {}
-    for rows, f, vals in graph._state_decls:
+    for rows, f, vals in graph.state_declarations():
         for r, v in zip(rows.tolist(), vals):
             states.setdefault(r, {})[f] = v
-    declared_group = graph._declared_groups()
-    for i, name in enumerate(graph._names):
+    declared_groups = graph.declared_groups()
+    for i, name in enumerate(a.names):
         attrs: dict[str, Any] = {"kind": a.kind_names[a.kind[i]]}
-        if declared_group[i] >= 0:
-            attrs["group"] = graph._groups_i.items[declared_group[i]]
+        if declared_groups[i] is not None:
+            attrs["group"] = declared_groups[i]
         if i in states:
             attrs["state"] = {f: (v.item() if v.ndim == 0 else v) for f, v in states[i].items()}
         if a.slot[i] >= 0:
             attrs["slot"] = int(a.slot[i])
         h.add_node(name, **attrs)
-    names = graph._names
     for e in range(len(a.src)):
-        attrs = {"type": a.type_names[a.type[e]],
-                 "port": None if a.port[e] < 0 else a.strings[a.port[e]],
-                 "src_port": a.strings[a.src_port[e]]}
-        if a.delay[e]:
-            attrs["delay"] = True
-        h.add_edge(names[a.src[e]], names[a.dst[e]], **attrs)
+        h.add_edge(a.names[a.src[e]], a.names[a.dst[e]], **a.arrow_attrs(e))
     return h
 
 
@@ -94,15 +88,4 @@ def from_networkx(
             )
         out.add_arrow(s, d, data["type"], port=data.get("port"), src_port=data.get("src_port", "out"),
                       delay=data.get("delay", False))
-    return out
-
-
-def relabel(graph: AgentGraph, mapping: Mapping[Hashable, Hashable]) -> AgentGraph:
-    """A copy of ``graph`` with agents renamed by ``mapping`` (names not in it are kept)."""
-    out = graph.copy()
-    out._names = [mapping.get(n, n) for n in graph._names]
-    out._pos = {n: i for i, n in enumerate(out._names)}
-    if len(out._pos) != len(out._names):
-        raise AgentGraphError("relabel: the mapping merges two agents into one name.")
-    out._touch()
     return out

@@ -1,15 +1,17 @@
 """Declarations: the pydantic specs of one agent (:class:`AgentSpec`) and one arrow
-(:class:`ArrowSpec`), and how declarations are recorded into an
-:class:`~agentgraph.graph.AgentGraph`'s column chunks — one by one (validated by pydantic and
+(:class:`ArrowSpec`), and how declarations are checked and recorded into an
+:class:`~agentgraph.graph.AgentGraph`'s column store — one by one (validated by pydantic and
 checked at once) or in blocks (checked vectorised, fully by :meth:`AgentGraph.validate`).
 
 The ``declare_*`` functions are the bodies of :meth:`AgentGraph.add_agent`,
-:meth:`AgentGraph.add_arrow`, :meth:`AgentGraph.add_agents` and :meth:`AgentGraph.add_arrows`.
+:meth:`AgentGraph.add_arrow`, :meth:`AgentGraph.add_agents` and :meth:`AgentGraph.add_arrows`:
+the graph hands them its :class:`~agentgraph.graph.columns.Columns` to record into, and they
+read the graph (kinds, schedule) only through its public methods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from agentgraph.graph.validate import check_arrow_combo, unknown_kind
 
 if TYPE_CHECKING:
     from agentgraph.graph.agent_graph import AgentGraph
+    from agentgraph.graph.columns import Columns
 
 __all__ = [
     "AgentSpec", "ArrowSpec", "declare_agent", "declare_agents", "declare_arrow", "declare_arrows",
@@ -110,9 +113,10 @@ def default_port(graph: AgentGraph, spec: ArrowSpec) -> str | None:
     )
 
 
-def declare_agent(graph: AgentGraph, name: Hashable, kind: str, group: str | None,
+def declare_agent(graph: AgentGraph, columns: Columns, name: Hashable, kind: str, group: str | None,
                   state: Mapping[str, Any] | None, slot: int | None) -> Hashable:
-    """Record one agent (see :meth:`AgentGraph.add_agent`); returns its name."""
+    """Check one agent and record it into ``columns``, the store of ``graph`` (see
+    :meth:`AgentGraph.add_agent`); returns its name."""
     if state is not None and not isinstance(state, Mapping):
         raise AgentGraphError(
             f"Invalid declaration of agent {name!r}: state must be a mapping {{field: value}}, "
@@ -122,28 +126,21 @@ def declare_agent(graph: AgentGraph, name: Hashable, kind: str, group: str | Non
         spec = AgentSpec(name=name, kind=kind, group=group, state=None if state is None else dict(state), slot=slot)
     except pydantic.ValidationError as e:
         raise AgentGraphError(f"Invalid declaration of agent {name!r}: {pydantic_message(e)}") from None
-    if spec.name in graph._pos:
+    if spec.name in columns:
         raise AgentGraphError(f"Agent {spec.name!r} already exists; agent names must be unique.")
     if spec.kind not in graph.kinds:
         raise unknown_kind(graph, spec.name, spec.kind)
     init = graph.kinds[spec.kind].initial_state(spec.state, agent=spec.name)
-    i = len(graph._names)
-    graph._names.append(spec.name)
-    graph._pos[spec.name] = i
-    graph._agent_chunks.append((
-        np.array([graph._kinds_i(spec.kind)], np.int32),
-        np.array([-1 if spec.group is None else graph._groups_i(spec.group)], np.int32),
-        np.array([-1 if spec.slot is None else spec.slot], np.int64),
-    ))
+    rows = columns.add_agents([spec.name], spec.kind, [spec.group], None if spec.slot is None else [spec.slot])
     for f in spec.state or {}:
-        graph._state_decls.append((np.array([i]), f, init[f][None]))
-    graph._touch()
+        columns.add_state(rows, f, init[f][None])
     return spec.name
 
 
-def declare_arrow(graph: AgentGraph, src: Hashable, dst: Hashable, type: ArrowType,
+def declare_arrow(graph: AgentGraph, columns: Columns, src: Hashable, dst: Hashable, type: ArrowType,
                   port: str | None, src_port: str, delay: bool = False) -> int:
-    """Record one arrow (see :meth:`AgentGraph.add_arrow`); returns its networkx key."""
+    """Check one arrow and record it into ``columns``, the store of ``graph`` (see
+    :meth:`AgentGraph.add_arrow`); returns its networkx key."""
     try:
         spec = ArrowSpec(src=src, dst=dst, type=type, port=port, src_port=src_port, delay=delay)
     except pydantic.ValidationError as e:
@@ -151,30 +148,26 @@ def declare_arrow(graph: AgentGraph, src: Hashable, dst: Hashable, type: ArrowTy
             f"Invalid declaration of arrow {src!r} -> {dst!r}: {pydantic_message(e)}"
         ) from None
     for end in (spec.src, spec.dst):
-        if end not in graph._pos:
+        if end not in columns:
             raise AgentGraphError(
                 f"Arrow {spec.src!r} -> {spec.dst!r} ({spec.type}) names agent {end!r}, which "
                 "does not exist; add the agent first."
             )
     check_scheduled(graph, spec.type, f"Arrow {spec.src!r} -> {spec.dst!r}")
-    s, d = graph._pos[spec.src], graph._pos[spec.dst]
+    s, d = columns.index(spec.src), columns.index(spec.dst)
     port_name = default_port(graph, spec)
     check_arrow_combo(graph, spec.src, spec.dst, spec.type, port_name, spec.src_port, delay=spec.delay)
     a = graph.arrays()
     key = int(np.count_nonzero((a.src == s) & (a.dst == d)))
-    graph._edge_chunks.append((
-        np.array([s]), np.array([d]), np.array([graph._types(spec.type)], np.int16),
-        np.array([-1 if port_name is None else graph._strings(port_name)], np.int32),
-        np.array([graph._strings(spec.src_port)], np.int32), np.array([spec.delay]),
-    ))
-    graph._touch()
+    columns.add_arrows(np.array([s]), np.array([d]), spec.type, port_name, spec.src_port, spec.delay)
     return key
 
 
-def declare_agents(graph: AgentGraph, names: Iterable[Hashable], kind: str,
+def declare_agents(graph: AgentGraph, columns: Columns, names: Iterable[Hashable], kind: str,
                    groups: str | Iterable[str] | None, states: Mapping[str, Any] | None,
                    slots: Iterable[int] | None) -> np.ndarray:
-    """Record a block of agents (see :meth:`AgentGraph.add_agents`); returns ``int64 [n]``."""
+    """Check a block of agents and record it into ``columns``, the store of ``graph`` (see
+    :meth:`AgentGraph.add_agents`); returns ``int64 [n]``."""
     names = list(names)
     n = len(names)
     if not isinstance(kind, str) or kind not in graph.kinds:
@@ -201,28 +194,7 @@ def declare_agents(graph: AgentGraph, names: Iterable[Hashable], kind: str,
                 f"add_agents: agent {names[bad[0]] if bad[0] < n else bad[0]!r} has slot "
                 f"{slots[bad[0]]!r}; slots must be non-negative ints."
             )
-    start = len(graph._names)
-    idx = np.arange(start, start + n)
-    pos = graph._pos
-    for i, nm in enumerate(names):
-        if nm is None or nm in pos:
-            for nm2 in names[:i]:
-                pos.pop(nm2, None)
-            raise AgentGraphError(
-                f"add_agents: agent name {nm!r} is None, repeated or already exists; names must be unique."
-            )
-        pos[nm] = start + i
-    graph._names.extend(names)
-    if groups is None:
-        g = np.full(n, -1, np.int32)
-    elif isinstance(groups, str):
-        g = np.full(n, graph._groups_i(groups), np.int32)
-    else:
-        g = np.array([-1 if x is None else graph._groups_i(x) for x in groups], np.int32)
-    sl = np.full(n, -1, np.int64) if slots is None else np.asarray(list(slots), np.int64)
-    if len(g) != n or len(sl) != n:
-        raise AgentGraphError("add_agents: groups and slots need one entry per agent.")
-    graph._agent_chunks.append((np.full(n, graph._kinds_i(kind), np.int32), g, sl))
+    idx = columns.add_agents(names, kind, groups, slots)
     fields = graph.kinds[kind].fields
     for f, v in (states or {}).items():
         if f not in fields:
@@ -243,21 +215,22 @@ def declare_agents(graph: AgentGraph, names: Iterable[Hashable], kind: str,
         if not np.all(np.isfinite(v)):
             bad = names[int(np.argwhere(~np.isfinite(v.reshape(n, -1)))[0][0])]
             raise AgentGraphError(f"Agent {bad!r}: state field {f!r} contains NaN or inf; pass finite initial values.")
-        graph._state_decls.append((idx, f, v))
-    graph._touch()
+        columns.add_state(idx, f, v)
     return idx
 
 
-def declare_arrows(graph: AgentGraph, srcs: Iterable[Hashable] | np.ndarray, dsts: Iterable[Hashable] | np.ndarray,
-                   type: ArrowType, port: str | None, src_port: str, by_index: bool, delay: bool = False) -> None:
-    """Record a block of arrows (see :meth:`AgentGraph.add_arrows`)."""
+def declare_arrows(graph: AgentGraph, columns: Columns, srcs: Iterable[Hashable] | np.ndarray,
+                   dsts: Iterable[Hashable] | np.ndarray, type: ArrowType, port: str | None, src_port: str,
+                   by_index: bool, delay: bool = False) -> None:
+    """Check a block of arrows and record it into ``columns``, the store of ``graph`` (see
+    :meth:`AgentGraph.add_arrows`)."""
     srcs = srcs if isinstance(srcs, np.ndarray) else list(srcs)
     dsts = dsts if isinstance(dsts, np.ndarray) else list(dsts)
     first = ""
     if len(srcs) and len(dsts):
         s0, d0 = srcs[0], dsts[0]
         if by_index:
-            s0, d0 = (graph._names[int(x)] if 0 <= int(x) < len(graph._names) else x for x in (s0, d0))
+            s0, d0 = (columns.names[int(x)] if 0 <= int(x) < len(columns) else x for x in (s0, d0))
         first = f" (first arrow {s0!r} -> {d0!r})"
     try:
         check_type_name(type)
@@ -272,21 +245,20 @@ def declare_arrows(graph: AgentGraph, srcs: Iterable[Hashable] | np.ndarray, dst
     if by_index:
         s = np.asarray(srcs, np.int64)
         d = np.asarray(dsts, np.int64)
-        N = len(graph._names)
+        N = len(columns)
         if len(s) and (s.min() < 0 or d.min() < 0 or s.max() >= N or d.max() >= N):
             raise AgentGraphError("add_arrows: agent index out of range.")
     else:
-        try:
-            s = np.array([graph._pos[x] for x in srcs], np.int64)
-            d = np.array([graph._pos[x] for x in dsts], np.int64)
-        except KeyError as e:
-            raise AgentGraphError(f"add_arrows: agent {e.args[0]!r} does not exist; add it first.") from None
+        s, d = (_existing(columns, ends) for ends in (srcs, dsts))
     if len(s) != len(d):
         raise AgentGraphError(f"add_arrows: {len(s)} sources but {len(d)} destinations.")
-    E = len(s)
-    graph._edge_chunks.append((
-        s, d, np.full(E, graph._types(type), np.int16),
-        np.full(E, -1 if port is None else graph._strings(port), np.int32),
-        np.full(E, graph._strings(src_port), np.int32), np.full(E, bool(delay)),
-    ))
-    graph._touch()
+    columns.add_arrows(s, d, type, port, src_port, delay)
+
+
+def _existing(columns: Columns, names: Sequence[Hashable] | np.ndarray) -> np.ndarray:
+    """``int64 [n]``: the indices of ``names``, all of which must exist (else an error naming
+    the first that does not)."""
+    idx = columns.indices(names)
+    if (idx < 0).any():
+        raise AgentGraphError(f"add_arrows: agent {names[int(np.argmax(idx < 0))]!r} does not exist; add it first.")
+    return idx

@@ -34,8 +34,8 @@ def validate_graph(graph: AgentGraph) -> None:
         AgentGraphError: naming the first offending agent or arrow and how to fix it.
     """
     a = graph.arrays()
-    names = graph._names
-    if DELAYED in graph._pos:
+    names = a.names
+    if DELAYED in graph:
         raise AgentGraphError(f"No agent may be named {DELAYED!r}: the state keeps delayed messages under that key.")
     for k, kname in enumerate(a.kind_names):
         if kname not in graph.kinds:
@@ -57,7 +57,7 @@ def check_types(graph: AgentGraph, a: GraphArrays) -> None:
         if t not in run:
             e = int(np.flatnonzero(a.type == code)[0])
             raise AgentGraphError(
-                f"Arrow {graph._names[a.src[e]]!r} -> {graph._names[a.dst[e]]!r} has type {t!r}, which no phase of "
+                f"Arrow {a.names[a.src[e]]!r} -> {a.names[a.dst[e]]!r} has type {t!r}, which no phase of "
                 f"the graph's schedule runs ({graph.schedule}); add Phase({t!r}) to the schedule "
                 "(AgentGraph(schedule=...) or graph.with_schedule(...))."
             )
@@ -73,8 +73,8 @@ def unknown_kind(graph: AgentGraph, agent: Hashable, name: Any) -> AgentGraphErr
 
 def check_states(graph: AgentGraph, a: GraphArrays) -> None:
     """Every declared initial state names a field of the agent's kind, with the field's shape."""
-    names = graph._names
-    for rows, f, vals in graph._state_decls:
+    names = a.names
+    for rows, f, vals in graph.state_declarations():
         for k in np.unique(a.kind[rows]):
             kind = graph.kinds[a.kind_names[k]]
             first = names[int(rows[a.kind[rows] == k][0])]
@@ -93,7 +93,7 @@ def check_states(graph: AgentGraph, a: GraphArrays) -> None:
 
 def check_slots(graph: AgentGraph, a: GraphArrays) -> None:
     """Agents of external kinds (and only those) have a slot, distinct per batch key."""
-    names = graph._names
+    names = a.names
     for k, kname in enumerate(a.kind_names):
         kind = graph.kinds[kname]
         members = np.flatnonzero(a.kind == k)
@@ -138,7 +138,7 @@ def check_arrows(graph: AgentGraph, a: GraphArrays) -> None:
     uniq, first = np.unique(combos, axis=0, return_index=True)
     for (t, sk, dk, p, sp, loop, dl), e in zip(uniq, first):
         check_arrow_combo(
-            graph, graph._names[a.src[e]], graph._names[a.dst[e]], a.type_names[t],
+            graph, a.names[a.src[e]], a.names[a.dst[e]], a.type_names[t],
             None if p < 0 else a.strings[p], a.strings[sp], kinds=(a.kind_names[sk], a.kind_names[dk]),
             delay=bool(dl),
         )
@@ -202,13 +202,13 @@ def check_arrow_combo(graph: AgentGraph, s: Hashable, d: Hashable, t: str, port:
 def cycle_error(graph: AgentGraph, t: str, mask: np.ndarray, nodes: np.ndarray) -> AgentGraphError:
     """The error naming one cycle among the ``t`` arrows (``mask``) left over ``nodes``."""
     a = graph.arrays()
-    keep = np.zeros(len(graph._names), bool)
+    keep = np.zeros(len(a.names), bool)
     keep[nodes] = True
     m = mask & keep[a.src] & keep[a.dst]
     sub = nx.DiGraph()
     sub.add_edges_from(zip(a.src[m].tolist(), a.dst[m].tolist()))
     cycle = nx.find_cycle(sub)
-    path = " -> ".join(repr(graph._names[e[0]]) for e in cycle) + f" -> {graph._names[cycle[0][0]]!r}"
+    path = " -> ".join(repr(a.names[e[0]]) for e in cycle) + f" -> {a.names[cycle[0][0]]!r}"
     return AgentGraphError(
         f"The {t} arrows form a cycle: {path}. Every cycle must pass through a delayed arrow; "
         f"remove one of these arrows or declare it with delay=True (a self-update belongs on a reflexive arrow)."

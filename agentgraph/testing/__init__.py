@@ -5,8 +5,11 @@
 * :mod:`agentgraph.testing.declarations` — :func:`check_declarations`: a kind's linear /
   outer-product declarations (what the compiler lowers to matmuls) against its own functions.
 * :mod:`agentgraph.testing.strategies` — :func:`agent_graphs` (random valid graphs),
-  :func:`states`, :func:`group_params`, :func:`batches`, and :func:`malformed_graphs` (graphs and
-  inputs invalid in exactly one way).
+  :func:`schedules`, :func:`states`, :func:`group_params`, :func:`batches`.
+* :mod:`agentgraph.testing.malformed` — :func:`malformed_graphs`: graphs and inputs invalid in
+  exactly one way (:class:`Malformed`, :class:`Case` from :mod:`agentgraph.testing.cases`; the
+  defects in :mod:`~agentgraph.testing.graph_defects` and :mod:`~agentgraph.testing.input_defects`).
+* :mod:`agentgraph.testing.oracle` — the autodiff oracle protocols are checked against.
 
 Example:
     >>> from hypothesis import given, settings
@@ -28,20 +31,16 @@ from agentgraph.testing.kinds import (
     probe_kinds,
     test_kinds,
 )
+from agentgraph.testing.cases import VIAS, Case, Malformed
+from agentgraph.testing.malformed import MALFORMED_CATEGORIES, MALFORMED_VARIANTS, malformed_graphs
 from agentgraph.testing.strategies import (
     DEFAULT_GROUPS,
-    MALFORMED_CATEGORIES,
-    MALFORMED_VARIANTS,
-    VIAS,
-    Case,
     KindsArg,
-    Malformed,
     agent_graphs,
     agent_names,
     batches,
     group_params,
     kind_pool,
-    malformed_graphs,
     schedules,
     states,
 )
