@@ -8,7 +8,7 @@ few batched JAX kernels (:mod:`agentgraph.compiler`), put a learning rule on it
 (:mod:`agentgraph.meta`).
 """
 
-from agentgraph import builders, compiler, data, interpreter, learners, meta, nodes, protocols
+from agentgraph import builders, compiler, data, interpreter, learners, meta, models, network, nodes, protocols
 from agentgraph.arrows import AGGREGATIONS, ARROW_TYPES, DEFAULT_SCHEDULE, Phase, Port, Schedule
 from agentgraph.builders import mlp, random_dag
 from agentgraph.compiler import Program, compile
@@ -40,6 +40,8 @@ __all__ = [
     "learners",
     "meta",
     "mlp",
+    "models",
+    "network",
     "nodes",
     "protocols",
     "random_dag",

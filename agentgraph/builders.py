@@ -26,7 +26,7 @@ from agentgraph.graph import AgentGraph
 from agentgraph.nodes.base import Kind
 from agentgraph.nodes.activations import ACTIVATIONS
 from agentgraph.nodes.losses import LOSSES
-from agentgraph.protocols.base import FieldInit, Network, Readout
+from agentgraph.network import FieldInit, Network, Readout
 
 __all__ = ["NEIGHBOURS", "grid", "mlp", "mlp_network", "random_dag", "random_dag_network", "mlp_weights",
            "library_network", "as_network"]
@@ -232,7 +232,7 @@ def mlp_weights(
 
 
 def library_network(graph: AgentGraph, init_std: float, loss: str | None = None) -> Network:
-    """A :class:`~agentgraph.protocols.base.Network` for a graph of library kinds built like
+    """A :class:`~agentgraph.network.Network` for a graph of library kinds built like
     :func:`mlp` / :func:`random_dag`: fresh weights ``~ N(0, init_std)``, biases 0; predictions
     are the softmax units' ``p`` (cross-entropy head) or the loss units' ``pred`` (L2 head).
 
@@ -252,7 +252,7 @@ def library_network(graph: AgentGraph, init_std: float, loss: str | None = None)
 
 def mlp_network(sizes: Sequence[int], activation: str = "sigmoid", loss: str = "cross_entropy", *,
                 output_activation: str | None = None, init_std: float = 0.05, seed: int = 0) -> Network:
-    """:func:`mlp` as a :class:`~agentgraph.protocols.base.Network` (what meta-training runs on).
+    """:func:`mlp` as a :class:`~agentgraph.network.Network` (what meta-training runs on).
 
     Example:
         >>> net = mlp_network([4, 3, 2])
@@ -266,7 +266,7 @@ def mlp_network(sizes: Sequence[int], activation: str = "sigmoid", loss: str = "
 def random_dag_network(n_inputs: int, n_hidden: int, n_outputs: int, *, edge_prob: float = 0.3,
                        parallel_prob: float = 0.1, activation: str = "tanh", loss: str = "l2",
                        init_std: float = 0.5, seed: int = 0) -> Network:
-    """:func:`random_dag` as a :class:`~agentgraph.protocols.base.Network`.
+    """:func:`random_dag` as a :class:`~agentgraph.network.Network`.
 
     Example:
         >>> random_dag_network(3, 4, 2, seed=1).readout.field
@@ -278,7 +278,7 @@ def random_dag_network(n_inputs: int, n_hidden: int, n_outputs: int, *, edge_pro
 
 
 def as_network(obj: AgentGraph | Network, init_std: float = 0.05, what: str = "the builder") -> Network:
-    """A builder's result as a :class:`~agentgraph.protocols.base.Network`: a ``Network`` as it
+    """A builder's result as a :class:`~agentgraph.network.Network`: a ``Network`` as it
     is; a graph of library weights and biases as :func:`library_network` (fresh weights ``~ N(0,
     init_std)``); any other graph with no fresh weights (every task starts from its declared
     state) and no read-out.
@@ -313,14 +313,14 @@ def grid(height: int, width: int, kind: Kind, *, arrow_type: str = "tick", repea
     Args:
         height, width: grid size.
         kind: the cell kind; it acts on ``arrow_type`` with the eight direction ports and an
-            output ``"out"`` of the same size (see :class:`agentgraph.protocols.nca.NCACell`).
+            output ``"out"`` of the same size (see :class:`agentgraph.models.nca.NCACell`).
         arrow_type: the phase's (user-named) arrow type.
         repeat: ticks per step.
         group: the cells' parameter-sharing group (default: the kind's name).
         states: initial values ``{field: [height * width, *shape]}`` in row-major cell order.
 
     Example:
-        >>> from agentgraph.protocols.nca import NCACell
+        >>> from agentgraph.models.nca import NCACell
         >>> g = grid(3, 4, NCACell(channels=4, hidden=8))
         >>> g.number_of_agents(), g.number_of_arrows("tick")  # 3*4 cells; 2*(3*3+2*4+2*2*3) arrows
         (12, 58)

@@ -12,6 +12,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -102,7 +103,7 @@ def _print_table(res: dict, runs: int) -> None:
 
 
 def _gradcheck(args: argparse.Namespace) -> int:
-    from agentgraph import mlp, random_dag
+    from agentgraph.builders import mlp, random_dag
     from agentgraph.interpreter import init_state, step
     from agentgraph.protocols import gradient
     from agentgraph.testing import oracle
@@ -186,36 +187,12 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import json
 
-    from agentgraph.meta.config import apply_overrides, load_config, parse_config
-    from agentgraph.meta.context import make_context
-    from agentgraph.meta.evaluate import evaluate
-    from agentgraph.meta.protocol_io import load_prior, load_protocol, read_checkpoint
+    from agentgraph.meta.checkpoints import evaluate_checkpoint
 
-    ov = _overrides(args.set)
-    if args.config:
-        cfg = load_config(args.config, ov)
-    else:
-        _, header = read_checkpoint(args.checkpoint)
-        if "config" not in header:
-            from agentgraph.errors import AgentGraphError
-
-            raise AgentGraphError(f"{args.checkpoint!r} holds no config; pass --config.")
-        cfg = parse_config(apply_overrides(header["config"], ov), f"(from checkpoint {args.checkpoint!r})")
-    ctx = make_context(cfg)
-    learned, stats = load_protocol(args.checkpoint, ctx)
-    if args.remeasure:
-        from agentgraph.meta.tasks import task_family
-        from agentgraph.meta.train import measure_stats
-
-        _, measured, _ = measure_stats(ctx, task_family(cfg))
-        stats = ctx.protocol.transfer_stats(stats, measured)
-        print(f"the protocol's measured stats re-measured on this network as meta-training measured them "
-              f"(untrained protocol of seed {cfg.run.seed})")
-    prior = load_prior(args.checkpoint, ctx) if cfg.meta.maml else None
-    res = evaluate(cfg, learned, stats, runs=args.runs, sgd_lr=args.sgd_lr, adam_lr=args.adam_lr, ctx=ctx,
-                   prior=prior)
-    if not ctx.protocol.gradient_free:
-        print(f"note: protocol {ctx.protocol.name!r} receives gradients; it is not a gradient-free protocol.")
+    res = evaluate_checkpoint(args.checkpoint, config=args.config, overrides=_overrides(args.set), runs=args.runs,
+                              sgd_lr=args.sgd_lr, adam_lr=args.adam_lr, remeasure=args.remeasure)
+    if not res["gradient_free"]:
+        print(f"note: protocol {res['rule']!r} receives gradients; it is not a gradient-free protocol.")
     print(f"{res['metric']} after each inner step, mean ± std over {args.runs} fresh networks "
           f"(SGD lr {res['sgd']['lr']}, Adam lr {res['adam']['lr']})")
     _print_table(res, args.runs)
@@ -253,8 +230,8 @@ def _bench(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, _overrides(args.set))
     family = task_family(cfg)
     ctx = make_context(cfg)
-    ts = init_training_shapes(cfg, ctx)
-    step = make_meta_step(cfg, ctx, family)
+    ts = init_training_shapes(ctx)
+    step = make_meta_step(ctx, family)
     t0 = time.perf_counter()
     jax.block_until_ready(step(ts, 0, ctx.program))
     first = time.perf_counter() - t0
@@ -274,18 +251,8 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``agentgraph`` command.
-
-    Example:
-        >>> main(["gradcheck", "--steps", "2", "--check-steps", "1"])  # doctest: +ELLIPSIS
-        Gradient protocol ...
-        0
-    """
-    parser = argparse.ArgumentParser(
-        prog="agentgraph", description="Graph-of-agents simulation engine for learned learning rules."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_demo(sub: Any) -> None:
+    """The ``demo`` command's arguments."""
     demo = sub.add_parser(
         "demo",
         help="train fresh networks on embedded digits with a pretrained MPLP protocol vs SGD and Adam",
@@ -304,6 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "with the protocol)")
     demo.set_defaults(fn=_demo)
 
+
+def _add_gradcheck(sub: Any) -> None:
+    """The ``gradcheck`` command's arguments."""
     gc = sub.add_parser(
         "gradcheck",
         help="run the gradient protocol on built-in graphs and check it against jax.grad",
@@ -318,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.add_argument("--check-steps", type=_positive, default=5, help="steps checked against jax.grad (default 5)")
     gc.set_defaults(fn=_gradcheck)
 
+
+def _add_export(sub: Any) -> None:
+    """The ``export`` command's arguments."""
     ex = sub.add_parser("export", help="write only the learned protocol of a training checkpoint (small file)",
                         description="Copy the learned protocol and its measured stats (with the config) out of a training "
                         "checkpoint; the result loads with `agentgraph eval` and `agentgraph demo --protocol`.")
@@ -327,6 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ex.add_argument("--adam-lr", type=_rate, default=None, help="store this Adam learning rate for the demo")
     ex.set_defaults(fn=_export)
 
+
+def _add_train(sub: Any) -> None:
+    """The ``train`` command's arguments."""
     tr = sub.add_parser("train", help="meta-train a learned protocol from a YAML/TOML config",
                         description="Meta-train the protocol CONFIG describes (see examples/configs/). Writes "
                         "metrics.jsonl and checkpoints into run.out_dir.")
@@ -347,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="seconds to wait for the coordinator and the other processes (default 300)")
     tr.set_defaults(fn=_train)
 
+
+def _add_eval(sub: Any) -> None:
+    """The ``eval`` command's arguments."""
     ev = sub.add_parser("eval", help="evaluate a checkpoint: its protocol vs SGD vs Adam on fresh networks",
                         description="Train fresh random networks with the checkpoint's protocol, SGD and Adam "
                         "(tuned learning rates unless given) and print mean ± std per inner step.")
@@ -365,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev.add_argument("--plot", default=None, help="also draw the curves into this PNG")
     ev.set_defaults(fn=_eval)
 
+
+def _add_bench(sub: Any) -> None:
+    """The ``bench`` command's arguments."""
     be = sub.add_parser("bench", help="time meta-steps of a config (compile and median step)",
                         description="Compile the meta-step of CONFIG and time it.")
     be.add_argument("config", help="YAML or TOML config file")
@@ -373,7 +355,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     be.add_argument("--out", default=None, help="write the figures as JSON here")
     be.set_defaults(fn=_bench)
 
-    args = parser.parse_args(argv)
+
+def _parser() -> argparse.ArgumentParser:
+    """The ``agentgraph`` command line: one sub-command per ``_add_*`` function."""
+    parser = argparse.ArgumentParser(
+        prog="agentgraph", description="Graph-of-agents simulation engine for learned learning rules."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_demo, _add_gradcheck, _add_export, _add_train, _add_eval, _add_bench):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``agentgraph`` command.
+
+    Example:
+        >>> main(["gradcheck", "--steps", "2", "--check-steps", "1"])  # doctest: +ELLIPSIS
+        Gradient protocol ...
+        0
+    """
+    args = _parser().parse_args(argv)
     from agentgraph.errors import AgentGraphError
 
     try:

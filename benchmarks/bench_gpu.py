@@ -68,8 +68,8 @@ def main(argv=None) -> int:
     cfg = load_config(a.config, {"run.out_dir": os.path.join(a.out_dir, "mnist"), "run.checkpoint_every": 500})
     family = task_family(cfg)
     ctx = make_context(cfg)
-    ts = init_training_shapes(cfg, ctx)
-    step = make_meta_step(cfg, ctx, family)
+    ts = init_training_shapes(ctx)
+    step = make_meta_step(ctx, family)
     t0 = time.perf_counter()
     jax.block_until_ready(step(ts, 0, ctx.program))
     res["first_meta_step_s"] = time.perf_counter() - t0

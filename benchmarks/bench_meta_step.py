@@ -126,12 +126,15 @@ def worker(config: str, overrides: dict, steps: int, root: str = ROOT, return_pa
         ctx = make_context(cfg)
         program = (ctx.program,)
     family = task_family(cfg)
-    ts = init_training_shapes(cfg, ctx)
+    import inspect
+
+    new_api = "cfg" not in inspect.signature(make_meta_step).parameters  # the ctx-only API (ctx carries cfg)
+    ts = init_training_shapes(ctx) if new_api else init_training_shapes(cfg, ctx)
     try:  # compile, hand the compiler's freed memory back, run: as `agentgraph train` does
         from agentgraph.meta.train import _release_after_compile
     except ImportError:  # older trees
         _release_after_compile = lambda f: f  # noqa: E731
-    step = _release_after_compile(make_meta_step(cfg, ctx, family))
+    step = _release_after_compile(make_meta_step(ctx, family) if new_api else make_meta_step(cfg, ctx, family))
     try:  # the state and program replicated over the device mesh, as `agentgraph train` does
         from agentgraph.meta.devices import device_mesh, replicate
 

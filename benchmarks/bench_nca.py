@@ -23,7 +23,7 @@ import numpy as np
 
 from agentgraph import compile
 from agentgraph.builders import grid
-from agentgraph.protocols import nca
+from agentgraph.models import nca
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "baselines"))
 import nca_dense  # noqa: E402

@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     cfg = load_config(a.config, over)
     family = task_family(cfg)
     ctx = make_context(cfg)
-    ts = init_training_shapes(cfg, ctx)
+    ts = init_training_shapes(ctx)
     params = ctx.params(ts.trainable["protocol"], ts.stats)
     flops = meta_step_flops(ctx, params)
     big = max(flops["blocks"].values(), key=lambda b: b["rows"])
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     shapes = sorted({tuple(l["w"].shape) for part in ("mlp_x", "mlp_c") for l in lr.get(part, [])} |
                     ({tuple(lr["wx"].shape), tuple(lr["wc"].shape)} if "wx" in lr else set()))
     rates = matmul_rates(big["rows"], shapes)
-    step = make_meta_step(cfg, ctx, family)
+    step = make_meta_step(ctx, family)
     prog = ctx.program
     jax.block_until_ready(step(ts, 0, prog))
     times = []

@@ -33,7 +33,7 @@ from agentgraph.data import load_dataset
 from agentgraph.meta.context import make_context
 from agentgraph.meta.evaluate import LR_GRID
 from agentgraph.meta.protocol_io import checkpoint_config, load_protocol
-from agentgraph.protocols.base import fresh_weights, with_weights
+from agentgraph.network import fresh_weights, with_weights
 
 
 def vsml_curves(ctx, params, ds, runs, T, every, key):

@@ -14,7 +14,7 @@ import numpy as np
 
 from agentgraph.builders import mlp_network
 from agentgraph.compiler import compile
-from agentgraph.protocols.base import fresh_weights, read, with_weights
+from agentgraph.network import fresh_weights, read, with_weights
 from agentgraph.protocols.blur import GROUP, backprop_genome, blur_network, init_genome
 
 __all__ = ["main"]

@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from agentgraph.nodes import Synapse
-from agentgraph.protocols.base import FieldInit, Network, Protocol
+from agentgraph.network import FieldInit, Network
+from agentgraph.protocols.base import Protocol
 
 __all__ = ["FeedbackSynapse", "feedback_alignment"]
 

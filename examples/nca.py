@@ -1,7 +1,7 @@
 """A neural cellular automaton as an agent graph: a grid of cell agents joined to their neighbours
 by delayed arrows, one shared update network (the learned part) trained by gradient through the
 ticks to grow a 16×16 heart from a single seed cell and keep it, with the paper's sample pool (see
-:mod:`agentgraph.protocols.nca`).
+:mod:`agentgraph.models.nca`).
 
 Run ``python examples/nca.py [--size 16] [--steps 1500] [--out docs/img/nca.png]``: trains, writes the
 update network (``.npz``), the loss curve (``.json``) and a PNG of the pattern growing over time,
@@ -22,7 +22,7 @@ from tqdm import tqdm
 from agentgraph import compile
 from agentgraph.builders import grid
 from agentgraph.plots import plot_frames
-from agentgraph.protocols import nca
+from agentgraph.models import nca
 
 __all__ = ["main"]
 

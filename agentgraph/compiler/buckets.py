@@ -26,7 +26,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from agentgraph.compiler.plan import _analyse, _block_edges, _self_sets, make_plan
+from agentgraph.compiler.analysis import analyse, block_edges, self_sets
+from agentgraph.compiler.plan import make_plan
 from agentgraph.compiler.program import Program, default_dtype
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
@@ -86,20 +87,20 @@ def make_bucket(graphs: Sequence[AgentGraph], round_up=_pow2) -> Bucket:
     reflex: dict = {}
     kinds: set = set()
     for g in graphs:
-        an = _analyse(g)
+        an = analyse(g)
         A = an.A
         kinds |= set(A.kind_names)
         for t in schedule.sweep_types():
             for key, agents in an.blocks[t].items():
                 blocks[t][key] = max(blocks[t].get(key, 0), len(agents))
-            for (key, p), (src, *_) in _block_edges(an, t).items():
+            for (key, p), (src, *_) in block_edges(an, t).items():
                 pk = (t, *key, p)
                 ports[pk] = max(ports.get(pk, 0), len(src))
         for k in A.kind_names:
             if an.layout_sweep[k] == "rest":
                 rest[k] = max(rest.get(k, 0), int(np.count_nonzero(A.kind == A.kind_names.index(k))))
         for t in schedule.self_types():
-            for (k, grp, r), agents in _self_sets(A, t).items():
+            for (k, grp, r), agents in self_sets(A, t).items():
                 reflex[(t, k, grp, r)] = max(reflex.get((t, k, grp, r), 0), len(agents))
     return Bucket(
         blocks=tuple((t, tuple(sorted((*key, round_up(n)) for key, n in v.items()))) for t, v in blocks.items()),

@@ -29,10 +29,10 @@ import numpy as np
 
 from agentgraph.arrows.schedule import Schedule
 from agentgraph.compiler.linear import LinearLink, OuterLink, fuse_linear
+from agentgraph.compiler.analysis import analyse, block_edges, layout_sweep, self_sets
 from agentgraph.compiler.lowerings import port_lowering
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
-from agentgraph.graph.waves import generations
 
 if TYPE_CHECKING:
     from agentgraph.compiler.buckets import Bucket
@@ -139,93 +139,6 @@ class Plan:
         return dict(self.selfs).get("reflexive", ())
 
 
-# ----------------------------------------------------------------------------------------------
-# analysis of one graph: waves, blocks, arrows per (block, port)
-# ----------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class _Analysis:
-    graph: AgentGraph
-    A: Any
-    waves: dict  # sweep type -> int64 [N]
-    blocks: dict  # sweep type -> {(wave, kind, group): agents int64 [n] (block order)}
-    layout_sweep: dict  # kind -> its first sweep type in schedule order, or "rest"
-
-
-def _analyse(graph: AgentGraph) -> _Analysis:
-    graph.validate()
-    A = graph.arrays()
-    N = len(A.names)
-    sweep_types = graph.schedule.sweep_types()
-    waves = {}
-    for t in sweep_types:
-        m = A.type_mask(t, delayed=False)
-        waves[t] = generations(N, A.src[m], A.dst[m])
-    blocks: dict[str, dict] = {}
-    for t in sweep_types:
-        runs = np.array([graph.kinds[k].runs(t) for k in A.kind_names], bool)
-        active = np.flatnonzero(runs[A.kind]) if N else np.zeros(0, np.int64)
-        # ties broken by the other sweeps' waves (schedule order), so their blocks stay contiguous too
-        others = [waves[u][active] for u in reversed(sweep_types) if u != t]
-        order = active[np.lexsort((active, *others, A.group[active], A.kind[active], waves[t][active]))]
-        key = np.stack([waves[t][order], A.kind[order], A.group[order]], 1)
-        cut = np.r_[0, np.flatnonzero(np.any(key[1:] != key[:-1], axis=1)) + 1, len(order)] if len(order) else [0]
-        blocks[t] = {}
-        for b in range(len(cut) - 1):
-            w, k, g = (int(x) for x in key[cut[b]])
-            blocks[t][(w, A.kind_names[k], A.group_names[g])] = order[cut[b]:cut[b + 1]]
-    layout_sweep = {k: _layout_sweep(graph.kinds[k], sweep_types) for k in A.kind_names}
-    return _Analysis(graph, A, waves, blocks, layout_sweep)
-
-
-def _layout_sweep(kind, sweep_types) -> str:
-    """The sweep whose blocks lay out a kind's rows: its first in schedule order, or ``rest``."""
-    return next((t for t in sweep_types if kind.runs(t)), "rest")
-
-
-def _block_edges(an: _Analysis, t: str):
-    """For each (block key, port): (src agents, src outputs, dst local, delayed) sorted by dst
-    local."""
-    A = an.A
-    N = len(A.names)
-    m = np.flatnonzero(A.type_mask(t))
-    block_id = np.full(N, -1, np.int64)
-    local = np.full(N, -1, np.int64)
-    keys = list(an.blocks[t])
-    for b, key in enumerate(keys):
-        agents = an.blocks[t][key]
-        block_id[agents] = b
-        local[agents] = np.arange(len(agents))
-    e_dst = A.dst[m]
-    order = np.lexsort((m, local[e_dst], A.port[m], block_id[e_dst]))
-    e = m[order]
-    eb, ep = block_id[A.dst[e]], A.port[e]
-    out = {}
-    for b, key in enumerate(keys):
-        lo, hi = np.searchsorted(eb, [b, b + 1])
-        kd = an.graph.kinds[key[1]]
-        for p in kd.ports(t):
-            pid = A.strings.index(p) if p in A.strings else -2
-            plo = lo + np.searchsorted(ep[lo:hi], pid)
-            phi = lo + np.searchsorted(ep[lo:hi], pid, side="right")
-            sel = e[plo:phi]
-            out[(key, p)] = (A.src[sel], A.src_port[sel], local[A.dst[sel]], A.delay[sel])
-    return out
-
-
-def _self_sets(A, t: str) -> dict:
-    """``{(kind, group, repeats): agents}`` of the agents carrying self-loops of type ``t``."""
-    m = A.type_mask(t)
-    out = {}
-    if not m.any():
-        return out
-    counts = np.bincount(A.src[m], minlength=len(A.names))
-    has = np.flatnonzero(counts)
-    for k, g, r in np.unique(np.stack([A.kind[has], A.group[has], counts[has]], 1), axis=0):
-        agents = has[(A.kind[has] == k) & (A.group[has] == g) & (counts[has] == r)]
-        out[(A.kind_names[k], A.group_names[g], int(r))] = agents
-    return out
-
-
 def make_plan(
     graph: AgentGraph, dense: bool = True, bucket: Bucket | None = None, linear: bool = True
 ) -> tuple[Plan, dict[str, np.ndarray], "AgentRows"]:
@@ -250,7 +163,7 @@ def make_plan(
         >>> [b.kind for b in plan.forward[1]]
         ['synapse']
     """
-    an = _analyse(graph)
+    an = analyse(graph)
     A = an.A
     N = len(A.names)
     schedule = graph.schedule
@@ -289,7 +202,7 @@ def make_plan(
     n_of: dict[str, int] = {}
     block_start: dict[tuple, int] = {}
     for k in kinds_used:
-        ls = _layout_sweep(graph.kinds[k], sweep_types)
+        ls = layout_sweep(graph.kinds[k], sweep_types)
         start = 0
         if ls == "rest":
             members = np.flatnonzero(A.kind == A.kind_names.index(k)) if k in A.kind_names else np.zeros(0, np.int64)
@@ -330,7 +243,7 @@ def make_plan(
     delayed: set = set()
     sweeps = {}
     for t in sweep_types:
-        edges = _block_edges(an, t)
+        edges = block_edges(an, t)
         # buffer row of output o of agent a: out_base[kind of a, o] + row[a]
         out_base = np.zeros((len(A.kind_names), len(A.strings)), np.int64)
         for (tt, k2, o2), v in base.items():
@@ -419,7 +332,7 @@ def make_plan(
     selfs = []
     for t in schedule.self_types():
         reflex = []
-        sets = _self_sets(A, t)
+        sets = self_sets(A, t)
         if padded:
             caps = {(k, g, r): c for tt, k, g, r, c in bucket.selfs if tt == t}
         else:

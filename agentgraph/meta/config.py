@@ -18,6 +18,7 @@ import pydantic
 
 from agentgraph import builders
 from agentgraph.errors import AgentGraphError
+from agentgraph.meta.strategies import ES_STRATEGIES
 
 __all__ = ["apply_overrides", "NetConfig", "DataConfig", "ESOptimizerConfig", "GradientOptimizerConfig", "MetaConfig", "RunConfig", "TrainConfig", "load_config", "parse_config"]
 
@@ -51,7 +52,7 @@ MOVED_TO_PROTOCOL = {"imitation_steps": "imitation_steps", "imitation_lr": "imit
 class NetConfig(pydantic.BaseModel):
     """The inner network: a per-scalar ``mlp``, a seeded ``random_dag``, or your builder
     ``"package.module:function"`` called with ``args`` (and ``seed=`` if it takes one) that
-    returns an :class:`~agentgraph.AgentGraph` or a :class:`~agentgraph.protocols.base.Network`."""
+    returns an :class:`~agentgraph.AgentGraph` or a :class:`~agentgraph.network.Network`."""
 
     model_config = _STRICT
     kind: str = "mlp"
@@ -138,11 +139,11 @@ class ESOptimizerConfig(pydantic.BaseModel):
 
     model_config = _STRICT
     kind: Literal["es"]
-    strategy: str = "open_es"  # one of agentgraph.meta.es.ES_STRATEGIES
+    strategy: str = "open_es"  # one of agentgraph.meta.strategies.ES_STRATEGIES
     popsize: pydantic.PositiveInt = 64
     sigma: pydantic.PositiveFloat = 0.03  # the search distribution's initial standard deviation
     # the mean's learning rate for strategies that follow an estimated gradient (open_es: Adam,
-    # pgpe: ClipUp, snes: SGD); null: the strategy's default (agentgraph.meta.es.ES_STRATEGIES)
+    # pgpe: ClipUp, snes: SGD); null: the strategy's default (agentgraph.meta.strategies.ES_STRATEGIES)
     lr: pydantic.PositiveFloat | None = None
     # score a device's candidates this many at a time (lax.map over chunks, each chunk vmapped):
     # less memory, and on CPU often faster than one vmap over all (docs/compiler.md);
@@ -152,16 +153,12 @@ class ESOptimizerConfig(pydantic.BaseModel):
     @pydantic.field_validator("strategy")
     @classmethod
     def _strategy(cls, v: str) -> str:
-        from agentgraph.meta.es import ES_STRATEGIES
-
         if v not in ES_STRATEGIES:
             raise ValueError(f"{v!r} is not one of {sorted(ES_STRATEGIES)}")
         return v
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> ESOptimizerConfig:
-        from agentgraph.meta.es import ES_STRATEGIES
-
         spec = ES_STRATEGIES[self.strategy]
         if self.lr is not None and spec.default_lr is None:
             raise ValueError(f"lr: strategy {self.strategy!r} adapts its own step size and takes no lr; remove it")
@@ -240,7 +237,7 @@ class MetaConfig(pydantic.BaseModel):
     # no calibration and no warm start run; a MAML prior, if any, starts fresh)
     init_from: str | None = None
     truncation: pydantic.PositiveInt | None = None
-    remat: bool | Literal["full", "learner", "dots", "none"] = True  # true = full; see meta.loop.REMAT
+    remat: bool | Literal["full", "learner", "dots", "none"] = True  # true = full; see agentgraph.unroll.REMAT
     # the inner steps as one lax.scan ("scan": compiles fast) or written out one after another
     # ("unrolled": slower to compile, and with remat none it keeps each step's insides without
     # copying them into stacked scan buffers: faster on CPU; docs/performance.md)

@@ -16,11 +16,15 @@ from typing import Any
 
 import jax
 
-from agentgraph.compiler import Program, compile
+from agentgraph.builders import as_network, mlp_network, random_dag_network
+from agentgraph.compiler import Program
 from agentgraph.errors import AgentGraphError
+from agentgraph.inner import Inner
+from agentgraph.loading import load_callable
 from agentgraph.meta.config import TrainConfig
-from agentgraph.protocols.base import (Network, Protocol, fresh_weights, load_callable, read, weights_of,
-                                       with_weights)
+from agentgraph.network import Network
+from agentgraph.protocols.base import Protocol
+from agentgraph.unroll import Unroll
 
 __all__ = ["Context", "build_network", "make_context", "make_contexts"]
 
@@ -34,8 +38,6 @@ def build_network(cfg: TrainConfig, seed: int = 0) -> Network:
         >>> build_network(cfg).graph.number_of_agents()
         20
     """
-    from agentgraph.builders import as_network, mlp_network, random_dag_network
-
     n = cfg.net
     if n.kind == "mlp":
         return mlp_network(n.sizes, activation=n.activation, loss=n.loss, init_std=n.init_std, seed=seed)
@@ -56,73 +58,41 @@ def build_network(cfg: TrainConfig, seed: int = 0) -> Network:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Context:
-    """One inner network under one protocol (module docstring).
+    """One inner network under one protocol, as meta-training sees it (module docstring).
 
     Attributes:
         cfg: the config.
         protocol: the learning rule.
-        base: the library-kind network (SGD/Adam baselines, teachers).
-        net: the protocol's network (:attr:`Protocol.network` of ``base``).
-        program: ``net.graph`` compiled.
-        plain: ``base.graph`` compiled (the gradient protocol's program).
-        cache: compiled helper programs a protocol builds once per context (:meth:`memo`).
+        inner: the compiled networks (:class:`~agentgraph.inner.Inner`): what the protocol's
+            hooks receive — never the config.
+
+    The inner network's accessors (``base``, ``net``, ``program``, ``plain``, ``template``,
+    ``fresh``, ``pool``, ``start``, ``weights``, ``predict``, ``memo``, ``check_task``,
+    ``readout_kind``) are :attr:`inner`'s.
     """
 
     cfg: TrainConfig
     protocol: Protocol
-    base: Network
-    net: Network
-    program: Program
-    plain: Program
-    cache: dict = dataclasses.field(default_factory=dict)
+    inner: Inner
 
-    # -- protocol-owned helpers ------------------------------------------------------------------
-    def memo(self, name: Hashable, build: Callable[[], Any]) -> Any:
-        """``build()`` once per context (e.g. a protocol's recording program), then cached."""
-        if name not in self.cache:
-            with jax.ensure_compile_time_eval():  # concrete arrays even if first used under a trace
-                self.cache[name] = build()
-        return self.cache[name]
+    base = property(lambda self: self.inner.base, doc="The library-kind network (``inner.base``).")
+    net = property(lambda self: self.inner.net, doc="The protocol's network (``inner.net``).")
+    program = property(lambda self: self.inner.program, doc="``net.graph`` compiled (``inner.program``).")
+    plain = property(lambda self: self.inner.plain, doc="``base.graph`` compiled (``inner.plain``).")
+    template = property(lambda self: self.inner.template, doc=":meth:`Inner.template`.")
+    fresh = property(lambda self: self.inner.fresh, doc=":meth:`Inner.fresh`.")
+    pool = property(lambda self: self.inner.pool, doc=":meth:`Inner.pool`.")
+    start = property(lambda self: self.inner.start, doc=":meth:`Inner.start`.")
+    weights = property(lambda self: self.inner.weights, doc=":meth:`Inner.weights`.")
+    predict = property(lambda self: self.inner.predict, doc=":meth:`Inner.predict`.")
+    memo = property(lambda self: self.inner.memo, doc=":meth:`Inner.memo`.")
+    check_task = property(lambda self: self.inner.check_task, doc=":meth:`Inner.check_task`.")
+    readout_kind = property(lambda self: self.inner.readout_kind, doc=":attr:`Inner.readout_kind`.")
 
-    # -- weights ---------------------------------------------------------------------------------
-    def _pick(self, program: Program | None, plain: bool):
-        prog = (self.plain if plain else self.program) if program is None else program
-        return prog, (self.base.init if plain else self.net.init)
-
-    def template(self, program: Program | None = None, plain: bool = False) -> dict:
-        """The network's weights ``{kind: {field: [N, ...]}}`` as ``program`` (default the
-        protocol's; ``plain``: the library network's) declares them."""
-        prog, init = self._pick(program, plain)
-        return weights_of(init, prog.init(1))
-
-    def fresh(self, key: jax.Array, program: Program | None = None, plain: bool = False) -> dict:
-        """A fresh network's weights for the protocol's network (``plain``: the library
-        network's, for baselines and teachers). The same key gives the same draws in both when
-        the two networks have the same weights (MPLP, SGD)."""
-        prog, init = self._pick(program, plain)
-        return fresh_weights(init, key, prog.init(1))
-
-    def pool(self, key: jax.Array, size: int) -> dict:
-        """``size`` fresh networks' weights stacked on a leading axis ``[P, ...]``.
-
-        Example:
-            >>> import jax
-            >>> from agentgraph.meta.config import parse_config
-            >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"}})
-            >>> jax.tree.map(lambda v: v.shape, make_context(cfg).pool(jax.random.PRNGKey(0), 3))["synapse"]
-            {'w': (3, 8)}
-        """
-        return jax.vmap(self.fresh)(jax.random.split(key, size))
-
-    def start(self, weights: dict, batch_size: int, program: Program | None = None, plain: bool = False) -> dict:
-        """A fresh state of ``program`` (default the protocol's, or with ``plain`` the library
-        network's) for ``batch_size`` examples with the given weights."""
-        prog, _ = self._pick(program, plain)
-        return with_weights(prog.init(batch_size), weights)
-
-    def weights(self, state: dict, plain: bool = False) -> dict:
-        """The weights held in a state of the protocol's program (``plain``: the library's)."""
-        return weights_of(self.base.init if plain else self.net.init, state)
+    @property
+    def unroll(self) -> Unroll:
+        """How inner steps are unrolled (``meta.remat``, ``meta.inner_loop``)."""
+        return Unroll(self.cfg.meta.remat, self.cfg.meta.inner_loop)
 
     # -- running ---------------------------------------------------------------------------------
     def params(self, learned: Any, stats: Any) -> dict:
@@ -131,48 +101,20 @@ class Context:
 
     def step(self, program: Program, params: Any, state: dict, batch: dict, stage: Hashable = None,
              phase: Any = None) -> tuple[dict, jax.Array]:
-        """One inner step: the protocol's ``step`` hook, or ``program.step``. ``stage`` is the
-        static variant (``protocol.stage``), ``phase`` the meta-step count the hook may schedule
-        on (``None`` at evaluation)."""
-        if self.protocol.step is None:
-            return program.step(params, state, batch)
-        return self.protocol.step(self, program, params, state, batch, stage, phase)
-
-    def predict(self, state: dict, program: Program | None = None, plain: bool = False) -> jax.Array:
-        """Predictions ``[B, n_out]`` after a forward sweep (the network's read-out; ``plain``:
-        the library network's)."""
-        prog, _ = self._pick(program, plain)
-        return read(prog, state, self.base.readout if plain else self.net.readout)
+        """One inner step: the protocol's :meth:`~agentgraph.protocols.base.Protocol.inner_step`
+        (its ``stepping`` hook, or ``program.step``). ``stage`` is the static variant
+        (``protocol.stage``), ``phase`` the meta-step count the hook may schedule on (``None`` at
+        evaluation)."""
+        return self.protocol.inner_step(self.inner, program, params, state, batch, stage, phase)
 
     def held_out(self, program: Program, params: Any, state: dict, data: dict) -> jax.Array:
         """Predictions ``[C, n_out]`` of the network in ``state`` (after inner steps) for held-out
         ``data`` (``{"x": [C, n], "y": [C, n_out]}``): the protocol's ``held_out`` hook, or the
         state's per-agent fields (the weights, …) with fresh per-example fields, run forward."""
         if self.protocol.held_out is not None:
-            return self.protocol.held_out(self, program, params, state, data)
+            return self.protocol.held_out(self.inner, program, params, state, data)
         s, _ = program.forward(params, program.resize(state, data["x"].shape[0]), data)
         return self.predict(s, program)
-
-    def check_task(self, sample: Callable[[jax.Array], dict]) -> None:
-        """Check, before any compute, that the agents reading external data find their columns
-        in the batches ``sample`` (a task sampler) produces: the compiled program clamps an index
-        past the end, where the reference interpreter raises (:meth:`Program.check_columns`).
-
-        Raises:
-            AgentGraphError: an input or target agent's ``slot`` is past the task's columns.
-        """
-        shapes = jax.eval_shape(sample, jax.random.PRNGKey(0))["train"]
-        columns = {k: v.shape[2] for k, v in shapes.items() if len(v.shape) >= 3}
-        for prog in (self.program, self.plain):
-            prog.check_columns(columns)
-
-    @property
-    def readout_kind(self) -> str:
-        """``probs``, ``logits`` or ``values``: what the protocol network's predictions are."""
-        if self.net.readout is None:
-            raise AgentGraphError("The network has no read-out; the objective and evaluation need one "
-                                  "(give your builder's Network a Readout).")
-        return self.net.readout.kind
 
 
 def make_context(cfg: TrainConfig, network: Network | None = None, protocol: Protocol | None = None,
@@ -189,8 +131,7 @@ def make_context(cfg: TrainConfig, network: Network | None = None, protocol: Pro
     proto = protocol or cfg.make_protocol()
     base = network if network is not None else build_network(cfg, seed=cfg.run.seed)
     net = proto.network(base)
-    prog = program if program is not None else compile(net.graph)
-    return Context(cfg, proto, base, net, prog, compile(base.graph))
+    return Context(cfg, proto, Inner.build(base, net, program))
 
 
 def make_contexts(cfg: TrainConfig) -> list[Context]:
@@ -215,5 +156,5 @@ def make_contexts(cfg: TrainConfig) -> list[Context]:
     nets = [proto.network(b) for b in bases]
     progs = compile_pool([n.graph for n in nets])
     plains = compile_pool([b.graph for b in bases])
-    return [Context(cfg, proto, b, n, p, q) for b, n, p, q in zip(bases, nets, progs, plains)]
+    return [Context(cfg, proto, Inner(b, n, p, q)) for b, n, p, q in zip(bases, nets, progs, plains)]
 

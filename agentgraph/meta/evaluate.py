@@ -21,7 +21,7 @@ from agentgraph.errors import AgentGraphError
 from agentgraph.meta.config import TrainConfig
 from agentgraph.meta.context import Context, make_context
 from agentgraph.meta.tasks import TaskFamily, task_family
-from agentgraph.protocols.base import accuracy, prediction_loss
+from agentgraph.network import accuracy, prediction_loss
 
 __all__ = ["LR_GRID", "evaluate", "score", "run_protocol", "run_optax"]
 

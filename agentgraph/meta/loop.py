@@ -17,40 +17,9 @@ import jax.numpy as jnp
 
 from agentgraph.meta.context import Context
 from agentgraph.meta.objectives import Objective
+from agentgraph.unroll import remat, run_steps
 
-__all__ = ["REMAT", "batch_meta_loss", "inner_loop", "remat", "run_steps", "task_meta_loss"]
-
-#: How each inner step is rematerialised in the meta-gradient (config ``meta.remat``):
-#: ``full`` (``True``) keeps only the state between steps and recomputes each step's insides in
-#: the backward pass; ``learner`` also keeps values the kinds name ``mlp_pre1`` (MPLP's learners'
-#: second-layer pre-activations); ``dots`` keeps every matmul result; ``none`` (``False``) keeps
-#: everything. Measured in docs/performance.md.
-REMAT = {"full": "full", True: "full", "learner": "learner", "dots": "dots", "none": "none", False: "none"}
-
-
-def remat(body, mode):
-    """``body`` wrapped in ``jax.checkpoint`` as ``meta.remat`` says (:data:`REMAT`)."""
-    mode = REMAT[mode]
-    if mode == "full":
-        return jax.checkpoint(body)
-    if mode == "learner":
-        return jax.checkpoint(body, policy=jax.checkpoint_policies.save_only_these_names("mlp_pre1"))
-    if mode == "dots":
-        return jax.checkpoint(body, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
-    return body
-
-
-def run_steps(body, state, batches, unrolled: bool):
-    """``lax.scan(body, state, batches)``, or the same steps written out one after another
-    (``meta.inner_loop: unrolled``; same numbers)."""
-    if not unrolled:
-        return jax.lax.scan(body, state, batches)
-    outs = []
-    for i in range(jax.tree.leaves(batches)[0].shape[0]):
-        state, out = body(state, jax.tree.map(lambda v: v[i], batches))
-        outs.append(out)
-    return state, jax.tree.map(lambda *v: jnp.stack(v), *outs)
-
+__all__ = ["batch_meta_loss", "inner_loop", "task_meta_loss"]
 
 def inner_loop(ctx: Context, program, params: Any, state: dict, train: dict, objective: Objective, *,
                stage: Hashable = None, phase: Any = None):
@@ -70,7 +39,7 @@ def inner_loop(ctx: Context, program, params: Any, state: dict, train: dict, obj
 
     body = remat(body, m.remat)
     K = train["x"].shape[0]
-    unrolled = m.inner_loop == "unrolled"
+    unrolled = ctx.unroll.unrolled
     if m.truncation is None or m.truncation >= K:
         state, (losses, extra) = run_steps(body, state, train, unrolled)
         return state, losses, extra

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from agentgraph.protocols.base import accuracy, prediction_loss
+from agentgraph.network import accuracy, prediction_loss
 
 __all__ = ["OBJECTIVES", "Objective", "continual", "heldout", "hint_cv", "make_objective", "online", "readout"]
 

@@ -17,9 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agentgraph.errors import AgentGraphError
 from agentgraph import checkpoint as ckpt
+from agentgraph.errors import AgentGraphError
+from agentgraph.meta.config import parse_config
 from agentgraph.meta.context import Context, make_context
+from agentgraph.meta.state import FORMAT, TrainState
 from agentgraph.protocols.legacy import is_legacy, upgrade_arrays, upgrade_config
 
 __all__ = ["checkpoint_config", "export_protocol", "load_prior", "load_protocol", "read_checkpoint"]
@@ -50,7 +52,6 @@ def checkpoint_config(path: str):
         >>> checkpoint_config(pretrained.path("digits")).net.sizes
         [64, 10]
     """
-    from agentgraph.meta.config import parse_config
 
     _, header = read_checkpoint(path)
     if "config" not in header:
@@ -139,7 +140,6 @@ def export_protocol(src: str, dst: str, metadata: dict | None = None) -> str:
         >>> os.path.getsize(p) < os.path.getsize(ck)
         True
     """
-    from agentgraph.meta.train import FORMAT, TrainState
 
     _, header = read_checkpoint(src)
     ctx = make_context(checkpoint_config(src))

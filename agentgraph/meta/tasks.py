@@ -158,7 +158,7 @@ def task_family(cfg: Any) -> TaskFamily:
     """
     factory = TASKS.get(cfg.data.task)
     if factory is None:
-        from agentgraph.protocols.base import load_callable
+        from agentgraph.loading import load_callable
 
         factory = load_callable(cfg.data.task, "data.task")
     family = factory(cfg)

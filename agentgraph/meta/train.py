@@ -29,110 +29,19 @@ from agentgraph.errors import AgentGraphError, io_error
 from agentgraph.meta.config import TrainConfig, parse_config
 from agentgraph.meta.context import Context, make_contexts
 from agentgraph.meta.devices import device_mesh, replicate, to_host
-from agentgraph.meta.step import (LOSS_BOUND, META_OPTIMIZERS, NON_FINITE, PARAM_BOUND, TAKEN, TrainState,
-                                  make_meta_step)
+from agentgraph.meta.optimizers import init_training_shapes, make_meta_step
+from agentgraph.meta.start import init_training, measure_stats, warm_steps_of
+from agentgraph.meta.state import FORMAT, LOSS_BOUND, NON_FINITE, PARAM_BOUND, TAKEN, TrainState
 from agentgraph.meta.tasks import TaskFamily, task_family
 from agentgraph.runtime import release_freed_memory
 
 __all__ = ["LOSS_BOUND", "NON_FINITE", "PARAM_BOUND", "TAKEN", "TrainResult", "TrainState", "init_training", "init_training_shapes", "make_meta_step", "measure_stats",
            "train"]
 
-FORMAT = "agentgraph-train-2"
 
 class TrainResult(dict):
     """Summary of a run: ``steps``, ``first_meta_loss``, ``last_meta_loss``, ``seconds_per_step``,
     ``bad_steps``, ``checkpoint``, ``out_dir``."""
-
-
-def _keys(cfg: TrainConfig) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """``(protocol, pool, calibration, prior)`` keys of a run: one split of ``run.seed``."""
-    k = jax.random.split(jax.random.PRNGKey(cfg.run.seed), 4)
-    return k[0], k[1], k[2], k[3]
-
-
-def measure_stats(ctx: Context, family: TaskFamily, learned: Any = None) -> tuple[Any, Any, dict]:
-    """``(learned, stats, pool)`` as meta-training starts on ``ctx``'s network: the protocol's
-    fresh meta-parameters for ``run.seed`` (or ``learned``), its stats calibrated over inner loops
-    on the seed's prior pool (``Protocol.calibrate``), and the pool. ``agentgraph eval
-    --remeasure`` calls it on a transfer target with the *untrained* protocol, as training did.
-
-    Example:
-        >>> from agentgraph.meta.config import parse_config
-        >>> from agentgraph.meta.context import make_context
-        >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
-        ...                     "protocol": {"calibration_rounds": 1}, "meta": {"inner_steps": 2}})
-        >>> learned, stats, pool = measure_stats(make_context(cfg), task_family(cfg))
-        >>> sorted(stats["synapse:0"])
-        ['in_inv_std', 'in_mean', 'out_mean']
-    """
-    cfg, proto = ctx.cfg, ctx.protocol
-    k_meta, k_pool, k_cal, _ = _keys(cfg)
-    if learned is None:
-        learned = proto.init(k_meta, ctx.net.graph)
-    pool = ctx.pool(k_pool, cfg.meta.prior_pool)
-    stats = proto.calibrate(learned, proto.init_stats(ctx.net.graph), ctx, family.sample, k_cal, pool)
-    return learned, stats, pool
-
-
-def init_training(cfg: TrainConfig, ctx: Context, family: TaskFamily) -> TrainState:
-    """A fresh training state: the protocol's meta-parameters (adjusted by its warm start's
-    ``prepare``), measured stats, prior pool, a learned prior with ``meta.maml``, optimiser state.
-    With ``meta.init_from`` the meta-parameters and stats are that file's instead.
-
-    Raises:
-        AgentGraphError: there is nothing to meta-train (a protocol with no meta-parameters and no
-            ``meta.maml``).
-    """
-    _, k_pool, k_cal, k_prior = _keys(cfg)
-    warm = _warm_start(cfg, ctx.protocol)
-    if cfg.meta.init_from is not None:
-        from agentgraph.meta.protocol_io import load_protocol
-
-        try:
-            learned, stats = load_protocol(cfg.meta.init_from, ctx)
-        except AgentGraphError as e:
-            raise AgentGraphError(f"meta.init_from: {e} Point it at a checkpoint or an exported protocol of "
-                                  "this protocol and network (its layer groups and learner sizes).") from None
-        pool = ctx.pool(k_pool, cfg.meta.prior_pool)
-    else:
-        learned, stats, pool = measure_stats(ctx, family)
-    if warm is not None and warm.prepare is not None:
-        task = family.sample(jax.random.fold_in(k_cal, 1))
-        learned = warm.prepare(learned, stats, ctx, task, jax.tree.map(lambda v: v[0], pool))
-    trainable: dict[str, Any] = {"protocol": learned}
-    if cfg.meta.maml:
-        trainable["prior"] = ctx.fresh(k_prior)
-    if not jax.tree.leaves(trainable):
-        raise AgentGraphError(f"The protocol {ctx.protocol.name!r} has no meta-parameters: there is nothing to "
-                              "meta-train. Set meta.maml to true to learn the initial weights (MAML).")
-    return TrainState(trainable, stats, _opt_init(cfg, ctx, trainable), pool)
-
-
-def _warm_start(cfg: TrainConfig, proto: Any) -> Any:
-    """The protocol's warm start, or None: none when ``meta.init_from`` starts from a trained protocol."""
-    return proto.warm_start if cfg.meta.init_from is None else None
-
-
-def _warm_steps(cfg: TrainConfig, proto: Any) -> int:
-    """The warm start's meta-steps (0 without one)."""
-    warm = _warm_start(cfg, proto)
-    return warm.steps if warm is not None else 0
-
-
-def init_training_shapes(cfg: TrainConfig, ctx: Context) -> TrainState:
-    """The structure and shapes of a training state, without calibrating (a checkpoint template)."""
-    key = jax.random.PRNGKey(0)
-    trainable: dict[str, Any] = {"protocol": ctx.protocol.init(key, ctx.net.graph)}
-    if cfg.meta.maml:
-        trainable["prior"] = ctx.fresh(key)
-    return TrainState(trainable, ctx.protocol.init_stats(ctx.net.graph), _opt_init(cfg, ctx, trainable),
-                      ctx.pool(key, cfg.meta.prior_pool))
-
-
-def _opt_init(cfg: TrainConfig, ctx: Context, trainable: dict) -> Any:
-    """The meta-optimiser's state for ``trainable`` (its key: one fold of ``run.seed``)."""
-    key = jax.random.fold_in(jax.random.PRNGKey(cfg.run.seed), 2)
-    return META_OPTIMIZERS[cfg.meta.optimizer.kind].init(cfg, ctx, trainable, key)
 
 
 def _release_after_compile(fn: Callable) -> Callable:
@@ -231,7 +140,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
         raise AgentGraphError(f"max_steps (--max-steps) must be a positive number of meta-steps, got {max_steps!r}.")
     family = task_family(cfg)  # loads data: a missing dataset fails here, before any compute
     proto = cfg.make_protocol()
-    warm_steps = _warm_steps(cfg, proto)
+    warm_steps = warm_steps_of(cfg, proto)
     if warm_steps and cfg.meta.optimizer.kind != "gradient":
         raise AgentGraphError(
             f"The protocol {proto.name!r} starts with {warm_steps} warm-start meta-steps, which follow a gradient, "
@@ -240,7 +149,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
     ctxs = make_contexts(cfg)
     for c in ctxs:
         c.check_task(family.sample)
-    template = jax.eval_shape(lambda: init_training_shapes(cfg, ctxs[0]))
+    template = jax.eval_shape(lambda: init_training_shapes(ctxs[0]))
     if jax.process_index() != 0:  # multi-host: process 0 writes the run directory, the others compute
         return _train_locked(cfg, family, ctxs, template, resume, False, max_steps, lambda s: None, writer=False)
     with rundir.locked(cfg.run.out_dir, need_bytes=_checkpoint_bytes(template, cfg.run.keep)):
@@ -250,54 +159,18 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
 def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], template: Any, resume: bool,
                   progress: bool, max_steps: int | None, log: Callable[[str], None], writer: bool = True) -> TrainResult:
     out_dir = cfg.run.out_dir
-    ctx = ctxs[0]
-    proto = ctx.protocol
     metrics_path = os.path.join(out_dir, rundir.METRICS)
-    start, ts, setup_seconds, last_ckpt = 0, None, None, None
-    point = _resume_point(cfg, template, log) if resume else None
-    if resume and point is None:
-        log(f"no checkpoint in {out_dir!r}: starting fresh")
-    if point is not None:
-        ts, start, last_ckpt = point
-        if start >= cfg.meta.meta_steps:
-            log(f"run {out_dir!r} already finished: its last checkpoint {last_ckpt!r} is meta-step {start - 1} and "
-                f"meta.meta_steps is {cfg.meta.meta_steps}; nothing to do. To train longer, resume with a larger "
-                "meta.meta_steps (--meta-steps).")
-            return TrainResult(steps=0, first_meta_loss=None, last_meta_loss=None, seconds_per_step=None,
-                               first_step_seconds=None, bad_steps=0, checkpoint=last_ckpt, out_dir=out_dir)
-        log(f"resuming from {last_ckpt} at meta-step {start}")
-    if ts is None:
-        if ckpt.latest(out_dir) is not None:
-            raise AgentGraphError(
-                f"{out_dir!r} already holds checkpoints of an earlier run; pass --resume to continue it, or "
-                "choose another run.out_dir."
-            )
-        t0, c0 = time.perf_counter(), time.process_time()
-        ts = init_training(cfg, ctx, family)
-        setup_seconds, setup_cpu = time.perf_counter() - t0, time.process_time() - c0
-        how = f"from {cfg.meta.init_from!r}" if cfg.meta.init_from else "(stats measured)"
-        log(f"protocol {proto.name!r} initialised {how} in {setup_seconds:.1f} s")
+    begun = _begin(cfg, ctxs[0], family, template, resume, log)
+    if isinstance(begun, TrainResult):
+        return begun
+    ts, start, last_ckpt, setup = begun
     if writer:
         rundir.rewrite_metrics(metrics_path, [r for r in rundir.read_metrics(metrics_path) if r["step"] < start])
-    warm_steps = _warm_steps(cfg, proto)
+    warm_steps = warm_steps_of(cfg, ctxs[0].protocol)
     mesh = device_mesh()
-    # the state and programs replicated over the mesh, as the meta-step returns them: one compile
-    ts = replicate(ts, mesh)
-    progs = [replicate(c.program, mesh) for c in ctxs]
-    programs: dict[tuple, Callable] = {}  # (warm start, unroll, stage) -> one meta-step for every pool graph
-
-    def meta_step(ts, s):  # graph s mod G, all through one compiled step (one bucket)
-        warm = s < warm_steps
-        phase = max(s - warm_steps, 0)  # curriculum and protocol stages count meta-loss steps
-        k = cfg.meta.unroll_at(phase) if not warm else cfg.meta.inner_steps
-        stage = proto.stage(phase)
-        if (warm, k, stage) not in programs:
-            unroll = k if k < cfg.meta.inner_steps else None
-            programs[warm, k, stage] = _release_after_compile(
-                make_meta_step(cfg, ctx, family, warm=warm, unroll=unroll, stage=stage, mesh=mesh))
-        return programs[warm, k, stage](ts, s, progs[s % len(progs)])
-
-    evaluate_now = _periodic_eval(cfg, ctx, family) if cfg.run.eval_every else None
+    ts = replicate(ts, mesh)  # the state replicated over the mesh, as the meta-step returns it: one compile
+    meta_step = _meta_stepper(ctxs, family, mesh, warm_steps)
+    evaluate_now = _periodic_eval(ctxs[0], family) if cfg.run.eval_every else None
     end = cfg.meta.meta_steps if max_steps is None else min(cfg.meta.meta_steps, start + max_steps)
     bar = None
     if progress:
@@ -318,18 +191,8 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
             new_ts, m, status = meta_step(ts, s)
             m, status = to_host((m, status))
             sizes = m.pop("param_sizes")
-            m = {k: float(v) for k, v in m.items()}
+            m = _step_figures(cfg, s, warm_steps, m, log)
             status = int(status)
-            if s < warm_steps:
-                m["warm_start"] = True  # meta_loss is the protocol's warm-start objective on this step
-            else:
-                if cfg.meta.curriculum:
-                    m["unroll"] = cfg.meta.unroll_at(s - warm_steps)
-                if cfg.meta.meta_lr_schedule:
-                    m["meta_lr"] = cfg.meta.lr_at(s - warm_steps)
-            if m.get("nan_candidates"):
-                log(f"meta-step {s}: {int(m['nan_candidates'])} ES candidate(s) had a non-finite fitness; ranked "
-                    "last, the generation went on")
             dt, cpu = time.perf_counter() - t0, time.process_time() - c0
             times.append(dt)
             if status != TAKEN:
@@ -348,26 +211,16 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
             last = m["meta_loss"]
             if evaluate_now is not None and ((s + 1) % cfg.run.eval_every == 0 or s == 0):
                 m["eval"] = evaluate_now(ts, s)
-            if s == 0 and setup_seconds is not None:
-                m["setup_seconds"] = setup_seconds  # calibration and initialisation, before meta-step 0
-                m["setup_cpu_seconds"] = setup_cpu
+            if s == 0 and setup is not None:  # calibration and initialisation, before meta-step 0
+                m["setup_seconds"], m["setup_cpu_seconds"] = setup
             row = {"step": s, **m, "finite": status != NON_FINITE, "taken": status == TAKEN, "seconds": dt,
                    "cpu_seconds": cpu}
-            try:
-                mf.write(json.dumps(row) + "\n")
-                mf.flush()
-            except OSError as e:
-                raise io_error(metrics_path, e, f"append meta-step {s} to the metrics file", "run.out_dir") from None
+            _append_row(mf, metrics_path, row)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(meta_loss=f"{m['meta_loss']:.4f}", cv=f"{m['cv']:.4f}")
-            if status == TAKEN and ((s + 1) % cfg.run.checkpoint_every == 0 or s == end - 1):
-                try:
-                    if writer:
-                        last_ckpt = ckpt.save_step(out_dir, s, to_host(ts), _metadata(cfg, s), keep=cfg.run.keep)
-                except AgentGraphError as e:
-                    raise AgentGraphError(f"{e} Meta-step {s} was not saved; the last good checkpoint is "
-                                          f"{last_ckpt or 'none'}: fix the cause, then continue with --resume.") from None
+            if status == TAKEN and ((s + 1) % cfg.run.checkpoint_every == 0 or s == end - 1) and writer:
+                last_ckpt = _save(cfg, s, ts, last_ckpt)
     if bar is not None:
         bar.close()
     return TrainResult(
@@ -375,6 +228,94 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
         seconds_per_step=float(np.median(times[1:])) if len(times) > 1 else (times[0] if times else None),
         first_step_seconds=times[0] if times else None, bad_steps=bad, checkpoint=last_ckpt, out_dir=out_dir,
     )
+
+
+def _begin(cfg: TrainConfig, ctx: Context, family: TaskFamily, template: Any, resume: bool,
+           log: Callable[[str], None]) -> TrainResult | tuple[TrainState, int, str | None, tuple | None]:
+    """Where the run starts: ``(state, first meta-step, last checkpoint, (setup wall s, setup CPU s)
+    or None)`` — resumed from the newest checkpoint, or fresh (:func:`init_training`) — or, for a
+    run that already reached ``meta.meta_steps``, its (empty) :class:`TrainResult`."""
+    out_dir = cfg.run.out_dir
+    point = _resume_point(cfg, template, log) if resume else None
+    if resume and point is None:
+        log(f"no checkpoint in {out_dir!r}: starting fresh")
+    if point is not None:
+        ts, start, last_ckpt = point
+        if start >= cfg.meta.meta_steps:
+            log(f"run {out_dir!r} already finished: its last checkpoint {last_ckpt!r} is meta-step {start - 1} and "
+                f"meta.meta_steps is {cfg.meta.meta_steps}; nothing to do. To train longer, resume with a larger "
+                "meta.meta_steps (--meta-steps).")
+            return TrainResult(steps=0, first_meta_loss=None, last_meta_loss=None, seconds_per_step=None,
+                               first_step_seconds=None, bad_steps=0, checkpoint=last_ckpt, out_dir=out_dir)
+        log(f"resuming from {last_ckpt} at meta-step {start}")
+        return ts, start, last_ckpt, None
+    if ckpt.latest(out_dir) is not None:
+        raise AgentGraphError(
+            f"{out_dir!r} already holds checkpoints of an earlier run; pass --resume to continue it, or "
+            "choose another run.out_dir."
+        )
+    t0, c0 = time.perf_counter(), time.process_time()
+    ts = init_training(ctx, family)
+    setup = (time.perf_counter() - t0, time.process_time() - c0)
+    how = f"from {cfg.meta.init_from!r}" if cfg.meta.init_from else "(stats measured)"
+    log(f"protocol {ctx.protocol.name!r} initialised {how} in {setup[0]:.1f} s")
+    return ts, 0, None, setup
+
+
+def _meta_stepper(ctxs: list[Context], family: TaskFamily, mesh: Any, warm_steps: int) -> Callable:
+    """``(train_state, s) -> (train_state, metrics, status)``: meta-step ``s`` on graph ``s mod G``
+    of the pool, each (warm start, unroll, stage) variant compiled once for every pool graph (one
+    bucket); the programs replicated over ``mesh``."""
+    ctx = ctxs[0]
+    cfg, proto = ctx.cfg, ctx.protocol
+    progs = [replicate(c.program, mesh) for c in ctxs]
+    programs: dict[tuple, Callable] = {}  # (warm start, unroll, stage) -> one meta-step for every pool graph
+
+    def meta_step(ts, s):
+        warm = s < warm_steps
+        phase = max(s - warm_steps, 0)  # curriculum and protocol stages count meta-loss steps
+        k = cfg.meta.unroll_at(phase) if not warm else cfg.meta.inner_steps
+        stage = proto.stage(phase)
+        if (warm, k, stage) not in programs:
+            unroll = k if k < cfg.meta.inner_steps else None
+            programs[warm, k, stage] = _release_after_compile(
+                make_meta_step(ctx, family, warm=warm, unroll=unroll, stage=stage, mesh=mesh))
+        return programs[warm, k, stage](ts, s, progs[s % len(progs)])
+
+    return meta_step
+
+
+def _step_figures(cfg: TrainConfig, s: int, warm_steps: int, m: dict, log: Callable[[str], None]) -> dict:
+    """A meta-step's metrics as floats, with what the step was (warm start, unroll, meta-lr)."""
+    m = {k: float(v) for k, v in m.items()}
+    if s < warm_steps:
+        m["warm_start"] = True  # meta_loss is the protocol's warm-start objective on this step
+    else:
+        if cfg.meta.curriculum:
+            m["unroll"] = cfg.meta.unroll_at(s - warm_steps)
+        if cfg.meta.meta_lr_schedule:
+            m["meta_lr"] = cfg.meta.lr_at(s - warm_steps)
+    if m.get("nan_candidates"):
+        log(f"meta-step {s}: {int(m['nan_candidates'])} ES candidate(s) had a non-finite fitness; ranked "
+            "last, the generation went on")
+    return m
+
+
+def _append_row(mf: Any, metrics_path: str, row: dict) -> None:
+    try:
+        mf.write(json.dumps(row) + "\n")
+        mf.flush()
+    except OSError as e:
+        raise io_error(metrics_path, e, f"append meta-step {row['step']} to the metrics file", "run.out_dir") from None
+
+
+def _save(cfg: TrainConfig, s: int, ts: TrainState, last_ckpt: str | None) -> str:
+    """Checkpoint meta-step ``s``; returns its path. A failed save names the last good checkpoint."""
+    try:
+        return ckpt.save_step(cfg.run.out_dir, s, to_host(ts), _metadata(cfg, s), keep=cfg.run.keep)
+    except AgentGraphError as e:
+        raise AgentGraphError(f"{e} Meta-step {s} was not saved; the last good checkpoint is "
+                              f"{last_ckpt or 'none'}: fix the cause, then continue with --resume.") from None
 
 
 def _skip_reason(cfg: TrainConfig, s: int, status: int, loss: float, sizes: np.ndarray, names: list[str]) -> str:
@@ -392,13 +333,13 @@ def _skip_reason(cfg: TrainConfig, s: int, status: int, loss: float, sizes: np.n
             f"{cfg.meta.meta_lr:g}), or raise run.max_meta_param if such values are expected.")
 
 
-def _periodic_eval(cfg: TrainConfig, ctx: Context, family: TaskFamily) -> Callable:
+def _periodic_eval(ctx: Context, family: TaskFamily) -> Callable:
     """``(train_state, step) -> float``: the protocol's mean score after the last inner step on
     ``run.eval_runs`` fresh networks (fixed evaluation keys, so the curve is comparable across
     steps); one compiled program."""
     from agentgraph.meta.evaluate import run_protocol
 
-    keys = jax.random.split(jax.random.PRNGKey(2_000_003), cfg.run.eval_runs)
+    keys = jax.random.split(jax.random.PRNGKey(2_000_003), ctx.cfg.run.eval_runs)
 
     @jax.jit
     def scores(trainable, stats):

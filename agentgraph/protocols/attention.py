@@ -43,7 +43,8 @@ from agentgraph.errors import AgentGraphError
 from agentgraph.nodes import Synapse
 from agentgraph.nodes._util import learning_rate
 from agentgraph.nodes.linear import Linear, Outer
-from agentgraph.protocols.base import Network, Protocol
+from agentgraph.network import Network
+from agentgraph.protocols.base import Protocol
 
 __all__ = ["AttentionSynapse", "attention", "attention_feedback"]
 

@@ -1,28 +1,25 @@
 """The Protocol contract: what runs on the arrows of a network, and what meta-training learns.
 
 A learning rule is a :class:`Protocol`, a frozen bundle of pure functions in the style of optax's
-``GradientTransformation(init, update)``:
+``GradientTransformation(init, update)``. **The small contract** — all a rule must give:
 
-* ``network(net) -> net`` — the :class:`Network` the rule runs on: the given network (library
-  kinds) with its kinds substituted or wrapped (MPLP wraps every kind with a learned backward;
-  BLUR rebuilds the graph with k-state neurons and label agents). It also maps the network's
-  fresh-weight initialisers and its read-out onto the new graph.
-* ``init(key, graph) -> learned`` — the meta-parameters pytree (what meta-training changes).
+* ``name`` — a label for messages and files;
+* ``network(net) -> net`` — the :class:`~agentgraph.network.Network` the rule runs on: the given
+  network (library kinds) with its kinds substituted or wrapped (MPLP wraps every kind with a
+  learned backward; BLUR rebuilds the graph with k-state neurons and label agents), its
+  fresh-weight initialisers and its read-out mapped onto the new graph;
+* ``init(key, graph) -> learned`` — the meta-parameters pytree (what meta-training changes);
 * ``params(learned, stats, graph) -> {group: params}`` — what each parameter-sharing group of
-  ``graph`` receives at every inner step (a pure function: it runs inside ``jit``/``grad``).
+  ``graph`` receives at every inner step (pure: it runs inside ``jit``/``grad``).
 
-and optional hooks:
-
-* ``init_stats(graph) -> stats`` / ``calibrate(learned, stats, ctx, sample, key, pool) ->
-  stats`` — measured, frozen quantities that are not meta-trained (MPLP's learner-input
-  normalisation); the :class:`~agentgraph.meta.context.Context` lets a protocol simulate inner
-  loops on sampled tasks and fresh networks. ``transfer_stats`` says what to keep when they are
-  measured again on another network.
-* ``step(ctx, program, params, state, batch, stage, phase) -> (state, loss)`` — one inner step,
-  when the rule needs more than ``program.step`` (MPLP's optional gradient input);
-  ``stage(phase)`` names the compiled variant a meta-step uses (a hashable, static value).
-* ``warm_start`` — a :class:`WarmStart` objective the first meta-steps optimise instead of the
-  meta-objective (MPLP's imitation of backprop).
+**Optional capabilities**, each one typed group a rule that needs it sets (and a rule that does
+not never sees): :class:`Calibration` (measured, frozen ``stats``: MPLP's learner-input
+normalisation), :class:`WarmStart` (an objective for the first meta-steps: MPLP's imitation of
+backprop), :class:`Stepping` (a custom inner step and its compiled variants: MPLP's gradient
+input), ``held_out`` (:data:`HeldOut`: scoring held-out data when the learning lives in
+per-example state: VSML). Hooks receive an :class:`~agentgraph.inner.Inner` — the compiled
+networks — never meta-training's config. A learned initialisation (MAML) is not a protocol
+capability: ``meta.maml`` learns a prior for any rule.
 
 Meta-training sees only this contract and a meta-objective; it never asks which protocol or which
 kind it runs. Protocols are chosen in a config by ``protocol.rule``: a library name
@@ -33,114 +30,43 @@ Example:
     >>> from agentgraph.protocols.base import Protocol
     >>> p = Protocol(name="frozen", network=lambda net: net, init=lambda key, graph: {},
     ...              params=lambda learned, stats, graph: {})
-    >>> p.init_stats(None), p.stage(3)
-    ({}, None)
+    >>> p.init_stats(None), p.stage(3), p.calibration is None
+    ({}, None, True)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import os
-import sys
-from collections.abc import Callable, Hashable, Sequence
-from typing import Any, Literal, NamedTuple
+from collections.abc import Callable, Hashable
+from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import pydantic
 
+from agentgraph.compiler import Program
 from agentgraph.errors import AgentGraphError
+from agentgraph.graph import AgentGraph
+from agentgraph.inner import Inner
+from agentgraph.loading import load_callable
+from agentgraph.network import Network
 
-__all__ = ["FieldInit", "Network", "PROTOCOLS", "Protocol", "Readout", "WarmStart", "accuracy", "config_model",
-           "fresh_weights", "output_units", "load_callable", "prediction_loss", "read", "register", "resolve", "settings_of",
-           "weights_of", "with_weights"]
+__all__ = ["Calibration", "HeldOut", "PROTOCOLS", "Protocol", "Stepping", "WarmStart", "config_model", "register",
+           "resolve", "settings_of"]
 
+#: The meta-parameters pytree a protocol's ``init`` returns.
 Learned = Any
+#: Measured, frozen quantities (:class:`Calibration`); ``{}`` for rules without.
 Stats = Any
-
-
-class FieldInit(NamedTuple):
-    """How a fresh network draws one per-agent field: ``value = mean + std * N(0, 1)`` for every
-    agent of ``kind`` (``std = 0``: the constant ``mean``). Shapes come from the program's state.
-
-    Example:
-        >>> FieldInit("synapse", "w", std=0.05).std
-        0.05
-    """
-
-    kind: str
-    field: str
-    std: float = 0.0
-    mean: float = 0.0
-
-
-class Readout(NamedTuple):
-    """Where a network's predictions are read: ``state[agent][field]`` (``[index]`` of a vector
-    field) for ``agents`` in output order, and what the values are: ``"probs"`` (class
-    probabilities), ``"logits"`` (scores turned into probabilities by a softmax) or ``"values"``
-    (regression outputs).
-
-    Example:
-        >>> Readout((("softmax", 0), ("softmax", 1)), "p", kind="probs").kind
-        'probs'
-    """
-
-    agents: tuple[Hashable, ...]
-    field: str
-    index: int | None = None
-    kind: Literal["probs", "logits", "values"] = "values"
-
-
-@dataclasses.dataclass(frozen=True)
-class Network:
-    """An inner network family: a graph, how fresh networks draw their per-agent fields, and
-    where predictions are read.
-
-    Attributes:
-        graph: the agent graph.
-        init: the per-agent fields a fresh network draws (:class:`FieldInit`); fields not named
-            keep the graph's declared values. These fields are the network's *weights*: what a
-            gradient optimiser trains, what a MAML prior learns, what a prior pool stores.
-        readout: the predictions (``None``: the network has no designated outputs).
-
-    Example:
-        >>> from agentgraph.builders import mlp_network
-        >>> net = mlp_network([4, 3, 2])
-        >>> [i.kind for i in net.init], net.readout.field
-        (['synapse', 'bias'], 'p')
-    """
-
-    graph: Any
-    init: tuple[FieldInit, ...] = ()
-    readout: Readout | None = None
-
-    def with_graph(self, graph: Any, init: Sequence[FieldInit] | None = None,
-                   readout: Readout | None = None) -> Network:
-        """The same network family on ``graph`` (and, if given, other initialisers / read-out)."""
-        return Network(graph, tuple(self.init if init is None else init), self.readout if readout is None else readout)
-
-
-class WarmStart(NamedTuple):
-    """A warm-start objective optimised for the first ``steps`` meta-steps instead of the
-    meta-objective: ``make(ctx) -> objective`` with ``objective(learned, stats, task, w0) ->
-    (loss, aux)`` (aux as the meta-objective's: ``{"loss": [K], "hint": [K], "cv": ()}``);
-    ``prepare(learned, stats, ctx, task, w0) -> learned`` adjusts the fresh meta-parameters
-    before the first step; ``meta_lr`` the meta-optimiser's rate meanwhile (``None``: the run's)."""
-
-    steps: int
-    make: Callable[[Any], Callable]
-    prepare: Callable[..., Any] | None = None
-    meta_lr: float | None = None
-
-
-def _no_stats(graph: Any) -> Stats:
-    return {}
-
-
-def _keep_stats(learned: Learned, stats: Stats, ctx: Any, sample: Any, key: jax.Array, pool: Any) -> Stats:
-    return stats
+#: Network weights ``{kind: {field: [N_kind, ...]}}`` (:func:`~agentgraph.network.weights_of`).
+Weights = dict
+#: A task: ``{"train": {"x": [K, B, n], "y": [K, B, n_out]}, "test": {...}}`` (leading axis:
+#: inner steps).
+Task = dict
+#: ``(learned, stats, task, w0) -> (loss, aux)`` with aux ``{"loss": [K], "hint": [K], "cv": ()}``.
+TaskObjective = Callable[[Learned, Stats, Task, Weights], tuple[jax.Array, dict]]
+#: ``(inner, program, params, state, data) -> predictions [C, n_out]``: what a network in
+#: ``state`` (after inner steps) predicts for held-out ``data`` (``{"x": [C, n], "y": [C, n_out]}``).
+HeldOut = Callable[[Inner, Program, dict, dict, dict], jax.Array]
 
 
 def _measured(trained: Stats, measured: Stats) -> Stats:
@@ -149,6 +75,73 @@ def _measured(trained: Stats, measured: Stats) -> Stats:
 
 def _one_stage(phase: int | None) -> Hashable:
     return None
+
+
+class Calibration(NamedTuple):
+    """Measured, frozen quantities ``stats`` that meta-training does not change (MPLP's
+    learner-input normalisation).
+
+    Attributes:
+        init: ``graph -> stats``: their shapes and starting values.
+        measure: ``(learned, stats, inner, sample, key, pool) -> stats``: measure them on
+            ``inner``'s networks by simulating inner loops on tasks ``sample(key)`` (a sampler:
+            ``key -> Task``) from the pool's start weights (``{kind: {field: [P, N, ...]}}``).
+        transfer: ``(trained, measured) -> stats``: which of a trained protocol's stats to keep
+            when they are measured again on another network (default: the measured ones).
+
+    Example:
+        >>> c = Calibration(init=lambda graph: {"scale": 1.0}, measure=lambda *a: {"scale": 2.0})
+        >>> c.transfer({"scale": 1.0}, {"scale": 2.0})
+        {'scale': 2.0}
+    """
+
+    init: Callable[[AgentGraph], Stats]
+    measure: Callable[[Learned, Stats, Inner, Callable[[jax.Array], Task], jax.Array, Weights], Stats]
+    transfer: Callable[[Stats, Stats], Stats] = _measured
+
+
+class WarmStart(NamedTuple):
+    """A warm-start objective optimised for the first ``steps`` meta-steps instead of the
+    meta-objective (MPLP's imitation of backprop).
+
+    Attributes:
+        steps: how many meta-steps.
+        make: ``(inner, unroll) -> objective`` (:data:`TaskObjective`); ``unroll`` is the run's
+            :class:`~agentgraph.unroll.Unroll` (how its inner steps are unrolled).
+        prepare: ``(learned, stats, inner, task, w0) -> learned``: adjusts the fresh
+            meta-parameters before the first step (``w0``: one network's weights), or ``None``.
+        meta_lr: the meta-optimiser's rate meanwhile (``None``: the run's).
+
+    Example:
+        >>> WarmStart(100, make=lambda inner, unroll: None).prepare is None
+        True
+    """
+
+    steps: int
+    make: Callable[[Inner, Any], TaskObjective]
+    prepare: Callable[[Learned, Stats, Inner, Task, Weights], Learned] | None = None
+    meta_lr: float | None = None
+
+
+class Stepping(NamedTuple):
+    """A custom inner step, for rules that need more than ``program.step`` (MPLP's gradient input).
+
+    Attributes:
+        step: ``(inner, program, params, state, batch, stage, phase) -> (state, loss)``: one inner
+            step of ``program`` on ``batch`` (``{"x": [B, n], "y": [B, n_out]}``); ``stage`` the
+            static variant, ``phase`` the meta-steps since the warm start (``None`` at evaluation;
+            a traced integer in meta-training).
+        stage: ``phase -> hashable``: which compiled variant a meta-step runs (e.g. a schedule
+            that switches something off); default one variant, ``None``.
+
+    Example:
+        >>> s = Stepping(step=lambda inner, program, params, state, batch, stage, phase: program.step(params, state, batch))
+        >>> s.stage(5) is None
+        True
+    """
+
+    step: Callable[[Inner, Program, dict, dict, dict, Hashable, Any], tuple[dict, jax.Array]]
+    stage: Callable[[int | None], Hashable] = _one_stage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,41 +153,52 @@ class Protocol:
         network: ``Network -> Network`` (kinds substituted or wrapped).
         init: ``(key, graph) -> learned`` meta-parameters.
         params: ``(learned, stats, graph) -> {group: params}``.
-        init_stats: ``graph -> stats`` (frozen, measured; default ``{}``).
-        calibrate: ``(learned, stats, ctx, sample, key, pool) -> stats``: measure ``stats`` on
-            the context's network by simulating inner loops on tasks from ``sample(key)`` and the
-            pool's start weights (default: unchanged).
-        transfer_stats: ``(trained, measured) -> stats``: which of a trained protocol's stats to
-            keep when they are measured again on another network (default: the measured ones).
-        step: ``(ctx, program, params, state, batch, stage, phase) -> (state, loss)`` or
-            ``None`` (``program.step``).
-        stage: ``phase -> hashable``: which compiled variant a meta-step runs (``phase``: the
-            meta-steps since the warm start, ``None`` at evaluation); e.g. a schedule that
-            switches something off. Default: one variant.
+        calibration: a :class:`Calibration` or ``None`` (no stats: ``{}``).
         warm_start: a :class:`WarmStart` or ``None``.
+        stepping: a :class:`Stepping` or ``None`` (``program.step``, one variant).
+        held_out: a :data:`HeldOut` or ``None``: the state's per-agent fields with fresh
+            per-example ones, one forward sweep — right wherever the learning lives in per-agent
+            fields; a rule whose memory is per-example state (VSML's LSTM cells) gives its own.
         gradient_free: the rule never receives a gradient at evaluation (results of rules
             that do are reported apart).
-        held_out: ``(ctx, program, params, state, data) -> predictions [C, n_out]``: what a
-            network in ``state`` (after inner steps) predicts for held-out ``data`` (``[C, n]``
-            arrays). ``None`` (default): the state's per-agent fields with fresh per-example ones,
-            one forward sweep — right wherever the learning lives in per-agent fields; a rule
-            whose memory is per-example state (VSML's LSTM cells) gives its own.
-        settings: the validated settings the factory was built from (for messages and hooks).
+        settings: the validated settings the factory was built from (for messages).
     """
 
     name: str
     network: Callable[[Network], Network]
-    init: Callable[[jax.Array, Any], Learned]
-    params: Callable[[Learned, Stats, Any], dict[str, Any]]
-    init_stats: Callable[[Any], Stats] = _no_stats
-    calibrate: Callable[..., Stats] = _keep_stats
-    transfer_stats: Callable[[Stats, Stats], Stats] = _measured
-    step: Callable[..., Any] | None = None
-    stage: Callable[[int | None], Hashable] = _one_stage
+    init: Callable[[jax.Array, AgentGraph], Learned]
+    params: Callable[[Learned, Stats, AgentGraph], dict[str, Any]]
+    calibration: Calibration | None = None
     warm_start: WarmStart | None = None
+    stepping: Stepping | None = None
+    held_out: HeldOut | None = None
     gradient_free: bool = True
-    held_out: Callable[..., jax.Array] | None = None
     settings: Any = None
+
+    # -- the optional capabilities with their defaults: what meta-training calls ----------------
+    def init_stats(self, graph: AgentGraph) -> Stats:
+        """The stats' starting values (``{}`` without :attr:`calibration`)."""
+        return {} if self.calibration is None else self.calibration.init(graph)
+
+    def calibrate(self, learned: Learned, stats: Stats, inner: Inner, sample: Callable[[jax.Array], Task],
+                  key: jax.Array, pool: Weights) -> Stats:
+        """:attr:`Calibration.measure` (``stats`` unchanged without :attr:`calibration`)."""
+        return stats if self.calibration is None else self.calibration.measure(learned, stats, inner, sample, key, pool)
+
+    def transfer_stats(self, trained: Stats, measured: Stats) -> Stats:
+        """:attr:`Calibration.transfer` (the measured stats without :attr:`calibration`)."""
+        return measured if self.calibration is None else self.calibration.transfer(trained, measured)
+
+    def stage(self, phase: int | None) -> Hashable:
+        """:attr:`Stepping.stage` (``None``, one variant, without :attr:`stepping`)."""
+        return None if self.stepping is None else self.stepping.stage(phase)
+
+    def inner_step(self, inner: Inner, program: Program, params: dict, state: dict, batch: dict,
+                   stage: Hashable = None, phase: Any = None) -> tuple[dict, jax.Array]:
+        """One inner step: :attr:`Stepping.step`, or ``program.step(params, state, batch)``."""
+        if self.stepping is None:
+            return program.step(params, state, batch)
+        return self.stepping.step(inner, program, params, state, batch, stage, phase)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -220,37 +224,6 @@ def register(rule: str, target: str) -> None:
     PROTOCOLS[rule] = target
 
 
-def _load(target: str, what: str) -> Callable:
-    if ":" not in target:
-        raise AgentGraphError(f"{what} {target!r} is neither a library name nor 'package.module:function'.")
-    mod_name, _, attr = target.partition(":")
-    try:
-        try:
-            mod = importlib.import_module(mod_name)
-        except ModuleNotFoundError as e:
-            if e.name != mod_name.split(".")[0] or os.getcwd() in sys.path:
-                raise
-            sys.path.append(os.getcwd())  # like `python -m`, the current directory is searched
-            mod = importlib.import_module(mod_name)
-    except Exception as e:  # a missing module or an error while importing it
-        raise AgentGraphError(f"{what} {target!r}: cannot import module {mod_name!r} ({type(e).__name__}: {e}); "
-                              "is it installed, on PYTHONPATH or in the current directory?") from None
-    fn = getattr(mod, attr, None)
-    if not callable(fn):
-        raise AgentGraphError(f"{what} {target!r}: module {mod_name!r} has no function {attr!r}.")
-    return fn
-
-
-def load_callable(target: str, what: str) -> Callable:
-    """The function ``"package.module:function"`` names; errors name ``what`` and the target.
-
-    Example:
-        >>> load_callable("agentgraph.builders:mlp", "net.builder").__name__
-        'mlp'
-    """
-    return _load(target, what)
-
-
 def config_model(factory: Callable) -> type[pydantic.BaseModel]:
     """The pydantic model that validates a factory's settings: its ``Config`` attribute, or a
     model built from its keyword arguments' annotations and defaults.
@@ -264,12 +237,17 @@ def config_model(factory: Callable) -> type[pydantic.BaseModel]:
     if isinstance(model, type) and issubclass(model, pydantic.BaseModel):
         return model
     import inspect
+    import typing
 
+    try:  # string annotations (``from __future__ import annotations``) resolved in the factory's module
+        hints = typing.get_type_hints(factory)
+    except Exception:  # an annotation that does not resolve: pydantic reports it by field
+        hints = {}
     fields: dict[str, Any] = {}
     for name, p in inspect.signature(factory).parameters.items():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        ann = Any if p.annotation is p.empty else p.annotation
+        ann = Any if p.annotation is p.empty else hints.get(name, p.annotation)
         fields[name] = (ann, ... if p.default is p.empty else p.default)
     return pydantic.create_model(f"{getattr(factory, '__name__', 'factory')}_config",
                                  __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True),
@@ -283,7 +261,7 @@ def _validated(section: dict[str, Any], where: str) -> tuple[str, Callable, pyda
     rule = section.pop("rule", "mplp")
     if not isinstance(rule, str):
         raise AgentGraphError(f"{where}.rule must be a name or 'package.module:factory', got {rule!r}.")
-    factory = _load(PROTOCOLS.get(rule, rule), f"{where}.rule")
+    factory = load_callable(PROTOCOLS.get(rule, rule), f"{where}.rule")
     model = config_model(factory)
     try:
         return rule, factory, model.model_validate(section)
@@ -319,138 +297,3 @@ def resolve(section: dict[str, Any], where: str = "protocol") -> Protocol:
         raise AgentGraphError(f"{where}.rule {rule!r}: the factory returned {type(proto).__name__}, not an "
                               "agentgraph.protocols.base.Protocol.")
     return proto
-
-
-# ----------------------------------------------------------------------------------------------
-# fresh networks
-# ----------------------------------------------------------------------------------------------
-def weights_of(init: Sequence[FieldInit], state: dict) -> dict[str, dict[str, jax.Array]]:
-    """The network's weights ``{kind: {field: [N_kind, ...]}}`` (the fields ``init`` names) in
-    a program state.
-
-    Example:
-        >>> weights_of([FieldInit("k", "w")], {"k": {"w": jnp.ones(2), "x": jnp.zeros((2, 3))}})["k"]["w"].shape
-        (2,)
-    """
-    out: dict[str, dict[str, jax.Array]] = {}
-    for fi in init:
-        if fi.kind not in state or fi.field not in state[fi.kind]:
-            raise AgentGraphError(f"The network's initialiser names field {fi.kind}.{fi.field}, which the compiled "
-                                  "graph does not have; check the builder's FieldInit list.")
-        out.setdefault(fi.kind, {})[fi.field] = state[fi.kind][fi.field]
-    return out
-
-
-def with_weights(state: dict, weights: dict[str, dict[str, jax.Array]]) -> dict:
-    """``state`` with the fields in ``weights`` replaced (cast to the state's dtype).
-
-    Example:
-        >>> s = with_weights({"k": {"w": jnp.zeros(2)}}, {"k": {"w": jnp.ones(2)}})
-        >>> s["k"]["w"].tolist()
-        [1.0, 1.0]
-    """
-    out = dict(state)
-    for kind, fields in weights.items():
-        missing = [f for f in fields if f not in state.get(kind, {})]
-        if missing:
-            raise AgentGraphError(f"Weights for {kind}.{missing[0]}, which this program's state does not have "
-                                  f"(its {kind!r} fields: {sorted(state.get(kind, {}))}).")
-        out[kind] = {**state[kind], **{f: v.astype(state[kind][f].dtype) for f, v in fields.items()}}
-    return out
-
-
-def output_units(net: Network, rule: str) -> list[int]:
-    """The bias agent (index into ``net.graph.arrays()``) feeding each of the read-out's agents,
-    in output order: where a library network's output units sum their synapses — what protocols
-    that rebuild a network around its units (BLUR, VSML) call its outputs.
-
-    Raises:
-        AgentGraphError: a read-out agent not fed by exactly one bias agent (``rule`` names who asks).
-
-    Example:
-        >>> from agentgraph.builders import mlp_network
-        >>> net = mlp_network([3, 2])
-        >>> [net.graph.arrays().names[i] for i in output_units(net, "demo")]
-        [('b', 0, 0), ('b', 0, 1)]
-    """
-    A = net.graph.arrays()
-    index = {a: i for i, a in enumerate(A.names)}
-    is_bias = np.array(A.kind_names, dtype=object)[A.kind] == "bias"
-    fwd = A.type_mask("forward")
-    out = []
-    for r in net.readout.agents:
-        srcs = [int(s) for s in A.src[fwd & (A.dst == index[r])] if is_bias[s]]
-        if len(srcs) != 1:
-            raise AgentGraphError(f"Read-out agent {r!r} is not fed by exactly one bias agent; {rule} cannot find "
-                                  "its output unit.")
-        out.append(srcs[0])
-    return out
-
-
-def fresh_weights(init: Sequence[FieldInit], key: jax.Array, state: dict) -> dict[str, dict[str, jax.Array]]:
-    """Draw a fresh network's weights for a program ``state`` (shapes and dtypes from it).
-
-    Example:
-        >>> w = fresh_weights([FieldInit("k", "w", std=1.0)], jax.random.PRNGKey(0), {"k": {"w": jnp.zeros(3)}})
-        >>> w["k"]["w"].shape
-        (3,)
-    """
-    current = weights_of(init, state)
-    out: dict[str, dict[str, jax.Array]] = {}
-    drawn = [fi for fi in init if fi.std]
-    keys = [key] if len(drawn) == 1 else list(jax.random.split(key, max(1, len(drawn))))  # one field: the key itself
-    for fi in init:
-        k = keys.pop(0) if fi.std else None
-        ref = current[fi.kind][fi.field]
-        val = fi.mean + fi.std * jax.random.normal(k, ref.shape) if fi.std else jnp.full(ref.shape, fi.mean)
-        out.setdefault(fi.kind, {})[fi.field] = val.astype(ref.dtype)
-    return out
-
-
-def read(program: Any, state: dict, readout: Readout) -> jax.Array:
-    """The predictions ``[B, n_out]`` a :class:`Readout` names.
-
-    Example:
-        >>> import numpy as np
-        >>> from agentgraph.builders import mlp_network
-        >>> from agentgraph.compiler import compile
-        >>> net = mlp_network([2, 2], loss="l2")
-        >>> prog = compile(net.graph)
-        >>> s, _ = prog.forward(None, prog.init(3), {"x": np.ones((3, 2)), "y": np.zeros((3, 2))})
-        >>> read(prog, s, net.readout).shape
-        (3, 2)
-    """
-    if readout is None:
-        raise AgentGraphError("This network has no read-out (Network.readout is None); give the builder's "
-                              "Network a Readout naming its output agents.")
-    vals = program.read(state, list(readout.agents), readout.field)
-    if readout.index is not None:
-        vals = vals[..., readout.index]
-    return vals
-
-
-def prediction_loss(pred: jax.Array, y: jax.Array, kind: str) -> jax.Array:
-    """Per-example loss ``[B]`` of predictions against targets: cross-entropy for ``probs`` /
-    ``logits`` (targets one-hot, or ±1 labels: their argmax is the class), half squared error
-    summed over outputs for ``values``.
-
-    Example:
-        >>> float(prediction_loss(jnp.array([[0.0, 0.0]]), jnp.array([[1.0, 0.0]]), "logits")[0])  # log 2
-        0.6931471824645996
-    """
-    if kind == "values":
-        return 0.5 * jnp.sum((y - pred) ** 2, -1)
-    onehot = jax.nn.one_hot(jnp.argmax(y, -1), y.shape[-1], dtype=pred.dtype)
-    logp = jax.nn.log_softmax(pred, -1) if kind == "logits" else jnp.log(jnp.clip(pred, 1e-7, 1.0))
-    return -jnp.sum(onehot * logp, -1)
-
-
-def accuracy(pred: jax.Array, y: jax.Array) -> jax.Array:
-    """Per-example ``[B]`` 0/1: the predicted class is the target's.
-
-    Example:
-        >>> accuracy(jnp.array([[0.2, 0.8]]), jnp.array([[0.0, 1.0]])).tolist()
-        [1.0]
-    """
-    return (jnp.argmax(pred, -1) == jnp.argmax(y, -1)).astype(pred.dtype)
-

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from agentgraph.graph import AgentGraph
-from agentgraph.protocols.base import Network, Protocol
+from agentgraph.network import Network
+from agentgraph.protocols.base import Protocol
 
 __all__ = ["params", "sgd"]
 

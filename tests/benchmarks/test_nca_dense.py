@@ -12,7 +12,7 @@ import numpy as np
 
 from agentgraph import compile
 from agentgraph.builders import grid
-from agentgraph.protocols import nca
+from agentgraph.models import nca
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "baselines"))
 import nca_dense  # noqa: E402  (the hand-written baseline lives with the benchmarks)

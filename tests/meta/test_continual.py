@@ -14,7 +14,7 @@ from agentgraph.data.classification import sample_permuted_sequence
 from agentgraph.meta.config import parse_config
 from agentgraph.meta.context import make_context
 from agentgraph.meta.objectives import continual
-from agentgraph.protocols.base import prediction_loss
+from agentgraph.network import prediction_loss
 
 
 def test_permuted_sequence_segments_share_their_permutation():

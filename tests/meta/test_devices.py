@@ -25,7 +25,7 @@ import json, sys
 import jax, numpy as np
 from agentgraph.meta.config import parse_config
 from agentgraph.meta.context import make_context
-from agentgraph.meta.step import make_meta_step
+from agentgraph.meta.optimizers import make_meta_step
 from agentgraph.meta.tasks import task_family
 from agentgraph.meta.train import init_training_shapes
 
@@ -36,8 +36,8 @@ def run(opt, steps=3):
                  "objective": "heldout", "meta_lr": 1e-2, "optimizer": opt},
         "run": {"out_dir": "unused"}})
     ctx = make_context(cfg)
-    ts = init_training_shapes(cfg, ctx)
-    step = make_meta_step(cfg, ctx, task_family(cfg))
+    ts = init_training_shapes(ctx)
+    step = make_meta_step(ctx, task_family(cfg))
     losses = []
     for s in range(steps):
         ts, m, status = step(ts, s, ctx.program)
@@ -98,7 +98,7 @@ def _run_start():
                         "protocol": {"rule": "sgd", "lr": 0.1},
                         "meta": {"inner_steps": 2, "batch": 4, "outer_batch": 4, "prior_pool": 4, "maml": True,
                                  "objective": "heldout"}})
-    ts = init_training_shapes(cfg, make_context(cfg))
+    ts = init_training_shapes(make_context(cfg))
     return np.concatenate([np.ravel(v) for v in jax.tree.leaves(ts.trainable)]).tolist()
 
 

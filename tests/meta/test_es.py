@@ -18,7 +18,9 @@ from agentgraph import checkpoint as ckpt
 from agentgraph.meta import es as es_mod
 from agentgraph.meta.config import parse_config
 from agentgraph.meta.context import make_context
-from agentgraph.meta.step import NON_FINITE, TAKEN, make_meta_step
+from agentgraph.meta.optimizers import make_meta_step
+from agentgraph.meta.strategies import ES_STRATEGIES
+from agentgraph.meta.state import NON_FINITE, TAKEN
 from agentgraph.meta.tasks import task_family
 from agentgraph.meta.train import init_training_shapes, train
 from helpers import _metrics
@@ -48,12 +50,12 @@ def _flat(tree):
     return np.concatenate([np.ravel(v) for v in jax.tree.leaves(tree)])
 
 
-@pytest.mark.parametrize("strategy", sorted(es_mod.ES_STRATEGIES))
+@pytest.mark.parametrize("strategy", sorted(ES_STRATEGIES))
 def test_every_strategy_runs_a_generation_and_moves_its_mean(strategy):
     cfg = _tiny({"kind": "es", "strategy": strategy, "popsize": 8, "sigma": 0.1})
     ctx = make_context(cfg)
-    ts0 = init_training_shapes(cfg, ctx)
-    ts, m, status = make_meta_step(cfg, ctx, task_family(cfg))(ts0, 0, ctx.program)
+    ts0 = init_training_shapes(ctx)
+    ts, m, status = make_meta_step(ctx, task_family(cfg))(ts0, 0, ctx.program)
     assert int(status) == TAKEN and int(m["nan_candidates"]) == 0
     moved = np.abs(_flat(ts.trainable) - _flat(ts0.trainable)).max()
     assert 0 < moved < 10 and np.isfinite(_flat(ts.trainable)).all()
@@ -66,7 +68,7 @@ def test_chunked_population_scores_as_the_vmapped_one():
     for chunk in (None, 3):
         cfg = _tiny({"kind": "es", "strategy": "open_es", "popsize": 8, "sigma": 0.1, "chunk": chunk})
         ctx = make_context(cfg)
-        ts, m, _ = make_meta_step(cfg, ctx, task_family(cfg))(init_training_shapes(cfg, ctx), 0, ctx.program)
+        ts, m, _ = make_meta_step(ctx, task_family(cfg))(init_training_shapes(ctx), 0, ctx.program)
         outs.append((_flat(ts.trainable), float(m["meta_loss"])))
     np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(outs[1][1], outs[0][1], rtol=1e-5)
@@ -104,11 +106,11 @@ def _nan_where(pred):
 def test_nan_fitness_ranks_last_and_is_reported_and_all_nan_is_not_taken(tmp_path, monkeypatch):
     cfg = _tiny({"kind": "es", "strategy": "open_es", "popsize": 8, "sigma": 0.1}, tmp_path / "run", meta_steps=2)
     ctx = make_context(cfg)
-    ts0 = init_training_shapes(cfg, ctx)
+    ts0 = init_training_shapes(ctx)
     x0 = _flat(ts0.trainable)[0]
     first = lambda tr: _flat_j(tr)[0]  # noqa: E731
     monkeypatch.setattr(es_mod, "batch_meta_loss", _nan_where(lambda tr: first(tr) > x0))
-    ts, m, status = make_meta_step(cfg, ctx, task_family(cfg))(ts0, 0, ctx.program)
+    ts, m, status = make_meta_step(ctx, task_family(cfg))(ts0, 0, ctx.program)
     assert int(status) == TAKEN and int(m["nan_candidates"]) == 4  # antithetic: half the pairs' + side
     assert np.isfinite(_flat(ts.trainable)).all() and np.isfinite(float(m["meta_loss"]))
     # ranked last: the mean moves away from the NaN side along that coordinate
@@ -117,7 +119,7 @@ def test_nan_fitness_ranks_last_and_is_reported_and_all_nan_is_not_taken(tmp_pat
     train(cfg, progress=False, log=logs.append)
     assert any("non-finite fitness" in s and "ranked last" in s for s in logs), logs
     monkeypatch.setattr(es_mod, "batch_meta_loss", _nan_where(lambda tr: True))
-    ts, m, status = make_meta_step(cfg, ctx, task_family(cfg))(ts0, 0, ctx.program)
+    ts, m, status = make_meta_step(ctx, task_family(cfg))(ts0, 0, ctx.program)
     assert int(status) == NON_FINITE and np.array_equal(_flat(ts.trainable), _flat(ts0.trainable))
 
 

@@ -294,14 +294,14 @@ def test_init_from_starts_at_a_trained_protocol_on_another_activation():
     cfg = parse_config({**cfg.model_dump(mode="json"), "net": {**cfg.net.model_dump(mode="json"), "activation": "step"},
                         "meta": {**cfg.meta.model_dump(mode="json"), "init_from": path}})
     ctx = make_context(cfg)
-    ts = init_training(cfg, ctx, task_family(cfg))
+    ts = init_training(ctx, task_family(cfg))
     learned, stats = load_protocol(path, ctx)
     for a, b in zip(jax.tree.leaves((ts.trainable["protocol"], ts.stats)), jax.tree.leaves((learned, stats))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     bad = parse_config({**cfg.model_dump(mode="json"), "meta": {**cfg.meta.model_dump(mode="json"),
                                                               "init_from": "no/such.npz"}})
     with pytest.raises(AgentGraphError, match=r"meta.init_from: .*no/such.npz"):
-        init_training(bad, make_context(bad), task_family(bad))
+        init_training(make_context(bad), task_family(bad))
 
 
 def test_evaluation_scores_through_the_protocols_held_out_hook():

@@ -13,7 +13,7 @@ from agentgraph import checkpoint as ckpt
 from agentgraph.meta.context import make_context
 from agentgraph.meta.train import train
 from agentgraph.protocols import gradient
-from agentgraph.protocols.base import with_weights
+from agentgraph.network import with_weights
 from agentgraph.protocols.recording import recording_kinds
 
 from helpers import _metrics, digits_cfg
@@ -77,7 +77,7 @@ def test_imitation_warm_start_fits_the_gradient_protocols_messages_and_updates(t
     fam = task_family(cfg)
     imit = make_imitation(ctx, ctx.protocol.settings)
     w0 = jax.tree.map(lambda v: v[0], ctx.pool(jax.random.PRNGKey(1), 1))
-    fresh = init_training(cfg, ctx, fam)
+    fresh = init_training(ctx, fam)
     tree, _ = ckpt.load(res["checkpoint"], fresh)
 
     one = jax.jit(lambda tr, nm, task: task_imitation_loss(tr, nm, ctx, task, w0, imit))
@@ -102,7 +102,7 @@ def test_imitation_starts_with_updates_the_size_of_sgds(tmp_path):
                      protocol__sharing="group")
     ctx = make_context(cfg)
     fam = task_family(cfg)
-    ts = init_training(cfg, ctx, fam)
+    ts = init_training(ctx, fam)
     imit = make_imitation(ctx, ctx.protocol.settings)
     params = ctx.params(ts.trainable["protocol"], ts.stats)
     task = fam.sample(jax.random.fold_in(jax.random.split(jax.random.PRNGKey(cfg.run.seed), 4)[2], 1))

@@ -8,7 +8,8 @@ import numpy as np
 from agentgraph.arrows.schedule import Phase, Schedule
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
-from agentgraph.protocols.base import FieldInit, Network, Readout, output_units
+from agentgraph.network import FieldInit, Network, Readout
+from agentgraph.protocols.units import output_units
 from agentgraph.protocols.blur.agents import UPDATE, BlurInput, BlurLabel, BlurNeuron, BlurRelay, BlurSynapse
 
 __all__ = ["EXACT_SCHEDULE", "GROUP", "blur_network"]

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from agentgraph.compiler import Program, compile
+from agentgraph.inner import Inner
 from agentgraph.protocols.mplp import agents as mk
 from agentgraph.protocols.mplp.gradient_input import with_gradient
 
@@ -43,11 +44,11 @@ def group_rows(graph: Any, prog: Program, keys: dict) -> dict[str, tuple[str, np
     return out
 
 
-def recording_program(ctx: Any, config: mk.MPLPConfig, sharing: str) -> tuple[Any, Program]:
-    """``(graph, program)``: ``ctx``'s library network with MPLP kinds that record their raw
+def recording_program(inner: Inner, config: mk.MPLPConfig, sharing: str) -> tuple[Any, Program]:
+    """``(graph, program)``: ``inner``'s library network with MPLP kinds that record their raw
     learner inputs ``feat`` and raw updates ``raw`` (compiled once per context)."""
-    g = ctx.base.graph.with_kinds(mk.kinds(dataclasses.replace(config, record=True), sharing))
-    return g, ctx.memo(("mplp.record", config, sharing), lambda: compile(g))
+    g = inner.base.graph.with_kinds(mk.kinds(dataclasses.replace(config, record=True), sharing))
+    return g, inner.memo(("mplp.record", config, sharing), lambda: compile(g))
 
 
 def tensor_ids(kind: str, k: int, grad_input: bool = False) -> np.ndarray:
@@ -78,13 +79,13 @@ def _stats(x: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, inv
 
 
-def calibrate(ctx: Any, config: mk.MPLPConfig, sharing: str, meta: dict, norm: dict,
+def calibrate(inner: Inner, config: mk.MPLPConfig, sharing: str, meta: dict, norm: dict,
               sample: Callable[[jax.Array], dict], key: jax.Array, pool: dict, rounds: int,
               blend: float = 0.5) -> dict:
     """Measure the normalisation over ``rounds`` simulated inner loops; returns the new ``norm``.
 
     Args:
-        ctx: the meta-training :class:`~agentgraph.meta.context.Context`.
+        inner: the compiled networks (:class:`~agentgraph.inner.Inner`).
         config, sharing: the learners' shape and sharing.
         meta: the (untrained) protocol.
         norm: the starting normalisation (identity from :func:`~agentgraph.protocols.mplp.init_norm`).
@@ -95,16 +96,16 @@ def calibrate(ctx: Any, config: mk.MPLPConfig, sharing: str, meta: dict, norm: d
     """
     if rounds == 0:
         return norm
-    g, prog = recording_program(ctx, config, sharing)
+    g, prog = recording_program(inner, config, sharing)
     keys = mk.share_keys(g, sharing)
     rows_of = group_rows(g, prog, keys)
 
     @jax.jit
     def simulate(params, task, w0):
-        state = ctx.start(w0, task["train"]["x"].shape[1], prog)
+        state = inner.start(w0, task["train"]["x"].shape[1], prog)
 
         def body(s, batch):  # a gradient input is measured at full scale
-            s, _ = prog.step(params, with_gradient(ctx, s, batch, 1.0), batch)
+            s, _ = prog.step(params, with_gradient(inner, s, batch, 1.0), batch)
             return s, {k: (s[k]["feat"], s[k]["raw"]) for k in s if "feat" in s[k]}
 
         _, rec = jax.lax.scan(body, state, task["train"])

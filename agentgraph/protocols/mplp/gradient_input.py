@@ -21,7 +21,7 @@ Example:
     ...                     "protocol": {"k": 2, "hidden": 2, "grad_input": "always"}})
     >>> ctx = make_context(cfg)
     >>> batch = {"x": np.ones((3, 64), np.float32), "y": np.eye(10, dtype=np.float32)[:3]}
-    >>> s = with_gradient(ctx, ctx.program.init(3), batch, 1.0)
+    >>> s = with_gradient(ctx.inner, ctx.program.init(3), batch, 1.0)
     >>> s["synapse"]["grad"].shape
     (640, 3)
 """
@@ -34,33 +34,34 @@ from typing import Any
 import jax
 
 from agentgraph.compiler import Program, compile
+from agentgraph.inner import Inner
 from agentgraph.protocols.mplp.agents import PARAM_FIELDS
 
 __all__ = ["eval_scale", "teacher", "train_scale", "with_gradient"]
 
 
-def teacher(ctx: Any) -> Program:
-    """The gradient protocol on ``ctx``'s library network with recording kinds
+def teacher(inner: Inner) -> Program:
+    """The gradient protocol on ``inner``'s library network with recording kinds
     (:mod:`agentgraph.protocols.recording`): its per-example messages and updates, for imitation
     and for the gradient input. Compiled once per context."""
     from agentgraph.nodes.registry import default_kinds
     from agentgraph.protocols.recording import recording_kinds
 
-    return ctx.memo("mplp.teacher", lambda: compile(ctx.base.graph.with_kinds(recording_kinds(default_kinds()))))
+    return inner.memo("mplp.teacher", lambda: compile(inner.base.graph.with_kinds(recording_kinds(default_kinds()))))
 
 
-def with_gradient(ctx: Any, state: Mapping, batch: Mapping, scale) -> dict:
+def with_gradient(inner: Inner, state: Mapping, batch: Mapping, scale) -> dict:
     """``state`` (the MPLP program's) with ``grad`` of every weight and bias set to ``scale``
     times its per-example SGD step on ``batch`` (``[B, ...]`` arrays) at the state's current
     weights. A no-op when the state has no gradient input or ``scale`` is ``None`` (the ``grad``
     fields keep their value, zero from ``init``). See the module example."""
     if scale is None or any("grad" not in state.get(kind, {}) for kind in PARAM_FIELDS):
         return dict(state)
-    t_prog = teacher(ctx)
+    t_prog = teacher(inner)
     B = jax.tree.leaves(batch)[0].shape[0]
-    w = jax.lax.stop_gradient(ctx.weights(state))
-    lr = {g: {"lr": 1.0} for g in ctx.base.graph.groups()}
-    t, _ = t_prog.step(lr, ctx.start(w, B, t_prog, plain=True), batch)
+    w = jax.lax.stop_gradient(inner.weights(state))
+    lr = {g: {"lr": 1.0} for g in inner.base.graph.groups()}
+    t, _ = t_prog.step(lr, inner.start(w, B, t_prog, plain=True), batch)
     out = dict(state)
     for kind, field in PARAM_FIELDS.items():
         g = jax.lax.stop_gradient(t[kind]["upd_" + field]).astype(state[kind]["grad"].dtype)

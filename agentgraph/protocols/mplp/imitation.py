@@ -32,7 +32,7 @@ Example:
     ...                     "protocol": {"k": 2, "hidden": 2, "sharing": "kind", "imitation_unroll": 2},
     ...                     "meta": {"inner_steps": 3}})
     >>> ctx = make_context(cfg)
-    >>> imit = make_imitation(ctx, ctx.protocol.settings)
+    >>> imit = make_imitation(ctx.inner, ctx.protocol.settings)
     >>> sorted(imit.message_groups)
     ['bias:0', 'softmax', 'synapse:0']
 """
@@ -49,10 +49,12 @@ import numpy as np
 
 from agentgraph.compiler import Program
 from agentgraph.errors import AgentGraphError
-from agentgraph.protocols.base import with_weights
+from agentgraph.inner import Inner
+from agentgraph.network import with_weights
 from agentgraph.protocols.mplp import agents as mk
 from agentgraph.protocols.mplp.calibration import group_rows, recording_program
 from agentgraph.protocols.mplp.gradient_input import teacher, train_scale, with_gradient
+from agentgraph.unroll import Unroll, remat, run_steps
 
 __all__ = ["Imitation", "make_imitation", "matched_out_scale", "task_imitation_loss"]
 
@@ -79,14 +81,14 @@ class Imitation:
     settings: Any
 
 
-def make_imitation(ctx: Any, settings: Any) -> Imitation:
-    """Compile the student and teacher programs of ``ctx``'s network (see module docstring).
+def make_imitation(inner: Inner, settings: Any) -> Imitation:
+    """Compile the student and teacher programs of ``inner``'s network (see module docstring).
 
     Raises:
         AgentGraphError: the two programs lay agents out differently.
     """
-    g, student = recording_program(ctx, settings.kinds_config(), settings.sharing)
-    t_prog = teacher(ctx)
+    g, student = recording_program(inner, settings.kinds_config(), settings.sharing)
+    t_prog = teacher(inner)
     if not np.array_equal(student.rows.row, t_prog.rows.row):
         raise AgentGraphError("The MPLP and gradient programs number agents differently; imitation cannot pair them.")
     keys = mk.share_keys(g, settings.sharing)
@@ -101,32 +103,31 @@ def _cos_err(a: jax.Array, b: jax.Array) -> jax.Array:
     return 1.0 - num / (jnp.sqrt(jnp.sum(a * a) * jnp.sum(b * b)) + 1e-12)
 
 
-def task_imitation_loss(learned: Mapping[str, Any], norm: Mapping[str, Any], ctx: Any, task: Mapping,
-                        w0: dict, imit: Imitation, grad_scale=None):
+def task_imitation_loss(learned: Mapping[str, Any], norm: Mapping[str, Any], inner: Inner, task: Mapping,
+                        w0: dict, imit: Imitation, unroll: Unroll = Unroll(), grad_scale=None):
     """The imitation objective of one task from weights ``w0`` (module docstring).
 
     Returns:
         ``(loss, aux)`` with aux ``{"loss": [U] the network's loss before each step, "hint": [U]
         update error per step, "cv": () mean message error}`` (``U = protocol.imitation_unroll``)
         — the keys the meta-objectives return, so the training driver logs both alike.
+        ``unroll``: how the steps are unrolled (the run's ``meta.remat``, ``meta.inner_loop``).
         ``grad_scale``: the gradient input's scale (``protocol.grad_input``).
     """
     st = imit.settings
-    m = ctx.cfg.meta
-    from agentgraph.meta.loop import remat, run_steps  # meta imports protocols, never at import time
 
     params = mk.assemble(learned, norm, imit.keys)
-    lr = {g: {"lr": st.imitation_lr} for g in ctx.base.graph.groups()}
+    lr = {g: {"lr": st.imitation_lr} for g in inner.base.graph.groups()}
     train = jax.tree.map(lambda v: v[:st.imitation_unroll], task["train"])
     B = train["x"].shape[1]
-    state = ctx.start(w0, B, imit.student)
+    state = inner.start(w0, B, imit.student)
     t_init = imit.teacher.init(B)
 
     def body(s, batch):
-        w = jax.lax.stop_gradient(ctx.weights(s))
+        w = jax.lax.stop_gradient(inner.weights(s))
         t_state, loss = imit.teacher.step(lr, with_weights(t_init, w), batch)
         t_state = jax.lax.stop_gradient(t_state)
-        s2, _ = imit.student.step(params, with_gradient(ctx, s, batch, grad_scale), batch)
+        s2, _ = imit.student.step(params, with_gradient(inner, s, batch, grad_scale), batch)
         msg_errs = [_cos_err(s2[kn]["feat"][rows, :, 0], t_state[kn]["in_m"][rows, :, 0])
                     for kn, rows in imit.message_groups.values()]
         upd_errs = []
@@ -141,11 +142,11 @@ def task_imitation_loss(learned: Mapping[str, Any], norm: Mapping[str, Any], ctx
         u_err = jnp.mean(jnp.stack(upd_errs))
         return s2, (m_err, u_err, jax.lax.stop_gradient(loss))
 
-    _, (m_errs, u_errs, losses) = run_steps(remat(body, m.remat), state, train, m.inner_loop == "unrolled")
+    _, (m_errs, u_errs, losses) = run_steps(remat(body, unroll.remat), state, train, unroll.unrolled)
     return (m_errs + u_errs).mean(), {"loss": losses, "hint": u_errs, "cv": m_errs.mean()}
 
 
-def matched_out_scale(learned: Mapping[str, Any], norm: Mapping[str, Any], ctx: Any, imit: Imitation,
+def matched_out_scale(learned: Mapping[str, Any], norm: Mapping[str, Any], inner: Inner, imit: Imitation,
                       task: Mapping, w0: dict) -> dict[str, Any]:
     """``learned`` with each learner's ``out_scale`` set so that its updates have the size of
     SGD's (``protocol.imitation_lr``) on the first batch of ``task``: the ratio of the root mean
@@ -159,12 +160,12 @@ def matched_out_scale(learned: Mapping[str, Any], norm: Mapping[str, Any], ctx: 
     """
     st = imit.settings
     params = mk.assemble(learned, norm, imit.keys)
-    lr = {g: {"lr": st.imitation_lr} for g in ctx.base.graph.groups()}
+    lr = {g: {"lr": st.imitation_lr} for g in inner.base.graph.groups()}
     batch = jax.tree.map(lambda v: v[0], task["train"])
     B = batch["x"].shape[0]
-    t_state, _ = imit.teacher.step(lr, ctx.start(w0, B, imit.teacher, plain=True), batch)
+    t_state, _ = imit.teacher.step(lr, inner.start(w0, B, imit.teacher, plain=True), batch)
     scale = train_scale(st.grad_input, st.grad_input_anneal, 0)
-    s_state, _ = imit.student.step(params, with_gradient(ctx, ctx.start(w0, B, imit.student), batch, scale), batch)
+    s_state, _ = imit.student.step(params, with_gradient(inner, inner.start(w0, B, imit.student), batch, scale), batch)
     logs: dict[str, list] = {}
     for g, (kn, rows) in imit.update_groups.items():
         target = jnp.sqrt(jnp.mean(t_state[kn]["upd_" + mk.PARAM_FIELDS[kn]][rows] ** 2))

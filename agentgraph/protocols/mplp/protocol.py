@@ -3,7 +3,8 @@
 The settings (:class:`MPLPSettings`) are the learners' shape and sharing plus MPLP's own
 meta-training options: the normalisation's calibration, the warm start by imitation and the
 optional gradient input. Meta-training reaches them only through the contract's hooks:
-``calibrate`` (normalisation), ``step`` and ``stage`` (gradient input), ``warm_start`` (imitation).
+its :class:`~agentgraph.protocols.base.Calibration` (normalisation), :class:`~agentgraph.protocols.base.Stepping`
+(gradient input) and :class:`~agentgraph.protocols.base.WarmStart` (imitation).
 
 Example:
     >>> from agentgraph.builders import mlp_network
@@ -23,7 +24,7 @@ from typing import Any, Literal
 
 import pydantic
 
-from agentgraph.protocols.base import Protocol, WarmStart
+from agentgraph.protocols.base import Calibration, Protocol, Stepping, WarmStart
 from agentgraph.protocols.mplp import agents as mk
 
 __all__ = ["MPLPSettings", "mplp"]
@@ -67,9 +68,9 @@ class MPLPSettings(pydantic.BaseModel):
 def mplp(**settings: Any) -> Protocol:
     """The MPLP protocol with :class:`MPLPSettings` (module example).
 
-    Hooks: ``calibrate`` measures the learner-input normalisation; ``step`` writes the gradient
-    input before each step when ``grad_input`` is on; ``stage`` switches a fading gradient input
-    off once it is zero; ``warm_start`` is the imitation of backprop (``imitation_steps``).
+    Capabilities: ``calibration`` measures the learner-input normalisation; ``stepping`` writes the
+    gradient input before each step when ``grad_input`` is on, and its ``stage`` switches a fading
+    gradient input off once it is zero; ``warm_start`` is the imitation of backprop (``imitation_steps``).
     """
     st = MPLPSettings(**settings)
     config, sharing = st.kinds_config(), st.sharing
@@ -86,10 +87,10 @@ def mplp(**settings: Any) -> Protocol:
     def init_stats(graph):
         return mk.init_norm(graph, config, sharing)
 
-    def calibrate(learned, stats, ctx, sample, key, pool):
+    def calibrate(learned, stats, inner, sample, key, pool):
         from agentgraph.protocols.mplp.calibration import calibrate as measure
 
-        return measure(ctx, config, sharing, learned, stats, sample, key, pool, st.calibration_rounds,
+        return measure(inner, config, sharing, learned, stats, sample, key, pool, st.calibration_rounds,
                        st.calibration_blend)
 
     def transfer_stats(trained, measured):  # the learned update offset stays the trained one
@@ -102,34 +103,35 @@ def mplp(**settings: Any) -> Protocol:
             return "feed" if eval_scale(st.grad_input) is not None else None
         return "feed" if train_scale(st.grad_input, st.grad_input_anneal, phase) is not None else None
 
-    def step(ctx, program, params_, state, batch, stage_, phase):
+    def step(inner, program, params_, state, batch, stage_, phase):
         from agentgraph.protocols.mplp.gradient_input import eval_scale, train_scale, with_gradient
 
         if stage_ == "feed":
             scale = eval_scale(st.grad_input) if phase is None else train_scale(st.grad_input, st.grad_input_anneal, phase)
-            state = with_gradient(ctx, state, batch, scale)
+            state = with_gradient(inner, state, batch, scale)
         return program.step(params_, state, batch)
 
     warm = None
     if st.imitation_steps:
-        def make(ctx):
+        def make(inner, unroll):
             from agentgraph.protocols.mplp.gradient_input import train_scale
             from agentgraph.protocols.mplp.imitation import make_imitation, task_imitation_loss
 
-            imit = make_imitation(ctx, st)
+            imit = make_imitation(inner, st)
             scale = train_scale(st.grad_input, st.grad_input_anneal, 0)
-            return lambda learned, stats, task, w0: task_imitation_loss(learned, stats, ctx, task, w0, imit, scale)
+            return lambda learned, stats, task, w0: task_imitation_loss(learned, stats, inner, task, w0, imit, unroll,
+                                                                        scale)
 
-        def prepare(learned, stats, ctx, task, w0):
+        def prepare(learned, stats, inner, task, w0):
             from agentgraph.protocols.mplp.imitation import make_imitation, matched_out_scale
 
-            return matched_out_scale(learned, stats, ctx, make_imitation(ctx, st), task, w0)
+            return matched_out_scale(learned, stats, inner, make_imitation(inner, st), task, w0)
 
         warm = WarmStart(st.imitation_steps, make, prepare, st.imitation_meta_lr)
 
-    return Protocol(name="mplp", network=network, init=init, params=params, init_stats=init_stats,
-                    calibrate=calibrate, transfer_stats=transfer_stats,
-                    step=step if st.grad_input != "none" else None, stage=stage, warm_start=warm,
+    return Protocol(name="mplp", network=network, init=init, params=params,
+                    calibration=Calibration(init_stats, calibrate, transfer_stats), warm_start=warm,
+                    stepping=Stepping(step, stage) if st.grad_input != "none" else None,
                     gradient_free=st.grad_input != "always", settings=st)
 
 

@@ -33,9 +33,12 @@ Example:
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
+from agentgraph.compiler import Program
 from agentgraph.errors import AgentGraphError
+from agentgraph.inner import Inner
 from agentgraph.learners.lstm import init_lstm
 from agentgraph.protocols.base import Protocol
 from agentgraph.protocols.vsml.agents import (
@@ -53,10 +56,11 @@ __all__ = ["GROUP", "SCHEDULE", "TICK", "VSMLBack", "VSMLError", "VSMLInput", "V
            "vsml_network"]
 
 
-def held_out(ctx, program, params, state, data):
+def held_out(inner: Inner, program: Program, params: dict, state: dict, data: dict) -> jax.Array:
     """VSML's held-out predictions: the learner of example 0 (its synapses' LSTM states and the
     messages in flight) copied to every held-out example, one forward tick, the outputs' ``z``
-    (``[C, n_out]``). The copies' own labels are not heard before the prediction is read."""
+    (``[C, n_out]``). The copies' own labels are not heard before the prediction is read (a
+    :data:`~agentgraph.protocols.base.HeldOut` hook)."""
     C = data["x"].shape[0]
 
     def copy(v):  # per-example arrays are [agents, B, ...]
@@ -70,7 +74,7 @@ def held_out(ctx, program, params, state, data):
             kind = program.kinds[k]
             out[k] = {f: copy(v) if kind.fields[f].per_example else v for f, v in fields.items()}
     out, _ = program.forward(params, out, data)
-    return ctx.predict(out, program)
+    return inner.predict(out, program)
 
 
 def vsml(msg: int = 8, hidden: int = 16, micro_ticks: int = 2, init_std: float = 0.5, output_index: int = 1,

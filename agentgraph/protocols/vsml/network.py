@@ -8,7 +8,8 @@ import numpy as np
 
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
-from agentgraph.protocols.base import FieldInit, Network, Readout, output_units
+from agentgraph.network import FieldInit, Network, Readout
+from agentgraph.protocols.units import output_units
 from agentgraph.protocols.vsml.agents import (
     SCHEDULE,
     TICK,
