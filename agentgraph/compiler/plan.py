@@ -23,7 +23,7 @@ patterns, gather, sorted segment). :func:`make_plan` can also lower a graph into
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 

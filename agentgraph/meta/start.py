@@ -15,7 +15,7 @@ from agentgraph.meta.context import Context
 from agentgraph.meta.optimizers import opt_init
 from agentgraph.meta.protocol_io import load_protocol
 from agentgraph.meta.state import TrainState
-from agentgraph.meta.tasks import TaskFamily, task_family
+from agentgraph.meta.tasks import TaskFamily
 from agentgraph.protocols.base import Protocol, WarmStart
 
 __all__ = ["init_training", "measure_stats", "warm_start_of", "warm_steps_of"]
@@ -36,6 +36,7 @@ def measure_stats(ctx: Context, family: TaskFamily, learned: Any = None) -> tupl
     Example:
         >>> from agentgraph.meta.config import parse_config
         >>> from agentgraph.meta.context import make_context
+        >>> from agentgraph.meta.tasks import task_family
         >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
         ...                     "protocol": {"calibration_rounds": 1}, "meta": {"inner_steps": 2}})
         >>> learned, stats, pool = measure_stats(make_context(cfg), task_family(cfg))
@@ -63,6 +64,7 @@ def init_training(ctx: Context, family: TaskFamily) -> TrainState:
     Example:
         >>> from agentgraph.meta.config import parse_config
         >>> from agentgraph.meta.context import make_context
+        >>> from agentgraph.meta.tasks import task_family
         >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
         ...     "protocol": {"rule": "sgd"}, "meta": {"maml": True, "prior_pool": 2}})
         >>> ts = init_training(make_context(cfg), task_family(cfg))

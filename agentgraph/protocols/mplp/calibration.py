@@ -20,6 +20,7 @@ import numpy as np
 from agentgraph.compiler import Program, compile
 from agentgraph.inner import Inner
 from agentgraph.protocols.mplp import agents as mk
+from agentgraph.protocols.mplp import sharing as sh
 from agentgraph.protocols.mplp.gradient_input import with_gradient
 
 __all__ = ["calibrate", "group_rows", "recording_program", "tensor_ids"]
@@ -32,7 +33,7 @@ def group_rows(graph: Any, prog: Program, keys: dict) -> dict[str, tuple[str, np
     Example:
         >>> from agentgraph import compile, mlp
         >>> g = mlp([1, 4, 1], loss="l2")
-        >>> kind, rows = group_rows(g, compile(g), mk.share_keys(g))["synapse:0"]
+        >>> kind, rows = group_rows(g, compile(g), sh.share_keys(g))["synapse:0"]
         >>> kind, len(rows)
         ('synapse', 4)
     """
@@ -97,7 +98,7 @@ def calibrate(inner: Inner, config: mk.MPLPConfig, sharing: str, meta: dict, nor
     if rounds == 0:
         return norm
     g, prog = recording_program(inner, config, sharing)
-    keys = mk.share_keys(g, sharing)
+    keys = sh.share_keys(g, sharing)
     rows_of = group_rows(g, prog, keys)
 
     @jax.jit
@@ -114,7 +115,7 @@ def calibrate(inner: Inner, config: mk.MPLPConfig, sharing: str, meta: dict, nor
     norm = jax.tree.map(np.asarray, norm)
     P = jax.tree.leaves(pool)[0].shape[0]
     for r in range(rounds):
-        params = mk.assemble(meta, jax.tree.map(jnp.asarray, norm), keys)
+        params = sh.assemble(meta, jax.tree.map(jnp.asarray, norm), keys)
         task = sample(jax.random.fold_in(key, r))
         rec = jax.device_get(simulate(params, task, jax.tree.map(lambda v: v[r % P], pool)))
         measured: dict[str, dict[str, Any]] = {}

@@ -52,6 +52,7 @@ from agentgraph.errors import AgentGraphError
 from agentgraph.inner import Inner
 from agentgraph.network import with_weights
 from agentgraph.protocols.mplp import agents as mk
+from agentgraph.protocols.mplp import sharing as sh
 from agentgraph.protocols.mplp.calibration import group_rows, recording_program
 from agentgraph.protocols.mplp.gradient_input import teacher, train_scale, with_gradient
 from agentgraph.unroll import Unroll, remat, run_steps
@@ -91,7 +92,7 @@ def make_imitation(inner: Inner, settings: Any) -> Imitation:
     t_prog = teacher(inner)
     if not np.array_equal(student.rows.row, t_prog.rows.row):
         raise AgentGraphError("The MPLP and gradient programs number agents differently; imitation cannot pair them.")
-    keys = mk.share_keys(g, settings.sharing)
+    keys = sh.share_keys(g, settings.sharing)
     rows = group_rows(g, student, keys)
     msg = {gr: kr for gr, kr in rows.items() if kr[0] not in ("l2", "cross_entropy")}
     upd = {gr: kr for gr, kr in rows.items() if kr[0] in mk.PARAM_FIELDS}
@@ -116,7 +117,7 @@ def task_imitation_loss(learned: Mapping[str, Any], norm: Mapping[str, Any], inn
     """
     st = imit.settings
 
-    params = mk.assemble(learned, norm, imit.keys)
+    params = sh.assemble(learned, norm, imit.keys)
     lr = {g: {"lr": st.imitation_lr} for g in inner.base.graph.groups()}
     train = jax.tree.map(lambda v: v[:st.imitation_unroll], task["train"])
     B = train["x"].shape[1]
@@ -159,7 +160,7 @@ def matched_out_scale(learned: Mapping[str, Any], norm: Mapping[str, Any], inner
     size instead of spending its steps growing one number.
     """
     st = imit.settings
-    params = mk.assemble(learned, norm, imit.keys)
+    params = sh.assemble(learned, norm, imit.keys)
     lr = {g: {"lr": st.imitation_lr} for g in inner.base.graph.groups()}
     batch = jax.tree.map(lambda v: v[0], task["train"])
     B = batch["x"].shape[0]

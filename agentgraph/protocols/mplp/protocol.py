@@ -26,6 +26,7 @@ import pydantic
 
 from agentgraph.protocols.base import Calibration, Protocol, Stepping, WarmStart
 from agentgraph.protocols.mplp import agents as mk
+from agentgraph.protocols.mplp import sharing as sh
 
 __all__ = ["MPLPSettings", "mplp"]
 
@@ -79,13 +80,13 @@ def mplp(**settings: Any) -> Protocol:
         return net.with_graph(net.graph.with_kinds(mk.kinds(config, sharing)))
 
     def init(key, graph):
-        return mk.init_meta(graph, key, config, sharing, weight_std=5.0 * st.out_scale)
+        return sh.init_meta(graph, key, config, sharing, weight_std=5.0 * st.out_scale)
 
     def params(learned, stats, graph):
-        return mk.assemble(learned, stats, mk.share_keys(graph, sharing))
+        return sh.assemble(learned, stats, sh.share_keys(graph, sharing))
 
     def init_stats(graph):
-        return mk.init_norm(graph, config, sharing)
+        return sh.init_norm(graph, config, sharing)
 
     def calibrate(learned, stats, inner, sample, key, pool):
         from agentgraph.protocols.mplp.calibration import calibrate as measure
@@ -104,7 +105,11 @@ def mplp(**settings: Any) -> Protocol:
         return "feed" if train_scale(st.grad_input, st.grad_input_anneal, phase) is not None else None
 
     def step(inner, program, params_, state, batch, stage_, phase):
-        from agentgraph.protocols.mplp.gradient_input import eval_scale, train_scale, with_gradient
+        from agentgraph.protocols.mplp.gradient_input import (
+            eval_scale,
+            train_scale,
+            with_gradient,
+        )
 
         if stage_ == "feed":
             scale = eval_scale(st.grad_input) if phase is None else train_scale(st.grad_input, st.grad_input_anneal, phase)
@@ -115,7 +120,10 @@ def mplp(**settings: Any) -> Protocol:
     if st.imitation_steps:
         def make(inner, unroll):
             from agentgraph.protocols.mplp.gradient_input import train_scale
-            from agentgraph.protocols.mplp.imitation import make_imitation, task_imitation_loss
+            from agentgraph.protocols.mplp.imitation import (
+                make_imitation,
+                task_imitation_loss,
+            )
 
             imit = make_imitation(inner, st)
             scale = train_scale(st.grad_input, st.grad_input_anneal, 0)
@@ -123,7 +131,10 @@ def mplp(**settings: Any) -> Protocol:
                                                                         scale)
 
         def prepare(learned, stats, inner, task, w0):
-            from agentgraph.protocols.mplp.imitation import make_imitation, matched_out_scale
+            from agentgraph.protocols.mplp.imitation import (
+                make_imitation,
+                matched_out_scale,
+            )
 
             return matched_out_scale(learned, stats, inner, make_imitation(inner, st), task, w0)
 
