@@ -220,30 +220,11 @@ def _export(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     import json
 
-    import jax
-
     from agentgraph.meta.config import load_config
-    from agentgraph.meta.context import make_context
-    from agentgraph.meta.tasks import task_family
-    from agentgraph.meta.train import init_training_shapes, make_meta_step
+    from agentgraph.meta.timing import time_meta_steps
 
-    cfg = load_config(args.config, _overrides(args.set))
-    family = task_family(cfg)
-    ctx = make_context(cfg)
-    ts = init_training_shapes(ctx)
-    step = make_meta_step(ctx, family)
-    t0 = time.perf_counter()
-    jax.block_until_ready(step(ts, 0, ctx.program))
-    first = time.perf_counter() - t0
-    times = []
-    for s in range(1, args.steps + 1):
-        t0 = time.perf_counter()
-        ts, m, _ = step(ts, s, ctx.program)
-        jax.block_until_ready(m)
-        times.append(time.perf_counter() - t0)
-    res = {"config": args.config, "device": str(jax.devices()[0]), "first_step_s": first,
-           "median_step_s": float(np.median(times)), "steps": args.steps, "step_times_s": times}
-    print(f"{args.config}: first meta-step (compile + run) {first:.1f} s; median meta-step "
+    res = {"config": args.config, **time_meta_steps(load_config(args.config, _overrides(args.set)), args.steps)}
+    print(f"{args.config}: first meta-step (compile + run) {res['first_step_s']:.1f} s; median meta-step "
           f"{res['median_step_s']:.3f} s over {args.steps} on {res['device']}")
     if args.out:
         with open(args.out, "w") as f:
