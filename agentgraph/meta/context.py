@@ -56,6 +56,11 @@ def build_network(cfg: TrainConfig, seed: int = 0) -> Network:
     return as_network(out, n.init_std, f"net.kind {n.kind!r}")
 
 
+#: What a :class:`Context` reads from its :class:`~agentgraph.inner.Inner`.
+_FROM_INNER = frozenset({"base", "net", "program", "plain", "template", "fresh", "pool", "start", "weights", "predict",
+                         "memo", "check_task", "readout_kind"})
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Context:
     """One inner network under one protocol, as meta-training sees it (module docstring).
@@ -75,19 +80,10 @@ class Context:
     protocol: Protocol
     inner: Inner
 
-    base = property(lambda self: self.inner.base, doc="The library-kind network (``inner.base``).")
-    net = property(lambda self: self.inner.net, doc="The protocol's network (``inner.net``).")
-    program = property(lambda self: self.inner.program, doc="``net.graph`` compiled (``inner.program``).")
-    plain = property(lambda self: self.inner.plain, doc="``base.graph`` compiled (``inner.plain``).")
-    template = property(lambda self: self.inner.template, doc=":meth:`Inner.template`.")
-    fresh = property(lambda self: self.inner.fresh, doc=":meth:`Inner.fresh`.")
-    pool = property(lambda self: self.inner.pool, doc=":meth:`Inner.pool`.")
-    start = property(lambda self: self.inner.start, doc=":meth:`Inner.start`.")
-    weights = property(lambda self: self.inner.weights, doc=":meth:`Inner.weights`.")
-    predict = property(lambda self: self.inner.predict, doc=":meth:`Inner.predict`.")
-    memo = property(lambda self: self.inner.memo, doc=":meth:`Inner.memo`.")
-    check_task = property(lambda self: self.inner.check_task, doc=":meth:`Inner.check_task`.")
-    readout_kind = property(lambda self: self.inner.readout_kind, doc=":attr:`Inner.readout_kind`.")
+    def __getattr__(self, name: str) -> Any:  # the inner network's accessors (class docstring)
+        if name in _FROM_INNER:
+            return getattr(self.inner, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def unroll(self) -> Unroll:
