@@ -21,6 +21,11 @@ the batch mean of ``update``. The default schedule is:
 4. **Reflexive arrows.** Each reflexive arrow applies its agent's reflexive function once, in
    arrow order.
 
+**Ties** (:mod:`agentgraph.graph.ties`): every member of a tie keeps its own copy of the shared
+field, all equal between phases. Within a phase each member changes its own copy as an untied
+agent would; at the phase's end the shared value moves by the tie's reduction (sum or mean) of
+the members' changes, and every copy is set to it.
+
 State layout (``State``): ``{agent: {field: array}}`` with per-agent fields shaped ``[*shape]``
 and per-example fields shaped ``[B, *shape]``, all float64 NumPy; graphs with delayed arrows add
 ``state["@delayed"][(type, source agent, output)] = [B, size]``, the messages in flight.
@@ -324,6 +329,33 @@ def _inbox(graph: AgentGraph, agent, kind: Kind, t: str, inbound, sent, mail, B:
     return out
 
 
+def _tie_groups(graph: AgentGraph) -> list[tuple[str, str, str, list[Hashable]]]:
+    """``(tie name, field, reduction, member agents)`` of every tie."""
+    t, names = graph.ties(), graph.arrays().names
+    return [(t.names[i], t.fields[i], t.reductions[i], [names[r] for r in t.members(i).tolist()]) for i in range(len(t))]
+
+
+def _check_tied(groups, st: StateDict) -> None:
+    """The members of every tie hold one value of the shared field."""
+    for name, f, _, members in groups:
+        for m in members[1:]:
+            if not np.array_equal(st[m][f], st[members[0]][f]):
+                raise AgentGraphError(
+                    f"State of tied agents {members[0]!r} and {m!r} differs in the shared field {f!r} (tie {name!r}); "
+                    "tied agents hold one value — build states with init_state(graph, B) and pass each step's result on."
+                )
+
+
+def _join_ties(groups, st: StateDict, shared: Mapping[str, np.ndarray]) -> None:
+    """End of a phase: each tie's value moves by the reduction of its members' changes from
+    ``shared`` (the value at the phase's start); every member's copy is set to the result."""
+    for name, f, reduction, members in groups:
+        change = sum(st[m][f] - shared[name] for m in members)
+        new = shared[name] + (change / len(members) if reduction == "mean" else change)
+        for m in members:
+            st[m][f] = np.array(new)
+
+
 def _apply(graph: AgentGraph, agent, kind: Kind, t: str, p, st_agent, inbox, B: int):
     """``kind.apply`` for every example; returns ``(new fields, outputs, updates)`` where new
     fields follow the phase rule (module docstring) and outputs are ``{output: [B, size]}``."""
@@ -418,6 +450,8 @@ def step(
     st = _check_state(graph, state, B)
     mail = _check_mail(graph, state, B)
     data = _check_batch(graph, batch, B)
+    groups = _tie_groups(graph)
+    _check_tied(groups, st)
     result = StepResult(state=st, loss=0.0, losses=np.zeros(B))
     nodes = graph.nx.nodes
     sched = graph.schedule
@@ -429,6 +463,7 @@ def step(
     with jax.enable_x64(True):
         for k, (_, phase) in enumerate(runs):
             t = phase.type
+            shared = {name: np.array(st[members[0]][f]) for name, f, _, members in groups}
             if phase.self_loops:
                 for s, _d, _k, _a in graph.arrows(t):
                     kind = graph.kind_of(s)
@@ -454,6 +489,7 @@ def step(
                 for (tt, s, o) in mail:
                     if tt == t:
                         mail[(tt, s, o)] = sent[s][o]
+            _join_ties(groups, st, shared)
             if k == last:
                 for agent in nodes:
                     kind = graph.kind_of(agent)

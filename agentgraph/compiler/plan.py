@@ -37,7 +37,7 @@ from agentgraph.graph import AgentGraph
 if TYPE_CHECKING:
     from agentgraph.compiler.buckets import Bucket
 
-__all__ = ["AgentRows", "BlockPlan", "KindLayout", "Plan", "PortPlan", "ReflexPlan", "make_plan"]
+__all__ = ["AgentRows", "BlockPlan", "KindLayout", "Plan", "PortPlan", "ReflexPlan", "TiePlan", "make_plan"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +88,21 @@ class ReflexPlan:
 
 
 @dataclasses.dataclass(frozen=True)
+class TiePlan:
+    """A per-agent field of a kind some of whose agents are tied (:mod:`agentgraph.graph.ties`):
+    stored once per tie, ``[slots, *shape]`` — the ties first, then one slot per untied agent.
+    ``arrays[key]`` (``int32 [N_kind]``) is each row's slot; with ``scaled``,
+    ``arrays[key + "/scale"]`` (``[slots]``) divides a ``"mean"`` tie's summed change by its
+    member count."""
+
+    kind: str
+    field: str
+    slots: int
+    key: str
+    scaled: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class KindLayout:
     """How many agents of a kind there are and where its outputs live in each sweep's buffers."""
 
@@ -109,6 +124,7 @@ class Plan:
         schedule: the graph's :class:`~agentgraph.arrows.Schedule`.
         delayed: ``((type, size, rows), ...)``: buffers kept from one run of a type's phase to
             the next (read by delayed arrows); state ``["@delayed"]["type/size"]``.
+        ties: one :class:`TiePlan` per (kind, field) with tied agents.
     """
 
     kinds: tuple[KindLayout, ...]
@@ -118,6 +134,7 @@ class Plan:
     loss_kinds: tuple[str, ...]
     schedule: Schedule
     delayed: tuple[tuple[str, int, int], ...] = ()
+    ties: tuple[TiePlan, ...] = ()
 
     def waves(self, arrow_type: str) -> tuple[tuple[BlockPlan, ...], ...]:
         """The waves of blocks of sweep type ``arrow_type`` (empty if none)."""
@@ -356,6 +373,11 @@ def make_plan(
                 valid[row[A.kind == A.kind_names.index(k)]] = 1.0
             put(f"valid/{k}", valid, dtype=np.float32)
 
+    ties = _tie_plans(graph, A, row, n_of, put) if len(graph.ties()) else ()
+    if ties and padded:
+        raise AgentGraphError("Graph does not fit a bucket: it has tied parameters (graph.ties()), which buckets do "
+                              "not lower; compile it on its own (compile(graph)).")
+
     plan = Plan(
         kinds=layouts,
         sweeps=tuple((t, sweeps[t]) for t in sweep_types),
@@ -364,8 +386,35 @@ def make_plan(
         loss_kinds=loss_kinds,
         schedule=schedule,
         delayed=tuple((t, s, buffer_rows[(t, s)]) for t, s in sorted(delayed)),
+        ties=ties,
     )
     return plan, arrays, rows
+
+
+def _tie_plans(graph: AgentGraph, A, row: np.ndarray, n_of: dict[str, int], put) -> tuple[TiePlan, ...]:
+    """One :class:`TiePlan` per (kind, field) with ties; their slot (and scale) arrays via ``put``."""
+    ties = graph.ties()
+    lead = ties.agent[ties.offsets[:-1]]
+    out = []
+    for kname, f in sorted({(A.kind_names[A.kind[lead[t]]], ties.fields[t]) for t in range(len(ties))}):
+        mine = np.array([A.kind_names[A.kind[lead[t]]] == kname and ties.fields[t] == f for t in range(len(ties))])
+        local = np.cumsum(mine) - 1  # tie -> its slot among this (kind, field)'s ties
+        m = mine[ties.tie]
+        slot = np.full(n_of[kname], -1, np.int64)
+        slot[row[ties.agent[m]]] = local[ties.tie[m]]
+        n_ties = int(mine.sum())
+        free = slot < 0
+        slot[free] = n_ties + np.arange(int(free.sum()))
+        key = put(f"tie/{kname}/{f}", slot)
+        means = [t for t in np.flatnonzero(mine) if ties.reductions[t] == "mean"]
+        if means:
+            scale = np.ones(int(slot.max()) + 1 if len(slot) else 0)
+            counts = np.bincount(slot, minlength=len(scale))
+            for t in means:
+                scale[local[t]] = 1.0 / counts[local[t]]
+            put(key + "/scale", scale, dtype=np.float64)
+        out.append(TiePlan(kname, f, int(slot.max()) + 1 if len(slot) else 0, key, bool(means)))
+    return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -17,7 +17,8 @@ jitted function, and the programs of one pool stack into one pytree to ``vmap`` 
 
 State layout (a pytree): ``state[kind][field]`` — per-agent fields ``[N_kind, *shape]``,
 per-example fields ``[N_kind, B, *shape]``; rows are numbered by the plan (``program.index``
-maps each agent to its ``(kind, row)``). Graphs with delayed arrows add
+maps each agent to its ``(kind, row)``). A field with tied agents (``plan.ties``) is stored once
+per tie: ``[slots, *shape]``, row ``r``'s value at slot ``program.slots(kind, field)[r]``. Graphs with delayed arrows add
 ``state["@delayed"]["type/size"]`` ``[M, B, size]``: the messages in flight.
 """
 
@@ -72,10 +73,10 @@ class _Host:
     trace was made with: its ``index`` is that graph's (``read`` of a pool program is not: it
     gathers through the leaf ``arrays["pool/rows"]``)."""
 
-    __slots__ = ("rows", "index", "reads")
+    __slots__ = ("rows", "index", "reads", "slots")
 
-    def __init__(self, rows: AgentRows, reads: dict) -> None:
-        self.rows, self.index, self.reads = rows, None, reads
+    def __init__(self, rows: AgentRows, reads: dict, slots: dict) -> None:
+        self.rows, self.index, self.reads, self.slots = rows, None, reads, slots
 
     def __hash__(self) -> int:
         return 0
@@ -124,7 +125,8 @@ class Program:
     def __init__(self, graph: AgentGraph, plan: Plan, arrays: dict, rows: AgentRows, dtype) -> None:
         kinds = tuple((l.kind, graph.kinds[l.kind]) for l in plan.kinds)
         self._static = _Static(plan, kinds, dtype)
-        self._host = _Host(rows, _reads(graph))
+        self._host = _Host(rows, _reads(graph), {(tp.kind, tp.field): np.asarray(arrays[tp.key], np.int64)
+                                                 for tp in plan.ties})
         self._pool = None  # a compile_pool pool's shared agents (agentgraph.compiler.buckets)
         # device_put, not jnp.asarray: a plain transfer, no conversion kernel to compile per shape
         self.arrays = {k: jax.device_put(v.astype(dtype) if v.dtype.kind == "f" else v) for k, v in arrays.items()}
@@ -136,6 +138,12 @@ class Program:
             for f, v in vals.items():  # phantom rows (buckets) keep the field defaults
                 full[f][rows.row[agents]] = v
                 _check_fits(v, dtype, lambda i, f=f: f"Agent {graph.arrays().names[agents[i]]!r}: state field {f!r}")
+            for f in full:  # tied fields: one value per slot (the members' values agree: validated)
+                slot = self._host.slots.get((layout.kind, f))
+                if slot is not None:
+                    compact = np.zeros((int(slot.max()) + 1 if len(slot) else 0, *full[f].shape[1:]))
+                    compact[slot] = full[f]
+                    full[f] = compact
             self.initial[layout.kind] = {f: jax.device_put(v.astype(dtype)) for f, v in full.items()}
 
     # -- pytree ----------------------------------------------------------------------------------
@@ -166,6 +174,23 @@ class Program:
     @property
     def rows(self) -> AgentRows:
         return self._host.rows
+
+    def slots(self, kind: str, field: str) -> np.ndarray | None:
+        """``int64 [N_kind]``: where each row's value of a tied field lives in
+        ``state[kind][field]`` (``None``: the field has no ties; row ``r`` is at ``r``).
+
+        Example:
+            >>> from agentgraph import AgentGraph, compile
+            >>> g = AgentGraph(); _ = g.add_agents(["a", "b", "c"], "synapse"); _ = g.tie(["a", "c"], "w")
+            >>> prog = compile(g)
+            >>> prog.slots("synapse", "w").tolist(), prog.init(1)["synapse"]["w"].shape
+            ([0, 1, 0], (2,))
+        """
+        return self._host.slots.get((kind, field))
+
+    def _at(self, kind: str, field: str, rows):
+        slot = self._host.slots.get((kind, field))
+        return rows if slot is None else slot[rows]
 
     @property
     def index(self) -> dict[Hashable, tuple[str, int]]:
@@ -203,7 +228,7 @@ class Program:
         """Per-agent view ``{agent: {field: array}}`` (per-example fields ``[B, ...]``), as the
         interpreter lays state out (messages in flight as ``["@delayed"][(type, agent, output)]``)."""
         host = jax.tree.map(np.asarray, {k: v for k, v in state.items() if k != DELAYED})
-        out = {a: {f: v[r] for f, v in host[k].items()} for a, (k, r) in self.index.items()}
+        out = {a: {f: v[self._at(k, f, r)] for f, v in host[k].items()} for a, (k, r) in self.index.items()}
         if DELAYED in state:
             bufs = jax.tree.map(np.asarray, state[DELAYED])
             out[DELAYED] = {(t, a, o): bufs[f"{t}/{s}"][row] for (t, a, o), (s, row) in self._mail_rows().items()}
@@ -225,13 +250,19 @@ class Program:
         """Inverse of :meth:`to_agents` (delayed messages the mapping lacks start at zero)."""
         out: dict[str, dict[str, np.ndarray]] = {l.kind: {} for l in self.plan.kinds}
         kinds = self.kinds
+        written: dict = {}
         for a, (k, r) in self.index.items():
-            n = next(l.n for l in self.plan.kinds if l.kind == k)
             for f in kinds[k].fields:
                 v = np.asarray(agents[a][f])
                 if f not in out[k]:
-                    out[k][f] = np.zeros((n, *v.shape))
-                out[k][f][r] = v
+                    out[k][f] = np.zeros((self.initial[k][f].shape[0], *v.shape))
+                at = self._at(k, f, r)
+                if (k, f) in self._host.slots:  # a tied field: the members must agree
+                    prev = written.setdefault((k, f, int(at)), (a, v))
+                    if not np.array_equal(prev[1], v):
+                        raise AgentGraphError(f"from_agents: tied agents {prev[0]!r} and {a!r} hold different values of "
+                                              f"the shared field {f!r}; tied agents hold one value.")
+                out[k][f][at] = v
         if self.plan.delayed:
             mail = agents.get(DELAYED, {})
             B = next((np.shape(v)[0] for v in mail.values()), None)
@@ -390,7 +421,7 @@ class Program:
         kind = self.kinds[k]
         if field not in kind.fields:
             raise AgentGraphError(f"read: kind {k!r} has no field {field!r}; it has {sorted(kind.fields)}.")
-        rows = np.array([r for _, r in where], np.int64)
+        rows = self._at(k, field, np.array([r for _, r in where], np.int64))
         if self._pool is not None:
             rows = self.arrays["pool/rows"][rows]
         v = state[k][field][rows]

@@ -8,6 +8,11 @@ state fields ``[N_kind, *shape]``, per-example fields and messages ``[N_kind, B,
 messages in flight on delayed arrows are ``state["@delayed"]["type/size"]`` ``[M, B, size]``
 (the type's whole buffer of that size from its previous run).
 
+Tied fields (``plan.ties``) are stored once per tie, ``[slots, *shape]``; within a step they are
+expanded to one row per agent (:func:`expand_ties`), every phase works on the rows as for untied
+agents, and after each phase the rows' changes are reduced into the shared values
+(:func:`join_ties`) — the semantics of :mod:`agentgraph.graph.ties`.
+
 A block whose kind function cannot be traced raises :class:`BlockError` (which block, why); the
 program turns it into an :class:`~agentgraph.AgentGraphError` naming an agent.
 """
@@ -26,7 +31,7 @@ from agentgraph.compiler.lowerings import premap_fn, receive
 from agentgraph.compiler.plan import Plan
 from agentgraph.nodes.base import Kind
 
-__all__ = ["BlockError", "run_block", "step", "step_jit"]
+__all__ = ["BlockError", "expand_ties", "join_ties", "run_block", "step", "step_jit"]
 
 
 def _split(kind: Kind, st: Mapping[str, jax.Array]):
@@ -153,20 +158,53 @@ def step(plan: Plan, kinds_items, arrays, params, state, batch, until_loss: bool
     last = max(i for i, (ph, _) in enumerate(runs) if ph == plan.schedule.loss_index())
     selfs = dict(plan.selfs)
     loss = jnp.zeros((), dtype)
+    shared = expand_ties(plan, arrays, state)
     swept: dict = {}  # the latest run's buffers of each sweep type (fused updates of scratch fields read the forward's)
     for i, (_, phase) in enumerate(runs):
         if phase.self_loops:
-            _self_phase(plan, kinds, arrays, params, state, phase.type, selfs.get(phase.type, ()), B, dtype)
+            sets = selfs.get(phase.type, ())
+            _self_phase(plan, kinds, arrays, params, state, phase.type, sets, B, dtype)
+            ran = {rp.kind for rp in sets}
         else:
             swept[phase.type] = _sweep(plan, kinds, arrays, params, state, mail, data, phase.type, B, dtype,
                                        swept.get("forward"))
+            ran = {b.kind for w in plan.waves(phase.type) for b in w}
+        join_ties(plan, arrays, state, shared, ran)
         if i == last:
             loss = _loss(plan, kinds, arrays, state, B, dtype)
             if until_loss:
                 break
+    for tp in plan.ties:
+        state[tp.kind][tp.field] = shared[(tp.kind, tp.field)]
     if mail:
         state[DELAYED] = mail
     return state, loss
+
+
+def expand_ties(plan: Plan, arrays, state) -> dict:
+    """Replace each tied field's shared values ``[slots, ...]`` in ``state`` by one row per agent
+    ``[N_kind, ...]`` (in place); returns the shared values ``{(kind, field): [slots, ...]}``."""
+    shared = {}
+    for tp in plan.ties:
+        shared[(tp.kind, tp.field)] = state[tp.kind][tp.field]
+        state[tp.kind][tp.field] = state[tp.kind][tp.field][arrays[tp.key]]
+    return shared
+
+
+def join_ties(plan: Plan, arrays, state, shared: dict, ran) -> None:
+    """End of a phase (in place): each tie's shared value moves by the sum (``"mean"`` ties: the
+    mean) of its rows' changes from it; the rows are set to the result. ``ran``: the kinds that
+    ran in the phase (only their rows can have changed)."""
+    for tp in plan.ties:
+        if tp.kind not in ran:
+            continue
+        slot, old = arrays[tp.key], shared[(tp.kind, tp.field)]
+        change = jax.ops.segment_sum(state[tp.kind][tp.field] - old[slot], slot, tp.slots)
+        if tp.scaled:
+            change = change * arrays[tp.key + "/scale"].reshape(-1, *(1,) * (change.ndim - 1)).astype(change.dtype)
+        new = old + change
+        shared[(tp.kind, tp.field)] = new
+        state[tp.kind][tp.field] = new[slot]
 
 
 def _loss(plan: Plan, kinds, arrays, state, B: int, dtype):

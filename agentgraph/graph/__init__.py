@@ -22,6 +22,9 @@ Node attributes
     ``state`` (dict field → array-like, optional) — initial values of some state fields; the rest
     take the field's default.
     ``slot`` (int) — for kinds that read external data (inputs, targets): the batch column.
+    ``ties`` (dict field → tie name, optional) — the agent shares that per-agent field with the
+    other members of the tie (:mod:`~agentgraph.graph.ties`); a tie whose reduction is not
+    ``"sum"`` is listed in the graph attribute ``ties`` (dict tie name → reduction).
 
 Edge attributes (one edge = one arrow; parallel edges are parallel arrows)
     ``type`` — ``"forward"``, ``"backward"`` or ``"reflexive"`` (a self-loop).

@@ -21,6 +21,7 @@ from agentgraph.graph import nx_io
 from agentgraph.graph.arrays import GraphArrays, assemble, edge_keys
 from agentgraph.graph.columns import Columns, StateDeclaration
 from agentgraph.graph.specs import declare_agent, declare_agents, declare_arrow, declare_arrows
+from agentgraph.graph.ties import TieArrays, assemble_ties, declare_tie
 from agentgraph.graph.validate import unknown_kind, validate_graph
 from agentgraph.nodes.base import Kind
 from agentgraph.nodes.registry import default_kinds
@@ -221,7 +222,39 @@ class AgentGraph:
         """
         declare_arrows(self, self._columns, srcs, dsts, type, port, src_port, by_index, delay)
 
+    def tie(self, agents: Iterable[Hashable] | np.ndarray, field: str, *, name: str | None = None,
+            reduction: str = "sum", value: Any = None, by_index: bool = False) -> str:
+        """Tie ``field`` of ``agents`` (all of one kind): one shared value, moved after every
+        phase by the ``reduction`` (``"sum"`` or ``"mean"``) of the members' changes
+        (:mod:`agentgraph.graph.ties`). Declaring again with the same ``name`` adds members.
+
+        Args:
+            agents: agent names, or indices (``int [m]``) with ``by_index=True``.
+            field: a per-agent field of their kind.
+            name: the tie's name (default ``"tie<k>"``).
+            reduction: ``"sum"`` (a shared weight's gradient) or ``"mean"``.
+            value: the shared initial value, declared for every member (else the members'
+                declared values must agree).
+
+        Returns:
+            The tie's name. Checked fully by :meth:`validate`.
+
+        Example:
+            >>> g = AgentGraph(); _ = g.add_agents(["a", "b"], "synapse")
+            >>> g.tie(["a", "b"], "w", value=0.5)
+            'tie0'
+        """
+        return declare_tie(self, self._columns, agents, field, name, reduction, value, by_index)
+
     # -- reading -------------------------------------------------------------------------------
+    def ties(self) -> TieArrays:
+        """The graph's ties as plain arrays (:class:`~agentgraph.graph.ties.TieArrays`); cached."""
+        cached = self._cache.get("ties")
+        if cached is None or cached[0] != self._stamp():
+            cached = (self._stamp(), assemble_ties(self._columns))
+            self._cache["ties"] = cached
+        return cached[1]
+
     def arrays(self) -> GraphArrays:
         """The graph as plain arrays (:class:`GraphArrays`); cached until the graph changes.
 
@@ -391,6 +424,10 @@ class AgentGraph:
             [([0], 'w', [0.5])]
         """
         return self._columns.state_declarations()
+
+    def tie_declarations(self) -> list[tuple[str, str, np.ndarray]]:
+        """Every tie declaration ``(name, field, rows int64 [m])`` in declaration order."""
+        return self._columns.tie_declarations()
 
     # -- internals -----------------------------------------------------------------------------
     def _touch(self) -> None:

@@ -28,6 +28,9 @@ ArrowColumns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
 """``(src int64 [E], dst int64 [E], type int16 [E], port int32 [E] (-1: implicit or none),
 src_port int32 [E], delay bool [E])``; names are codes into the store's interned tables."""
 
+TieDeclaration = tuple[str, str, np.ndarray]
+"""``(tie name, field, rows int64 [m])``: agents ``rows`` join the tie (see :mod:`~agentgraph.graph.ties`)."""
+
 StateDeclaration = tuple[np.ndarray, str, np.ndarray]
 """``(rows int64 [n], field, values float64 [n, *shape])``: initial values for agents ``rows``."""
 
@@ -60,6 +63,8 @@ class Columns:
         self._agents: list[AgentColumns] = []
         self._states: list[StateDeclaration] = []
         self._arrows: list[ArrowColumns] = []
+        self._ties: list[TieDeclaration] = []
+        self._reductions: dict[str, str] = {}  # tie name -> reduction
 
     @property
     def version(self) -> int:
@@ -164,6 +169,26 @@ class Columns:
         ))
         self._version += 1
 
+    def add_tie(self, name: str | None, field: str, rows: np.ndarray, reduction: str) -> str:
+        """Record that agents ``rows int [m]`` join tie ``name`` on ``field`` (``None``: a new
+        tie named ``"tie<k>"``); returns the name.
+
+        Raises:
+            AgentGraphError: the tie exists with another reduction.
+        """
+        if name is None:
+            k = len(self._reductions)
+            while f"tie{k}" in self._reductions:
+                k += 1
+            name = f"tie{k}"
+        if self._reductions.get(name, reduction) != reduction:
+            raise AgentGraphError(f"tie {name!r} has reduction {self._reductions[name]!r}; cannot extend it with "
+                                  f"reduction {reduction!r}.")
+        self._reductions[name] = reduction
+        self._ties.append((name, field, np.asarray(rows, np.int64)))
+        self._version += 1
+        return name
+
     def set_ports(self, port: np.ndarray) -> None:
         """Replace the port column (``int32 [E]``, codes from :meth:`port_code`)."""
         src, dst, typ, _, sport, delay = self.arrow_columns()
@@ -216,6 +241,14 @@ class Columns:
         """Every initial-state declaration, in declaration order (later ones win)."""
         return list(self._states)
 
+    def tie_declarations(self) -> list[TieDeclaration]:
+        """Every tie declaration, in declaration order."""
+        return list(self._ties)
+
+    def tie_reduction(self, name: str) -> str:
+        """The reduction of tie ``name``."""
+        return self._reductions[name]
+
     def declared_state(self, i: int) -> dict[str, np.ndarray]:
         """The initial values declared for agent ``i`` (``{field: value}``; latest wins)."""
         out = {}
@@ -245,4 +278,5 @@ class Columns:
         out._kinds, out._groups = self._kinds.copy(), self._groups.copy()
         out._strings, out._types = self._strings.copy(), self._types.copy()
         out._agents, out._states, out._arrows = list(self._agents), list(self._states), list(self._arrows)
+        out._ties, out._reductions = list(self._ties), dict(self._reductions)
         return out

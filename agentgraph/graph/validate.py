@@ -16,6 +16,7 @@ import numpy as np
 from agentgraph.arrows.schedule import DELAYED
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph.arrays import GraphArrays
+from agentgraph.graph.ties import check_ties
 from agentgraph.graph.waves import generations
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ def validate_graph(graph: AgentGraph) -> None:
     check_slots(graph, a)
     check_types(graph, a)
     check_arrows(graph, a)
+    check_ties(graph, a)
     for t in graph.schedule.sweep_types():
         m = a.type_mask(t, delayed=False)
         generations(len(names), a.src[m], a.dst[m], on_cycle=lambda nodes, t=t, m=m: cycle_error(graph, t, m, nodes))

@@ -5,7 +5,8 @@
   reflexive self-loops; isolated agents; fan-in from 0 to many; random ports, output names,
   groups, agent names and unique identity codes.
   With a :class:`~agentgraph.arrows.Schedule` (see :func:`schedules`), arrows of every type it
-  runs, and with ``max_delayed`` delayed arrows that close cycles (self-loops included).
+  runs, with ``max_delayed`` delayed arrows that close cycles (self-loops included), and with
+  ``max_ties`` random tie groups (:mod:`agentgraph.graph.ties`).
 * :func:`schedules` — random schedules: phase orders, repeated phases, user-named types.
 * :func:`states`, :func:`group_params`, :func:`batches` — what a step of such a graph needs.
 
@@ -215,6 +216,7 @@ def agent_graphs(
     groups: Sequence[str] = DEFAULT_GROUPS,
     schedule: Schedule | st.SearchStrategy[Schedule] | None = None,
     max_delayed: int = 0,
+    max_ties: int = 0,
 ) -> AgentGraph:
     """Random valid agent graphs.
 
@@ -236,6 +238,9 @@ def agent_graphs(
             arrows are drawn for every type it runs (``backward``/``reflexive`` still switch
             those two off). Default: the library's schedule.
         max_delayed: per sweep type, up to this many delayed arrows between random agents.
+        max_ties: up to this many tie groups: a random per-agent field of a random kind, shared
+            by a random subset (one or more) of that kind's agents, with a random reduction and
+            a random shared initial value.
 
     Returns:
         a validated :class:`~agentgraph.AgentGraph` whose ``kinds`` include the pool. Probe
@@ -289,7 +294,28 @@ def agent_graphs(
         i, j, a = arrows[idx]
         g.add_arrow(agent_list[i], agent_list[j], a["type"], port=a.get("port"), src_port=a.get("src_port", "out"),
                     delay=a.get("delay", False))
+    _tie_groups(draw, g, agent_list, agent_kinds, max_ties, rng)
     return g.validate()
+
+
+def _tie_groups(draw: Any, g: AgentGraph, agent_list: Sequence[Hashable], agent_kinds: Sequence[Kind],
+                max_ties: int, rng: np.random.Generator) -> None:
+    """Up to ``max_ties`` random ties on ``g`` (see :func:`agent_graphs`)."""
+    from agentgraph.graph.ties import REDUCTIONS
+
+    used: set[tuple[int, str]] = set()
+    tieable = sorted({k.name for k in agent_kinds if any(not f.per_example for f in k.fields.values())})
+    for _ in range(draw(st.integers(0, max_ties)) if tieable else 0):
+        kname = draw(st.sampled_from(tieable))
+        kind = g.kinds[kname]
+        field = draw(st.sampled_from(sorted(f for f, spec in kind.fields.items() if not spec.per_example)))
+        free = [i for i, k in enumerate(agent_kinds) if k.name == kname and (i, field) not in used]
+        if not free:
+            continue
+        chosen = draw(st.lists(st.sampled_from(free), min_size=1, max_size=len(free), unique=True))
+        used.update((i, field) for i in chosen)
+        g.tie([agent_list[i] for i in chosen], field, reduction=draw(st.sampled_from(REDUCTIONS)),
+              value=0.5 * rng.normal(size=kind.fields[field].shape))
 
 
 @st.composite
@@ -323,6 +349,11 @@ def states(draw: Any, graph: AgentGraph, batch_size: int, *, per_agent: bool = F
         for f, v in fields.items():
             if kind.fields[f].per_example or per_agent:
                 fields[f] = 0.5 * rng.normal(size=np.shape(v))
+    ties, names = graph.ties(), graph.arrays().names
+    for t, f in enumerate(ties.fields):  # tied agents hold one value
+        members = [names[r] for r in ties.members(t).tolist()]
+        for m in members[1:]:
+            out[m][f] = np.array(out[members[0]][f])
     return out
 
 
