@@ -10,6 +10,7 @@ from agentgraph.nodes.bias import Bias, Sum
 from agentgraph.nodes.inputs import Input, Target
 from agentgraph.nodes.linear import Linear, Outer
 from agentgraph.nodes.losses import LOSSES, CrossEntropyLoss, L2Loss
+from agentgraph.nodes.pooling import AvgPool, MaxGate, MaxPool
 from agentgraph.nodes.registry import default_kinds
 from agentgraph.nodes.softmax import Softmax, SoftmaxNorm
 from agentgraph.nodes.synapse import Synapse
@@ -17,6 +18,7 @@ from agentgraph.nodes.synapse import Synapse
 __all__ = [
     "ACTIVATIONS",
     "Activation",
+    "AvgPool",
     "Bias",
     "CrossEntropyLoss",
     "Field",
@@ -24,6 +26,8 @@ __all__ = [
     "Kind",
     "L2Loss",
     "Linear",
+    "MaxGate",
+    "MaxPool",
     "Outer",
     "LOSSES",
     "Outputs",

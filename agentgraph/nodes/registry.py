@@ -7,6 +7,7 @@ from agentgraph.nodes.base import Kind
 from agentgraph.nodes.bias import Bias, Sum
 from agentgraph.nodes.inputs import Input, Target
 from agentgraph.nodes.losses import CrossEntropyLoss, L2Loss
+from agentgraph.nodes.pooling import AvgPool, MaxGate, MaxPool
 from agentgraph.nodes.softmax import Softmax, SoftmaxNorm
 from agentgraph.nodes.synapse import Synapse
 
@@ -22,6 +23,6 @@ def default_kinds() -> dict[str, Kind]:
     """
     kinds: list[Kind] = [
         Input(), Target(), Synapse(), Bias(), Sum(), Softmax(), SoftmaxNorm(), L2Loss(),
-        CrossEntropyLoss(), *(Activation(a) for a in ACTIVATIONS),
+        CrossEntropyLoss(), AvgPool(), MaxPool(), MaxGate(), *(Activation(a) for a in ACTIVATIONS),
     ]
     return {k.name: k for k in kinds}

@@ -1,18 +1,6 @@
-"""Graphs users start from: per-scalar MLPs wired like MPLP, and seeded random DAG networks.
-
-Naming conventions (used by helpers and tests):
-
-* inputs ``("x", i)`` (slot ``i`` of ``batch["x"]``), targets ``("y", j)`` (slot ``j`` of
-  ``batch["y"]``), loss units ``("loss", j)``;
-* ``mlp``: synapses ``("w", l, i, j)``, biases ``("b", l, j)``, activation units
-  ``("a", l, j)`` for layer ``l`` (0-based, from ``sizes[l]`` to ``sizes[l+1]`` units);
-* softmax units ``("softmax", j)`` and their normaliser ``("softmax_norm",)``;
-* ``grid``: cells ``("cell", i, j)`` (row ``i``, column ``j``).
-
-Wiring follows the MPLP reference implementation: forward ``a(l-1,i) -> w(l,i,j) -> b(l,j) ->
-a(l,j)``; backward ``a(l,j) -> b(l,j) -> w(l,i,j) -> a(l-1,i)`` — the bias agent's outgoing
-message feeds all its weights.
-"""
+"""Dense per-scalar networks: MLPs wired like MPLP, seeded random DAG networks, and the
+:class:`~agentgraph.network.Network` wrappers of library graphs (see :mod:`agentgraph.builders`
+for the naming conventions)."""
 
 from __future__ import annotations
 
@@ -20,25 +8,25 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
-from agentgraph.arrows.schedule import Phase, Schedule
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
-from agentgraph.nodes.base import Kind
 from agentgraph.nodes.activations import ACTIVATIONS
 from agentgraph.nodes.losses import LOSSES
 from agentgraph.network import FieldInit, Network, Readout
 
-__all__ = ["NEIGHBOURS", "grid", "mlp", "mlp_network", "random_dag", "random_dag_network", "mlp_weights",
+__all__ = ["attach_head", "check_choice", "dense_layer", "mlp", "mlp_network", "random_dag", "random_dag_network", "mlp_weights",
            "library_network", "as_network"]
 
 
-def _check_choice(value: str, options, what: str) -> None:
+def check_choice(value: str, options, what: str) -> None:
+    """An :class:`AgentGraphError` unless ``value`` is one of ``options`` (a builder argument)."""
     if value not in options:
         raise AgentGraphError(f"Unknown {what} {value!r}; choose one of {sorted(options)}.")
 
 
-def _attach_head(g: AgentGraph, outputs: np.ndarray, loss: str) -> None:
-    """Wire output units (agent indices) to loss agents (through a softmax group for CE)."""
+def attach_head(g: AgentGraph, outputs: np.ndarray, loss: str) -> None:
+    """Wire output units (agent indices ``int [n]``) to ``n`` targets and loss agents (through a
+    softmax group for cross-entropy), as every library builder ends."""
     n = len(outputs)
     targets = g.add_agents([("y", j) for j in range(n)], "target", slots=range(n))
     losses = g.add_agents([("loss", j) for j in range(n)], loss)
@@ -94,37 +82,18 @@ def mlp(
     sizes = [int(s) for s in sizes]
     if len(sizes) < 2 or min(sizes) < 1:
         raise AgentGraphError(f"mlp sizes need at least two positive layer sizes, got {sizes}.")
-    _check_choice(activation, ACTIVATIONS, "activation")
-    _check_choice(loss, LOSSES, "loss")
+    check_choice(activation, ACTIVATIONS, "activation")
+    check_choice(loss, LOSSES, "loss")
     if output_activation is not None:
-        _check_choice(output_activation, ACTIVATIONS, "output_activation")
+        check_choice(output_activation, ACTIVATIONS, "output_activation")
     rng = np.random.default_rng(seed)
     g = AgentGraph()
     prev = g.add_agents([("x", i) for i in range(sizes[0])], "input", slots=range(sizes[0]))
     L = len(sizes) - 1
     for l in range(L):
-        n_in, n_out = sizes[l], sizes[l + 1]
-        ws = g.add_agents(
-            [("w", l, i, j) for i in range(n_in) for j in range(n_out)], "synapse",
-            groups=f"synapse:{l}", states={"w": rng.normal(0.0, init_std, size=n_in * n_out)},
-        )
-        bs = g.add_agents([("b", l, j) for j in range(n_out)], "bias", groups=f"bias:{l}")
-        src = np.repeat(prev, n_out)  # synapse (i, j) is row i * n_out + j
-        dst = np.tile(bs, n_in)
-        g.add_arrows(src, ws, "forward", port="x", by_index=True)
-        g.add_arrows(ws, dst, "forward", port="x", by_index=True)
-        g.add_arrows(dst, ws, "backward", port="m", by_index=True)
-        if l > 0:
-            g.add_arrows(ws, src, "backward", port="m", by_index=True)
         act = activation if l < L - 1 else output_activation
-        if act is None:
-            prev = bs
-            continue
-        units = g.add_agents([("a", l, j) for j in range(n_out)], act, groups=f"{act}:{l}")
-        g.add_arrows(bs, units, "forward", port="x", by_index=True)
-        g.add_arrows(units, bs, "backward", port="m", by_index=True)
-        prev = units
-    _attach_head(g, prev, loss)
+        prev = dense_layer(g, prev, sizes[l + 1], l, act, rng, init_std, l > 0)
+    attach_head(g, prev, loss)
     return g.validate()
 
 
@@ -163,8 +132,8 @@ def random_dag(
             raise AgentGraphError(f"random_dag: {name} must be positive, got {v}.")
     if not (0.0 <= edge_prob <= 1.0 and 0.0 <= parallel_prob <= 1.0):
         raise AgentGraphError("random_dag: edge_prob and parallel_prob must lie in [0, 1].")
-    _check_choice(activation, ACTIVATIONS, "activation")
-    _check_choice(loss, LOSSES, "loss")
+    check_choice(activation, ACTIVATIONS, "activation")
+    check_choice(loss, LOSSES, "loss")
     rng = np.random.default_rng(seed)
     H, O = int(n_hidden), int(n_outputs)
     inputs = [("x", i) for i in range(n_inputs)]
@@ -209,7 +178,7 @@ def random_dag(
     g.add_arrows(b_rep, w_rep, "backward", port="m", by_index=True)
     from_hidden = syn_src >= n_inputs
     g.add_arrows(ws[from_hidden], src_idx[syn_src[from_hidden]], "backward", port="m", by_index=True)
-    _attach_head(g, b_idx[H:], loss)
+    attach_head(g, b_idx[H:], loss)
     return g.validate()
 
 
@@ -296,44 +265,30 @@ def as_network(obj: AgentGraph | Network, init_std: float = 0.05, what: str = "t
     return Network(obj)
 
 
-#: The Moore neighbourhood: port name -> the neighbour's ``(row, column)`` offset from the cell.
-NEIGHBOURS: dict[str, tuple[int, int]] = {
-    "nw": (-1, -1), "n": (-1, 0), "ne": (-1, 1), "w": (0, -1), "e": (0, 1), "sw": (1, -1), "s": (1, 0), "se": (1, 1),
-}
-
-
-def grid(height: int, width: int, kind: Kind, *, arrow_type: str = "tick", repeat: int = 1,
-         group: str | None = None, states: Mapping[str, np.ndarray] | None = None) -> AgentGraph:
-    """A ``height × width`` grid of cells of ``kind``, each joined to its (up to 8) Moore neighbours
-    by **delayed** arrows of ``arrow_type`` into the port named by the neighbour's direction
-    (:data:`NEIGHBOURS`; cells on the border receive nothing on the missing sides, i.e. zeros), run
-    by the schedule ``Phase(arrow_type, repeat=repeat)`` — a neural cellular automaton's wiring:
-    every tick, each cell reads what its neighbours sent at the previous tick.
-
-    Args:
-        height, width: grid size.
-        kind: the cell kind; it acts on ``arrow_type`` with the eight direction ports and an
-            output ``"out"`` of the same size (see :class:`agentgraph.models.nca.NCACell`).
-        arrow_type: the phase's (user-named) arrow type.
-        repeat: ticks per step.
-        group: the cells' parameter-sharing group (default: the kind's name).
-        states: initial values ``{field: [height * width, *shape]}`` in row-major cell order.
+def dense_layer(g: AgentGraph, prev: np.ndarray, n_out: int, l: int, act: str | None, rng: np.random.Generator,
+           init_std: float, backward_in: bool) -> np.ndarray:
+    """Add dense layer ``l`` from units ``prev`` (agent indices ``int [n_in]``) to ``n_out`` units,
+    wired as :func:`mlp` wires each layer (``backward_in``: backward arrows into ``prev``); returns
+    its activation units (its biases if ``act`` is ``None``).
 
     Example:
-        >>> from agentgraph.models.nca import NCACell
-        >>> g = grid(3, 4, NCACell(channels=4, hidden=8))
-        >>> g.number_of_agents(), g.number_of_arrows("tick")  # 3*4 cells; 2*(3*3+2*4+2*2*3) arrows
-        (12, 58)
+        >>> g = AgentGraph(); x = g.add_agents([("x", 0), ("x", 1)], "input", slots=[0, 1])
+        >>> len(dense_layer(g, x, 3, 0, "relu", np.random.default_rng(0), 0.1, False))
+        3
     """
-    for v, what in ((height, "height"), (width, "width")):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise AgentGraphError(f"grid: {what} must be a positive int, got {v!r}.")
-    g = AgentGraph(kinds=[kind], schedule=Schedule((Phase(arrow_type, repeat=repeat, loss=True),)))
-    names = [("cell", i, j) for i in range(height) for j in range(width)]
-    g.add_agents(names, kind.name, groups=group, states=states)
-    ii, jj = np.divmod(np.arange(height * width), width)
-    for port, (di, dj) in NEIGHBOURS.items():
-        si, sj = ii + di, jj + dj
-        ok = (si >= 0) & (si < height) & (sj >= 0) & (sj < width)
-        g.add_arrows((si * width + sj)[ok], np.flatnonzero(ok), arrow_type, port=port, by_index=True, delay=True)
-    return g.validate()
+    n_in = len(prev)
+    ws = g.add_agents([("w", l, i, j) for i in range(n_in) for j in range(n_out)], "synapse", groups=f"synapse:{l}",
+                      states={"w": rng.normal(0.0, init_std, size=n_in * n_out)})
+    bs = g.add_agents([("b", l, j) for j in range(n_out)], "bias", groups=f"bias:{l}")
+    src, dst = np.repeat(prev, n_out), np.tile(bs, n_in)
+    g.add_arrows(src, ws, "forward", port="x", by_index=True)
+    g.add_arrows(ws, dst, "forward", port="x", by_index=True)
+    g.add_arrows(dst, ws, "backward", port="m", by_index=True)
+    if backward_in:
+        g.add_arrows(ws, src, "backward", port="m", by_index=True)
+    if act is None:
+        return bs
+    units = g.add_agents([("a", l, j) for j in range(n_out)], act, groups=f"{act}:{l}")
+    g.add_arrows(bs, units, "forward", port="x", by_index=True)
+    g.add_arrows(units, bs, "backward", port="m", by_index=True)
+    return units
