@@ -9,7 +9,7 @@ import numpy as np
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
 from agentgraph.network import FieldInit, Network, Readout
-from agentgraph.protocols.units import output_units
+from agentgraph.protocols.units import output_units, refuse_ties
 from agentgraph.protocols.vsml.agents import (
     SCHEDULE,
     TICK,
@@ -48,6 +48,7 @@ def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int 
         (18, 3, 'z')
     """
     lib = net.graph
+    refuse_ties(net, "VSML")
     if net.readout is None:
         raise AgentGraphError("VSML needs the network's read-out to know its output units; give the Network a Readout.")
     A = lib.arrays()
