@@ -38,6 +38,8 @@ __all__ = ["FieldInit", "Network", "Readout", "accuracy", "fresh_weights", "pred
 class FieldInit(NamedTuple):
     """How a fresh network draws one per-agent field: ``value = mean + std * N(0, 1)`` for every
     agent of ``kind`` (``std = 0``: the constant ``mean``). Shapes come from the program's state.
+    ``dist="uniform"`` draws ``mean + std * U(-1, 1)`` instead: ``std`` is then the half-width
+    (BLUR's authors initialise synapses uniformly).
 
     Example:
         >>> FieldInit("synapse", "w", std=0.05).std
@@ -48,6 +50,7 @@ class FieldInit(NamedTuple):
     field: str
     std: float = 0.0
     mean: float = 0.0
+    dist: Literal["normal", "uniform"] = "normal"
 
 
 class Readout(NamedTuple):
@@ -146,7 +149,12 @@ def fresh_weights(init: Sequence[FieldInit], key: jax.Array, state: dict) -> dic
     for fi in init:
         k = keys.pop(0) if fi.std else None
         ref = current[fi.kind][fi.field]
-        val = fi.mean + fi.std * jax.random.normal(k, ref.shape) if fi.std else jnp.full(ref.shape, fi.mean)
+        if not fi.std:
+            val = jnp.full(ref.shape, fi.mean)
+        elif fi.dist == "uniform":
+            val = fi.mean + fi.std * jax.random.uniform(k, ref.shape, minval=-1.0, maxval=1.0)
+        else:
+            val = fi.mean + fi.std * jax.random.normal(k, ref.shape)
         out.setdefault(fi.kind, {})[fi.field] = val.astype(ref.dtype)
     return out
 

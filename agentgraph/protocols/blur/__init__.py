@@ -28,9 +28,15 @@ neuron (through its relays) sends its final state to its synapses, and each syna
 both neurons' final states, as in the paper. ``exact=False`` is the two-sweep approximation this
 library shipped first: the synapse update uses the pre-neuron state stored in the forward sweep.
 
-**Differences from the paper.** The engine averages updates over the inner batch where BLUR sums
-them (``η̃_here = B · η̃_BLUR``); biases are a library-network addition. Labels are the batch's
-targets as given (one-hot for classification).
+**Conventions** (:mod:`agentgraph.protocols.blur.settings`). By default the engine averages
+updates over the inner batch where BLUR sums them (``η̃_here = B · η̃_BLUR``); a bias is a synapse
+from ``e_0``; labels are the batch's targets as given (one-hot for classification), the other
+output states kept; the backward sweep runs through the forward weights; one σ for every
+neuron; the meta-objective is cross-entropy. Each is an option of the ``protocol:`` section, and
+``conventions: authors`` sets all of them to the choices of the authors' public code (a bias
+neuron of all-ones states, labels ±1 with states 2…k−1 zeroed, separate feedback synapses,
+relu∘tanh hidden / tanh output, summed updates, uniform synapse initialisation, their genome
+initialisation, L2 on output state 0), under which one step equals their ``network_step``.
 
 **The backprop genome** (:func:`backprop_genome`): with ``k = 2``, σ = identity, channel 1 carries
 ``a + error`` and the synapses keep two equal channels, one BLUR step's weight and bias updates
@@ -52,10 +58,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
+
+import jax.numpy as jnp
+import pydantic
 
 from agentgraph.errors import AgentGraphError
-from agentgraph.protocols.base import Protocol
+from agentgraph.protocols.base import Protocol, Stepping
 from agentgraph.protocols.blur.agents import (
     SIGMAS,
     UPDATE,
@@ -65,32 +74,65 @@ from agentgraph.protocols.blur.agents import (
     BlurRelay,
     BlurSynapse,
     backprop_genome,
+    bias_input,
     init_genome,
 )
 from agentgraph.protocols.blur.network import EXACT_SCHEDULE, GROUP, blur_network
+from agentgraph.protocols.blur.settings import AUTHORS, PRESETS, BlurSettings
 
-__all__ = ["EXACT_SCHEDULE", "SIGMAS", "UPDATE", "BlurInput", "BlurLabel", "BlurNeuron", "BlurRelay", "BlurSynapse",
-           "GROUP", "backprop_genome", "blur", "blur_network", "init_genome"]
+__all__ = ["AUTHORS", "EXACT_SCHEDULE", "PRESETS", "SIGMAS", "UPDATE", "BlurInput", "BlurLabel", "BlurNeuron",
+           "BlurRelay", "BlurSettings", "BlurSynapse", "GROUP", "backprop_genome", "bias_input", "blur",
+           "blur_network", "init_genome", "summed_over_batch"]
 
 
-def blur(k: int = 2, sigma: Literal["tanh", "sigmoid", "relu", "identity"] = "tanh", init_std: float = 0.1,
-         genome_scale: float = 0.5, exact: bool = True) -> Protocol:
-    """BLUR as a :class:`~agentgraph.protocols.base.Protocol` (config ``protocol: {rule: blur}``).
+def summed_over_batch(params: dict[str, Any], batch_size: Any) -> dict[str, Any]:
+    """The groups' params with BLUR's ``eta_t`` multiplied by the inner batch size: the engine
+    averages updates over the batch, so this makes them the authors' sums
+    (``batch_update: sum``; the decay term ``(f̃ − 1) w`` is the same either way).
 
-    Args:
-        k: states per neuron / channels per synapse.
-        sigma: the neurons' nonlinearity.
-        init_std: fresh synapse channels ``~ N(0, init_std)`` (biases start at 0).
-        genome_scale: the random genome's matrix scale (:func:`init_genome`).
-        exact: synapses update after the backward sweep from both neurons' final states (the
-            paper's rule); ``False``: the two-sweep approximation (stored pre-neuron state).
+    Example:
+        >>> float(summed_over_batch({GROUP: {"eta_t": jnp.asarray(0.5)}}, 4)[GROUP]["eta_t"])
+        2.0
     """
-    if k < 2:
-        raise AgentGraphError(f"protocol.k must be at least 2 (channel 1 holds the label), got {k}.")
+    g = params[GROUP]
+    return {**params, GROUP: {**g, "eta_t": g["eta_t"] * batch_size}}
+
+
+def _summed_step(inner, program, params, state, batch, stage, phase):
+    return program.step(summed_over_batch(params, jnp.shape(batch["x"])[0]), state, batch)
+
+
+def blur(**settings: Any) -> Protocol:
+    """BLUR as a :class:`~agentgraph.protocols.base.Protocol` (config ``protocol: {rule: blur}``),
+    with :class:`~agentgraph.protocols.blur.settings.BlurSettings` (``k``, ``sigma``, ``init_std``,
+    ``genome_scale``, ``exact`` and the conventions; ``conventions: authors`` for the authors'
+    code). ``batch_update: sum`` is a :class:`~agentgraph.protocols.base.Stepping` that scales
+    ``eta_t`` by the batch size (:func:`summed_over_batch`).
+
+    Example:
+        >>> blur(conventions="authors").settings["feedback"]
+        'separate'
+    """
+    try:
+        s = BlurSettings(**settings)
+    except pydantic.ValidationError as e:
+        lines = [f"protocol.{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise AgentGraphError("invalid settings for rule 'blur': " + "; ".join(lines)) from None
+    if s.k < 2:
+        raise AgentGraphError(f"protocol.k must be at least 2 (channel 1 holds the label), got {s.k}.")
+    k = s.k
     return Protocol(
         name="blur",
-        network=lambda net: blur_network(net, k, sigma, init_std, exact),
-        init=lambda key, graph: init_genome(k, key, genome_scale),
+        network=lambda net: blur_network(net, k, s.sigma, s.init_std, s.exact, output_sigma=s.output_sigma,
+                                         bias_state=s.bias_state, label_states=s.label_states,
+                                         label_coding=s.label_coding, feedback=s.feedback,
+                                         synapse_init=s.synapse_init, init_range=s.init_range,
+                                         objective=s.objective),
+        init=lambda key, graph: init_genome(k, key, s.genome_scale, s.genome_init),
         params=lambda learned, stats, graph: {GROUP: learned},
-        settings={"k": k, "sigma": sigma, "init_std": init_std, "genome_scale": genome_scale, "exact": exact},
+        stepping=Stepping(step=_summed_step) if s.batch_update == "sum" else None,
+        settings=s.model_dump(),
     )
+
+
+blur.Config = BlurSettings  # type: ignore[attr-defined]

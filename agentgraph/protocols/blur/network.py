@@ -24,18 +24,27 @@ EXACT_SCHEDULE = Schedule((Phase("forward", loss=True), Phase("backward"), Phase
 _HEAD = ("target", "softmax", "softmax_norm", "l2", "cross_entropy")
 
 
-def blur_network(net: Network, k: int = 2, sigma: str = "tanh", init_std: float = 0.1, exact: bool = True) -> Network:
+def blur_network(net: Network, k: int = 2, sigma: str = "tanh", init_std: float = 0.1, exact: bool = True, *,
+                 output_sigma: str | None = None, bias_state: str = "e0", label_states: str = "keep",
+                 label_coding: str = "as_given", feedback: str = "tied", synapse_init: str = "normal",
+                 init_range: float = 1.0, objective: str = "cross_entropy") -> Network:
     """The BLUR network of a library network (module docstring): same arrows among inputs,
     synapses, biases (now neurons) and activations (now relays), head removed, label agents added.
     With ``exact``, the graph runs :data:`EXACT_SCHEDULE` and gains the update arrows: each
     forward arrow into a synapse or a relay is copied as an update arrow (port ``"pre"`` / ``"x"``),
     and each synapse → neuron arrow reversed (port ``"post"``).
 
+    The keyword options are the conventions of :class:`~agentgraph.protocols.blur.settings.BlurSettings`
+    (``output_sigma``: the output neurons' σ, ``None`` for ``sigma``); ``synapse_init`` and
+    ``init_range`` set the fresh-weight initialisers, ``objective`` (with ``label_coding``) the
+    read-out: ``cross_entropy`` reads output state 0 as logits; ``l2`` as values, decoded
+    ``(a₀ + 1)/2`` (field ``p``) when the labels are ``pm1``-coded.
+
     Example:
         >>> from agentgraph.builders import random_dag_network
         >>> b = blur_network(random_dag_network(3, 4, 2, seed=1), k=2)
         >>> len(b.readout.agents), b.init[0]
-        (2, FieldInit(kind='blur_synapse', field='w', std=0.1, mean=0.0))
+        (2, FieldInit(kind='blur_synapse', field='w', std=0.1, mean=0.0, dist='normal'))
     """
     lib = net.graph
     if net.readout is None:
@@ -50,8 +59,12 @@ def blur_network(net: Network, k: int = 2, sigma: str = "tanh", init_std: float 
     outputs = output_units(net, "BLUR")
     is_out = np.zeros(len(A.names), bool)
     is_out[outputs] = True
-    g = AgentGraph(kinds=[BlurInput(k, exact), BlurSynapse(k, exact), BlurNeuron(k, sigma, exact=exact),
-                          BlurNeuron(k, sigma, label=True, exact=exact), BlurRelay(k, exact), BlurLabel()],
+    decode = "pm1" if objective == "l2" and label_coding == "pm1" else None
+    g = AgentGraph(kinds=[BlurInput(k, exact), BlurSynapse(k, exact, feedback),
+                          BlurNeuron(k, sigma, exact=exact, bias_state=bias_state),
+                          BlurNeuron(k, output_sigma or sigma, label=True, exact=exact, bias_state=bias_state,
+                                     label_states=label_states, decode=decode),
+                          BlurRelay(k, exact), BlurLabel(label_coding)],
                    schedule=EXACT_SCHEDULE if exact else None)
     keep = np.zeros(len(A.names), bool)
     for kind in A.kind_names:
@@ -82,11 +95,28 @@ def blur_network(net: Network, k: int = 2, sigma: str = "tanh", init_std: float 
     labels = [("blur_label", j) for j in range(len(outputs))]
     g.add_agents(labels, "blur_label", groups=GROUP, slots=range(len(outputs)))
     g.add_arrows(labels, [A.names[i] for i in outputs], "backward", port="label")
-    readout = Readout(tuple(A.names[i] for i in outputs), "a", index=0, kind="logits")
-    init = (FieldInit("blur_synapse", "w", std=float(init_std)), FieldInit("blur_output", "b"), FieldInit("blur_neuron", "b"))
+    out_names = tuple(A.names[i] for i in outputs)
+    if objective == "l2":
+        readout = Readout(out_names, "p") if decode else Readout(out_names, "a", index=0, kind="values")
+    else:
+        readout = Readout(out_names, "a", index=0, kind="logits")
+    init = _initialisers(feedback, synapse_init, init_std, init_range)
     return Network(g.validate(), tuple(i for i in init if i.kind in g.kinds and g.agents(i.kind)), readout)
 
 
+
+
+def _initialisers(feedback: str, synapse_init: str, init_std: float, init_range: float) -> tuple[FieldInit, ...]:
+    """Fresh weights: ``normal`` — synapses (and feedback synapses) ``~ N(0, init_std)``, biases 0;
+    ``uniform`` — synapses, feedback synapses and biases ``~ U(−init_range, init_range)`` (the
+    authors' initialiser over their whole synapse matrix, bias row and feedback block included)."""
+    weights = ("w", "wb") if feedback == "separate" else ("w",)
+    if synapse_init == "uniform":
+        r = float(init_range)
+        return (*(FieldInit("blur_synapse", f, std=r, dist="uniform") for f in weights),
+                FieldInit("blur_output", "b", std=r, dist="uniform"), FieldInit("blur_neuron", "b", std=r, dist="uniform"))
+    return (*(FieldInit("blur_synapse", f, std=float(init_std)) for f in weights),
+            FieldInit("blur_output", "b"), FieldInit("blur_neuron", "b"))
 
 
 def _update_arrows(g: AgentGraph, A, kind_of: np.ndarray, fwd: np.ndarray) -> None:
