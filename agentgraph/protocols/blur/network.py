@@ -9,7 +9,7 @@ from agentgraph.arrows.schedule import Phase, Schedule
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
 from agentgraph.network import FieldInit, Network, Readout
-from agentgraph.protocols.units import output_units
+from agentgraph.protocols.units import output_units, refuse_ties
 from agentgraph.protocols.blur.agents import UPDATE, BlurInput, BlurLabel, BlurNeuron, BlurRelay, BlurSynapse
 
 __all__ = ["EXACT_SCHEDULE", "GROUP", "blur_network"]
@@ -47,6 +47,7 @@ def blur_network(net: Network, k: int = 2, sigma: str = "tanh", init_std: float 
         (2, FieldInit(kind='blur_synapse', field='w', std=0.1, mean=0.0, dist='normal'))
     """
     lib = net.graph
+    refuse_ties(net, "BLUR")
     if net.readout is None:
         raise AgentGraphError("BLUR needs the network's read-out to know its output units; give the Network a Readout.")
     A = lib.arrays()
