@@ -271,8 +271,13 @@ class MPLPKind(Kind):
         return (type(self), self.name, self.base._identity(), self.config)
 
 
+#: Library kinds MPLP has no agents for (yet): pooling units.
+NO_MPLP_KIND = ("avg_pool", "max_pool", "max_gate")
+
+
 def kinds(config: MPLPConfig = MPLPConfig(), sharing: str = "group") -> dict[str, Kind]:
-    """The MPLP kind table: every library kind with a learned backward.
+    """The MPLP kind table: every library kind with a learned backward (all but
+    :data:`NO_MPLP_KIND`).
 
     Example:
         >>> sorted(kinds())[:3]
@@ -280,4 +285,17 @@ def kinds(config: MPLPConfig = MPLPConfig(), sharing: str = "group") -> dict[str
     """
     if sharing == "all":
         config = config.padded()
-    return {name: MPLPKind(base, config) for name, base in default_kinds().items()}
+    return {name: MPLPKind(base, config) for name, base in default_kinds().items() if name not in NO_MPLP_KIND}
+
+
+def check_supported(graph) -> None:
+    """An error naming the kinds of ``graph`` MPLP has no agents for (:data:`NO_MPLP_KIND`).
+
+    Example:
+        >>> from agentgraph.builders import mlp
+        >>> check_supported(mlp([2, 1]))  # fine
+    """
+    bad = sorted(set(graph.arrays().kind_names) & set(NO_MPLP_KIND))
+    if bad:
+        raise AgentGraphError(f"MPLP has no agents for the kind(s) {bad} (pooling) yet; use a network without "
+                              "pooling layers (convolutions with stride instead), or the sgd / attention protocols.")

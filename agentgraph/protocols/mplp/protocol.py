@@ -77,6 +77,7 @@ def mplp(**settings: Any) -> Protocol:
     config, sharing = st.kinds_config(), st.sharing
 
     def network(net):
+        mk.check_supported(net.graph)
         return net.with_graph(net.graph.with_kinds(mk.kinds(config, sharing)))
 
     def init(key, graph):
