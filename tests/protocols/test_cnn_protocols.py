@@ -44,7 +44,11 @@ def test_protocol_on_a_cnn_compiled_equals_interpreter(rule, graph, monkeypatch)
     assert _one_step_error(rule, graph) < 1e-10
 
 
-@pytest.mark.parametrize("rule", ["blur", "vsml"])
-def test_protocols_that_would_drop_ties_refuse(rule):
-    with pytest.raises(AgentGraphError, match=f"{rule.upper()} does not run on networks with tied parameters"):
-        resolve({"rule": rule}).network(as_network(CONV_ONLY, 0.3))
+@pytest.mark.parametrize("rule, graph, match", [
+    ("blur", CONV_ONLY, "BLUR does not run on networks with tied parameters"),
+    ("vsml", CONV_ONLY, "VSML does not run on networks with tied parameters"),
+    ("mplp", POOLED, r"MPLP has no agents for the kind\(s\) \['max_gate', 'max_pool'\] \(pooling\)"),
+])
+def test_protocols_that_cannot_run_a_cnn_refuse_clearly(rule, graph, match):
+    with pytest.raises(AgentGraphError, match=match):
+        resolve({"rule": rule}).network(as_network(graph, 0.3))
