@@ -1,10 +1,11 @@
 """Port lowerings: how the messages into one port of one block are gathered and aggregated.
 
-Each port of each block (see :mod:`agentgraph.compiler.plan`) gets one lowering, chosen at compile
-time by :func:`port_lowering` (NumPy over the sorted arrow arrays) and run at trace time by
-:func:`receive` (a few batched JAX operations, never one per agent). Checked in this order on the
-arrows into one block's port, sorted by destination; ``n`` destinations, ``c`` arrows each when
-the fan-in is uniform:
+Each port of each block (see :mod:`agentgraph.compiler.plan`) gets one lowering from the table
+:data:`LOWERINGS` — each entry says when it applies (at compile time, NumPy over the port's sorted
+arrow arrays: :func:`choose_lowering`) and what it emits (at trace time, a few batched JAX
+operations, never one per agent: :func:`receive`). Tried in this order on the arrows into one
+block's port, sorted by destination; ``n`` destinations, ``c`` arrows each when the fan-in is
+uniform:
 
 ``zeros``   no arrows;
 ``slice``   c == 1 and src = base + arange(n);
@@ -25,8 +26,9 @@ broadcasts and reductions over reshaped slices, as a hand-written implementation
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import jax
@@ -38,48 +40,121 @@ from agentgraph.nodes.base import Kind
 if TYPE_CHECKING:
     from agentgraph.compiler.plan import PortPlan
 
-__all__ = ["port_lowering", "premap_fn", "receive"]
+__all__ = ["BY_NAME", "LOWERINGS", "Lowering", "Match", "PortArrows", "choose_lowering", "port_lowering", "premap_fn",
+           "receive"]
 
 
 # ----------------------------------------------------------------------------------------------
 # compile time: which lowering
 # ----------------------------------------------------------------------------------------------
-def port_lowering(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[str, int, int]:
-    """Classify arrows (sorted by dst, dst in 0..n-1) into a dense pattern, or 'segment'.
+@dataclasses.dataclass(frozen=True)
+class PortArrows:
+    """The arrows into one port of one block, as :func:`choose_lowering` sees them.
 
-    Returns ``(lowering, base, param)`` (see the module docstring).
-
-    Example:
-        >>> import numpy as np
-        >>> port_lowering(np.array([4, 4, 5, 5]), np.arange(4), 4)  # two senders, two receivers each
-        ('repeat', 4, 2)
+    Attributes:
+        src: ``int64 [E]`` buffer rows of the senders, sorted by ``dst`` (then ``src``).
+        dst: ``int64 [E]`` the receiving agent of each arrow, ``0 .. n-1`` within the block.
+        n: the block's receivers.
+        premapped: the kind premaps this port (``gather`` may apply).
+        dense: the dense-block patterns may be used.
     """
-    E = len(src)
-    if E == 0:
-        return "zeros", 0, 0
-    if E % n == 0:
+
+    src: np.ndarray
+    dst: np.ndarray
+    n: int
+    premapped: bool = False
+    dense: bool = True
+
+    def uniform(self) -> int | None:
+        """``c`` when every receiver has exactly ``c`` arrows (``dst = repeat(arange(n), c)``), else ``None``."""
+        E, n = len(self.src), self.n
+        if E == 0 or E % n:
+            return None
         c = E // n
-        if np.array_equal(dst, np.repeat(np.arange(n), c)):
-            base = int(src.min())
-            ar = np.arange(n)
-            if c == 1:
-                if np.array_equal(src, base + ar):
-                    return "slice", base, 1
-                for r in range(2, n + 1):
-                    if n % r == 0 and np.array_equal(src, base + ar // r):
-                        return "repeat", base, r
-                    if src[r - 1] != base:
-                        break
-                p = int(src.max()) - base + 1
-                if p < n and n % p == 0 and np.array_equal(src, base + ar % p):
-                    return "tile", base, p
-            rows = base + (ar[:, None] * c + np.arange(c)[None, :]).reshape(-1)
-            if np.array_equal(src, rows):
-                return "rows", base, c
-            strided = base + (np.arange(c)[None, :] * n + ar[:, None]).reshape(-1)
-            if np.array_equal(src, strided):
-                return "strided", base, c
-    return "segment", 0, 0
+        return c if np.array_equal(self.dst, np.repeat(np.arange(n), c)) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Match:
+    """What a lowering needs of one port: a first buffer row ``base``, a ``param`` (``r``, ``p``
+    or ``c``) and index arrays (stored under the port's key, ``key + "/" + name``)."""
+
+    base: int = 0
+    param: int = 0
+    arrays: dict = dataclasses.field(default_factory=dict)
+
+
+def _zeros(a: PortArrows) -> Match | None:
+    return Match() if len(a.src) == 0 else None
+
+
+def _single(a: PortArrows, pattern) -> Match | None:
+    """One arrow per receiver whose source row follows ``pattern(base, arange(n)) -> (rows, param)``."""
+    if a.uniform() != 1:
+        return None
+    base = int(a.src.min())
+    got = pattern(base, np.arange(a.n), a.src)
+    return None if got is None else Match(base, got)
+
+
+def _slice(a: PortArrows) -> Match | None:
+    return _single(a, lambda b, ar, src: 1 if np.array_equal(src, b + ar) else None)
+
+
+def _repeat(a: PortArrows) -> Match | None:
+    def pattern(b, ar, src):
+        for r in range(2, len(ar) + 1):
+            if len(ar) % r == 0 and np.array_equal(src, b + ar // r):
+                return r
+            if src[r - 1] != b:
+                return None
+        return None
+    return _single(a, pattern)
+
+
+def _tile(a: PortArrows) -> Match | None:
+    def pattern(b, ar, src):
+        p = int(src.max()) - b + 1
+        return p if p < len(ar) and len(ar) % p == 0 and np.array_equal(src, b + ar % p) else None
+    return _single(a, pattern)
+
+
+def _block(a: PortArrows, layout) -> Match | None:
+    """Every receiver has ``c`` arrows reading one dense ``[n, c]`` (``layout`` rows) or ``[c, n]``
+    (strided) block of the buffer."""
+    c = a.uniform()
+    if c is None:
+        return None
+    base, ar = int(a.src.min()), np.arange(a.n)
+    want = base + (layout(ar, c)).reshape(-1)
+    return Match(base, c) if np.array_equal(a.src, want) else None
+
+
+def _rows(a: PortArrows) -> Match | None:
+    return _block(a, lambda ar, c: ar[:, None] * c + np.arange(c)[None, :])
+
+
+def _strided(a: PortArrows) -> Match | None:
+    return _block(a, lambda ar, c: np.arange(c)[None, :] * len(ar) + ar[:, None])
+
+
+def _gather(a: PortArrows) -> Match | None:
+    if not a.premapped or len(a.src) != a.n or not np.array_equal(a.dst, np.arange(a.n)):
+        return None
+    usrc, inv = np.unique(a.src, return_inverse=True)
+    return Match(arrays={"src": usrc, "inv": inv}) if len(usrc) < a.n else None
+
+
+def _pick(a: PortArrows) -> Match | None:
+    if len(a.dst) > a.n or not np.all(np.diff(a.dst) > 0):
+        return None
+    pick = np.full(a.n, np.iinfo(np.int32).max, np.int64)  # receivers without an arrow read past the buffer
+    pick[a.dst] = a.src
+    return Match(arrays={"src": pick})
+
+
+def _segment_match(a: PortArrows) -> Match | None:
+    return Match(arrays={"src": a.src, "dst": a.dst})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -97,21 +172,21 @@ def _sum0(x):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _tile(src, reps: int):
+def _tile_rows(src, reps: int):
     """``src [p, ...]`` stacked ``reps`` times along axis 0 → ``[reps * p, ...]``; its VJP sums the
     copies with :func:`_sum0`."""
     return jnp.tile(src, (reps,) + (1,) * (src.ndim - 1))
 
 
 def _tile_fwd(src, reps):
-    return _tile(src, reps), None
+    return _tile_rows(src, reps), None
 
 
 def _tile_bwd(reps, _, g):
     return (_sum0(g.reshape(reps, g.shape[0] // reps, *g.shape[1:])),)
 
 
-_tile.defvjp(_tile_fwd, _tile_bwd)
+_tile_rows.defvjp(_tile_fwd, _tile_bwd)
 
 
 def _reduce(x, aggregation: str, axis: int):
@@ -127,38 +202,117 @@ def _reduce(x, aggregation: str, axis: int):
     return jax.nn.logsumexp(x, axis=axis)
 
 
+def _recv_zeros(buf, p, n, B, arrays, fn, dtype):
+    one = fn(jnp.zeros((1, B, p.size), dtype if buf is None else buf.dtype))
+    return jnp.broadcast_to(one, (n, *one.shape[1:]))
+
+
+def _recv_slice(buf, p, n, B, arrays, fn, dtype):
+    return fn(jax.lax.slice_in_dim(buf, p.base, p.base + n))
+
+
+def _recv_repeat(buf, p, n, B, arrays, fn, dtype):
+    src = fn(jax.lax.slice_in_dim(buf, p.base, p.base + n // p.param))
+    # broadcast + reshape, not jnp.repeat: that builds its gather indices (scatter, cumsum) at run time
+    return jnp.broadcast_to(src[:, None], (src.shape[0], p.param, *src.shape[1:])).reshape(n, *src.shape[1:])
+
+
+def _recv_tile(buf, p, n, B, arrays, fn, dtype):
+    return _tile_rows(fn(jax.lax.slice_in_dim(buf, p.base, p.base + p.param)), n // p.param)
+
+
+def _recv_rows(buf, p, n, B, arrays, fn, dtype):
+    src = jax.lax.slice_in_dim(buf, p.base, p.base + n * p.param)
+    return fn(_reduce(src.reshape(n, p.param, B, p.size), p.aggregation, 1))
+
+
+def _recv_strided(buf, p, n, B, arrays, fn, dtype):
+    src = jax.lax.slice_in_dim(buf, p.base, p.base + n * p.param)
+    return fn(_reduce(src.reshape(p.param, n, B, p.size), p.aggregation, 0))
+
+
+def _recv_gather(buf, p, n, B, arrays, fn, dtype):  # one arrow per receiver from a few senders: premap the senders only
+    return fn(buf[arrays[p.key + "/src"]])[arrays[p.key + "/inv"]]
+
+
+def _recv_pick(buf, p, n, B, arrays, fn, dtype):  # at most one arrow per receiver: one gather, zeros where none
+    return fn(buf.at[arrays[p.key + "/src"]].get(mode="fill", fill_value=0))
+
+
+def _recv_segment(buf, p, n, B, arrays, fn, dtype):
+    return fn(_segment(buf, p, n, arrays))
+
+
+@dataclasses.dataclass(frozen=True)
+class Lowering:
+    """One entry of the lowering table: when it applies (``match``, at compile time, NumPy over
+    the port's arrows; ``dense``: only where the dense-block patterns are allowed) and what it
+    emits (``receive``, at trace time: ``(buf, port, n, B, arrays, premap, dtype) -> [n, B, size]``)."""
+
+    name: str
+    match: Callable[[PortArrows], Match | None]
+    receive: Callable[..., jax.Array]
+    dense: bool = False
+
+
+#: The port lowerings in the order they are tried (the first that matches wins); ``segment``
+#: always matches. ``matmul`` is not here: it replaces a ``rows``/``strided`` port afterwards,
+#: where a linear block feeds it (:func:`agentgraph.compiler.linear.fuse_linear`).
+LOWERINGS: tuple[Lowering, ...] = (
+    Lowering("zeros", _zeros, _recv_zeros),
+    Lowering("slice", _slice, _recv_slice, dense=True),
+    Lowering("repeat", _repeat, _recv_repeat, dense=True),
+    Lowering("tile", _tile, _recv_tile, dense=True),
+    Lowering("rows", _rows, _recv_rows, dense=True),
+    Lowering("strided", _strided, _recv_strided, dense=True),
+    Lowering("gather", _gather, _recv_gather),
+    Lowering("pick", _pick, _recv_pick),
+    Lowering("segment", _segment_match, _recv_segment),
+)
+BY_NAME = {low.name: low for low in LOWERINGS}
+
+
+def choose_lowering(arrows: PortArrows) -> tuple[str, Match]:
+    """The first entry of :data:`LOWERINGS` that applies to ``arrows``: ``(name, match)``.
+
+    Example:
+        >>> import numpy as np
+        >>> name, m = choose_lowering(PortArrows(np.array([4, 4, 5, 5]), np.arange(4), 4))
+        >>> name, m.base, m.param  # two senders, two receivers each
+        ('repeat', 4, 2)
+    """
+    for low in LOWERINGS:
+        if low.dense and not arrows.dense:
+            continue
+        m = low.match(arrows)
+        if m is not None:
+            return low.name, m
+    raise AssertionError("segment always matches")
+
+
+def port_lowering(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[str, int, int]:
+    """The dense pattern of arrows (sorted by dst, dst in 0..n-1), or ``'segment'``:
+    ``(lowering, base, param)`` (:func:`choose_lowering` without ``gather``/``pick``).
+
+    Example:
+        >>> import numpy as np
+        >>> port_lowering(np.array([4, 4, 5, 5]), np.arange(4), 4)  # two senders, two receivers each
+        ('repeat', 4, 2)
+    """
+    name, m = choose_lowering(PortArrows(np.asarray(src), np.asarray(dst), n))
+    return (name, m.base, m.param) if name not in ("gather", "pick") else ("segment", 0, 0)
+
+
 def receive(buf, p: PortPlan, n: int, B: int, arrays: Mapping[str, jax.Array], premap=None, dtype=None):
     """Aggregated messages ``[n, B, size]`` for one port of one block, from buffer ``[M, B, size]``
-    (``None``: nobody sends messages of this size).
+    (``None``: nobody sends messages of this size), by the port's entry of :data:`LOWERINGS`.
 
     ``premap`` (``[rows, B, size] -> [rows, B, d]``), when given, is applied to the aggregate;
     where every receiver has a single arrow it is applied to the senders' rows before they are
     broadcast (same values, fewer rows)."""
     fn = premap if premap is not None else (lambda v: v)
-    low = p.lowering
-    if low == "zeros" or buf is None:
-        one = fn(jnp.zeros((1, B, p.size), dtype if buf is None else buf.dtype))
-        return jnp.broadcast_to(one, (n, *one.shape[1:]))
-    if low == "slice":
-        return fn(jax.lax.slice_in_dim(buf, p.base, p.base + n))
-    if low == "repeat":
-        src = fn(jax.lax.slice_in_dim(buf, p.base, p.base + n // p.param))
-        # broadcast + reshape, not jnp.repeat: that builds its gather indices (scatter, cumsum) at run time
-        return jnp.broadcast_to(src[:, None], (src.shape[0], p.param, *src.shape[1:])).reshape(n, *src.shape[1:])
-    if low == "tile":
-        src = fn(jax.lax.slice_in_dim(buf, p.base, p.base + p.param))
-        return _tile(src, n // p.param)
-    if low == "gather":  # one arrow per receiver from a few senders: premap the senders only
-        return fn(buf[arrays[p.key + "/src"]])[arrays[p.key + "/inv"]]
-    if low == "pick":  # at most one arrow per receiver: one gather, zeros where none
-        return fn(buf.at[arrays[p.key + "/src"]].get(mode="fill", fill_value=0))
-    if low == "rows":
-        src = jax.lax.slice_in_dim(buf, p.base, p.base + n * p.param)
-        return fn(_reduce(src.reshape(n, p.param, B, p.size), p.aggregation, 1))
-    if low == "strided":
-        src = jax.lax.slice_in_dim(buf, p.base, p.base + n * p.param)
-        return fn(_reduce(src.reshape(p.param, n, B, p.size), p.aggregation, 0))
-    return fn(_segment(buf, p, n, arrays))
+    low = "zeros" if buf is None else p.lowering
+    return BY_NAME[low].receive(buf, p, n, B, arrays, fn, dtype)
 
 
 def _segment(buf, p: PortPlan, n: int, arrays: Mapping[str, jax.Array]):

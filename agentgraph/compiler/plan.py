@@ -15,8 +15,10 @@ kind's state arrays (and, for layered networks, so is each backward block).
 Message buffers: per sweep and message size ``d``, one buffer ``[M_d, B, d]`` holds every output of
 that size; output ``o`` of kind ``k`` occupies rows ``base(k, o) + agent row``.
 
-Each port of each block gets one *lowering* (:mod:`agentgraph.compiler.lowerings`: dense-block
-patterns, gather, sorted segment). :func:`make_plan` can also lower a graph into a padded
+Each port of each block gets one *lowering*: the first entry of the table
+:data:`agentgraph.compiler.lowerings.LOWERINGS` that applies (dense-block patterns, gather, pick,
+sorted segment); dense blocks of linear kinds then become matrix products
+(:mod:`agentgraph.compiler.linear`). :func:`make_plan` can also lower a graph into a padded
 :class:`~agentgraph.compiler.buckets.Bucket` several graphs fit into.
 """
 
@@ -30,7 +32,7 @@ import numpy as np
 from agentgraph.arrows.schedule import Schedule
 from agentgraph.compiler.linear import LinearLink, OuterLink, fuse_linear
 from agentgraph.compiler.analysis import analyse, block_edges, layout_sweep, self_sets
-from agentgraph.compiler.lowerings import port_lowering
+from agentgraph.compiler.lowerings import PortArrows, choose_lowering
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
 
@@ -310,28 +312,11 @@ def make_plan(
                     put(key_p + "/dst", np.r_[d_loc, np.full(ecap - len(src_row), cap)])
                     ports.append(PortPlan(p, spec.size, spec.aggregation, "segment", 0, 0, key_p, ecap, source=source))
                     continue
-                if dense:
-                    low, b0, prm = port_lowering(src_row, d_loc, n)
-                else:
-                    low, b0, prm = ("zeros", 0, 0) if len(src_row) == 0 else ("segment", 0, 0)
-                key_p = ""
-                if low == "segment" and p in kd.premaps(t) and len(src_row) == n and np.array_equal(d_loc, np.arange(n)):
-                    usrc, inv = np.unique(src_row, return_inverse=True)
-                    if len(usrc) < n:
-                        low, key_p = "gather", f"{tag}/{p}"
-                        put(key_p + "/src", usrc)
-                        put(key_p + "/inv", inv)
-                if low == "segment" and len(d_loc) <= n and np.all(np.diff(d_loc) > 0):
-                    # at most one arrow per receiver (a grid's neighbour port): one gather, the
-                    # receivers without an arrow pointing past the buffer (zeros)
-                    low, key_p = "pick", f"{tag}/{p}"
-                    pick = np.full(n, np.iinfo(np.int32).max, np.int64)
-                    pick[d_loc] = src_row
-                    put(key_p + "/src", pick)
-                if low == "segment":
-                    key_p = f"{tag}/{p}"
-                    put(key_p + "/src", src_row)
-                    put(key_p + "/dst", d_loc)
+                low, m = choose_lowering(PortArrows(src_row, d_loc, n, p in kd.premaps(t), dense))
+                key_p = f"{tag}/{p}" if m.arrays else ""
+                for name, arr in m.arrays.items():
+                    put(f"{key_p}/{name}", arr)
+                b0, prm = m.base, m.param
                 ports.append(PortPlan(p, spec.size, spec.aggregation, low, b0, prm, key_p, len(src_row), source=source))
             slots_key = ""
             if kd.external is not None and "data" in kd.ports(t):
