@@ -33,6 +33,7 @@ from agentgraph.arrows.schedule import Schedule
 from agentgraph.compiler.linear import LinearLink, OuterLink, fuse_linear
 from agentgraph.compiler.analysis import analyse, block_edges, layout_sweep, self_sets
 from agentgraph.compiler.lowerings import PortArrows, choose_lowering
+from agentgraph.compiler.ties import TiePlan, tie_plans
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
 
@@ -87,21 +88,6 @@ class ReflexPlan:
     group: str
     rows_key: str
     repeats: int
-
-
-@dataclasses.dataclass(frozen=True)
-class TiePlan:
-    """A per-agent field of a kind some of whose agents are tied (:mod:`agentgraph.graph.ties`):
-    stored once per tie, ``[slots, *shape]`` — the ties first, then one slot per untied agent.
-    ``arrays[key]`` (``int32 [N_kind]``) is each row's slot; with ``scaled``,
-    ``arrays[key + "/scale"]`` (``[slots]``) divides a ``"mean"`` tie's summed change by its
-    member count."""
-
-    kind: str
-    field: str
-    slots: int
-    key: str
-    scaled: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,7 +344,7 @@ def make_plan(
                 valid[row[A.kind == A.kind_names.index(k)]] = 1.0
             put(f"valid/{k}", valid, dtype=np.float32)
 
-    ties = _tie_plans(graph, A, row, n_of, put) if len(graph.ties()) else ()
+    ties = tie_plans(graph, A, row, n_of, put) if len(graph.ties()) else ()
     if ties and padded:
         raise AgentGraphError("Graph does not fit a bucket: it has tied parameters (graph.ties()), which buckets do "
                               "not lower; compile it on its own (compile(graph)).")
@@ -374,32 +360,6 @@ def make_plan(
         ties=ties,
     )
     return plan, arrays, rows
-
-
-def _tie_plans(graph: AgentGraph, A, row: np.ndarray, n_of: dict[str, int], put) -> tuple[TiePlan, ...]:
-    """One :class:`TiePlan` per (kind, field) with ties; their slot (and scale) arrays via ``put``."""
-    ties = graph.ties()
-    lead = ties.agent[ties.offsets[:-1]]
-    out = []
-    for kname, f in sorted({(A.kind_names[A.kind[lead[t]]], ties.fields[t]) for t in range(len(ties))}):
-        mine = np.array([A.kind_names[A.kind[lead[t]]] == kname and ties.fields[t] == f for t in range(len(ties))])
-        local = np.cumsum(mine) - 1  # tie -> its slot among this (kind, field)'s ties
-        m = mine[ties.tie]
-        slot = np.full(n_of[kname], -1, np.int64)
-        slot[row[ties.agent[m]]] = local[ties.tie[m]]
-        n_ties = int(mine.sum())
-        free = slot < 0
-        slot[free] = n_ties + np.arange(int(free.sum()))
-        key = put(f"tie/{kname}/{f}", slot)
-        means = [t for t in np.flatnonzero(mine) if ties.reductions[t] == "mean"]
-        if means:
-            scale = np.ones(int(slot.max()) + 1 if len(slot) else 0)
-            counts = np.bincount(slot, minlength=len(scale))
-            for t in means:
-                scale[local[t]] = 1.0 / counts[local[t]]
-            put(key + "/scale", scale, dtype=np.float64)
-        out.append(TiePlan(kname, f, int(slot.max()) + 1 if len(slot) else 0, key, bool(means)))
-    return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -9,9 +9,9 @@ messages in flight on delayed arrows are ``state["@delayed"]["type/size"]`` ``[M
 (the type's whole buffer of that size from its previous run).
 
 Tied fields (``plan.ties``) are stored once per tie, ``[slots, *shape]``; within a step they are
-expanded to one row per agent (:func:`expand_ties`), every phase works on the rows as for untied
+expanded to one row per agent (:func:`~agentgraph.compiler.ties.expand_ties`), every phase works on the rows as for untied
 agents, and after each phase the rows' changes are reduced into the shared values
-(:func:`join_ties`) — the semantics of :mod:`agentgraph.graph.ties`.
+(:func:`~agentgraph.compiler.ties.join_ties`) — the semantics of :mod:`agentgraph.graph.ties`.
 
 A block whose kind function cannot be traced raises :class:`BlockError` (which block, why); the
 program turns it into an :class:`~agentgraph.AgentGraphError` naming an agent.
@@ -29,9 +29,10 @@ from agentgraph.arrows.schedule import DELAYED
 from agentgraph.compiler.linear import outer_update, receive_matmul
 from agentgraph.compiler.lowerings import premap_fn, receive
 from agentgraph.compiler.plan import Plan
+from agentgraph.compiler.ties import expand_ties, join_ties
 from agentgraph.nodes.base import Kind
 
-__all__ = ["BlockError", "expand_ties", "join_ties", "run_block", "step", "step_jit"]
+__all__ = ["BlockError", "run_block", "step", "step_jit"]
 
 
 def _split(kind: Kind, st: Mapping[str, jax.Array]):
@@ -179,32 +180,6 @@ def step(plan: Plan, kinds_items, arrays, params, state, batch, until_loss: bool
     if mail:
         state[DELAYED] = mail
     return state, loss
-
-
-def expand_ties(plan: Plan, arrays, state) -> dict:
-    """Replace each tied field's shared values ``[slots, ...]`` in ``state`` by one row per agent
-    ``[N_kind, ...]`` (in place); returns the shared values ``{(kind, field): [slots, ...]}``."""
-    shared = {}
-    for tp in plan.ties:
-        shared[(tp.kind, tp.field)] = state[tp.kind][tp.field]
-        state[tp.kind][tp.field] = state[tp.kind][tp.field][arrays[tp.key]]
-    return shared
-
-
-def join_ties(plan: Plan, arrays, state, shared: dict, ran) -> None:
-    """End of a phase (in place): each tie's shared value moves by the sum (``"mean"`` ties: the
-    mean) of its rows' changes from it; the rows are set to the result. ``ran``: the kinds that
-    ran in the phase (only their rows can have changed)."""
-    for tp in plan.ties:
-        if tp.kind not in ran:
-            continue
-        slot, old = arrays[tp.key], shared[(tp.kind, tp.field)]
-        change = jax.ops.segment_sum(state[tp.kind][tp.field] - old[slot], slot, tp.slots)
-        if tp.scaled:
-            change = change * arrays[tp.key + "/scale"].reshape(-1, *(1,) * (change.ndim - 1)).astype(change.dtype)
-        new = old + change
-        shared[(tp.kind, tp.field)] = new
-        state[tp.kind][tp.field] = new[slot]
 
 
 def _loss(plan: Plan, kinds, arrays, state, B: int, dtype):

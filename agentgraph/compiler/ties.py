@@ -1,0 +1,93 @@
+"""Tied fields in a compiled program (:mod:`agentgraph.graph.ties`): stored once per tie.
+
+Compile time (:func:`tie_plans`): per (kind, field) with tied agents, a :class:`TiePlan` whose
+slot array numbers the ties first, then one slot per untied agent. Trace time, within one step:
+:func:`expand_ties` turns each tied field's shared values ``[slots, ...]`` into one row per agent,
+every phase works on the rows as for untied agents, and :func:`join_ties` reduces the rows'
+changes into the shared values after each phase (sum, or mean for ``"mean"`` ties).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import jax
+import numpy as np
+
+if TYPE_CHECKING:
+    from agentgraph.compiler.plan import Plan
+    from agentgraph.graph import AgentGraph
+
+__all__ = ["TiePlan", "expand_ties", "join_ties", "tie_plans"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TiePlan:
+    """A per-agent field of a kind some of whose agents are tied (:mod:`agentgraph.graph.ties`):
+    stored once per tie, ``[slots, *shape]`` — the ties first, then one slot per untied agent.
+    ``arrays[key]`` (``int32 [N_kind]``) is each row's slot; with ``scaled``,
+    ``arrays[key + "/scale"]`` (``[slots]``) divides a ``"mean"`` tie's summed change by its
+    member count."""
+
+    kind: str
+    field: str
+    slots: int
+    key: str
+    scaled: bool = False
+
+
+def tie_plans(graph: AgentGraph, A, row: np.ndarray, n_of: dict[str, int], put) -> tuple[TiePlan, ...]:
+    """One :class:`TiePlan` per (kind, field) with ties (``A``: the graph's arrays; ``row``: each
+    agent's row in its kind; ``n_of``: rows per kind); their slot (and scale) arrays are stored via
+    ``put(key, array, dtype=...)``."""
+    ties = graph.ties()
+    lead = ties.agent[ties.offsets[:-1]]
+    out = []
+    for kname, f in sorted({(A.kind_names[A.kind[lead[t]]], ties.fields[t]) for t in range(len(ties))}):
+        mine = np.array([A.kind_names[A.kind[lead[t]]] == kname and ties.fields[t] == f for t in range(len(ties))])
+        local = np.cumsum(mine) - 1  # tie -> its slot among this (kind, field)'s ties
+        m = mine[ties.tie]
+        slot = np.full(n_of[kname], -1, np.int64)
+        slot[row[ties.agent[m]]] = local[ties.tie[m]]
+        n_ties = int(mine.sum())
+        free = slot < 0
+        slot[free] = n_ties + np.arange(int(free.sum()))
+        key = put(f"tie/{kname}/{f}", slot)
+        means = [t for t in np.flatnonzero(mine) if ties.reductions[t] == "mean"]
+        if means:
+            scale = np.ones(int(slot.max()) + 1 if len(slot) else 0)
+            counts = np.bincount(slot, minlength=len(scale))
+            for t in means:
+                scale[local[t]] = 1.0 / counts[local[t]]
+            put(key + "/scale", scale, dtype=np.float64)
+        out.append(TiePlan(kname, f, int(slot.max()) + 1 if len(slot) else 0, key, bool(means)))
+    return tuple(out)
+
+
+
+def expand_ties(plan: Plan, arrays, state) -> dict:
+    """Replace each tied field's shared values ``[slots, ...]`` in ``state`` by one row per agent
+    ``[N_kind, ...]`` (in place); returns the shared values ``{(kind, field): [slots, ...]}``."""
+    shared = {}
+    for tp in plan.ties:
+        shared[(tp.kind, tp.field)] = state[tp.kind][tp.field]
+        state[tp.kind][tp.field] = state[tp.kind][tp.field][arrays[tp.key]]
+    return shared
+
+
+def join_ties(plan: Plan, arrays, state, shared: dict, ran) -> None:
+    """End of a phase (in place): each tie's shared value moves by the sum (``"mean"`` ties: the
+    mean) of its rows' changes from it; the rows are set to the result. ``ran``: the kinds that
+    ran in the phase (only their rows can have changed)."""
+    for tp in plan.ties:
+        if tp.kind not in ran:
+            continue
+        slot, old = arrays[tp.key], shared[(tp.kind, tp.field)]
+        change = jax.ops.segment_sum(state[tp.kind][tp.field] - old[slot], slot, tp.slots)
+        if tp.scaled:
+            change = change * arrays[tp.key + "/scale"].reshape(-1, *(1,) * (change.ndim - 1)).astype(change.dtype)
+        new = old + change
+        shared[(tp.kind, tp.field)] = new
+        state[tp.kind][tp.field] = new[slot]
+
