@@ -1,7 +1,7 @@
 """Graph pools: compile time and meta-step time of meta-training on a pool of random DAGs, in this
 tree and (``--tree``) in another checkout of agentgraph, one after the other in one run.
 
-A pool of G seeded random DAGs (``meta.graph_pool``) is meta-trained for ``--steps`` meta-steps
+A pool of G seeded random DAGs (``net.pool``) is meta-trained for ``--steps`` meta-steps
 (graph ``s mod G`` at step ``s``). Reported per tree, from ``metrics.jsonl``'s per-step seconds:
 ``first_cycle_s`` — the first G steps (every graph's first visit: compile + run), ``median_step_s``
 — the median step after them, and the number of meta-step compilations JAX logged.
@@ -24,10 +24,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 # The worker runs inside the tree under test; it adapts the config to that tree's schema (before
-# the Protocol contract, MPLP's calibration_rounds lived under meta:).
+# the sections by component, the graph pool was meta.graph_pool; before the Protocol contract,
+# MPLP's calibration_rounds lived under meta:).
 WORKER = r"""
 import json, os, sys, time
 cfg = json.loads(sys.argv[1])
+try:
+    import agentgraph.meta.net_config  # noqa: F401  (the sections by component)
+except ImportError:
+    cfg["meta"]["graph_pool"] = cfg["net"].pop("pool")
 try:
     import agentgraph.meta.context  # noqa: F401  (the Protocol-contract API)
 except ImportError:
@@ -46,11 +51,11 @@ print("RESULT " + json.dumps({"seconds": [r["seconds"] for r in rows], "total_s"
 def config(graphs: int, steps: int, out_dir: str) -> dict:
     return {
         "net": {"kind": "random_dag", "sizes": [64, 10], "n_hidden": 20, "edge_prob": 0.3,
-                "activation": "sigmoid", "loss": "cross_entropy"},
+                "activation": "sigmoid", "loss": "cross_entropy", "pool": graphs},
         "data": {"task": "digits", "image_size": 8, "cv_batch": 100},
         "protocol": {"k": 4, "hidden": 7, "sharing": "kind", "calibration_rounds": 1},
         "meta": {"inner_steps": 10, "batch": 8, "outer_batch": 1, "meta_steps": steps, "meta_lr": 1e-3,
-                 "graph_pool": graphs, "prior_pool": 4},
+                 "prior_pool": 4},
         "run": {"seed": 0, "out_dir": out_dir, "checkpoint_every": steps},
     }
 

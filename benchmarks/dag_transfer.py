@@ -41,7 +41,7 @@ def main(argv=None) -> int:
 
     _, meta = read_checkpoint(a.checkpoint)  # any checkpoint format; the config in today's schema
     base = meta["config"]
-    train_seeds = list(range(base["run"]["seed"], base["run"]["seed"] + base["meta"].get("graph_pool", 1)))
+    train_seeds = list(range(base["run"]["seed"], base["run"]["seed"] + base["net"].get("pool", 1)))
     if set(a.seeds) & set(train_seeds):
         ap.error(f"--seeds {a.seeds} overlap the training graphs' seeds {train_seeds}")
     rows, panels = [], []

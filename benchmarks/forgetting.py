@@ -42,7 +42,7 @@ from agentgraph.benchmarks.forgetting import (
     split_tasks,
 )
 from agentgraph.data import load_dataset
-from agentgraph.meta.config import parse_config
+from agentgraph.meta.config import MLPNetConfig, parse_config
 from agentgraph.meta.context import make_context
 from agentgraph.meta.protocol_io import checkpoint_config, load_protocol
 
@@ -110,7 +110,7 @@ def main() -> None:
         name, _, path = spec.partition("=")
         cfg = checkpoint_config(path)
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"task": a.dataset, "image_size": a.image_size}),
-                                     "net": cfg.net.model_copy(update=_net(a))})
+                                     "net": MLPNetConfig(**_net(a))})
         ctx = make_context(cfg)
         learned, stats = load_protocol(path, ctx)
         # the batch the protocol was meta-trained with (VSML learns online: 1)

@@ -94,7 +94,7 @@ MNIST = Study(
                            "at 600)"),
         "imitation-metalr5e-4": (["protocol.imitation_steps=600", "protocol.imitation_meta_lr=2e-3"], 1600,
                                  "as imitation, but the recipe's meta-lr 5e-4 after it"),
-        "curriculum": (["meta.curriculum=[[0,5],[250,10],[500,20]]"], 1000,
+        "curriculum": (["schedules.unroll=[[0,5],[250,10],[500,20]]"], 1000,
                        "unroll 5 inner steps, 10 from meta-step 250, 20 from 500"),
         "outer4": (["meta.outer_batch=4", "meta.meta_lr=1e-3"], 360,
                    "4 tasks per meta-step (one after another, 3.6 s a step), meta-lr ×2 (√4), "
@@ -114,7 +114,7 @@ SINUSOID = Study(
     config=os.path.join(ROOT, "examples", "configs", "sinusoid.yaml"),
     # the paper's recipe (meta-lr 1e-4, outer batch 4, no warm start); options override
     common=["run.eval_every=250", "run.checkpoint_every=250", "run.keep=2", "run.eval_runs=100",
-            "protocol.imitation_steps=0", "meta.meta_lr=1e-4", "meta.meta_lr_schedule=null"],
+            "protocol.imitation_steps=0", "meta.meta_lr=1e-4", "schedules.meta_lr=null"],
     options={
         "paper": ([], 8000, "the paper's recipe (meta-lr 1e-4, outer batch 4)"),
         "lr1e-3": (["meta.meta_lr=1e-3"], 8000, "the recipe at meta-lr 1e-3"),
@@ -126,7 +126,7 @@ SINUSOID = Study(
         "imitation-lr1e-4": (["protocol.imitation_steps=600", "protocol.imitation_lr=0.3",
                               "protocol.imitation_meta_lr=2e-3"], 8000,
                              "600 imitation steps of SGD(0.3) (meta-lr 2e-3), then the recipe (meta-lr 1e-4)"),
-        "scale0.1-cv": (["protocol.out_scale=0.1", "meta.hint_weight=0", "meta.cv_weight=1"], 8000,
+        "scale0.1-cv": (["protocol.out_scale=0.1", "meta.objective.hint_weight=0", "meta.objective.cv_weight=1"], 8000,
                         "as scale0.1, the meta-loss only the held-out loss after the last step (what is evaluated)"),
     },
     out_root="benchmarks/long_runs/sinusoid", levels=(0.005, 0.0014), target=0.0014,
@@ -178,7 +178,7 @@ ES = Study(
         "blur-gradient": (["meta.optimizer={kind: gradient}", "meta.objective=readout"], 3000,
                           "the same BLUR genome by gradient (Adam 5e-3) on the read-out's cross-entropy"),
         "blur-gradient-decay": (["meta.optimizer={kind: gradient}", "meta.objective=readout",
-                                 "meta.meta_lr_schedule=[[0, 5e-3], [500, 5e-3], [3000, 2e-4]]"], 3000,
+                                 "schedules.meta_lr=[[0, 5e-3], [500, 5e-3], [3000, 2e-4]]"], 3000,
                                 "as blur-gradient, the meta-lr decayed linearly from 5e-3 at step 500 to 2e-4 at 3,000"),
     },
     out_root="benchmarks/long_runs/es", levels=(0.5, 0.8), target=0.84,

@@ -32,6 +32,7 @@ import optax
 from agentgraph.data import load_dataset
 from agentgraph.meta.context import make_context
 from agentgraph.meta.evaluate import LR_GRID
+from agentgraph.meta.net_config import RandomDagNetConfig
 from agentgraph.meta.protocol_io import checkpoint_config, load_protocol
 from agentgraph.network import fresh_weights, with_weights
 
@@ -151,8 +152,8 @@ def main() -> None:
     if a.net == "config":
         cfgs = [cfg]
     else:
-        net = cfg.net.model_copy(update={"kind": "random_dag", "n_hidden": a.n_hidden, "edge_prob": a.edge_prob,
-                                         "parallel_prob": a.parallel_prob, "activation": a.activation})
+        net = RandomDagNetConfig(sizes=cfg.net.sizes, loss=cfg.net.loss, init_std=cfg.net.init_std, n_hidden=a.n_hidden,
+                                 edge_prob=a.edge_prob, parallel_prob=a.parallel_prob, activation=a.activation)
         cfgs = [cfg.model_copy(update={"net": net, "run": cfg.run.model_copy(update={"seed": 1000 + g})})
                 for g in range(a.graphs)]
     ctxs = [make_context(c) for c in cfgs]

@@ -1,95 +1,49 @@
 """Meta-training configuration: pydantic models read from YAML or TOML.
 
-A config is checked completely before any compute: unknown fields, wrong types, out-of-range
-values and missing data files are rejected with the field's dotted path (``meta.steps``) or the
-file's path in the message.
+A config has one section per component, each validated by that component's own model: ``net:``
+(a tagged union on ``kind``, :mod:`agentgraph.meta.net_config`), ``data:``, ``protocol:`` (the
+protocol's model, :func:`~agentgraph.protocols.base.resolve`), ``meta:`` (what every run needs;
+its ``objective`` validated by the objective's model, :data:`~agentgraph.meta.objectives.OBJECTIVES`),
+``schedules:`` (:mod:`agentgraph.meta.schedules`) and ``run:``. A config is checked completely
+before any compute: unknown fields, wrong types, out-of-range values, options of the earlier
+layout (:mod:`agentgraph.meta.config_upgrade`) and missing data files are rejected with the
+field's dotted path (``meta.steps``) or the file's path in the message.
 """
 
 from __future__ import annotations
 
-import inspect
-import math
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
+from pydantic import SerializeAsAny
 
-from agentgraph import builders
 from agentgraph.errors import AgentGraphError
+from agentgraph.meta.config_upgrade import MOVED, MOVED_TO_PROTOCOL, moved_messages, upgrade_config
+from agentgraph.meta.net_config import (BuilderNetConfig, MLPNetConfig, NetConfig, RandomDagNetConfig,
+                                        finite_everywhere, net_section)
+from agentgraph.meta.objectives import HintCVSettings, ObjectiveSettings, objective_settings
+from agentgraph.meta.schedules import SchedulesConfig
 from agentgraph.meta.strategies import ES_STRATEGIES
+from agentgraph.meta.tasks import NET_NEEDS, TASKS
 
-__all__ = ["apply_overrides", "NetConfig", "DataConfig", "ESOptimizerConfig", "GradientOptimizerConfig", "MetaConfig", "RunConfig", "TrainConfig", "load_config", "parse_config"]
+__all__ = ["MOVED", "MOVED_TO_PROTOCOL", "BuilderNetConfig", "ContinualConfig", "DataConfig", "ESOptimizerConfig",
+           "GradientOptimizerConfig", "MLPNetConfig", "MetaConfig", "NetConfig", "RandomDagNetConfig", "RunConfig",
+           "SchedulesConfig", "TrainConfig", "apply_overrides", "load_config", "parse_config", "upgrade_config"]
 
 _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-def _finite_everywhere(value: Any, where: str) -> None:
-    """Free-form settings (``protocol:``, ``net.args``) hold no NaN or infinity."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{where} is {value}; numbers in a config must be finite")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _finite_everywhere(v, f"{where}.{k}")
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _finite_everywhere(v, f"{where}[{i}]")
-
-
-_MLP = inspect.signature(builders.mlp).parameters  # the library builder's defaults are the config's
-
-#: Library network builders (``net.kind``); anything else must be ``"package.module:function"``.
-NET_KINDS = ("mlp", "random_dag")
-
-#: Options that moved from ``meta`` into the MPLP protocol's own section, and their new names.
-MOVED_TO_PROTOCOL = {"imitation_steps": "imitation_steps", "imitation_lr": "imitation_lr",
-                     "imitation_unroll": "imitation_unroll", "imitation_meta_lr": "imitation_meta_lr",
-                     "calibration_rounds": "calibration_rounds", "calibration_blend": "calibration_blend",
-                     "grad_input_anneal": "grad_input_anneal"}
-
-
-class NetConfig(pydantic.BaseModel):
-    """The inner network: a per-scalar ``mlp``, a seeded ``random_dag``, or your builder
-    ``"package.module:function"`` called with ``args`` (and ``seed=`` if it takes one) that
-    returns an :class:`~agentgraph.AgentGraph` or a :class:`~agentgraph.network.Network`."""
+class ContinualConfig(pydantic.BaseModel):
+    """``data.continual``: continual learning. Each inner loop is a sequence of ``tasks`` tasks,
+    each the dataset with its pixels in a fresh random order (permuted tasks), ``inner_steps /
+    tasks`` steps each; the held-out set holds ``cv_batch / tasks`` examples of every task
+    (``meta.objective: continual`` scores them all). ``tasks: 1`` (the default): one task, as usual."""
 
     model_config = _STRICT
-    kind: str = "mlp"
-    sizes: list[pydantic.PositiveInt] = [144, 50, 10]
-    activation: str = _MLP["activation"].default  # a library activation (agentgraph.nodes.ACTIVATIONS)
-    loss: str = _MLP["loss"].default  # a library loss (agentgraph.nodes.LOSSES)
-    init_std: pydantic.PositiveFloat = 0.05
-    # random_dag only: hidden units, connection and parallel-synapse probabilities
-    n_hidden: pydantic.NonNegativeInt = 20
-    edge_prob: float = pydantic.Field(0.3, ge=0.0, le=1.0)
-    parallel_prob: float = pydantic.Field(0.0, ge=0.0, le=1.0)
-    # a user builder's keyword arguments
-    args: dict[str, Any] = {}
-
-    @pydantic.model_validator(mode="after")
-    def _check(self) -> NetConfig:
-        _finite_everywhere(self.args, "args")
-        if len(self.sizes) < 2:
-            raise ValueError("sizes needs at least an input and an output size")
-        if self.kind not in NET_KINDS and ":" not in self.kind:
-            raise ValueError(f"kind {self.kind!r} is neither one of {NET_KINDS} nor 'package.module:function'")
-        from agentgraph.nodes.activations import ACTIVATIONS
-        from agentgraph.nodes.losses import LOSSES
-
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation {self.activation!r} is not one of {sorted(ACTIVATIONS)}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss {self.loss!r} is not one of {sorted(LOSSES)}")
-        if self.args and self.kind in NET_KINDS:
-            raise ValueError(f"args are for your own builder; the library builder {self.kind!r} takes the fields "
-                             "of net: (sizes, activation, ...)")
-        return self
-
-    @property
-    def library(self) -> bool:
-        """The network is one of the library builders (its sizes describe it)."""
-        return self.kind in NET_KINDS
+    tasks: pydantic.PositiveInt = 1
 
 
 class DataConfig(pydantic.BaseModel):
@@ -102,15 +56,10 @@ class DataConfig(pydantic.BaseModel):
     image_size: pydantic.PositiveInt | None = 12
     path: str | None = None  # your npz file (npz) or IDX directory (idx, fashion_mnist); else the cache dir
     cv_batch: pydantic.PositiveInt = 100
-    # continual learning: each inner loop is a sequence of this many tasks, each the dataset with its
-    # pixels in a fresh random order (permuted tasks), inner_steps / sequence steps each; the held-out
-    # set holds cv_batch / sequence examples of every task (meta.objective: continual scores them all)
-    sequence: pydantic.PositiveInt = 1
+    continual: ContinualConfig = ContinualConfig()
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> DataConfig:
-        from agentgraph.meta.tasks import TASKS
-
         if self.task not in TASKS and ":" not in self.task:
             raise ValueError(f"task {self.task!r} is neither one of {sorted(TASKS)} nor 'package.module:function'")
         if self.task in ("npz", "idx") and not self.path:
@@ -172,41 +121,7 @@ class ESOptimizerConfig(pydantic.BaseModel):
 
 
 class MetaConfig(pydantic.BaseModel):
-    """The inner loop and the outer (meta) loop, for any protocol."""
-
-    def unroll_at(self, step: int) -> int:
-        """Inner steps meta-trained on at meta-step ``step`` (``inner_steps`` without a curriculum).
-
-        Example:
-            >>> MetaConfig(curriculum=[[0, 5], [100, 20]]).unroll_at(99)
-            5
-        """
-        k = self.inner_steps
-        for start, length in self.curriculum or ():
-            if step >= start:
-                k = length
-        return k
-
-    def lr_at(self, step: int | Any) -> float | Any:
-        """The meta-learning rate at meta-step ``step`` (a Python or a traced integer):
-        ``meta_lr``, or ``meta_lr_schedule`` interpolated linearly between its points and held
-        after the last.
-
-        Example:
-            >>> MetaConfig(meta_lr_schedule=[[0, 1e-3], [100, 1e-3], [200, 1e-5]]).lr_at(150)
-            0.000505
-        """
-        if not self.meta_lr_schedule:
-            return self.meta_lr
-        xs = [float(s) for s, _ in self.meta_lr_schedule]
-        ys = [float(v) for _, v in self.meta_lr_schedule]
-        if isinstance(step, int):
-            import numpy as np
-
-            return float(np.interp(step, xs, ys))
-        import jax.numpy as jnp
-
-        return jnp.interp(step, jnp.array(xs), jnp.array(ys))
+    """The inner loop and the outer (meta) loop: what every run needs, for any protocol."""
 
     model_config = _STRICT
     inner_steps: pydantic.PositiveInt = 20
@@ -217,18 +132,13 @@ class MetaConfig(pydantic.BaseModel):
     # "auto" = map on CPU, vmap on accelerators
     outer_map: Literal["auto", "vmap", "map"] = "auto"
     meta_steps: pydantic.PositiveInt = 5000
-    meta_lr: pydantic.PositiveFloat = 5e-4
-    # meta-learning-rate schedule: [[from meta-step, meta-lr], ...], linear in between, held after
-    # the last point, e.g. [[0, 1e-3], [4000, 1e-3], [8000, 1e-5]] (replaces meta_lr; counts
-    # meta-loss steps, after any warm start, like curriculum)
-    meta_lr_schedule: list[tuple[pydantic.NonNegativeInt, pydantic.PositiveFloat]] | None = None
-    # the meta-objective (agentgraph.meta.objectives): "hint_cv" (MPLP's) = hint_weight * mean hint loss +
-    # cv_weight * held-out loss; "heldout" = final held-out loss (MAML); "readout" /
-    # "readout_accuracy" = loss / error of the read-out predictions on held-out data (rules with no
-    # loss agent, e.g. BLUR); "online" = mean loss of each batch's predictions before learning from it
-    objective: str = "hint_cv"
-    hint_weight: float = pydantic.Field(0.7, ge=0.0)
-    cv_weight: float = pydantic.Field(0.3, ge=0.0)
+    meta_lr: pydantic.PositiveFloat = 5e-4  # schedules.meta_lr replaces it
+    # the meta-objective (agentgraph.meta.objectives.OBJECTIVES), {kind: name, **its settings} or just
+    # the name: hint_cv (MPLP's: hint_weight * mean hint loss + cv_weight * held-out loss; weights
+    # 0.7 and 0.3), heldout (final held-out loss, MAML), readout / readout_accuracy (loss / error of
+    # the read-out predictions on held-out data: rules with no loss agent, e.g. BLUR), online (mean
+    # loss of each batch's predictions before learning from it), continual (data.continual)
+    objective: SerializeAsAny[ObjectiveSettings] = HintCVSettings()
     prior_pool: pydantic.PositiveInt = 16
     # learn the initial weights too (MAML): any protocol
     maml: bool = False
@@ -236,61 +146,20 @@ class MetaConfig(pydantic.BaseModel):
     # fresh ones: fine-tuning, e.g. on another activation (the meta-optimiser's state starts fresh,
     # no calibration and no warm start run; a MAML prior, if any, starts fresh)
     init_from: str | None = None
-    truncation: pydantic.PositiveInt | None = None
     remat: bool | Literal["full", "learner", "dots", "none"] = True  # true = full; see agentgraph.unroll.REMAT
     # the inner steps as one lax.scan ("scan": compiles fast) or written out one after another
     # ("unrolled": slower to compile, and with remat none it keeps each step's insides without
     # copying them into stacked scan buffers: faster on CPU; docs/performance.md)
     inner_loop: Literal["scan", "unrolled"] = "scan"
-    # random_dag only: meta-train on this many seeded graphs (seeds run.seed, run.seed + 1, ...),
-    # one per meta-step in turn, all through one compiled meta-step (one bucket)
-    graph_pool: pydantic.PositiveInt = 1
-    # unroll curriculum: [[from meta-step, inner steps], ...], e.g. [[0, 5], [200, 10], [400, 20]]:
-    # meta-train on the first few inner steps of each task, lengthened at the given meta-steps
-    curriculum: list[tuple[pydantic.NonNegativeInt, pydantic.PositiveInt]] | None = None
     # the meta-optimiser: {kind: gradient} (Adam at meta_lr on the gradient through the unroll),
     # or evolution strategies {kind: es, strategy: open_es | cma_es | ..., popsize, sigma, lr}
     optimizer: GradientOptimizerConfig | ESOptimizerConfig = pydantic.Field(
         default_factory=GradientOptimizerConfig, discriminator="kind")
 
-    @pydantic.model_validator(mode="before")
+    @pydantic.field_validator("objective", mode="before")
     @classmethod
-    def _moved(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            moved = sorted(k for k in data if k in MOVED_TO_PROTOCOL)
-            if moved:
-                raise ValueError("; ".join(f"meta.{k} is an MPLP option now: write it as protocol.{MOVED_TO_PROTOCOL[k]}"
-                                           for k in moved))
-        return data
-
-    @pydantic.model_validator(mode="after")
-    def _check(self) -> MetaConfig:
-        from agentgraph.meta.objectives import OBJECTIVES
-
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective {self.objective!r} is not one of {sorted(OBJECTIVES)}")
-        if self.hint_weight + self.cv_weight <= 0:
-            raise ValueError("hint_weight + cv_weight must be positive")
-        if self.truncation is not None and self.truncation > self.inner_steps:
-            raise ValueError("truncation must not exceed inner_steps")
-        if self.curriculum is not None:
-            starts = [s for s, _ in self.curriculum]
-            if not starts or starts[0] != 0 or starts != sorted(set(starts)):
-                raise ValueError("curriculum must start at meta-step 0 with strictly increasing meta-steps, "
-                                 "e.g. [[0, 5], [200, 10], [400, 20]]")
-            if any(k > self.inner_steps for _, k in self.curriculum):
-                raise ValueError("curriculum inner steps must not exceed inner_steps")
-            if self.truncation is not None:
-                raise ValueError("curriculum and truncation cannot be combined; choose one")
-        if self.meta_lr_schedule is not None:
-            starts = [s for s, _ in self.meta_lr_schedule]
-            if not starts or starts[0] != 0 or starts != sorted(set(starts)):
-                raise ValueError("meta_lr_schedule must start at meta-step 0 with strictly increasing meta-steps, "
-                                 "e.g. [[0, 1e-3], [4000, 1e-3], [8000, 1e-5]]")
-            if self.optimizer.kind != "gradient":
-                raise ValueError("meta_lr_schedule sets the gradient meta-optimiser's rate; with "
-                                 f"optimizer.kind {self.optimizer.kind!r} remove it (ES: optimizer.lr)")
-        return self
+    def _objective(cls, v: Any) -> ObjectiveSettings:
+        return objective_settings(v)
 
 
 class RunConfig(pydantic.BaseModel):
@@ -315,29 +184,43 @@ class RunConfig(pydantic.BaseModel):
 
 
 class TrainConfig(pydantic.BaseModel):
-    """Everything ``agentgraph train`` needs. ``protocol`` is ``{"rule": name, **settings}``,
-    validated by that protocol's own model (:func:`~agentgraph.protocols.base.resolve`) and
-    stored with every setting filled in.
+    """Everything ``agentgraph train`` needs (module docstring). ``protocol`` is ``{"rule": name,
+    **settings}``, validated by that protocol's own model
+    (:func:`~agentgraph.protocols.base.resolve`) and stored with every setting filled in.
 
     Example:
         >>> cfg = TrainConfig(data={"task": "sinusoid"}, net={"sizes": [1, 20, 20, 1], "activation": "relu", "loss": "l2"})
-        >>> cfg.meta.hint_weight, cfg.net.sizes, cfg.protocol["rule"]
+        >>> cfg.meta.objective.hint_weight, cfg.net.sizes, cfg.protocol["rule"]
         (0.7, [1, 20, 20, 1], 'mplp')
     """
 
     model_config = _STRICT
-    net: NetConfig = NetConfig()
+    net: SerializeAsAny[NetConfig] = MLPNetConfig()
     data: DataConfig = DataConfig()
     protocol: dict[str, Any] = {"rule": "mplp"}
     meta: MetaConfig = MetaConfig()
+    schedules: SchedulesConfig = SchedulesConfig()
     run: RunConfig = RunConfig()
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        moved = moved_messages(data)
+        if moved:
+            raise ValueError("\n".join(moved))
+        return data
+
+    @pydantic.field_validator("net", mode="before")
+    @classmethod
+    def _net(cls, v: Any) -> NetConfig:
+        return net_section(v)
 
     @pydantic.field_validator("protocol", mode="after")
     @classmethod
     def _protocol(cls, v: dict[str, Any]) -> dict[str, Any]:
         from agentgraph.protocols.base import settings_of
 
-        _finite_everywhere(v, "protocol")
+        finite_everywhere(v, "protocol")
         return settings_of(v)
 
     def make_protocol(self):
@@ -353,25 +236,21 @@ class TrainConfig(pydantic.BaseModel):
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        if self.meta.graph_pool > 1 and self.net.kind == "mlp":
-            raise ValueError("meta.graph_pool > 1 needs net.kind 'random_dag' or a seeded builder (an mlp has one graph)")
-        if not self.net.library:
-            return self
-        if self.data.task == "sinusoid" and (self.net.sizes[0] != 1 or self.net.sizes[-1] != 1):
-            raise ValueError("the sinusoid task needs net.sizes to start and end with 1")
-        if self.data.task == "sinusoid" and self.net.loss == NetConfig.model_fields["loss"].default:
-            raise ValueError("the sinusoid task is a regression: set net.loss to the squared error")
-        S = self.data.sequence
-        if S > 1 and (self.meta.inner_steps % S or self.data.cv_batch % S):
-            raise ValueError(f"data.sequence {S} must divide meta.inner_steps ({self.meta.inner_steps}) and "
-                             f"data.cv_batch ({self.data.cv_batch}): every task of the sequence gets an equal share")
-        if S > 1 and self.data.task == "sinusoid":
-            raise ValueError("data.sequence > 1 (permuted-task sequences) needs an image task, not the sinusoid")
-        size = self.data.image_size
-        if self.data.task in ("mnist", "digits", "fashion_mnist", "idx", "npz") and size and self.net.sizes[0] != size * size:
-            raise ValueError(
-                f"net.sizes[0] is {self.net.sizes[0]} but data.image_size {size} gives {size * size} inputs"
-            )
+        """Checks across sections; what a task needs of the network is its entry of
+        :data:`~agentgraph.meta.tasks.NET_NEEDS`."""
+        m, d = self.meta, self.data
+        problems = self.schedules.problems(m.inner_steps, m.optimizer.kind)
+        S = d.continual.tasks
+        if S > 1 and (m.inner_steps % S or d.cv_batch % S):
+            problems.append(f"data.continual.tasks {S} must divide meta.inner_steps ({m.inner_steps}) and "
+                            f"data.cv_batch ({d.cv_batch}): every task of the sequence gets an equal share")
+        needs = NET_NEEDS.get(d.task)
+        if needs is not None:
+            lib = self.net.library
+            problems += needs.problems(d.task, self.net.sizes if lib else None, self.net.loss if lib else None,
+                                       d.image_size, S)
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
 
@@ -384,12 +263,14 @@ def _format(e: pydantic.ValidationError, source: str) -> str:
     for err in e.errors():
         # a tagged union (meta.optimizer) puts its tag in the path: meta.optimizer.es.strategy
         path = [x for i, x in enumerate(err["loc"]) if not (i and err["loc"][i - 1] in TAGGED and x in TAGGED[err["loc"][i - 1]])]
-        loc = ".".join(str(x) for x in path) or "(top level)"
+        loc = ".".join(str(x) for x in path)
         msg = err["msg"].removeprefix("Value error, ")
         if loc == "protocol" and msg.startswith("invalid settings"):  # the protocol's own model names its fields
             parts.extend(f"  {line}" for line in msg.split(": ", 1)[1].split("; "))
             continue
-        parts.append(f"  {loc}: {msg}")
+        for line in msg.split("\n"):  # a message that names its fields stands alone
+            named = not loc or line.startswith(loc.split(".")[0] + ".")
+            parts.append(f"  {line}" if named else f"  {loc}: {line}")
     return f"Invalid config {source}:\n" + "\n".join(parts)
 
 
@@ -456,7 +337,7 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
         raise AgentGraphError(f"Config {str(p)!r} could not be parsed: {e}") from None
     if not isinstance(data, dict):
         raise AgentGraphError(f"Invalid config {str(p)!r}: the top level must be a mapping of sections "
-                              f"(net:, data:, protocol:, meta:, run:), got {type(data).__name__}.")
+                              f"(net:, data:, protocol:, meta:, schedules:, run:), got {type(data).__name__}.")
     return parse_config(apply_overrides(data, overrides), repr(str(p)))
 
 

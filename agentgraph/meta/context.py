@@ -10,17 +10,13 @@ protocol-specific goes through the :class:`~agentgraph.protocols.base.Protocol` 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Hashable
 from typing import Any
 
 import jax
 
-from agentgraph.builders import as_network, mlp_network, random_dag_network
 from agentgraph.compiler import Program
-from agentgraph.errors import AgentGraphError
 from agentgraph.inner import Inner
-from agentgraph.loading import load_callable
 from agentgraph.meta.config import TrainConfig
 from agentgraph.network import Network
 from agentgraph.protocols.base import Protocol
@@ -30,7 +26,8 @@ __all__ = ["Context", "build_network", "make_context", "make_contexts"]
 
 
 def build_network(cfg: TrainConfig, seed: int = 0) -> Network:
-    """The inner network (library kinds, or your builder's) a config describes.
+    """The inner network (library kinds, or your builder's) a config describes: its ``net:``
+    model's :meth:`~agentgraph.meta.net_config.NetConfig.build`.
 
     Example:
         >>> from agentgraph.meta.config import parse_config
@@ -38,22 +35,7 @@ def build_network(cfg: TrainConfig, seed: int = 0) -> Network:
         >>> build_network(cfg).graph.number_of_agents()
         20
     """
-    n = cfg.net
-    if n.kind == "mlp":
-        return mlp_network(n.sizes, activation=n.activation, loss=n.loss, init_std=n.init_std, seed=seed)
-    if n.kind == "random_dag":
-        return random_dag_network(n.sizes[0], n.n_hidden, n.sizes[-1], edge_prob=n.edge_prob,
-                                  parallel_prob=n.parallel_prob, activation=n.activation, loss=n.loss,
-                                  init_std=n.init_std, seed=seed)
-    fn = load_callable(n.kind, "net.kind")
-    kwargs = dict(n.args)
-    if "seed" in inspect.signature(fn).parameters:
-        kwargs.setdefault("seed", seed)
-    try:
-        out = fn(**kwargs)
-    except TypeError as e:
-        raise AgentGraphError(f"net.kind {n.kind!r} could not be called with net.args {sorted(n.args)}: {e}") from None
-    return as_network(out, n.init_std, f"net.kind {n.kind!r}")
+    return cfg.net.build(seed)
 
 
 #: What a :class:`Context` reads from its :class:`~agentgraph.inner.Inner`.
@@ -131,24 +113,24 @@ def make_context(cfg: TrainConfig, network: Network | None = None, protocol: Pro
 
 
 def make_contexts(cfg: TrainConfig) -> list[Context]:
-    """The inner networks meta-training cycles through: one, or ``meta.graph_pool`` seeded graphs
+    """The inner networks meta-training cycles through: one, or ``net.pool`` seeded graphs
     (seeds ``run.seed + i``) compiled into one bucket, so every graph's program has the same
     structure and one compiled meta-step serves them all.
 
     Example:
         >>> from agentgraph.meta.config import parse_config
         >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"kind": "random_dag", "sizes": [1, 1],
-        ...                     "loss": "l2", "n_hidden": 3}, "meta": {"graph_pool": 2}})
+        ...                     "loss": "l2", "n_hidden": 3, "pool": 2}})
         >>> a, b = make_contexts(cfg)
         >>> jax.tree.structure(a.program) == jax.tree.structure(b.program)
         True
     """
     proto = cfg.make_protocol()
-    if cfg.meta.graph_pool == 1:
+    if cfg.net.graphs == 1:
         return [make_context(cfg, protocol=proto)]
     from agentgraph.compiler import compile_pool
 
-    bases = [build_network(cfg, seed=cfg.run.seed + i) for i in range(cfg.meta.graph_pool)]
+    bases = [build_network(cfg, seed=cfg.run.seed + i) for i in range(cfg.net.graphs)]
     nets = [proto.network(b) for b in bases]
     progs = compile_pool([n.graph for n in nets])
     plains = compile_pool([b.graph for b in bases])

@@ -80,10 +80,10 @@ def make_gradient_step(ctx: Context, family: TaskFamily, *, warm: bool, unroll: 
     status)`` (:func:`~agentgraph.meta.optimizers.make_meta_step` documents the arguments): the
     meta-loss of the outer batch and its gradient through the unroll, each tensor's gradient
     divided by its norm, one Adam step at ``meta.meta_lr`` (the warm start's rate when ``warm``;
-    ``meta.meta_lr_schedule`` rescales it), judged by :func:`~agentgraph.meta.step.judge_update`.
+    ``schedules.meta_lr`` rescales it), judged by :func:`~agentgraph.meta.step.judge_update`.
     """
     cfg = ctx.cfg
-    m = cfg.meta
+    m, sched = cfg.meta, cfg.schedules
     w = ctx.protocol.warm_start
     opt = meta_optimizer((w.meta_lr or m.meta_lr) if warm else m.meta_lr)
     warm_steps = w.steps if w is not None else 0
@@ -101,8 +101,8 @@ def make_gradient_step(ctx: Context, family: TaskFamily, *, warm: bool, unroll: 
         (loss, aux), grads = mean_over_devices(local, mesh)((ts.trainable, ts.stats, program), (tasks, w0s))
         finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
         updates, new_opt = opt.update(grads, ts.opt_state, ts.trainable)
-        if m.meta_lr_schedule and not warm:  # Adam's update is linear in its rate: rescale it
-            updates = jax.tree.map(lambda u: u * (m.lr_at(phase) / m.meta_lr), updates)
+        if sched.meta_lr and not warm:  # Adam's update is linear in its rate: rescale it
+            updates = jax.tree.map(lambda u: u * (sched.lr_at(phase, m.meta_lr) / m.meta_lr), updates)
         out, status, sizes = judge_update(cfg.run, ts, loss, finite, optax.apply_updates(ts.trainable, updates), new_opt)
         metrics = {"meta_loss": loss, "cv": aux["cv"], "hint": aux["hint"].mean(),
                    "inner_first": aux["loss"][0], "inner_last": aux["loss"][-1], "param_sizes": sizes}

@@ -3,8 +3,8 @@
 For one task: start from a network's weights, run ``K`` inner steps of the protocol (its ``step``
 hook, or the program's step), computing the objective's per-step figures after each step; then
 the objective's final figure is the task's meta-loss. Gradients flow through the whole unroll
-(``jax.checkpoint`` on each step, config ``meta.remat``), or through the last ``truncation``
-steps only.
+(``jax.checkpoint`` on each step, config ``meta.remat``), or through chunks of
+``schedules.truncation`` steps only.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def inner_loop(ctx: Context, program, params: Any, state: dict, train: dict, obj
         ``i`` before its update (0 without loss agents), ``per_step`` the objective's per-step
         figures stacked (``None`` if it has none).
     """
-    m = ctx.cfg.meta
+    m, T = ctx.cfg.meta, ctx.cfg.schedules.truncation
 
     def body(s, batch):
         s, loss = ctx.step(program, params, s, batch, stage, phase)
@@ -40,14 +40,14 @@ def inner_loop(ctx: Context, program, params: Any, state: dict, train: dict, obj
     body = remat(body, m.remat)
     K = train["x"].shape[0]
     unrolled = ctx.unroll.unrolled
-    if m.truncation is None or m.truncation >= K:
+    if T is None or T >= K:
         state, (losses, extra) = run_steps(body, state, train, unrolled)
         return state, losses, extra
     # truncated backprop: no gradient flows into the state across chunk boundaries
     parts = []
-    for start in range(0, K, m.truncation):
+    for start in range(0, K, T):
         state = jax.lax.stop_gradient(state)
-        chunk = jax.tree.map(lambda v: v[start:start + m.truncation], train)
+        chunk = jax.tree.map(lambda v: v[start:start + T], train)
         state, out = run_steps(body, state, chunk, unrolled)
         parts.append(out)
     losses, extra = jax.tree.map(lambda *v: jnp.concatenate(v), *parts)

@@ -1,5 +1,9 @@
 """Meta-objectives: what an inner run is scored by (config ``meta.objective``).
 
+The ``meta.objective`` section is ``{kind: name, **settings}`` (a bare name is shorthand for
+``{kind: name}``), its settings validated by the model the objective declares in
+:data:`OBJECTIVES`: ``{kind: hint_cv, hint_weight: 0.7, cv_weight: 0.3}``.
+
 An :class:`Objective` is a pair of pure functions, like optax's ``(init, update)``:
 
 * ``per_step(ctx, program, params, state, batch) -> pytree`` — computed inside the inner loop
@@ -21,14 +25,16 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import pydantic
 
 from agentgraph.network import accuracy, prediction_loss
 
-__all__ = ["OBJECTIVES", "Objective", "continual", "heldout", "hint_cv", "make_objective", "online", "readout"]
+__all__ = ["DEFAULT_OBJECTIVE", "OBJECTIVES", "HintCVSettings", "Objective", "ObjectiveSettings", "ObjectiveSpec", "continual", "heldout",
+           "hint_cv", "make_objective", "objective_settings", "online", "readout"]
 
 
 class Objective(NamedTuple):
@@ -125,7 +131,7 @@ def online() -> Objective:
 
 
 def continual() -> Objective:
-    """Continual learning: after the whole sequence of tasks (``data.sequence`` of them), the
+    """Continual learning: after the whole sequence of tasks (``data.continual.tasks`` of them), the
     mean over the tasks of the read-out loss on each task's own held-out examples (the held-out
     set is one equal segment per task, in sequence order) — every task scored at the end, so
     forgetting an early task costs as much as not learning the last. ``aux["cv"]``: the mean
@@ -137,7 +143,7 @@ def continual() -> Objective:
     """
 
     def final(ctx, program, params, state, task, _):
-        tasks = ctx.cfg.data.sequence
+        tasks = ctx.cfg.data.continual.tasks
         pred, y = ctx.held_out(program, params, state, task["cv"]), task["cv"]["y"]
         per = prediction_loss(pred, y, ctx.readout_kind).reshape(tasks, -1).mean(axis=1)
         cv = accuracy(pred, y).reshape(tasks, -1).mean() if ctx.readout_kind != "values" else per.mean()
@@ -146,23 +152,94 @@ def continual() -> Objective:
     return Objective(None, final)
 
 
-#: The objectives ``meta.objective`` names: ``name -> (meta config) -> Objective``.
-OBJECTIVES: dict[str, Callable[[Any], Objective]] = {
-    "hint_cv": lambda m: hint_cv(m.hint_weight, m.cv_weight),
-    "heldout": lambda m: heldout(),
-    "readout": lambda m: readout("loss"),
-    "readout_accuracy": lambda m: readout("accuracy"),
-    "online": lambda m: online(),
-    "continual": lambda m: continual(),
+class ObjectiveSettings(pydantic.BaseModel):
+    """The ``meta.objective`` section of an objective with no settings (``{kind: heldout}``);
+    objectives with settings subclass it."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    kind: str
+
+
+class HintCVSettings(ObjectiveSettings):
+    """``meta.objective`` of :func:`hint_cv`: ``hint_weight * mean hint loss + cv_weight *
+    held-out loss`` (MAML-like with ``hint_weight: 0``)."""
+
+    kind: Literal["hint_cv"] = "hint_cv"
+    hint_weight: float = pydantic.Field(0.7, ge=0.0)
+    cv_weight: float = pydantic.Field(0.3, ge=0.0)
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> HintCVSettings:
+        if self.hint_weight + self.cv_weight <= 0:
+            raise ValueError("hint_weight + cv_weight must be positive")
+        return self
+
+
+class ObjectiveSpec(NamedTuple):
+    """An entry of :data:`OBJECTIVES`: the model of the objective's ``meta.objective`` section
+    and ``make(settings) -> Objective``."""
+
+    settings: type[ObjectiveSettings]
+    make: Callable[[Any], Objective]
+
+
+#: The objectives ``meta.objective.kind`` names, each with its settings model.
+OBJECTIVES: dict[str, ObjectiveSpec] = {
+    "hint_cv": ObjectiveSpec(HintCVSettings, lambda s: hint_cv(s.hint_weight, s.cv_weight)),
+    "heldout": ObjectiveSpec(ObjectiveSettings, lambda s: heldout()),
+    "readout": ObjectiveSpec(ObjectiveSettings, lambda s: readout("loss")),
+    "readout_accuracy": ObjectiveSpec(ObjectiveSettings, lambda s: readout("accuracy")),
+    "online": ObjectiveSpec(ObjectiveSettings, lambda s: online()),
+    "continual": ObjectiveSpec(ObjectiveSettings, lambda s: continual()),
 }
 
+#: The objective of a config that names none.
+DEFAULT_OBJECTIVE = "hint_cv"
 
-def make_objective(meta_cfg: Any) -> Objective:
-    """The objective a :class:`~agentgraph.meta.config.MetaConfig` names.
+
+def objective_settings(section: Any) -> ObjectiveSettings:
+    """A ``meta.objective`` section validated by its objective's model: a name (shorthand for
+    ``{kind: name}``), a mapping ``{kind: name, **settings}`` (``kind`` defaults to ``hint_cv``)
+    or settings already validated.
+
+    Raises:
+        ValueError: an unknown kind (the field's errors are pydantic's, with their paths).
 
     Example:
+        >>> objective_settings("heldout")
+        ObjectiveSettings(kind='heldout')
+        >>> objective_settings({"hint_weight": 0.5}).cv_weight
+        0.3
+    """
+    if isinstance(section, ObjectiveSettings):
+        return section
+    if isinstance(section, str):
+        section = {"kind": section}
+    if not isinstance(section, dict):
+        raise ValueError(f"must be an objective's name or a mapping {{kind: name, ...}}, got {type(section).__name__}")
+    section = {"kind": DEFAULT_OBJECTIVE, **section}
+    kind = section["kind"]
+    spec = OBJECTIVES.get(kind)
+    if spec is None:
+        raise ValueError(f"objective {kind!r} is not one of {sorted(OBJECTIVES)}")
+    elsewhere = [f"meta.objective.{key} is a setting of objective {' or '.join(owners)}, not of {kind!r}"
+                 for key in section if key not in spec.settings.model_fields
+                 for owners in [[repr(k) for k, o in OBJECTIVES.items() if key in o.settings.model_fields]] if owners]
+    if elsewhere:
+        raise ValueError("\n".join(elsewhere))
+    return spec.settings.model_validate(section)
+
+
+def make_objective(section: Any) -> Objective:
+    """The objective a ``meta.objective`` section describes (also: a name, or the
+    :class:`~agentgraph.meta.config.MetaConfig` holding the section).
+
+    Example:
+        >>> make_objective("heldout").per_step is None
+        True
         >>> from agentgraph.meta.config import MetaConfig
-        >>> make_objective(MetaConfig(objective="heldout")).per_step is None
+        >>> make_objective(MetaConfig(objective={"kind": "hint_cv", "hint_weight": 0.5})).per_step is not None
         True
     """
-    return OBJECTIVES[meta_cfg.objective](meta_cfg)
+    settings = objective_settings(getattr(section, "objective", section))
+    return OBJECTIVES[settings.kind].make(settings)

@@ -86,7 +86,7 @@ def make_meta_step(ctx: Context, family: TaskFamily, *, warm: bool = False,
     the meta-optimiser ``meta.optimizer`` names (``program``: the protocol's compiled graph, an
     argument so that the programs of a graph pool share one executable; ``warm``: the protocol's
     warm-start objective at its meta-lr; ``unroll``: meta-train on the first ``unroll`` inner
-    steps of each task only — the curriculum; ``stage``: the protocol's static variant,
+    steps of each task only (``schedules.unroll``); ``stage``: the protocol's static variant,
     ``Protocol.stage``; ``mesh``: the devices the batch is split over, default all).
 
     ``status`` is :data:`TAKEN` (0) or why the update was not taken — :data:`NON_FINITE`

@@ -5,7 +5,8 @@ A protocol trained on one network loads into another when every piece of meta-pa
 stats the new network needs exists in the checkpoint with the same shape — e.g. the same net with
 a step activation, or a wider net with the same layers (MPLP's transfer experiments). Anything
 else is refused with a list of what differs. Checkpoints of the first training format (the
-shipped protocols) are read through :mod:`agentgraph.protocols.legacy`.
+shipped protocols) are read through :mod:`agentgraph.protocols.legacy`; every stored config in
+the layout of today's sections (:func:`~agentgraph.meta.config_upgrade.upgrade_config`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import numpy as np
 
 from agentgraph import checkpoint as ckpt
 from agentgraph.errors import AgentGraphError
-from agentgraph.meta.config import parse_config
+from agentgraph.meta.config import parse_config, upgrade_config
 from agentgraph.meta.context import Context, make_context
 from agentgraph.meta.state import FORMAT, TrainState
-from agentgraph.protocols.legacy import is_legacy, upgrade_arrays, upgrade_config
+from agentgraph.protocols import legacy
 
 __all__ = ["checkpoint_config", "export_protocol", "load_prior", "load_protocol", "read_checkpoint"]
 
@@ -37,10 +38,12 @@ def read_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict]:
         ('mplp', True)
     """
     flat, header = ckpt.load(path)
-    if is_legacy(header):
-        flat = upgrade_arrays(flat)
+    if legacy.is_legacy(header):
+        flat = legacy.upgrade_arrays(flat)
         if "config" in header:
-            header = {**header, "config": upgrade_config(header["config"])}
+            header = {**header, "config": legacy.upgrade_config(header["config"])}
+    if "config" in header:
+        header = {**header, "config": upgrade_config(header["config"])}
     return flat, header
 
 
@@ -129,7 +132,7 @@ def export_protocol(src: str, dst: str, metadata: dict | None = None) -> str:
 
     Example:
         >>> import os, tempfile
-        >>> from agentgraph.meta.config import parse_config
+        >>> from agentgraph.meta.config import parse_config, upgrade_config
         >>> from agentgraph.meta.train import train
         >>> d = tempfile.mkdtemp()
         >>> cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 3, 1], "loss": "l2"},

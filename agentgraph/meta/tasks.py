@@ -17,7 +17,8 @@ import numpy as np
 
 from agentgraph.errors import AgentGraphError
 
-__all__ = ["TASKS", "TaskFamily", "image_family", "register_task", "sinusoid_family", "sinusoid_task", "task_family"]
+__all__ = ["NET_NEEDS", "TASKS", "NetNeeds", "TaskFamily", "image_family", "register_task", "sinusoid_family",
+           "sinusoid_task", "task_family"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +73,7 @@ def image_family(cfg: Any) -> TaskFamily:
     """Classification tasks from a dataset of :func:`agentgraph.data.load_dataset`
     (``data.task``: ``mnist``, ``digits``, ``fashion_mnist``, ``idx``, ``npz``): each task is
     ``K`` random training batches and a held-out set; evaluation's held-out set is the test split.
-    With ``data.sequence: S > 1`` a task is a sequence of ``S`` permuted tasks
+    With ``data.continual.tasks: S > 1`` a task is a sequence of ``S`` permuted tasks
     (:func:`~agentgraph.data.classification.sample_permuted_sequence`)."""
     from agentgraph.data import load_dataset, sample_classification_task
     from agentgraph.data.classification import sample_permuted_sequence
@@ -101,7 +102,7 @@ def image_family(cfg: Any) -> TaskFamily:
             f"{cfg.net.sizes}; set net.sizes to start with {n_in} and end with {n_cls}."
         )
 
-    S = cfg.data.sequence
+    S = cfg.data.continual.tasks
 
     def sample(key):
         if S > 1:
@@ -124,6 +125,49 @@ def _where(cfg: Any) -> str:
     return f" ({cfg.data.path!r})" if cfg.data.path else ""
 
 
+@dataclasses.dataclass(frozen=True)
+class NetNeeds:
+    """What a task family needs of a library network (``net.sizes``, ``net.loss``), checked when
+    the config is read, before any data is loaded.
+
+    Attributes:
+        n_in, n_out: the input and output counts (``None``: any, or read from the data).
+        image_inputs: ``data.image_size ** 2`` inputs (when ``image_size`` is set).
+        loss: the loss the task needs (``"l2"`` for a regression), ``None`` for any.
+        sequences: the task can be run as permuted-task sequences (``data.continual``).
+    """
+
+    n_in: int | None = None
+    n_out: int | None = None
+    image_inputs: bool = False
+    loss: str | None = None
+    sequences: bool = True
+
+    def problems(self, task: str, sizes: list[int] | None, loss: str | None, image_size: int | None,
+                 sequence: int = 1) -> list[str]:
+        """What a config contradicts of these needs, each message naming the fields; ``sizes``
+        and ``loss`` are ``None`` for a network of your own builder (not checked).
+
+        Example:
+            >>> NET_NEEDS["sinusoid"].problems("sinusoid", [1, 20, 2], "l2", None)
+            ["data.task 'sinusoid' needs net.sizes to end with 1, got [1, 20, 2]"]
+        """
+        out = []
+        for end, want, i in (("start", self.n_in, 0), ("end", self.n_out, -1)):
+            if sizes is not None and want is not None and sizes[i] != want:
+                out.append(f"data.task {task!r} needs net.sizes to {end} with {want}, got {sizes}")
+        if sizes is not None and self.image_inputs and image_size and sizes[0] != image_size * image_size:
+            out.append(f"net.sizes[0] is {sizes[0]} but data.image_size {image_size} gives {image_size * image_size} "
+                       "inputs")
+        if loss is not None and self.loss is not None and loss != self.loss:
+            why = "is a regression: set net.loss to the squared error" if self.loss == "l2" else "needs net.loss"
+            out.append(f"data.task {task!r} {why} {self.loss!r}, not {loss!r}")
+        if sequence > 1 and not self.sequences:
+            out.append(f"data.continual.tasks {sequence} (permuted-task sequences) needs an image task, not "
+                       f"{task!r}")
+        return out
+
+
 #: Registered task families (``data.task``): ``name -> (config) -> TaskFamily``. Add yours with
 #: :func:`register_task`, or name a factory ``"package.module:function"`` in the config.
 TASKS: dict[str, Callable[[Any], TaskFamily]] = {
@@ -135,15 +179,28 @@ TASKS: dict[str, Callable[[Any], TaskFamily]] = {
     "npz": image_family,
 }
 
+#: What each registered task needs of a library network (:class:`NetNeeds`); a task not listed
+#: needs nothing the config can check (its family checks the data against the network).
+NET_NEEDS: dict[str, NetNeeds] = {
+    "sinusoid": NetNeeds(n_in=1, n_out=1, loss="l2", sequences=False),
+    **{name: NetNeeds(image_inputs=True) for name in ("mnist", "digits", "fashion_mnist", "idx", "npz")},
+}
 
-def register_task(name: str, factory: Callable[[Any], TaskFamily]) -> None:
-    """Make ``data.task: <name>`` use ``factory(cfg) -> TaskFamily``.
+
+def register_task(name: str, factory: Callable[[Any], TaskFamily], needs: NetNeeds | None = None) -> None:
+    """Make ``data.task: <name>`` use ``factory(cfg) -> TaskFamily``; ``needs``: what it needs of
+    a library network, checked when a config is read.
 
     Example:
-        >>> register_task("my_sine", sinusoid_family); TASKS.pop("my_sine").__name__
-        'sinusoid_family'
+        >>> register_task("my_sine", sinusoid_family, NetNeeds(n_in=1, n_out=1, loss="l2"))
+        >>> TASKS.pop("my_sine").__name__, NET_NEEDS.pop("my_sine").loss
+        ('sinusoid_family', 'l2')
     """
     TASKS[name] = factory
+    if needs is not None:
+        NET_NEEDS[name] = needs
+    else:
+        NET_NEEDS.pop(name, None)
 
 
 def task_family(cfg: Any) -> TaskFamily:

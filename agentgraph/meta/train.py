@@ -26,7 +26,7 @@ import numpy as np
 from agentgraph import checkpoint as ckpt
 from agentgraph import rundir
 from agentgraph.errors import AgentGraphError, io_error
-from agentgraph.meta.config import TrainConfig, parse_config
+from agentgraph.meta.config import TrainConfig, parse_config, upgrade_config
 from agentgraph.meta.context import Context, make_contexts
 from agentgraph.meta.devices import device_mesh, replicate, to_host
 from agentgraph.meta.optimizers import init_training_shapes, make_meta_step
@@ -84,8 +84,8 @@ def _resume_point(cfg: TrainConfig, template: Any, log: Callable[[str], None]) -
     saved = header.get("config")
     if saved is None:
         raise AgentGraphError(f"Checkpoint {path!r} holds no config, so it cannot be resumed; start a new run.out_dir.")
-    # compare validated configs: fields added since the checkpoint take their defaults
-    changes = rundir.config_changes(parse_config(saved, f"(saved in {path!r})").model_dump(mode="json"),
+    # compare validated configs (an earlier layout's in today's): fields added since take their defaults
+    changes = rundir.config_changes(parse_config(upgrade_config(saved), f"(saved in {path!r})").model_dump(mode="json"),
                                     cfg.model_dump(mode="json"))
     blocking = [c for c in changes if c[0] not in rundir.RESUMABLE]
     if blocking:
@@ -273,8 +273,8 @@ def _meta_stepper(ctxs: list[Context], family: TaskFamily, mesh: Any, warm_steps
 
     def meta_step(ts, s):
         warm = s < warm_steps
-        phase = max(s - warm_steps, 0)  # curriculum and protocol stages count meta-loss steps
-        k = cfg.meta.unroll_at(phase) if not warm else cfg.meta.inner_steps
+        phase = max(s - warm_steps, 0)  # schedules and protocol stages count meta-loss steps
+        k = cfg.schedules.unroll_at(phase, cfg.meta.inner_steps) if not warm else cfg.meta.inner_steps
         stage = proto.stage(phase)
         if (warm, k, stage) not in programs:
             unroll = k if k < cfg.meta.inner_steps else None
@@ -291,10 +291,10 @@ def _step_figures(cfg: TrainConfig, s: int, warm_steps: int, m: dict, log: Calla
     if s < warm_steps:
         m["warm_start"] = True  # meta_loss is the protocol's warm-start objective on this step
     else:
-        if cfg.meta.curriculum:
-            m["unroll"] = cfg.meta.unroll_at(s - warm_steps)
-        if cfg.meta.meta_lr_schedule:
-            m["meta_lr"] = cfg.meta.lr_at(s - warm_steps)
+        if cfg.schedules.unroll:
+            m["unroll"] = cfg.schedules.unroll_at(s - warm_steps, cfg.meta.inner_steps)
+        if cfg.schedules.meta_lr:
+            m["meta_lr"] = cfg.schedules.lr_at(s - warm_steps, cfg.meta.meta_lr)
     if m.get("nan_candidates"):
         log(f"meta-step {s}: {int(m['nan_candidates'])} ES candidate(s) had a non-finite fitness; ranked "
             "last, the generation went on")

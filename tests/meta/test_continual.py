@@ -33,7 +33,7 @@ def test_permuted_sequence_segments_share_their_permutation():
 
 def test_continual_objective_is_the_mean_over_tasks():
     cfg = parse_config({"net": {"sizes": [64, 10]}, "data": {"task": "digits", "image_size": 8, "cv_batch": 30,
-                                                             "sequence": 3},
+                                                             "continual": {"tasks": 3}},
                         "protocol": {"rule": "sgd", "lr": 0.1}, "meta": {"inner_steps": 6, "objective": "continual"}})
     ctx = make_context(cfg)
     from agentgraph.meta.tasks import task_family
@@ -48,6 +48,6 @@ def test_continual_objective_is_the_mean_over_tasks():
 
 
 def test_sequence_must_divide_the_inner_loop():
-    with pytest.raises(AgentGraphError, match=r"data\.sequence 4 must divide meta\.inner_steps \(10\)"):
-        parse_config({"net": {"sizes": [64, 10]}, "data": {"task": "digits", "image_size": 8, "sequence": 4},
+    with pytest.raises(AgentGraphError, match=r"data\.continual\.tasks 4 must divide meta\.inner_steps \(10\)"):
+        parse_config({"net": {"sizes": [64, 10]}, "data": {"task": "digits", "image_size": 8, "continual": {"tasks": 4}},
                       "meta": {"inner_steps": 10}})

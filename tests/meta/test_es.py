@@ -26,12 +26,12 @@ from agentgraph.meta.train import init_training_shapes, train
 from helpers import _metrics
 
 
-def _tiny(opt, out_dir="unused", **meta):
+def _tiny(opt, out_dir="unused", schedules=None, **meta):
     return parse_config({"data": {"task": "sinusoid", "cv_batch": 20}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
                          "protocol": {"rule": "sgd", "lr": 0.1},
                          "meta": {"inner_steps": 2, "batch": 4, "outer_batch": 2, "prior_pool": 2, "maml": True,
                                   "objective": "heldout", "optimizer": opt, **meta},
-                         "run": {"out_dir": str(out_dir)}})
+                         "schedules": schedules or {}, "run": {"out_dir": str(out_dir)}})
 
 
 def _digits(out_dir, steps):
@@ -140,8 +140,8 @@ def test_bad_es_settings_are_refused_naming_the_field(opt, match):
 
 
 def test_es_refuses_a_gradient_warm_start_and_a_meta_lr_schedule(tmp_path):
-    with pytest.raises(AgentGraphError, match=r"meta_lr_schedule sets the gradient meta-optimiser's rate"):
-        _tiny({"kind": "es"}, meta_lr_schedule=[[0, 1e-3]])
+    with pytest.raises(AgentGraphError, match=r"schedules\.meta_lr sets the gradient meta-optimiser's rate"):
+        _tiny({"kind": "es"}, schedules={"meta_lr": [[0, 1e-3]]})
     cfg = parse_config({"data": {"task": "sinusoid", "cv_batch": 20}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
                         "protocol": {"rule": "mplp", "imitation_steps": 3, "calibration_rounds": 1},
                         "meta": {"inner_steps": 2, "batch": 4, "optimizer": {"kind": "es", "popsize": 4}},

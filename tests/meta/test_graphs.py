@@ -92,7 +92,7 @@ def test_graph_pool_cycles_random_dags_through_one_compiled_step_and_resumes(tmp
         return jax.jit(traced)
 
     monkeypatch.setattr(tr, "make_meta_step", counting)
-    cfg = digits_cfg(tmp_path, net__kind="random_dag", net__n_hidden=3, net__edge_prob=0.3, meta__graph_pool=3,
+    cfg = digits_cfg(tmp_path, net__kind="random_dag", net__n_hidden=3, net__edge_prob=0.3, net__pool=3,
                      meta__meta_steps=4, protocol__calibration_rounds=1, run__checkpoint_every=2,
                      run__eval_every=4, run__eval_runs=3)
     res = train(cfg, progress=False, log=lambda s: None, max_steps=3)
@@ -104,5 +104,5 @@ def test_graph_pool_cycles_random_dags_through_one_compiled_step_and_resumes(tmp
     assert [r["step"] for r in rows] == [0, 1, 2, 3] and res["bad_steps"] == 0
     assert [("eval" in r) for r in rows] == [True, False, False, True]
     assert all(0.0 <= r["eval"] <= 1.0 for r in rows if "eval" in r)
-    with pytest.raises(AgentGraphError, match="graph_pool"):
-        digits_cfg(tmp_path, meta__graph_pool=2)
+    with pytest.raises(AgentGraphError, match=r"net\.pool is a setting of net\.kind 'random_dag' or .*not of 'mlp'"):
+        digits_cfg(tmp_path, net__pool=2)

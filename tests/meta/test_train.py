@@ -69,7 +69,7 @@ def test_short_meta_training_decreases_the_meta_loss(tmp_path):
     assert res["checkpoint"] and os.path.exists(res["checkpoint"])
 
 
-@pytest.mark.slow  # the default run checks the same through imitation and a curriculum (test_mplp_options.py)
+@pytest.mark.slow  # the default run checks the same through imitation and an unroll schedule (test_mplp_options.py)
 def test_resume_equals_uninterrupted(tmp_path):
     a = digits_cfg(tmp_path / "a", meta__meta_steps=6, run__checkpoint_every=3)
     b = digits_cfg(tmp_path / "b", meta__meta_steps=6, run__checkpoint_every=3)
@@ -139,8 +139,8 @@ def test_sinusoid_paper_setting_meta_loss_decreases(tmp_path):
 
 
 def test_maml_prior_is_learned_jointly_with_a_stateless_protocol(tmp_path):
-    cfg = digits_cfg(tmp_path, meta__maml=True, protocol__stateful=False, meta__hint_weight=0.0,
-                     meta__cv_weight=1.0, meta__meta_steps=3, protocol__calibration_rounds=1)
+    cfg = digits_cfg(tmp_path, meta__maml=True, protocol__stateful=False, meta__objective__hint_weight=0.0,
+                     meta__objective__cv_weight=1.0, meta__meta_steps=3, protocol__calibration_rounds=1)
     res = train(cfg, progress=False, log=lambda s: None)
     flat, _ = ckpt.load(res["checkpoint"])
     prior = flat[".trainable['prior']['synapse']['w']"]
@@ -157,7 +157,7 @@ def test_truncated_unroll_cuts_the_gradient_path():
     task = fam.sample(jax.random.PRNGKey(2))
 
     def grad_for(trunc):
-        c = make_context(digits_cfg("/tmp", meta__inner_steps=4, meta__truncation=trunc)) if trunc else ctx
+        c = make_context(digits_cfg("/tmp", meta__inner_steps=4, schedules__truncation=trunc)) if trunc else ctx
         obj = make_objective(c.cfg.meta)
         f = lambda m: task_meta_loss({"protocol": m}, stats, c, c.program, task, _first(pool), obj)[0]  # noqa: E731
         val, grad = jax.jit(jax.value_and_grad(f))(learned)  # jit: one compile, not op by op
@@ -175,8 +175,8 @@ def test_maml_baseline_learns_a_prior_for_plain_sgd(tmp_path):
     from agentgraph.meta.evaluate import evaluate, run_protocol, score
     from agentgraph.meta.protocol_io import load_prior
 
-    cfg = digits_cfg(tmp_path, protocol={"rule": "sgd", "lr": 0.5}, meta__maml=True, meta__hint_weight=0.0,
-                     meta__cv_weight=1.0, meta__meta_steps=3, meta__meta_lr=1e-2)
+    cfg = digits_cfg(tmp_path, protocol={"rule": "sgd", "lr": 0.5}, meta__maml=True,
+                     meta__objective__hint_weight=0.0, meta__objective__cv_weight=1.0, meta__meta_steps=3, meta__meta_lr=1e-2)
     res = train(cfg, progress=False, log=lambda s: None)
     flat, _ = ckpt.load(res["checkpoint"])
     assert not any(k.startswith(".trainable['protocol']") for k in flat)  # nothing but the prior is learned
@@ -259,15 +259,16 @@ def test_meta_lr_schedule_scales_the_update_and_is_validated(tmp_path):
     """A schedule holding 3e-3 from step 0 takes the same steps as meta_lr 3e-3 (Adam's update is
     linear in its rate, so the rescaled update is exact); the rate is logged per step."""
 
-    def cfg(out, **meta):
+    def cfg(out, meta_lr, schedule=None):
         return parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
                              "protocol": {"rule": "sgd", "lr": 0.1},
                              "meta": {"inner_steps": 2, "batch": 4, "meta_steps": 3, "maml": True,
-                                      "objective": "heldout", **meta},
+                                      "objective": "heldout", "meta_lr": meta_lr},
+                             "schedules": {"meta_lr": schedule},
                              "run": {"out_dir": str(tmp_path / out)}})
 
     plain = cfg("plain", meta_lr=3e-3)
-    sched = cfg("sched", meta_lr=1e-3, meta_lr_schedule=[[0, 3e-3], [100, 3e-3]])
+    sched = cfg("sched", meta_lr=1e-3, schedule=[[0, 3e-3], [100, 3e-3]])
     slow = cfg("slow", meta_lr=1e-3)
     for c in (plain, sched, slow):
         train(c, progress=False, log=lambda s: None)
@@ -277,10 +278,10 @@ def test_meta_lr_schedule_scales_the_update_and_is_validated(tmp_path):
     assert all(np.allclose(x, y, rtol=1e-6, atol=1e-9) for x, y in zip(a, b))
     assert not all(np.allclose(x, y, rtol=1e-6, atol=1e-9) for x, y in zip(a, c))  # the rate matters
     assert [r["meta_lr"] for r in _metrics(sched.run.out_dir)] == pytest.approx([3e-3] * 3)
-    assert sched.meta.lr_at(50) == pytest.approx(3e-3) and plain.meta.lr_at(50) == 3e-3
+    assert sched.schedules.lr_at(50, 1e-3) == pytest.approx(3e-3) and plain.schedules.lr_at(50, 3e-3) == 3e-3
     for bad in ([[5, 1e-3]], [[0, 1e-3], [0, 1e-4]], [[0, 1e-3], [10, 0.0]]):
-        with pytest.raises(AgentGraphError, match=r"meta(: |\.)meta_lr_schedule"):
-            cfg("bad", meta_lr_schedule=bad)
+        with pytest.raises(AgentGraphError, match=r"schedules(: |\.)meta_lr"):
+            cfg("bad", 1e-3, schedule=bad)
 
 
 def test_init_from_starts_at_a_trained_protocol_on_another_activation():

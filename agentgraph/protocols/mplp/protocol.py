@@ -53,7 +53,7 @@ class MPLPSettings(pydantic.BaseModel):
     calibration_blend: float = pydantic.Field(0.5, ge=0.0, le=1.0)
     # warm start by imitation: the first imitation_steps meta-steps fit the protocol's messages and
     # updates to backprop's / SGD(imitation_lr)'s on the first imitation_unroll inner steps
-    # (agentgraph.protocols.mplp.imitation); curriculum stages and the gradient fade count the
+    # (agentgraph.protocols.mplp.imitation); schedules (schedules.unroll) and the gradient fade count the
     # meta-steps after them
     imitation_steps: pydantic.NonNegativeInt = 0
     imitation_lr: pydantic.PositiveFloat = 1.0
