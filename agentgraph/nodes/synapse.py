@@ -17,8 +17,11 @@ __all__ = ["Synapse"]
 class Synapse(Kind):
     """One weight ``w_ij``: forward ``y_ij = w_ij * x_i``, storing ``x_i``.
 
-    State: ``w`` (per agent), ``x`` (per example). Forward port ``"x"`` (sum), backward port
-    ``"m"`` (sum); one output ``"out"`` of size 1 in each direction.
+    State: ``w`` (per agent), ``x`` (per example, *scratch*: read only by the update ``-lr m x``,
+    so where the compiler fuses that update into a matrix product or a convolution it reads the
+    forward messages instead and never writes ``x`` — its value between steps is unspecified).
+    Forward port ``"x"`` (sum), backward port ``"m"`` (sum); one output ``"out"`` of size 1 in
+    each direction.
 
     Example:
         >>> import jax.numpy as jnp
@@ -28,7 +31,7 @@ class Synapse(Kind):
     """
 
     name = "synapse"
-    fields = {"w": Field(), "x": Field(per_example=True)}
+    fields = {"w": Field(), "x": Field(per_example=True, scratch=True)}
     forward_ports = {"x": Port(1, "sum")}
     backward_ports = {"m": Port(1, "sum")}
     forward_outputs = {"out": 1}

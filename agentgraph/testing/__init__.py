@@ -10,6 +10,8 @@
   exactly one way (:class:`Malformed`, :class:`Case` from :mod:`agentgraph.testing.cases`; the
   defects in :mod:`~agentgraph.testing.graph_defects` and :mod:`~agentgraph.testing.input_defects`).
 * :mod:`agentgraph.testing.oracle` — the autodiff oracle protocols are checked against.
+* :mod:`agentgraph.testing.compare` — :func:`compare` (a compiled program against the
+  interpreter, step by step) and :func:`state_deviation` (two states, scratch fields skipped).
 
 Example:
     >>> from hypothesis import given, settings
@@ -22,6 +24,7 @@ Example:
     >>> check()
 """
 
+from agentgraph.testing.compare import Comparison, compare, state_deviation
 from agentgraph.testing.declarations import check_declarations
 from agentgraph.testing.kinds import (
     MIXER_DEFAULTS,
@@ -46,7 +49,10 @@ from agentgraph.testing.strategies import (
 )
 
 __all__ = [
+    "Comparison",
     "check_declarations",
+    "compare",
+    "state_deviation",
     "Case",
     "DEFAULT_GROUPS",
     "KindsArg",

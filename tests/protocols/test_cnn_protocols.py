@@ -11,6 +11,7 @@ import pytest
 from agentgraph import AgentGraphError, compile, interpreter
 from agentgraph.builders import Conv, Pool, as_network, cnn
 from agentgraph.protocols.base import resolve
+from agentgraph.testing import state_deviation
 
 CONV_ONLY = cnn((1, 5, 5), [Conv(2, 3, 1, 1), Conv(2, 2, stride=2)], 3, "relu", "cross_entropy", init_std=0.3)
 POOLED = cnn((1, 5, 5), [Conv(2, 3, 1, 1), Pool(2, mode="max"), Conv(2, 2)], 3, "relu", "cross_entropy", init_std=0.3)
@@ -33,8 +34,7 @@ def _one_step_error(rule: str, graph) -> float:
     assert abs(float(loss) - r.loss) < 1e-10
     moved = max(abs(float(r.state[a]["w"]) - float(st[a]["w"])) for a in g.agents() if "w" in st[a] and np.ndim(st[a]["w"]) == 0)
     assert moved > 0  # the rule changed some weight
-    return max(float(np.max(np.abs(got[a][f] - v), initial=0.0)) for a, d in r.state.items() if a != "@delayed"
-               for f, v in d.items())
+    return state_deviation(g, got, r.state)
 
 
 @pytest.mark.parametrize("rule, graph", [("sgd", CONV_ONLY), ("sgd", POOLED), ("attention", POOLED), ("mplp", CONV_ONLY),

@@ -180,7 +180,8 @@ class MPLPKind(Kind):
         self.param = PARAM_FIELDS.get(base.name)
         k = config.k
         self.carry_size = config.carry_size or (1 if self.param else 0) + config.hidden + k
-        fields = dict(base.fields)
+        # the learners read every stored input: nothing of the base kind is scratch here
+        fields = {f: dataclasses.replace(spec, scratch=False) for f, spec in base.fields.items()}
         if config.stateful and base.runs("backward") and base.name != "softmax_norm":
             fields["carry"] = Field(shape=(self.carry_size,), per_example=True)
         if config.grad_input and self.param:
