@@ -53,7 +53,7 @@ class MaxPool(Kind):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> s, out = MaxPool().backward(None, {"y": 3.0}, {"m": jnp.array([0.5])})
+        >>> s, out, upd = MaxPool().backward(None, {"y": 3.0}, {"m": jnp.array([0.5])})
         >>> out.tolist()
         [0.5, 3.0]
     """

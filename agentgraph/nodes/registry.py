@@ -19,7 +19,7 @@ def default_kinds() -> dict[str, Kind]:
 
     Example:
         >>> sorted(default_kinds())[:4]
-        ['bias', 'cross_entropy', 'identity', 'input']
+        ['avg_pool', 'bias', 'cross_entropy', 'identity']
     """
     kinds: list[Kind] = [
         Input(), Target(), Synapse(), Bias(), Sum(), Softmax(), SoftmaxNorm(), L2Loss(),

@@ -49,8 +49,8 @@ def check_declarations(kind: Kind, params: Any, *, trials: int = 3, seed: int = 
 
     Example:
         >>> from agentgraph.nodes import Synapse
-        >>> check_declarations(Synapse(), {"lr": 0.1})
-        3
+        >>> check_declarations(Synapse(), {"lr": 0.1})  # two linear outputs, one outer update, one scratch field
+        4
     """
     rng = np.random.default_rng(seed)
     checked = 0
