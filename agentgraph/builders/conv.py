@@ -18,6 +18,9 @@ the last map flattened in ``(c, y, x)`` order. Inputs ``("x", i)`` read column
 
 ``l`` counts the layers with weights (conv and dense), ``q`` the position in ``layers``; groups
 are ``"synapse:l"``, ``"bias:l"``, ``"<activation>:l"`` as in :func:`~agentgraph.builders.mlp`.
+Each conv layer records a ``"conv"`` layout hint (:meth:`~agentgraph.AgentGraph.add_hint`):
+the compiler verifies it and lowers the layer to ``lax.conv_general_dilated``
+(:mod:`agentgraph.compiler.conv`).
 """
 
 from __future__ import annotations
@@ -153,6 +156,10 @@ def _conv(g: AgentGraph, prev: np.ndarray, shape: tuple[int, int, int], layer: C
         g.tie(ws[order[a:b]], "w", name=f"cw{l}/{c_o}/{c_i}/{rest // k}/{rest % k}", by_index=True)
     for c in range(Co):
         g.tie(bs[c * Ho * Wo:(c + 1) * Ho * Wo], "b", name=f"cb{l}/{c}", by_index=True)
+    full = np.full(Co * C * k * k * Ho * Wo, -1, np.int64)  # every (co, ci, i, j, y, x) use; -1: padding
+    full[np.flatnonzero(ok)] = ws
+    g.add_hint("conv", synapses=full.reshape(Co, C, k, k, Ho, Wo), inputs=prev.copy(), outputs=bs.copy(),
+               in_shape=(C, H, W), stride=s, padding=p)
     units_a = g.add_agents([("ca", l, *u) for u in units], act, groups=f"{act}:{l}")
     g.add_arrows(bs, units_a, "forward", port="x", by_index=True)
     g.add_arrows(units_a, bs, "backward", port="m", by_index=True)

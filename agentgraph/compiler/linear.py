@@ -31,7 +31,7 @@ use none of this.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -85,12 +85,15 @@ def _grid(port) -> tuple[int, int] | None:
 
 
 def fuse_linear(kinds: Mapping[str, Kind], sweeps: dict, base: Mapping[tuple, int], arrays: Mapping[str, np.ndarray],
-                buffer_rows: Mapping[tuple[str, int], int]) -> dict:
+                buffer_rows: Mapping[tuple[str, int], int], shifts: Sequence[tuple[str, int, str]] = ()) -> dict:
     """Rewrite the blocks of ``sweeps`` (``{sweep: waves of BlockPlan}``) with ``matmul`` ports,
     dropped outputs and outer updates where the kinds' declarations and the wiring allow.
 
     ``base[(sweep, kind, output)]`` is the output's first buffer row, ``buffer_rows[(sweep, size)]``
-    the buffer's length. Returns ``(sweeps, buffer_rows)``: a (kind, output) whose rows nobody
+    the buffer's length; ``shifts`` names further arrays of buffer rows ``(sweep, size, key)``
+    (e.g. :func:`~agentgraph.compiler.conv.fuse_conv`'s) to move with the rows. Ports already
+    lowered to ``conv`` / ``conv_t`` read no block's outputs (their senders' rows stay read by the
+    synapses' own ports). Returns ``(sweeps, buffer_rows)``: a (kind, output) whose rows nobody
     reads any more is removed from its buffer, and every row index is shifted accordingly (the
     segment index arrays of ``arrays`` in place).
 
@@ -127,7 +130,7 @@ def fuse_linear(kinds: Mapping[str, Kind], sweeps: dict, base: Mapping[tuple, in
         for wave in new_waves:
             for blk in wave:
                 for p in blk.ports:
-                    if p.size in read and p.lowering != "matmul":
+                    if p.size in read and p.lowering not in ("matmul", "conv", "conv_t"):
                         read[p.size][_read_rows(p, blk.n, arrays)] = True
         dropped = {}  # outputs no port reads except through matmul: never computed
         for wave in new_waves:
@@ -144,7 +147,7 @@ def fuse_linear(kinds: Mapping[str, Kind], sweeps: dict, base: Mapping[tuple, in
                 for b in wave))
         out[t] = tuple(final)
         removed[t] = _unread_ranges(kinds, t, out[t], read)
-    out, rows = _compact(out, removed, arrays, buffer_rows)
+    out, rows = _compact(out, removed, arrays, buffer_rows, shifts)
     unwritten: dict = {}
     for t in out:
         if t != "forward":
@@ -173,8 +176,9 @@ def _unread_ranges(kinds, t, waves, read) -> dict:
     return ranges
 
 
-def _compact(sweeps, removed, arrays, buffer_rows):
-    """Remove the ``removed`` row ranges from the buffers and shift every row index after them."""
+def _compact(sweeps, removed, arrays, buffer_rows, shifts=()):
+    """Remove the ``removed`` row ranges from the buffers and shift every row index after them
+    (also in the arrays ``shifts`` names: ``(sweep, size, key)``)."""
     rows = dict(buffer_rows)
     for t, by_size in removed.items():
         shift = {}
@@ -200,13 +204,16 @@ def _compact(sweeps, removed, arrays, buffer_rows):
                         arrays[p.key + "/src"] = np.where(live, shift[p.size][np.where(live, src, 0)], src).astype(src.dtype)
                     elif p.lowering == "matmul":
                         p = dataclasses.replace(p, link=dataclasses.replace(p.link, in_base=mv(p.link.in_size, p.link.in_base)))
-                    elif p.lowering != "zeros":
+                    elif p.lowering not in ("zeros", "conv", "conv_t"):  # conv rows move through `shifts`
                         p = dataclasses.replace(p, base=mv(p.size, p.base))
                     ports.append(p)
                 outs = tuple((o, size, mv(size, o_base)) for o, size, o_base in b.outputs)
                 blocks.append(dataclasses.replace(b, ports=tuple(ports), outputs=outs))
             waves.append(tuple(blocks))
         sweeps[t] = tuple(waves)
+        for tt, size, key in shifts:
+            if tt == t and size in shift:
+                arrays[key] = shift[size][arrays[key]]
     return sweeps, rows
 
 

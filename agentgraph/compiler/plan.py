@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agentgraph.arrows.schedule import Schedule
+from agentgraph.compiler.conv import ConvLink, fuse_conv
 from agentgraph.compiler.linear import LinearLink, OuterLink, fuse_linear
 from agentgraph.compiler.analysis import analyse, block_edges, layout_sweep, self_sets
 from agentgraph.compiler.lowerings import PortArrows, choose_lowering
-from agentgraph.compiler.ties import TiePlan, tie_plans
+from agentgraph.compiler.ties import TiePlan, skip_rows, tie_plans
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
 
@@ -55,7 +56,7 @@ class PortPlan:
     param: int = 0  # r (repeat), p (tile), c (rows / strided / matmul)
     key: str = ""  # array-part key prefix (segment lowering)
     n_edges: int = 0
-    link: LinearLink | None = None  # matmul: the linear block it contracts (compiler/linear.py)
+    link: LinearLink | ConvLink | None = None  # matmul / conv / conv_t: the block it contracts (linear.py, conv.py)
     source: str = "now"  # now: this run's buffer; prev: the delayed one; both: [now; prev] stacked
 
 
@@ -74,6 +75,7 @@ class BlockPlan:
     dropped: tuple[str, ...] = ()  # outputs only matmul ports read: not computed
     outer: tuple[OuterLink, ...] = ()  # backward updates computed as outer products
     unwritten: tuple[str, ...] = ()  # scratch fields a fused outer update reads from the buffers instead
+    conv: ConvLink | None = None  # a convolution's synapses: the kernel update is fused (compiler/conv.py)
 
     @property
     def n(self) -> int:
@@ -312,9 +314,16 @@ def make_plan(
                 BlockPlan(kname, gname, int(start), int(start) + cap, rows_key, tuple(ports), outs, slots_key)
             )
         sweeps[t] = tuple(tuple(result_waves[w]) for w in sorted(result_waves))
+    ties = tie_plans(graph, A, row, n_of, put) if len(graph.ties()) else ()
+    if ties and padded:
+        raise AgentGraphError("Graph does not fit a bucket: it has tied parameters (graph.ties()), which buckets do "
+                              "not lower; compile it on its own (compile(graph)).")
     if dense and linear and not padded and not A.delay.any():
-        sweeps, rows_of = fuse_linear(graph.kinds, sweeps, base, arrays, {(t, s): r for t, s, r in buffers})
+        slots = {(tp.kind, tp.field): np.asarray(arrays[tp.key], np.int64) for tp in ties}
+        sweeps, _, shifts = fuse_conv(graph, A, row, sweeps, base, arrays, slots)
+        sweeps, rows_of = fuse_linear(graph.kinds, sweeps, base, arrays, {(t, s): r for t, s, r in buffers}, shifts)
         buffers = [(t, s, rows_of[(t, s)]) for t, s, _ in buffers]
+        ties = skip_rows(ties, sweeps, arrays)
 
     # -- self-loop types (reflexive arrows) -------------------------------------------------------
     selfs = []
@@ -343,11 +352,6 @@ def make_plan(
             if k in A.kind_names:
                 valid[row[A.kind == A.kind_names.index(k)]] = 1.0
             put(f"valid/{k}", valid, dtype=np.float32)
-
-    ties = tie_plans(graph, A, row, n_of, put) if len(graph.ties()) else ()
-    if ties and padded:
-        raise AgentGraphError("Graph does not fit a bucket: it has tied parameters (graph.ties()), which buckets do "
-                              "not lower; compile it on its own (compile(graph)).")
 
     plan = Plan(
         kinds=layouts,

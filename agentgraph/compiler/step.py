@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from agentgraph.arrows.schedule import DELAYED
+from agentgraph.compiler.conv import conv_receive, conv_transpose_receive, conv_update
 from agentgraph.compiler.linear import outer_update, receive_matmul
 from agentgraph.compiler.lowerings import premap_fn, receive
 from agentgraph.compiler.plan import Plan
@@ -160,6 +161,7 @@ def step(plan: Plan, kinds_items, arrays, params, state, batch, until_loss: bool
     selfs = dict(plan.selfs)
     loss = jnp.zeros((), dtype)
     shared = expand_ties(plan, arrays, state)
+    pending: dict = {}  # convolutions' kernel updates, joined into the shared values after their phase
     swept: dict = {}  # the latest run's buffers of each sweep type (fused updates of scratch fields read the forward's)
     for i, (_, phase) in enumerate(runs):
         if phase.self_loops:
@@ -168,9 +170,9 @@ def step(plan: Plan, kinds_items, arrays, params, state, batch, until_loss: bool
             ran = {rp.kind for rp in sets}
         else:
             swept[phase.type] = _sweep(plan, kinds, arrays, params, state, mail, data, phase.type, B, dtype,
-                                       swept.get("forward"))
+                                       swept.get("forward"), shared, pending)
             ran = {b.kind for w in plan.waves(phase.type) for b in w}
-        join_ties(plan, arrays, state, shared, ran)
+        join_ties(plan, arrays, state, shared, ran, pending)
         if i == last:
             loss = _loss(plan, kinds, arrays, state, B, dtype)
             if until_loss:
@@ -213,11 +215,14 @@ def _self_phase(plan: Plan, kinds, arrays, params, state, t: str, sets, B: int, 
                 state[rp.kind][f] = state[rp.kind][f].at[rows].set(val.astype(dtype), mode="drop")
 
 
-def _sweep(plan: Plan, kinds, arrays, params, state, mail, data, t: str, B: int, dtype, forward_bufs=None) -> dict:
+def _sweep(plan: Plan, kinds, arrays, params, state, mail, data, t: str, B: int, dtype, forward_bufs=None,
+           shared=None, pending=None) -> dict:
     """One run of the sweep phase of type ``t``: blocks wave by wave, messages through buffers;
     delayed ports read ``mail`` (the previous run's buffers), which this run's buffers replace.
     ``forward_bufs``: the forward sweep's buffers of this step (read by fused updates of scratch
-    fields). Returns this run's buffers ``{size: [rows, B, size]}``."""
+    fields). ``shared``: the tied fields' shared values at the sweep's start (read by convolutions);
+    ``pending``: receives convolutions' kernel updates ``{(kind, field): [(slots, change)]}``.
+    Returns this run's buffers ``{size: [rows, B, size]}``."""
     bufs = {s: jnp.zeros((m, B, s), dtype) for tt, s, m in plan.buffers if tt == t}
     prev = {s: mail[f"{t}/{s}"] for tt, s, _ in plan.delayed if tt == t}
     coefs = {k: dict(v) for k, v in state.items()}  # per-agent values at the sweep's start (matmul ports)
@@ -235,6 +240,10 @@ def _sweep(plan: Plan, kinds, arrays, params, state, mail, data, t: str, B: int,
                     if p.lowering == "matmul":
                         agg = receive_matmul(p, t, bufs, coefs, kinds, params)
                         inputs[p.port] = agg if fn is None else fn(agg)
+                    elif p.lowering == "conv":
+                        inputs[p.port] = conv_receive(p, bufs, shared, arrays)
+                    elif p.lowering == "conv_t":
+                        inputs[p.port] = conv_transpose_receive(p, bufs, shared, arrays, forward_bufs)
                     else:
                         src = {"now": bufs.get(p.size), "prev": prev.get(p.size)}.get(p.source)
                         if p.source == "both":
@@ -250,6 +259,12 @@ def _sweep(plan: Plan, kinds, arrays, params, state, mail, data, t: str, B: int,
                 fused = {ol.field: outer_update(blk, ol, bufs, state[blk.kind], kind, params.get(blk.group), B,
                                                 forward_bufs)
                          for ol in blk.outer}
+                if blk.conv is not None:  # the kernel's update goes to the shared values; the uses' rows are not kept
+                    key = (blk.kind, blk.conv.field)
+                    pending.setdefault(key, []).append(conv_update(blk.conv, kind, params.get(blk.group), bufs, forward_bufs,
+                                                                   shared, arrays, B))
+                    upd = {f: u for f, u in upd.items() if f != blk.conv.field}
+                    new = {f: v for f, v in new.items() if f != blk.conv.field}
             except BlockError:
                 raise
             except Exception as e:  # tracing a kind's function failed: say which block

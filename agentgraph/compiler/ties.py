@@ -13,13 +13,14 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 if TYPE_CHECKING:
     from agentgraph.compiler.plan import Plan
     from agentgraph.graph import AgentGraph
 
-__all__ = ["TiePlan", "expand_ties", "join_ties", "tie_plans"]
+__all__ = ["TiePlan", "expand_ties", "join_ties", "skip_rows", "tie_plans"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,13 +29,16 @@ class TiePlan:
     stored once per tie, ``[slots, *shape]`` — the ties first, then one slot per untied agent.
     ``arrays[key]`` (``int32 [N_kind]``) is each row's slot; with ``scaled``,
     ``arrays[key + "/scale"]`` (``[slots]``) divides a ``"mean"`` tie's summed change by its
-    member count."""
+    member count. With ``live``, only the rows ``arrays[key + "/live"]`` are expanded and joined:
+    the others are uses of a convolution (:mod:`agentgraph.compiler.conv`), whose kernel update
+    reaches the shared values directly and whose rows nothing reads."""
 
     kind: str
     field: str
     slots: int
     key: str
     scaled: bool = False
+    live: bool = False  # only rows arrays[key + "/live"] are expanded (the rest: convolutions' uses)
 
 
 def tie_plans(graph: AgentGraph, A, row: np.ndarray, n_of: dict[str, int], put) -> tuple[TiePlan, ...]:
@@ -66,28 +70,65 @@ def tie_plans(graph: AgentGraph, A, row: np.ndarray, n_of: dict[str, int], put) 
 
 
 
+def skip_rows(ties: tuple[TiePlan, ...], sweeps, arrays: dict) -> tuple[TiePlan, ...]:
+    """``ties`` with the rows of convolutions' synapse blocks (those of ``sweeps`` that carry a
+    :class:`~agentgraph.compiler.conv.ConvLink`) left out of expansion: the others are stored as
+    ``arrays[key + "/live"]`` and the plan marked ``live``."""
+    skip: dict = {}
+    for waves in sweeps.values():
+        for wave in waves:
+            for b in wave:
+                if getattr(b, "conv", None) is not None:
+                    skip.setdefault((b.kind, b.conv.field), []).append((b.start, b.stop))
+    out = []
+    for tp in ties:
+        ranges = skip.get((tp.kind, tp.field))
+        if ranges:
+            keep = np.ones(len(arrays[tp.key]), bool)
+            for lo, hi in ranges:
+                keep[lo:hi] = False
+            arrays[tp.key + "/live"] = np.flatnonzero(keep).astype(np.int32)
+            tp = dataclasses.replace(tp, live=True)
+        out.append(tp)
+    return tuple(out)
+
+
 def expand_ties(plan: Plan, arrays, state) -> dict:
     """Replace each tied field's shared values ``[slots, ...]`` in ``state`` by one row per agent
-    ``[N_kind, ...]`` (in place); returns the shared values ``{(kind, field): [slots, ...]}``."""
+    ``[N_kind, ...]`` (in place; rows outside ``live`` are zeros); returns the shared values
+    ``{(kind, field): [slots, ...]}``."""
     shared = {}
     for tp in plan.ties:
-        shared[(tp.kind, tp.field)] = state[tp.kind][tp.field]
-        state[tp.kind][tp.field] = state[tp.kind][tp.field][arrays[tp.key]]
+        compact, slot = state[tp.kind][tp.field], arrays[tp.key]
+        shared[(tp.kind, tp.field)] = compact
+        if tp.live:
+            live = arrays[tp.key + "/live"]
+            rows = jnp.zeros((slot.shape[0], *compact.shape[1:]), compact.dtype)
+            state[tp.kind][tp.field] = rows.at[live].set(compact[slot[live]])
+        else:
+            state[tp.kind][tp.field] = compact[slot]
     return shared
 
 
-def join_ties(plan: Plan, arrays, state, shared: dict, ran) -> None:
+def join_ties(plan: Plan, arrays, state, shared: dict, ran, pending: dict | None = None) -> None:
     """End of a phase (in place): each tie's shared value moves by the sum (``"mean"`` ties: the
-    mean) of its rows' changes from it; the rows are set to the result. ``ran``: the kinds that
-    ran in the phase (only their rows can have changed)."""
+    mean) of its rows' changes from it, plus any ``pending[(kind, field)]`` ``[(slots, change)]``
+    (convolutions' kernel updates, already reduced); the rows are set to the result. ``ran``: the
+    kinds that ran in the phase (only their rows can have changed)."""
+    pending = pending if pending is not None else {}
     for tp in plan.ties:
-        if tp.kind not in ran:
+        extra = pending.pop((tp.kind, tp.field), ())
+        if tp.kind not in ran and not extra:
             continue
         slot, old = arrays[tp.key], shared[(tp.kind, tp.field)]
-        change = jax.ops.segment_sum(state[tp.kind][tp.field] - old[slot], slot, tp.slots)
+        rows = state[tp.kind][tp.field]
+        idx = arrays[tp.key + "/live"] if tp.live else None
+        s_rows, r_rows = (slot, rows) if idx is None else (slot[idx], rows[idx])
+        change = jax.ops.segment_sum(r_rows - old[s_rows], s_rows, tp.slots)
         if tp.scaled:
             change = change * arrays[tp.key + "/scale"].reshape(-1, *(1,) * (change.ndim - 1)).astype(change.dtype)
         new = old + change
+        for slots, delta in extra:
+            new = new.at[slots].add(delta.astype(new.dtype))
         shared[(tp.kind, tp.field)] = new
-        state[tp.kind][tp.field] = new[slot]
-
+        state[tp.kind][tp.field] = new[slot] if idx is None else rows.at[idx].set(new[s_rows])

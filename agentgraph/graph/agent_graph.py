@@ -246,6 +246,22 @@ class AgentGraph:
         """
         return declare_tie(self, self._columns, agents, field, name, reduction, value, by_index)
 
+    def add_hint(self, layout: str, **data: Any) -> None:
+        """Record a layout hint for the compiler, e.g. ``"conv"`` (a convolution's agents and
+        geometry, from :func:`~agentgraph.builders.cnn`). Hints change no semantics: the compiler
+        verifies one against the graph before it lowers by it, and ignores it otherwise. Agents
+        are given by index (``int64`` arrays); hints do not travel through networkx.
+
+        Example:
+            >>> g = AgentGraph(); g.add_hint("demo", rows=np.arange(2)); g.hints("demo")[0]["rows"].tolist()
+            [0, 1]
+        """
+        self._columns.add_hint(layout, data)
+
+    def hints(self, layout: str) -> list[dict[str, Any]]:
+        """The layout hints recorded under ``layout`` (:meth:`add_hint`), in order."""
+        return [d for name, d in self._columns.hints() if name == layout]
+
     # -- reading -------------------------------------------------------------------------------
     def ties(self) -> TieArrays:
         """The graph's ties as plain arrays (:class:`~agentgraph.graph.ties.TieArrays`); cached."""

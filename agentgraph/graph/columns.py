@@ -64,6 +64,7 @@ class Columns:
         self._states: list[StateDeclaration] = []
         self._arrows: list[ArrowColumns] = []
         self._ties: list[TieDeclaration] = []
+        self._hints: list[tuple[str, dict]] = []  # (layout name, {key: value}): builders' layout hints
         self._reductions: dict[str, str] = {}  # tie name -> reduction
 
     @property
@@ -241,6 +242,15 @@ class Columns:
         """Every initial-state declaration, in declaration order (later ones win)."""
         return list(self._states)
 
+    def add_hint(self, layout: str, data: dict) -> None:
+        """Record a builder's layout hint (see :meth:`AgentGraph.add_hint`)."""
+        self._hints.append((layout, dict(data)))
+        self._version += 1
+
+    def hints(self) -> list[tuple[str, dict]]:
+        """Every layout hint ``(layout, data)``, in declaration order."""
+        return list(self._hints)
+
     def tie_declarations(self) -> list[TieDeclaration]:
         """Every tie declaration, in declaration order."""
         return list(self._ties)
@@ -279,4 +289,5 @@ class Columns:
         out._strings, out._types = self._strings.copy(), self._types.copy()
         out._agents, out._states, out._arrows = list(self._agents), list(self._states), list(self._arrows)
         out._ties, out._reductions = list(self._ties), dict(self._reductions)
+        out._hints = list(self._hints)
         return out
