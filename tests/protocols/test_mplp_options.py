@@ -150,17 +150,17 @@ def test_gradient_input_is_the_per_example_sgd_step_and_fades_out(tmp_path):
 
 def test_unroll_curriculum_is_validated(tmp_path):
     """(The curriculum lengthening the inner loop, through a resume, is the next test.)"""
-    m = digits_cfg(tmp_path, meta__curriculum=[[0, 2], [3, 4], [5, 5]]).meta
-    assert [m.unroll_at(t) for t in range(7)] == [2, 2, 2, 4, 4, 5, 5]
+    cfg = digits_cfg(tmp_path, schedules__unroll=[[0, 2], [3, 4], [5, 5]])
+    assert [cfg.schedules.unroll_at(t, cfg.meta.inner_steps) for t in range(7)] == [2, 2, 2, 4, 4, 5, 5]
     for bad, match in (([[1, 2]], "start at meta-step 0"), ([[0, 2], [0, 3]], "strictly increasing"),
                        ([[0, 9]], "must not exceed inner_steps")):
         with pytest.raises(AgentGraphError, match=match):
-            digits_cfg(tmp_path, meta__curriculum=bad)
+            digits_cfg(tmp_path, schedules__unroll=bad)
 
 
 def test_resume_through_imitation_and_curriculum_equals_uninterrupted(tmp_path):
     kw = dict(meta__meta_steps=6, run__checkpoint_every=2, protocol__imitation_steps=2, protocol__imitation_unroll=2,
-              protocol__imitation_meta_lr=1e-2, meta__curriculum=[[0, 3], [2, 5]], protocol__calibration_rounds=1)
+              protocol__imitation_meta_lr=1e-2, schedules__unroll=[[0, 3], [2, 5]], protocol__calibration_rounds=1)
     a, b = digits_cfg(tmp_path / "a", **kw), digits_cfg(tmp_path / "b", **kw)
     train(a, progress=False, log=lambda s: None)
     train(b, progress=False, max_steps=3, log=lambda s: None)  # stopped inside the curriculum's first stage
