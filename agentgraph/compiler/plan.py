@@ -115,6 +115,9 @@ class Plan:
         delayed: ``((type, size, rows), ...)``: buffers kept from one run of a type's phase to
             the next (read by delayed arrows); state ``["@delayed"]["type/size"]``.
         ties: one :class:`TiePlan` per (kind, field) with tied agents.
+        absent: ``((kind, field), ...)``: scratch fields no block ever writes (every forward
+            block of the kind reads a fused update's input from the buffers instead): not kept in
+            the state at all (:func:`absent_fields`).
     """
 
     kinds: tuple[KindLayout, ...]
@@ -125,6 +128,7 @@ class Plan:
     schedule: Schedule
     delayed: tuple[tuple[str, int, int], ...] = ()
     ties: tuple[TiePlan, ...] = ()
+    absent: tuple[tuple[str, str], ...] = ()
 
     def waves(self, arrow_type: str) -> tuple[tuple[BlockPlan, ...], ...]:
         """The waves of blocks of sweep type ``arrow_type`` (empty if none)."""
@@ -362,8 +366,34 @@ def make_plan(
         schedule=schedule,
         delayed=tuple((t, s, buffer_rows[(t, s)]) for t, s in sorted(delayed)),
         ties=ties,
+        absent=absent_fields(graph, sweeps, selfs),
     )
     return plan, arrays, rows
+
+
+def absent_fields(graph: AgentGraph, sweeps: dict, selfs) -> tuple[tuple[str, str], ...]:
+    """The scratch fields (:class:`~agentgraph.nodes.Field`) no block writes: every forward block
+    of the kind lists the field in ``unwritten``, and the kind runs in no other phase that could
+    write it (no self-loop sets, no user-named sweep). Their value between steps is unspecified by
+    contract, so the state need not hold them.
+
+    Example:
+        >>> from agentgraph import mlp
+        >>> plan, _, _ = make_plan(mlp([3, 4, 2]))
+        >>> plan.absent
+        (('synapse', 'x'),)
+    """
+    out = []
+    in_selfs = {rp.kind for _, sets in selfs for rp in sets}
+    for kname, kd in sorted(graph.kinds.items()):
+        blocks = {t: [b for w in waves for b in w if b.kind == kname] for t, waves in sweeps.items()}
+        if kname in in_selfs or not blocks.get("forward") or any(v for t, v in blocks.items()
+                                                                   if t not in ("forward", "backward")):
+            continue
+        for f, spec in kd.fields.items():
+            if spec.scratch and all(f in b.unwritten for b in blocks["forward"]):
+                out.append((kname, f))
+    return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

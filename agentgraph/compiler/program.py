@@ -138,6 +138,9 @@ class Program:
             for f, v in vals.items():  # phantom rows (buckets) keep the field defaults
                 full[f][rows.row[agents]] = v
                 _check_fits(v, dtype, lambda i, f=f: f"Agent {graph.arrays().names[agents[i]]!r}: state field {f!r}")
+            for k_f in plan.absent:  # scratch fields no block writes: not kept
+                if k_f[0] == layout.kind:
+                    full.pop(k_f[1], None)
             for f in full:  # tied fields: one value per slot (the members' values agree: validated)
                 slot = self._host.slots.get((layout.kind, f))
                 if slot is not None:
@@ -228,7 +231,12 @@ class Program:
         """Per-agent view ``{agent: {field: array}}`` (per-example fields ``[B, ...]``), as the
         interpreter lays state out (messages in flight as ``["@delayed"][(type, agent, output)]``)."""
         host = jax.tree.map(np.asarray, {k: v for k, v in state.items() if k != DELAYED})
-        out = {a: {f: v[self._at(k, f, r)] for f, v in host[k].items()} for a, (k, r) in self.index.items()}
+        B = next((v.shape[1] for k, fs in host.items() for f, v in fs.items() if self.kinds[k].fields[f].per_example), 1)
+        for k, f in self.plan.absent:  # never kept (scratch, unspecified between steps): zeros
+            host.setdefault(k, {})[f] = np.zeros((1, B, *self.kinds[k].fields[f].shape))
+        absent = set(self.plan.absent)
+        out = {a: {f: v[0 if (k, f) in absent else self._at(k, f, r)] for f, v in host[k].items()}
+               for a, (k, r) in self.index.items()}
         if DELAYED in state:
             bufs = jax.tree.map(np.asarray, state[DELAYED])
             out[DELAYED] = {(t, a, o): bufs[f"{t}/{s}"][row] for (t, a, o), (s, row) in self._mail_rows().items()}
@@ -251,8 +259,11 @@ class Program:
         out: dict[str, dict[str, np.ndarray]] = {l.kind: {} for l in self.plan.kinds}
         kinds = self.kinds
         written: dict = {}
+        absent = set(self.plan.absent)
         for a, (k, r) in self.index.items():
             for f in kinds[k].fields:
+                if (k, f) in absent:
+                    continue
                 v = np.asarray(agents[a][f])
                 if f not in out[k]:
                     out[k][f] = np.zeros((self.initial[k][f].shape[0], *v.shape))
@@ -421,6 +432,10 @@ class Program:
         kind = self.kinds[k]
         if field not in kind.fields:
             raise AgentGraphError(f"read: kind {k!r} has no field {field!r}; it has {sorted(kind.fields)}.")
+        if (k, field) in self.plan.absent:
+            raise AgentGraphError(f"read: field {field!r} of kind {k!r} is scratch and this program never keeps it "
+                                  "(a fused update reads the forward messages instead); its value between steps is "
+                                  "unspecified.")
         rows = self._at(k, field, np.array([r for _, r in where], np.int64))
         if self._pool is not None:
             rows = self.arrays["pool/rows"][rows]

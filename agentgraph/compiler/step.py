@@ -160,6 +160,10 @@ def step(plan: Plan, kinds_items, arrays, params, state, batch, until_loss: bool
     last = max(i for i, (ph, _) in enumerate(runs) if ph == plan.schedule.loss_index())
     selfs = dict(plan.selfs)
     loss = jnp.zeros((), dtype)
+    for k, f in plan.absent:  # never written: zeros nobody reads (XLA removes them)
+        spec = kinds[k].fields[f]
+        n = next(l.n for l in plan.kinds if l.kind == k)
+        state[k][f] = jnp.zeros((n, B, *spec.shape), dtype)
     shared = expand_ties(plan, arrays, state)
     pending: dict = {}  # convolutions' kernel updates, joined into the shared values after their phase
     swept: dict = {}  # the latest run's buffers of each sweep type (fused updates of scratch fields read the forward's)
@@ -179,6 +183,8 @@ def step(plan: Plan, kinds_items, arrays, params, state, batch, until_loss: bool
                 break
     for tp in plan.ties:
         state[tp.kind][tp.field] = shared[(tp.kind, tp.field)]
+    for k, f in plan.absent:
+        state[k].pop(f, None)
     if mail:
         state[DELAYED] = mail
     return state, loss
