@@ -205,7 +205,7 @@ def cnn(
     activation: str = "relu",
     loss: str = "cross_entropy",
     *,
-    init_std: float = 0.1,
+    init_std: float | str = 0.1,
     seed: int = 0,
 ) -> AgentGraph:
     """A convolutional network as a per-scalar agent graph with tied kernels (module docstring).
@@ -218,7 +218,8 @@ def cnn(
         activation: a name in :data:`~agentgraph.nodes.ACTIVATIONS`.
         loss: ``"cross_entropy"`` or ``"l2"``.
         init_std: kernel entries and dense weights start ``~ N(0, init_std)`` (one draw per
-            kernel entry, shared by its uses); biases start at 0.
+            kernel entry, shared by its uses), or ``"he"``: ``N(0, 2 / fan_in)`` per layer
+            (fan-in ``C_in·k²`` for a conv layer); biases start at 0.
         seed: RNG seed.
 
     Returns:
@@ -242,6 +243,9 @@ def cnn(
             if f.name == "mode" or (f.name == "stride" and v is None):
                 continue
             _positive(v, f"layer {q} {f.name}", 0 if f.name == "padding" else 1)
+    if not (init_std == "he" or (isinstance(init_std, (int, float)) and not isinstance(init_std, bool) and init_std > 0)):
+        raise AgentGraphError(f"cnn: init_std must be a positive number or 'he', got {init_std!r}.")
+    std = (lambda fan_in: float(np.sqrt(2.0 / fan_in))) if init_std == "he" else (lambda fan_in: float(init_std))
     rng = np.random.default_rng(seed)
     g = AgentGraph()
     n_in = int(np.prod(shape))
@@ -252,16 +256,17 @@ def cnn(
         if isinstance(s, Conv):
             if flat is not None:
                 raise AgentGraphError(f"cnn: layer {q} is a conv layer after a dense one; put conv and pool layers first.")
-            prev, shape = _conv(g, prev, shape, s, l, activation, rng, init_std, backward_in)
+            prev, shape = _conv(g, prev, shape, s, l, activation, rng, std(shape[0] * s.kernel ** 2), backward_in)
             l += 1
         elif isinstance(s, Pool):
             if flat is not None:
                 raise AgentGraphError(f"cnn: layer {q} is a pool layer after a dense one; put conv and pool layers first.")
             prev, shape = _pool(g, prev, shape, s, q, backward_in)
         else:
-            prev = dense_layer(g, prev, _positive(s.units, f"layer {q} units"), l, activation, rng, init_std, backward_in)
+            prev = dense_layer(g, prev, _positive(s.units, f"layer {q} units"), l, activation, rng, std(len(prev)),
+                               backward_in)
             flat, l = s.units, l + 1
         backward_in = True
-    out = dense_layer(g, prev, n_out, l, None, rng, init_std, backward_in)
+    out = dense_layer(g, prev, n_out, l, None, rng, std(len(prev)), backward_in)
     attach_head(g, out, loss)
     return g.validate()

@@ -4,6 +4,8 @@ builder, each holding only its builder's settings and building its network.
 * ``mlp`` (:class:`MLPNetConfig`): ``sizes``, ``activation``, ``loss``, ``init_std``;
 * ``random_dag`` (:class:`RandomDagNetConfig`): those, plus ``n_hidden``, ``edge_prob``,
   ``parallel_prob`` and ``pool`` (meta-train on that many seeded graphs);
+* ``cnn`` (:class:`CNNNetConfig`): ``input_shape``, ``layers``, ``n_out``, ``activation``,
+  ``loss``, ``init_std`` — a convolutional network with tied kernels;
 * your builder ``"package.module:function"`` (:class:`BuilderNetConfig`): ``args`` (its keyword
   arguments; ``seed=`` is passed when it takes one), ``init_std``, ``pool``.
 
@@ -31,7 +33,7 @@ from agentgraph.errors import AgentGraphError
 from agentgraph.loading import load_callable
 from agentgraph.network import Network
 
-__all__ = ["NET_MODELS", "BuilderNetConfig", "MLPNetConfig", "NetConfig", "RandomDagNetConfig", "finite_everywhere",
+__all__ = ["NET_MODELS", "BuilderNetConfig", "CNNNetConfig", "MLPNetConfig", "NetConfig", "RandomDagNetConfig", "finite_everywhere",
            "net_model", "net_section"]
 
 _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -116,6 +118,42 @@ class RandomDagNetConfig(MLPNetConfig):
                                            loss=self.loss, init_std=self.init_std, seed=seed)
 
 
+class CNNNetConfig(NetConfig):
+    """``net: {kind: cnn}``: a convolutional network with tied kernels
+    (:func:`agentgraph.builders.cnn`): ``layers`` are mappings ``{type: conv, channels, kernel,
+    stride, padding}``, ``{type: pool, size, stride, mode}``, ``{type: dense, units}``.
+
+    Example:
+        >>> c = CNNNetConfig(input_shape=[1, 8, 8], layers=[{"type": "conv", "channels": 4, "stride": 2}], n_out=3)
+        >>> c.sizes, len(c.build().graph.ties())
+        ([64, 3], 40)
+    """
+
+    kind: Literal["cnn"] = "cnn"
+    input_shape: tuple[pydantic.PositiveInt, pydantic.PositiveInt, pydantic.PositiveInt] = (1, 28, 28)
+    layers: list[dict[str, Any]] = [{"type": "conv", "channels": 8, "kernel": 3, "stride": 2}]
+    n_out: pydantic.PositiveInt = 10
+    activation: str = "relu"
+    loss: str = "cross_entropy"
+    init_std: pydantic.PositiveFloat = 0.1
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> CNNNetConfig:
+        self.build()  # the builder checks the layers against the input shape (errors name the layer)
+        return self
+
+    @property
+    def sizes(self) -> list[int]:
+        """``[inputs, outputs]``: what the task checks read."""
+        C, H, W = self.input_shape
+        return [C * H * W, self.n_out]
+
+    def build(self, seed: int = 0) -> Network:
+        g = builders.cnn(self.input_shape, self.layers, self.n_out, self.activation, self.loss, init_std=self.init_std,
+                         seed=seed)
+        return builders.library_network(g, self.init_std, self.loss)
+
+
 class BuilderNetConfig(NetConfig):
     """``net: {kind: "package.module:function", args: {...}}``: your builder, called with
     ``args`` (and ``seed=`` if it takes one), returning an :class:`~agentgraph.AgentGraph` or a
@@ -146,7 +184,7 @@ class BuilderNetConfig(NetConfig):
 
 #: The library builders (``net.kind``) and their models; any other kind is ``"package.module:function"``
 #: (:class:`BuilderNetConfig`).
-NET_MODELS: dict[str, type[NetConfig]] = {"mlp": MLPNetConfig, "random_dag": RandomDagNetConfig}
+NET_MODELS: dict[str, type[NetConfig]] = {"mlp": MLPNetConfig, "random_dag": RandomDagNetConfig, "cnn": CNNNetConfig}
 
 
 def net_model(kind: str) -> type[NetConfig]:

@@ -52,3 +52,28 @@ def test_protocol_on_a_cnn_compiled_equals_interpreter(rule, graph, monkeypatch)
 def test_protocols_that_cannot_run_a_cnn_refuse_clearly(rule, graph, match):
     with pytest.raises(AgentGraphError, match=match):
         resolve({"rule": rule}).network(as_network(graph, 0.3))
+
+
+def test_cnn_from_the_config_meta_trains_and_evaluates(tmp_path):
+    """``net: {kind: cnn}``: a tied-kernel network through meta-training (MAML: the shared
+    initial kernels are the meta-parameters) and evaluation; fresh weights are drawn once per tie."""
+    from agentgraph.meta.checkpoints import evaluate_checkpoint
+    from agentgraph.meta.context import make_context
+    from agentgraph.meta.train import train
+    from tests.helpers import digits_cfg
+
+    net = {"kind": "cnn", "input_shape": [1, 8, 8], "layers": [{"type": "conv", "channels": 3, "stride": 2}], "n_out": 10}
+    cfg = digits_cfg(tmp_path, net=net, protocol={"rule": "sgd", "lr": 0.3}, meta__meta_steps=2, meta__maml=True,
+                     meta__objective="heldout", run__checkpoint_every=2)
+    ctx = make_context(cfg)
+    n_ties = len(ctx.net.graph.ties())
+    w = ctx.fresh(jax.random.PRNGKey(0))
+    assert w["synapse"]["w"].shape[0] == len(ctx.net.graph.agents("synapse")) - 3 * 9 * 9 + 27  # 27 kernel ties
+    assert n_ties == 27 + 3
+    train(cfg, progress=False, log=lambda s: None)
+    rows = [__import__("json").loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(np.isfinite(r["meta_loss"]) for r in rows)
+    res = evaluate_checkpoint(str(sorted((tmp_path / "run").glob("ckpt_*.npz"))[-1]), runs=3, log=lambda s: None)
+    assert res
+    with pytest.raises(AgentGraphError, match="does not fit a 8×8 map"):
+        digits_cfg(tmp_path, net={**net, "layers": [{"type": "conv", "channels": 3, "kernel": 9}]})
