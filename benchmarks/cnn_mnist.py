@@ -114,13 +114,41 @@ def _run(model, x, y, xte, yte, epochs: int, batch: int, every: int, label: str)
     return {"test_accuracy": per_epoch, "curve": curve, "seconds": time.perf_counter() - t0}
 
 
+def plot(out: dict, path: str) -> None:
+    """Test accuracy (2k test images) against training steps, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for key, label in (("agentgraph_sgd", "agent graph, gradient protocol (SGD)"), ("handwritten_sgd", "hand-written lax.conv, SGD"),
+                       ("handwritten_adam", "hand-written lax.conv, Adam")):
+        steps, acc = zip(*out[key]["curve"])
+        ax.plot(steps, 100 * np.array(acc), label=f"{label}: {100 * out[key]['test_accuracy'][-1]:.2f} %")
+    ax.set_xlabel("training steps (batch %d)" % out["batch"])
+    ax.set_ylabel("test accuracy (2k images), %")
+    ax.set_ylim(94, 100)
+    ax.set_title(f"MNIST 28×28, CNN of {out['synapse_uses']:,} synapse agents (tied kernels)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print("wrote", path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--every", type=int, default=400)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "cnn_mnist.json"))
+    ap.add_argument("--plot", default=os.path.join(os.path.dirname(__file__), "..", "docs", "img", "cnn_mnist.png"))
+    ap.add_argument("--plot-only", action="store_true", help="redraw the figure from --out")
     a = ap.parse_args()
+    if a.plot_only:
+        with open(a.out) as f:
+            plot(json.load(f), a.plot)
+        return
     x, y, xte, yte = _data()
     xtr, ytr, xva, yva = x[:55000], y[:55000], x[55000:], y[55000:]
     g = cnn(SHAPE, LAYERS, 10, "relu", "cross_entropy", init_std="he", seed=0)
@@ -141,6 +169,7 @@ def main() -> None:
                                    a.every, "hand-written Adam")
     with open(a.out, "w") as f:
         json.dump(out, f, indent=2)
+    plot(out, a.plot)
     print(json.dumps({k: v["test_accuracy"] for k, v in out.items() if isinstance(v, dict) and "test_accuracy" in v}))
     print("wrote", a.out)
 
