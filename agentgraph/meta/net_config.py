@@ -38,6 +38,7 @@ __all__ = ["NET_MODELS", "BuilderNetConfig", "CNNNetConfig", "MLPNetConfig", "Ne
 
 _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 _MLP = inspect.signature(builders.mlp).parameters  # the library builder's defaults are the config's
+_CNN = inspect.signature(builders.cnn).parameters
 
 
 def finite_everywhere(value: Any, where: str) -> None:
@@ -133,8 +134,8 @@ class CNNNetConfig(NetConfig):
     input_shape: tuple[pydantic.PositiveInt, pydantic.PositiveInt, pydantic.PositiveInt] = (1, 28, 28)
     layers: list[dict[str, Any]] = [{"type": "conv", "channels": 8, "kernel": 3, "stride": 2}]
     n_out: pydantic.PositiveInt = 10
-    activation: str = "relu"
-    loss: str = "cross_entropy"
+    activation: str = _CNN["activation"].default  # the library builder's defaults are the config's
+    loss: str = _CNN["loss"].default
     init_std: pydantic.PositiveFloat = 0.1
 
     @pydantic.model_validator(mode="after")
