@@ -100,8 +100,10 @@ def make_imitation(inner: Inner, settings: Any) -> Imitation:
 
 
 def _cos_err(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``1 - cos(a, b)``; 1 (with a zero gradient, not NaN) when either vector is zero — e.g. a
+    convolution's uses that read an always-blank pixel, whose backprop updates are exactly 0."""
     num = jnp.sum(a * b)
-    return 1.0 - num / (jnp.sqrt(jnp.sum(a * a) * jnp.sum(b * b)) + 1e-12)
+    return 1.0 - num / (jnp.sqrt(jnp.maximum(jnp.sum(a * a) * jnp.sum(b * b), 1e-24)) + 1e-12)
 
 
 def task_imitation_loss(learned: Mapping[str, Any], norm: Mapping[str, Any], inner: Inner, task: Mapping,
