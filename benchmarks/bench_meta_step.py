@@ -99,6 +99,38 @@ def _old_tree_config(path: str, overrides: dict):
     return parse_config({**data, "protocol": proto, "meta": meta}, repr(path))
 
 
+def _before_sections(path: str, overrides: dict) -> str:
+    """The config at ``path`` (today's schema) with ``overrides``, written in the layout from before
+    the config sections (issue 31 item 4) into a temporary YAML file; returns its path."""
+    import tempfile
+
+    import yaml
+
+    from agentgraph.meta.config import apply_overrides
+
+    with open(path) as f:
+        data = apply_overrides(yaml.safe_load(f) or {}, overrides)
+    meta = data.setdefault("meta", {})
+    obj = meta.get("objective")
+    if isinstance(obj, dict):
+        meta["objective"] = obj.get("kind", "hint_cv")
+        meta.update({k: v for k, v in obj.items() if k in ("hint_weight", "cv_weight")})
+    sched = data.pop("schedules", {}) or {}
+    for new, old in (("unroll", "curriculum"), ("truncation", "truncation"), ("meta_lr", "meta_lr_schedule")):
+        if new in sched:
+            meta[old] = sched[new]
+    net = data.get("net", {})
+    if "pool" in net:
+        meta["graph_pool"] = net.pop("pool")
+    cont = data.get("data", {}).pop("continual", None)
+    if cont:
+        data["data"]["sequence"] = cont.get("tasks", 1)
+    out = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    yaml.safe_dump(data, out)
+    out.close()
+    return out.name
+
+
 def worker(config: str, overrides: dict, steps: int, root: str = ROOT, return_params: bool = False) -> dict:
     """One variant in this process, with the agentgraph of ``root`` — whichever API it has: the
     Protocol/Context one (``make_context``; the meta-step takes the compiled program) or the one
@@ -122,7 +154,10 @@ def worker(config: str, overrides: dict, steps: int, root: str = ROOT, return_pa
         ctx = make_setup(cfg)
         program = ()
     else:
-        cfg = load_config(config, overrides)
+        try:
+            cfg = load_config(config, overrides)
+        except Exception:  # a tree from before the config sections
+            cfg = load_config(_before_sections(config, overrides))
         ctx = make_context(cfg)
         program = (ctx.program,)
     family = task_family(cfg)
