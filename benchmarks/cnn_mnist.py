@@ -78,10 +78,14 @@ class Dense_:
 
 
 class Graph_:
-    """The agent-graph CNN under the gradient protocol."""
+    """The agent-graph CNN under the gradient protocol (or another fixed rule's kinds, ``rule``)."""
 
-    def __init__(self, g, lr: float, batch: int):
-        self.prog, self.net = compile(g), library_network(g, 0.1)
+    def __init__(self, g, lr: float, batch: int, rule=None):
+        self.net = library_network(g, 0.1)
+        if rule is not None:
+            self.net = rule.network(self.net)
+            g = self.net.graph
+        self.prog = compile(g)
         params = gradient.params(g, lr)
         self.state = self.prog.init(batch)
         self._step = jax.jit(lambda prog, s, b: prog.step(params, s, b))
@@ -114,6 +118,27 @@ def _run(model, x, y, xte, yte, epochs: int, batch: int, every: int, label: str)
     return {"test_accuracy": per_epoch, "curve": curve, "seconds": time.perf_counter() - t0}
 
 
+def attention_runs(a, powers) -> None:
+    """Attention-seeking neurons on the same CNN, weights and batches, one epoch at the SGD rate
+    tuned for backprop; stored under ``attention_p1`` / ``attention_p2`` in ``--out``."""
+    from agentgraph.protocols.attention import attention
+
+    with open(a.out) as f:
+        out = json.load(f)
+    x, y, xte, yte = _data()
+    g = cnn(SHAPE, LAYERS, 10, "relu", "cross_entropy", init_std="he", seed=0)
+    lr = out["tuning"]["sgd"]["lr"]
+    for power in powers:
+        with open(a.out) as f:  # another run may have added its results meanwhile
+            out = json.load(f)
+        rule = attention(lr, power=power)
+        out[f"attention_p{power:g}"] = _run(Graph_(g, lr, a.batch, rule), x[:55000], y[:55000], xte, yte, 1, a.batch,
+                                            a.every, f"attention |w|^{power:g}/{power:g}")
+        with open(a.out, "w") as f:
+            json.dump(out, f, indent=2)
+        print("wrote", a.out)
+
+
 def plot(out: dict, path: str) -> None:
     """Test accuracy (2k test images) against training steps, one line per run."""
     import matplotlib
@@ -144,10 +169,16 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "cnn_mnist.json"))
     ap.add_argument("--plot", default=os.path.join(os.path.dirname(__file__), "..", "docs", "img", "cnn_mnist.png"))
     ap.add_argument("--plot-only", action="store_true", help="redraw the figure from --out")
+    ap.add_argument("--attention", type=float, nargs="*", default=None, metavar="POWER",
+                    help="add attention-seeking neurons (powers, default 1 2: |w| and w²/2) for one epoch to --out, "
+                         "against backprop's first epoch")
     a = ap.parse_args()
     if a.plot_only:
         with open(a.out) as f:
             plot(json.load(f), a.plot)
+        return
+    if a.attention is not None:
+        attention_runs(a, a.attention or [1.0, 2.0])
         return
     x, y, xte, yte = _data()
     xtr, ytr, xva, yva = x[:55000], y[:55000], x[55000:], y[55000:]
