@@ -73,10 +73,10 @@ class _Host:
     trace was made with: its ``index`` is that graph's (``read`` of a pool program is not: it
     gathers through the leaf ``arrays["pool/rows"]``)."""
 
-    __slots__ = ("rows", "index", "reads", "slots")
+    __slots__ = ("rows", "index", "reads", "slots", "mail")
 
-    def __init__(self, rows: AgentRows, reads: dict, slots: dict) -> None:
-        self.rows, self.index, self.reads, self.slots = rows, None, reads, slots
+    def __init__(self, rows: AgentRows, reads: dict, slots: dict, mail: frozenset = frozenset()) -> None:
+        self.rows, self.index, self.reads, self.slots, self.mail = rows, None, reads, slots, mail
 
     def __hash__(self) -> int:
         return 0
@@ -126,7 +126,7 @@ class Program:
         kinds = tuple((l.kind, graph.kinds[l.kind]) for l in plan.kinds)
         self._static = _Static(plan, kinds, dtype)
         self._host = _Host(rows, _reads(graph), {(tp.kind, tp.field): np.asarray(arrays[tp.key], np.int64)
-                                                 for tp in plan.ties})
+                                                 for tp in plan.ties}, _delayed_sources(graph))
         self._pool = None  # a compile_pool pool's shared agents (agentgraph.compiler.buckets)
         # device_put, not jnp.asarray: a plain transfer, no conversion kernel to compile per shape
         self.arrays = {k: jax.device_put(v.astype(dtype) if v.dtype.kind == "f" else v) for k, v in arrays.items()}
@@ -250,7 +250,7 @@ class Program:
         out = {}
         for (t, k, o), (size, base) in bases.items():
             for a, (k2, r) in self.index.items():
-                if k2 == k:
+                if k2 == k and (t, a, o) in self._host.mail:
                     out[(t, a, o)] = (size, base + r)
         return out
 
@@ -466,6 +466,14 @@ class Program:
             f"Program({sum(l.n for l in self.plan.kinds)} agent rows, {len(self.plan.kinds)} kinds, "
             f"{waves} waves, {nb} blocks)"
         )
+
+
+def _delayed_sources(graph: AgentGraph) -> frozenset:
+    """``{(type, source agent, output)}`` of every delayed arrow: the messages in flight the
+    interpreter keeps (and :meth:`Program.to_agents` shows)."""
+    a = graph.arrays()
+    return frozenset((a.type_names[a.type[e]], a.names[a.src[e]], a.strings[a.src_port[e]])
+                     for e in np.flatnonzero(a.delay))
 
 
 def _reads(graph: AgentGraph) -> dict[str, tuple[int, Any]]:

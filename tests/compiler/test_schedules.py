@@ -225,3 +225,12 @@ def test_schedule_and_delay_round_trip_through_networkx():
     assert all(a.get("delay") for _, _, a in h.edges(data=True))
     back = AgentGraph.from_networkx(h, kinds=[Acc()])
     assert back.schedule == TICK and compile(back).plan == compile(g).plan
+
+
+@settings(max_examples=10, deadline=None)
+@given(graph=_graphs())
+def test_to_agents_lists_the_same_messages_in_flight_as_the_interpreter(graph):
+    """The compiled state keeps whole buffers; ``to_agents`` shows only the delayed arrows' messages."""
+    prog = compile(graph)
+    got = prog.to_agents(prog.init(2))
+    assert set(got.get(DELAYED, {})) == set(init_state(graph, 2).get(DELAYED, {}))
