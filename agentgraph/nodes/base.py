@@ -120,7 +120,8 @@ class Kind:
       port for the library's inputs and targets).
     * ``loss_field`` — ``None``, or the per-example field holding this agent's elementwise loss;
       such agents are *loss agents*: the step's loss is the batch mean of the sum of their
-      losses, and they start the backward sweep seeded with it.
+      losses. No message seeds the backward sweep: a loss kind's ``backward`` computes from the
+      fields it stored (the library's have no backward ports).
 
     Override :meth:`forward`, :meth:`backward` and/or :meth:`reflexive`. A kind runs in a sweep
     iff it overrides that sweep's method.

@@ -1,9 +1,10 @@
 """Loss agents, elementwise: L2 ``(t - x)^2 / 2`` and cross-entropy ``-t log p``.
 
 A loss agent receives the prediction on forward port ``"pred"`` and the target on ``"target"``
-and stores the elementwise loss. It starts the backward sweep seeded with the 1-d message
-``[loss]`` — its stored loss. Gradient protocol: output ``"out"`` is ``dloss/dpred`` and output
-``"gp"`` is ``dloss/dpred * pred`` (what a softmax normaliser needs).
+and stores the elementwise loss. It has no backward ports: it starts the backward sweep from
+what it stored (no message seeds it). Gradient protocol: output ``"out"`` is ``dloss/dpred`` and
+output ``"gp"`` is ``dloss/dpred * pred`` (what a softmax normaliser needs; ``-t`` for
+cross-entropy).
 """
 
 from __future__ import annotations
