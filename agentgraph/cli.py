@@ -9,6 +9,7 @@ SGD; ``train``, ``eval``, ``export`` and ``bench`` meta-train, evaluate, slim an
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -337,13 +338,69 @@ def _add_bench(sub: Any) -> None:
     be.set_defaults(fn=_bench)
 
 
+def _add_inspect(sub: Any) -> None:
+    """The ``inspect`` command: what a checkpoint holds."""
+    ins = sub.add_parser("inspect", help="print what a checkpoint or exported protocol holds",
+                         description="Print a checkpoint's step, protocol and settings, network and task, and its "
+                         "arrays (learned protocol, stats, optimiser state, prior) with shapes.")
+    ins.add_argument("checkpoint", help="a checkpoint written by `agentgraph train` or `agentgraph export`")
+
+    def run(args: argparse.Namespace) -> int:
+        from agentgraph.meta.protocol_io import describe_checkpoint
+
+        print(describe_checkpoint(args.checkpoint))
+        return 0
+
+    ins.set_defaults(fn=run)
+
+
+def _add_plot(sub: Any) -> None:
+    """The ``plot`` command: a meta-training run's curves."""
+    pl = sub.add_parser("plot", help="plot a meta-training run (meta-loss and evaluations) from its metrics.jsonl",
+                        description="Draw the meta-loss (and held-out / hint losses) against meta-steps, and the "
+                        "periodic evaluations, of the run in RUN_DIR into a PNG.")
+    pl.add_argument("run_dir", help="the run's out_dir (holds metrics.jsonl)")
+    pl.add_argument("--out", default=None, help="PNG to write (default RUN_DIR/run.png)")
+
+    def run(args: argparse.Namespace) -> int:
+        from agentgraph.plots import plot_run
+
+        print(f"wrote {plot_run(args.run_dir, args.out or os.path.join(args.run_dir, 'run.png'))}")
+        return 0
+
+    pl.set_defaults(fn=run)
+
+
+def _add_draw(sub: Any) -> None:
+    """The ``draw`` command: a config's network as an agent graph."""
+    dr = sub.add_parser("draw", help="draw the agent graph of a config's network (small networks)",
+                        description="Build the network of CONFIG (with the protocol's agents on it) and draw its agents "
+                        "by kind and forward wave and its arrows by type into a PNG.")
+    dr.add_argument("config", help="a YAML/TOML config")
+    dr.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override config fields, e.g. net.sizes=[4,3,2]")
+    dr.add_argument("--out", default="graph.png", help="PNG to write (default graph.png)")
+    dr.add_argument("--max-agents", type=int, default=300, help="refuse larger graphs (default 300)")
+
+    def run(args: argparse.Namespace) -> int:
+        from agentgraph.meta.config import load_config
+        from agentgraph.plots import draw_graph
+
+        cfg = load_config(args.config, _overrides(args.set))
+        graph = cfg.make_protocol().network(cfg.net.build(cfg.run.seed)).graph
+        print(f"wrote {draw_graph(graph, args.out, max_agents=args.max_agents)}")
+        return 0
+
+    dr.set_defaults(fn=run)
+
+
 def _parser() -> argparse.ArgumentParser:
     """The ``agentgraph`` command line: one sub-command per ``_add_*`` function."""
     parser = argparse.ArgumentParser(
         prog="agentgraph", description="Graph-of-agents simulation engine for learned learning rules."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_gradcheck, _add_export, _add_train, _add_eval, _add_bench):
+    for add in (_add_demo, _add_gradcheck, _add_export, _add_train, _add_eval, _add_bench, _add_inspect, _add_plot,
+                _add_draw):
         add(sub)
     return parser
 

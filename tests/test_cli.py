@@ -10,7 +10,7 @@ import pytest
 from agentgraph.cli import main
 
 
-@pytest.mark.parametrize("cmd", [[], ["demo"], ["gradcheck"], ["train"], ["eval"], ["export"], ["bench"]])
+@pytest.mark.parametrize("cmd", [[], ["demo"], ["gradcheck"], ["train"], ["eval"], ["export"], ["bench"], ["inspect"], ["plot"], ["draw"]])
 def test_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([*cmd, "--help"])
@@ -74,3 +74,36 @@ def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
     bad.write_text("meta:\n  batch: -1\n")
     assert main(["train", str(bad)]) == 2
     assert "meta.batch" in capsys.readouterr().err
+
+
+def test_inspect_plot_and_draw(tmp_path, capsys):
+    """What a researcher looks at: a checkpoint's contents, a run's curves, a network's graph."""
+    from agentgraph import pretrained
+
+    assert main(["inspect", pretrained.path("digits")]) == 0
+    out = capsys.readouterr().out
+    assert "protocol: mplp" in out and "network: mlp" in out and "trainable/protocol" in out
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "meta_loss": 2.0 - 0.1 * s, "cv": 1.5,
+                                                           **({"eval": 0.2} if s == 3 else {})}) + "\n" for s in range(5)))
+    assert main(["plot", str(run)]) == 0 and (run / "run.png").stat().st_size > 1000
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "holds no metrics.jsonl rows" in capsys.readouterr().err
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("net: {sizes: [3, 4, 2]}\ndata: {task: digits, image_size: 8}\nprotocol: {rule: sgd}\n")
+    png = tmp_path / "g.png"
+    assert main(["draw", str(cfg), "--set", "data.image_size=2", "--set", "net.sizes=[4,3,2]", "--out", str(png)]) == 0
+    assert png.stat().st_size > 1000
+    assert main(["draw", str(cfg), "--set", "net.sizes=[64,10]"]) == 2
+    assert "more than max_agents=300" in capsys.readouterr().err
+
+
+def test_draw_graph_shows_delayed_arrows_and_self_loops(tmp_path):
+    from agentgraph.builders import grid
+    from agentgraph.models.nca import NCACell
+    from agentgraph.plots import draw_graph
+
+    assert (tmp_path / "nca.png").exists() is False
+    draw_graph(grid(3, 3, NCACell(4, 8)), str(tmp_path / "nca.png"))
+    assert (tmp_path / "nca.png").stat().st_size > 1000

@@ -12,6 +12,7 @@ the layout of today's sections (:func:`~agentgraph.meta.config_upgrade.upgrade_c
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import jax
@@ -25,7 +26,7 @@ from agentgraph.meta.context import Context, make_context
 from agentgraph.meta.state import FORMAT, TrainState
 from agentgraph.protocols import legacy
 
-__all__ = ["checkpoint_config", "export_protocol", "load_prior", "load_protocol", "read_checkpoint"]
+__all__ = ["checkpoint_config", "describe_checkpoint", "export_protocol", "load_prior", "load_protocol", "read_checkpoint"]
 
 
 def read_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict]:
@@ -45,6 +46,42 @@ def read_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict]:
     if "config" in header:
         header = {**header, "config": upgrade_config(header["config"])}
     return flat, header
+
+
+def describe_checkpoint(path: str) -> str:
+    """What a checkpoint (or an exported protocol) holds, as text: its step, the protocol and its
+    settings, the network and task of its config, and its arrays grouped by their first key
+    (learned protocol, measured stats, meta-optimiser state, MAML prior, ...) with shapes and
+    parameter counts.
+
+    Example:
+        >>> from agentgraph import pretrained
+        >>> print(describe_checkpoint(pretrained.path("digits")).splitlines()[1])  # doctest: +ELLIPSIS
+        protocol: mplp ...
+    """
+    flat, header = read_checkpoint(path)
+    cfg = header.get("config", {})
+    proto = dict(cfg.get("protocol", {}))
+    rule = proto.pop("rule", "?")
+    net, data = cfg.get("net", {}), cfg.get("data", {})
+    lines = [f"{path}: " + (f"meta-step {header['step']}" if "step" in header else "no step recorded")
+             + (f", format {header['format']}" if "format" in header else ""),
+             f"protocol: {rule} " + ", ".join(f"{k}={v}" for k, v in sorted(proto.items())),
+             f"network: {net.get('kind', 'mlp')} " + ", ".join(f"{k}={v}" for k, v in sorted(net.items()) if k != "kind"),
+             f"task: {data.get('task', '?')}" + (f", image_size {data['image_size']}" if data.get("image_size") else "")]
+    groups: dict[str, list[tuple[str, tuple]]] = {}
+    for key, v in flat.items():
+        parts = ["".join(m) for m in re.findall(r"\.(\w+)|\['([^']*)'\]|\[(\d+)\]", key)] or [key]
+        head = "/".join(parts[:2]) if len(parts) > 2 else parts[0]
+        groups.setdefault(head, []).append((key, np.shape(v)))
+    for head, items in sorted(groups.items()):
+        n = sum(int(np.prod(shape)) for _, shape in items)
+        lines.append(f"{head}: {len(items)} arrays, {n:,} numbers")
+        for key, shape in items[:6]:
+            lines.append(f"    {key} {list(shape)}")
+        if len(items) > 6:
+            lines.append(f"    ... {len(items) - 6} more")
+    return "\n".join(lines)
 
 
 def checkpoint_config(path: str):
