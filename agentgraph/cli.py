@@ -338,11 +338,11 @@ def _add_bench(sub: Any) -> None:
     be.set_defaults(fn=_bench)
 
 
-def _add_inspect(sub: Any) -> None:
-    """The ``inspect`` command: what a checkpoint holds."""
-    ins = sub.add_parser("inspect", help="print what a checkpoint or exported protocol holds",
+def _add_show(sub: Any) -> None:
+    """The ``show`` command: what a checkpoint holds."""
+    ins = sub.add_parser("show", help="print what a checkpoint or exported protocol holds",
                          description="Print a checkpoint's step, protocol and settings, network and task, and its "
-                         "arrays (learned protocol, stats, optimiser state, prior) with shapes.")
+                         "arrays (learned protocol, stats, optimiser state, prior) with shapes and statistics.")
     ins.add_argument("checkpoint", help="a checkpoint written by `agentgraph train` or `agentgraph export`")
 
     def run(args: argparse.Namespace) -> int:
@@ -356,16 +356,17 @@ def _add_inspect(sub: Any) -> None:
 
 def _add_plot(sub: Any) -> None:
     """The ``plot`` command: a meta-training run's curves."""
-    pl = sub.add_parser("plot", help="plot a meta-training run (meta-loss and evaluations) from its metrics.jsonl",
+    pl = sub.add_parser("plot", help="plot meta-training runs (meta-loss and evaluations) from their metrics.jsonl",
                         description="Draw the meta-loss (and held-out / hint losses) against meta-steps, and the "
-                        "periodic evaluations, of the run in RUN_DIR into a PNG.")
-    pl.add_argument("run_dir", help="the run's out_dir (holds metrics.jsonl)")
-    pl.add_argument("--out", default=None, help="PNG to write (default RUN_DIR/run.png)")
+                        "periodic evaluations against meta-steps and CPU minutes, of the runs in RUN_DIR... "
+                        "(overlaid) into a PNG or SVG.")
+    pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="runs' out_dirs (each holds metrics.jsonl)")
+    pl.add_argument("--out", default=None, help="PNG or SVG to write (default RUN_DIR/run.png of the first)")
 
     def run(args: argparse.Namespace) -> int:
         from agentgraph.plots import plot_run
 
-        print(f"wrote {plot_run(args.run_dir, args.out or os.path.join(args.run_dir, 'run.png'))}")
+        print(f"wrote {plot_run(args.run_dirs, args.out or os.path.join(args.run_dirs[0], 'run.png'))}")
         return 0
 
     pl.set_defaults(fn=run)
@@ -373,13 +374,15 @@ def _add_plot(sub: Any) -> None:
 
 def _add_draw(sub: Any) -> None:
     """The ``draw`` command: a config's network as an agent graph."""
-    dr = sub.add_parser("draw", help="draw the agent graph of a config's network (small networks)",
+    dr = sub.add_parser("draw", help="draw the agent graph of a config's network",
                         description="Build the network of CONFIG (with the protocol's agents on it) and draw its agents "
-                        "by kind and forward wave and its arrows by type into a PNG.")
+                        "by kind and forward wave and its arrows by type into a PNG or SVG (large graphs collapsed "
+                        "by (kind, group)).")
     dr.add_argument("config", help="a YAML/TOML config")
     dr.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override config fields, e.g. net.sizes=[4,3,2]")
-    dr.add_argument("--out", default="graph.png", help="PNG to write (default graph.png)")
-    dr.add_argument("--max-agents", type=int, default=300, help="refuse larger graphs (default 300)")
+    dr.add_argument("--out", default="graph.png", help="PNG or SVG to write (default graph.png)")
+    dr.add_argument("--max-agents", type=int, default=200,
+                    help="draw larger graphs collapsed, one box per (kind, group) (default 200)")
 
     def run(args: argparse.Namespace) -> int:
         from agentgraph.meta.config import load_config
@@ -399,7 +402,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="agentgraph", description="Graph-of-agents simulation engine for learned learning rules."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_gradcheck, _add_export, _add_train, _add_eval, _add_bench, _add_inspect, _add_plot,
+    for add in (_add_demo, _add_gradcheck, _add_export, _add_train, _add_eval, _add_bench, _add_show, _add_plot,
                 _add_draw):
         add(sub)
     return parser

@@ -14,6 +14,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from agentgraph.graph.draw import draw_graph
+
 __all__ = ["draw_graph", "plot_curves", "plot_forgetting", "plot_frames", "plot_meta_curves", "plot_run"]
 
 _COLORS = {"protocol": "tab:red", "sgd": "tab:blue", "adam": "tab:green", "maml": "tab:purple"}
@@ -196,122 +198,68 @@ def plot_frames(frames: Any, ticks: Sequence[int], path: str, *, title: str = ""
     return _save(fig, plt, path)
 
 
-_ARROW_STYLE = {"forward": ("tab:blue", 0.12), "backward": ("tab:orange", -0.12)}
-
-
-def draw_graph(graph: Any, path: str, *, title: str = "", max_agents: int = 300) -> str:
-    """Draw an agent graph into ``path``: agents as dots coloured by kind, placed in columns by
-    their forward wave (topological generation over the non-delayed forward arrows) and, within
-    a column, in declaration order; arrows coloured by type (forward blue, backward orange, other
-    types grey), parallel arrows drawn once with their count, delayed arrows dashed; an agent
-    with self-loop arrows (reflexive, or a self-loop phase's type) is ringed. Returns ``path``.
+def plot_run(run_dirs: str | Sequence[str], path: str, *, title: str = "") -> str:
+    """Meta-training runs from their ``metrics.jsonl``, overlaid: the meta-loss (for one run also
+    its held-out and hint losses) against meta-steps, and the periodic evaluation
+    (``run.eval_every``; for ES runs the centre's fitness where logged) against meta-steps and
+    against CPU minutes. Returns ``path``.
 
     Raises:
-        AgentGraphError: the graph has more than ``max_agents`` agents (a drawing of thousands of
-            per-scalar agents says nothing; draw a small version of it).
-
-    Example:
-        >>> import tempfile, os
-        >>> from agentgraph.builders import mlp
-        >>> p = draw_graph(mlp([2, 3, 2]), os.path.join(tempfile.mkdtemp(), "g.png"))
-        >>> os.path.getsize(p) > 1000
-        True
-    """
-    import numpy as np
-
-    from agentgraph.errors import AgentGraphError
-    from agentgraph.graph.waves import generations
-
-    graph.validate()
-    a = graph.arrays()
-    N = len(a.names)
-    if N > max_agents:
-        raise AgentGraphError(f"draw_graph: the graph has {N} agents, more than max_agents={max_agents}; draw a small "
-                              "version of it (e.g. mlp([3, 4, 2]) or cnn((1, 4, 4), ...)), or raise max_agents.")
-    fwd = a.type_mask("forward", delayed=False)
-    wave = generations(N, a.src[fwd], a.dst[fwd])
-    y = np.zeros(N)
-    for w in np.unique(wave):
-        members = np.flatnonzero(wave == w)
-        y[members] = -(np.arange(len(members)) - (len(members) - 1) / 2)
-    plt = _pyplot()
-    height = max(3.0, 0.28 * max(np.bincount(wave)) + 1.5)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * (wave.max() + 1) + 2.5), min(height, 30.0)))
-    pairs: dict = {}
-    for e in range(len(a.src)):
-        t = a.type_names[a.type[e]]
-        pairs.setdefault((int(a.src[e]), int(a.dst[e]), t, bool(a.delay[e])), []).append(e)
-    loops: set = set()
-    for (s, d, t, dl), es in pairs.items():
-        if s == d and not dl:
-            loops.add(s)
-            continue
-        color, rad = _ARROW_STYLE.get(t, ("0.5", 0.25))
-        ax.annotate("", xy=(wave[d], y[d]), xytext=(wave[s], y[s]),
-                    arrowprops=dict(arrowstyle="-|>", color=color, lw=0.6, alpha=0.6, ls="--" if dl else "-",
-                                    shrinkA=4, shrinkB=4, connectionstyle=f"arc3,rad={rad if s != d else 1.5}"))
-        if len(es) > 1:
-            ax.text((wave[s] + wave[d]) / 2, (y[s] + y[d]) / 2, f"×{len(es)}", fontsize=6, color=color)
-    cmap = plt.get_cmap("tab20")
-    for k, kname in enumerate(a.kind_names):
-        m = a.kind == k
-        ax.scatter(wave[m], y[m], s=36, color=cmap(k % 20), label=kname, zorder=3, edgecolors="k", linewidths=0.3)
-    if loops:
-        idx = np.array(sorted(loops))
-        ax.scatter(wave[idx], y[idx], s=110, facecolors="none", edgecolors="tab:red", linewidths=0.8, zorder=2,
-                   label="self-loops")
-    for t, (color, _) in [*_ARROW_STYLE.items(), ("other types", ("0.5", 0))]:
-        ax.plot([], [], color=color, lw=1, label=f"{t} arrows")
-    ax.plot([], [], color="0.3", lw=1, ls="--", label="delayed")
-    ax.set_xlabel("forward wave")
-    ax.set_yticks([])
-    ax.set_title(title or f"{N} agents, {len(a.src)} arrows ({graph.schedule})", fontsize=9)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    return _save(fig, plt, path)
-
-
-def plot_run(run_dir: str, path: str, *, title: str = "") -> str:
-    """A meta-training run from its ``metrics.jsonl``: the meta-loss (and, where logged, the
-    held-out and hint losses) against meta-steps, and the periodic evaluation (``run.eval_every``)
-    beside it. Returns ``path``.
-
-    Raises:
-        AgentGraphError: ``run_dir`` holds no ``metrics.jsonl`` (or no rows).
+        AgentGraphError: a directory holds no ``metrics.jsonl`` rows.
 
     Example:
         >>> import tempfile, os, json
         >>> d = tempfile.mkdtemp()
         >>> with open(os.path.join(d, "metrics.jsonl"), "w") as f:
         ...     for s in range(5):
-        ...         _ = f.write(json.dumps({"step": s, "meta_loss": 2 - 0.1 * s, **({"eval": 0.1 * s} if s % 2 else {})}) + "\\n")
+        ...         row = {"step": s, "meta_loss": 2 - 0.1 * s, "cpu_seconds": 1.0, **({"eval": 0.1 * s} if s % 2 else {})}
+        ...         _ = f.write(json.dumps(row) + "\\n")
         >>> os.path.exists(plot_run(d, os.path.join(d, "run.png")))
         True
     """
     from agentgraph.errors import AgentGraphError
     from agentgraph.rundir import read_metrics
 
-    rows = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
-    if not rows:
-        raise AgentGraphError(f"plot_run: {run_dir!r} holds no metrics.jsonl rows; point it at a run's out_dir "
-                              "(run.out_dir of its config).")
-    evals = [(r["step"], r["eval"]) for r in rows if r.get("eval") is not None]
+    dirs = [run_dirs] if isinstance(run_dirs, str) else list(run_dirs)
+    runs = []
+    for d in dirs:
+        rows = read_metrics(os.path.join(d, "metrics.jsonl"))
+        if not rows:
+            raise AgentGraphError(f"plot_run: {d!r} holds no metrics.jsonl rows; point it at a run's out_dir "
+                                  "(run.out_dir of its config).")
+        runs.append((os.path.basename(os.path.normpath(d)) or d, rows))
+    has_eval = any(r.get("eval") is not None for _, rows in runs for r in rows)
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2 if evals else 1, figsize=(10.5 if evals else 5.5, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, 3 if has_eval else 1, figsize=(15.0 if has_eval else 5.5, 3.6), squeeze=False)
     ax = axes[0][0]
-    for key, label in (("meta_loss", "meta-loss"), ("cv", "held-out loss"), ("hint", "hint loss")):
-        pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
-        if pts:
-            xs, ys = zip(*pts)
-            ax.plot(xs, ys, lw=1, label=label, alpha=0.9 if key == "meta_loss" else 0.6)
+    keys = (("meta_loss", "meta-loss"), ("cv", "held-out loss"), ("hint", "hint loss")) if len(runs) == 1 else \
+        (("meta_loss", "meta-loss"),)
+    for name, rows in runs:
+        for key, label in keys:
+            pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, lw=1, label=label if len(runs) == 1 else name, alpha=0.9 if key == "meta_loss" else 0.6)
     ax.set_xlabel("meta-step")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    if evals:
-        xs, ys = zip(*evals)
-        axes[0][1].plot(xs, ys, marker="o", ms=3, color="tab:red")
-        axes[0][1].set_xlabel("meta-step")
-        axes[0][1].set_ylabel("evaluation (run.eval_every)")
-        axes[0][1].grid(alpha=0.3)
-    fig.suptitle(title or f"{run_dir}: {len(rows)} meta-steps", fontsize=10)
+    if has_eval:
+        for name, rows in runs:
+            cpu, pts_s, pts_c = 0.0, [], []
+            for r in rows:
+                cpu += float(r.get("cpu_seconds", r.get("seconds", 0.0)) or 0.0)
+                if r.get("eval") is not None:
+                    pts_s.append((r["step"], r["eval"]))
+                    pts_c.append((cpu / 60, r["eval"]))
+            for ax2, pts in ((axes[0][1], pts_s), (axes[0][2], pts_c)):
+                if pts:
+                    xs, ys = zip(*pts)
+                    ax2.plot(xs, ys, marker="o", ms=3, label=name)
+        for ax2, xl in ((axes[0][1], "meta-step"), (axes[0][2], "CPU minutes")):
+            ax2.set_xlabel(xl)
+            ax2.set_ylabel("evaluation (run.eval_every)")
+            ax2.grid(alpha=0.3)
+            ax2.legend(fontsize=8)
+    fig.suptitle(title or ", ".join(f"{n}: {len(rows)} meta-steps" for n, rows in runs), fontsize=10)
     return _save(fig, plt, path)

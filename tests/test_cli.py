@@ -10,7 +10,7 @@ import pytest
 from agentgraph.cli import main
 
 
-@pytest.mark.parametrize("cmd", [[], ["demo"], ["gradcheck"], ["train"], ["eval"], ["export"], ["bench"], ["inspect"], ["plot"], ["draw"]])
+@pytest.mark.parametrize("cmd", [[], ["demo"], ["gradcheck"], ["train"], ["eval"], ["export"], ["bench"], ["show"], ["plot"], ["draw"]])
 def test_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([*cmd, "--help"])
@@ -76,18 +76,19 @@ def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert "meta.batch" in capsys.readouterr().err
 
 
-def test_inspect_plot_and_draw(tmp_path, capsys):
+def test_show_plot_and_draw(tmp_path, capsys):
     """What a researcher looks at: a checkpoint's contents, a run's curves, a network's graph."""
     from agentgraph import pretrained
 
-    assert main(["inspect", pretrained.path("digits")]) == 0
+    assert main(["show", pretrained.path("digits")]) == 0
     out = capsys.readouterr().out
-    assert "protocol: mplp" in out and "network: mlp" in out and "trainable/protocol" in out
+    assert "protocol: mplp" in out and "network: mlp" in out and "trainable/protocol" in out and "std" in out
     run = tmp_path / "run"
     run.mkdir()
     (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "meta_loss": 2.0 - 0.1 * s, "cv": 1.5,
                                                            **({"eval": 0.2} if s == 3 else {})}) + "\n" for s in range(5)))
     assert main(["plot", str(run)]) == 0 and (run / "run.png").stat().st_size > 1000
+    assert main(["plot", str(run), str(run), "--out", str(tmp_path / "two.svg")]) == 0  # overlaid
     assert main(["plot", str(tmp_path)]) == 2
     assert "holds no metrics.jsonl rows" in capsys.readouterr().err
     cfg = tmp_path / "c.yaml"
@@ -95,15 +96,15 @@ def test_inspect_plot_and_draw(tmp_path, capsys):
     png = tmp_path / "g.png"
     assert main(["draw", str(cfg), "--set", "data.image_size=2", "--set", "net.sizes=[4,3,2]", "--out", str(png)]) == 0
     assert png.stat().st_size > 1000
-    assert main(["draw", str(cfg), "--set", "net.sizes=[64,10]"]) == 2
-    assert "more than max_agents=300" in capsys.readouterr().err
+    big = tmp_path / "big.svg"  # the (144, 50, 10) MPLP network: collapsed by (kind, group)
+    assert main(["draw", str(cfg), "--set", "net.sizes=[144,50,10]", "--set", "data.image_size=12",
+                 "--set", "protocol={rule: mplp}", "--out", str(big)]) == 0
+    assert "synapse:0" in big.read_text()
 
 
 def test_draw_graph_shows_delayed_arrows_and_self_loops(tmp_path):
     from agentgraph.builders import grid
     from agentgraph.models.nca import NCACell
-    from agentgraph.plots import draw_graph
-
     assert (tmp_path / "nca.png").exists() is False
-    draw_graph(grid(3, 3, NCACell(4, 8)), str(tmp_path / "nca.png"))
+    grid(3, 3, NCACell(4, 8)).draw(str(tmp_path / "nca.png"))
     assert (tmp_path / "nca.png").stat().st_size > 1000

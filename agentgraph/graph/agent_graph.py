@@ -356,6 +356,21 @@ class AgentGraph:
             + " arrows)"
         )
 
+    def draw(self, path: str, *, title: str = "", max_agents: int = 200) -> str:
+        """Draw the graph into ``path`` (PNG or SVG): agents by forward wave and kind, arrows by
+        type, delayed dashed, self-loops ringed; collapsed by (kind, group) above ``max_agents``
+        agents (:func:`agentgraph.graph.draw.draw_graph`). Returns ``path``.
+
+        Example:
+            >>> import tempfile, os
+            >>> g = AgentGraph(); _ = g.add_agent("a", "relu")
+            >>> os.path.exists(g.draw(os.path.join(tempfile.mkdtemp(), "g.png")))
+            True
+        """
+        from agentgraph.graph.draw import draw_graph
+
+        return draw_graph(self, path, title=title, max_agents=max_agents)
+
     # -- networkx round trip -------------------------------------------------------------------
     def to_networkx(self) -> nx.MultiDiGraph:
         """A new plain ``networkx.MultiDiGraph`` with the documented attributes.

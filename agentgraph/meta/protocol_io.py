@@ -51,8 +51,8 @@ def read_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict]:
 def describe_checkpoint(path: str) -> str:
     """What a checkpoint (or an exported protocol) holds, as text: its step, the protocol and its
     settings, the network and task of its config, and its arrays grouped by their first key
-    (learned protocol, measured stats, meta-optimiser state, MAML prior, ...) with shapes and
-    parameter counts.
+    (learned protocol, measured stats, meta-optimiser state, MAML prior, ...) with shapes,
+    summary statistics and parameter counts (``agentgraph show``).
 
     Example:
         >>> from agentgraph import pretrained
@@ -78,7 +78,10 @@ def describe_checkpoint(path: str) -> str:
         n = sum(int(np.prod(shape)) for _, shape in items)
         lines.append(f"{head}: {len(items)} arrays, {n:,} numbers")
         for key, shape in items[:6]:
-            lines.append(f"    {key} {list(shape)}")
+            v = np.asarray(flat[key], np.float64)
+            stat = (f"  mean {v.mean():.3g}, std {v.std():.3g}, min {v.min():.3g}, max {v.max():.3g}" if v.size and
+                    np.all(np.isfinite(v)) else "")
+            lines.append(f"    {key} {list(shape)}{stat}")
         if len(items) > 6:
             lines.append(f"    ... {len(items) - 6} more")
     return "\n".join(lines)

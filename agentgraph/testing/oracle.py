@@ -27,7 +27,9 @@ def loss_function(graph: AgentGraph) -> Callable[[Mapping, Mapping, Mapping], ja
     ``{agent: {per-agent field: value}}``, ``example_state`` is ``{agent: {per-example field:
     [B, ...]}}`` (as from :func:`~agentgraph.interpreter.init_state`), and the result is the batch
     mean of the summed loss agents' losses. It calls the kinds' forward functions directly, so
-    ``jax.grad`` of it checks any kind's hand-written backward.
+    ``jax.grad`` of it checks any kind's hand-written backward. Every forward function receives
+    ``params=None`` (a kind whose forward reads its group's params, like BLUR's, is not covered),
+    and a graph with delayed forward arrows is refused.
 
     Example:
         >>> import numpy as np, jax

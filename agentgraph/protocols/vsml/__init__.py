@@ -33,14 +33,17 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+import pydantic
 
 from agentgraph.compiler import Program
 from agentgraph.errors import AgentGraphError
 from agentgraph.inner import Inner
 from agentgraph.learners.lstm import init_lstm
-from agentgraph.protocols.base import Protocol
+from agentgraph.protocols.base import Protocol, Stepping
 from agentgraph.protocols.vsml.agents import (
     SCHEDULE,
     TICK,
@@ -51,9 +54,10 @@ from agentgraph.protocols.vsml.agents import (
     VSMLUnit,
 )
 from agentgraph.protocols.vsml.network import GROUP, vsml_network
+from agentgraph.protocols.vsml.settings import AUTHORS, VsmlSettings
 
-__all__ = ["GROUP", "SCHEDULE", "TICK", "VSMLBack", "VSMLError", "VSMLInput", "VSMLSynapse", "VSMLUnit", "vsml",
-           "vsml_network"]
+__all__ = ["AUTHORS", "GROUP", "SCHEDULE", "TICK", "VSMLBack", "VSMLError", "VSMLInput", "VSMLSynapse", "VSMLUnit",
+           "VsmlSettings", "authors_batch", "init_params", "merge_halves", "vsml", "vsml_network"]
 
 
 def held_out(inner: Inner, program: Program, params: dict, state: dict, data: dict) -> jax.Array:
@@ -77,31 +81,105 @@ def held_out(inner: Inner, program: Program, params: dict, state: dict, data: di
     return inner.predict(out, program)
 
 
-def vsml(msg: int = 8, hidden: int = 16, micro_ticks: int = 2, init_std: float = 0.5, output_index: int = 1,
-         two_phase: bool = False) -> Protocol:
-    """VSML as a :class:`~agentgraph.protocols.base.Protocol` (config ``protocol: {rule: vsml}``).
+def init_params(key: jax.Array, msg: int, hidden: int, param_init: str = "normal") -> dict:
+    """The shared LSTM's parameters: :func:`~agentgraph.learners.lstm.init_lstm` (``normal``), or
+    the same stds truncated at ±2σ and rescaled to keep the std (``truncated``: haiku's
+    ``TruncatedNormal``, the authors' initialiser; biases 0).
 
-    Args:
-        msg: message size ``M`` (at least 2: the error and the label).
-        hidden: LSTM state size of every synapse.
-        micro_ticks: LSTM ticks per synapse per example.
-        init_std: std of the random half of each synapse's initial cell state.
-        output_index: which component of an output unit's averaged message is its prediction.
-        two_phase: a forward then a backward sweep per example, the backward messages of this
-            example arriving at once (instead of one tick per example, backward messages one tick
-            late); the schedule under which :func:`~agentgraph.protocols.vsml.backprop.backprop_lstm`
-            runs SGD.
+    Example:
+        >>> p = init_params(jax.random.PRNGKey(0), 4, 6, "truncated")
+        >>> p["w"].shape, float(jnp.abs(p["w"]).max()) <= 2 / 0.87962566103423978 / (14 ** 0.5)
+        ((14, 24), True)
     """
+    p = init_lstm(key, 2 * msg, hidden, msg)
+    if param_init == "normal":
+        return p
+    keys = dict(zip(("w", "w_fwd", "w_bwd"), jax.random.split(key, 3)))
+    out = dict(p)
+    for name, k in keys.items():
+        fan_in = p[name].shape[0]
+        z = jax.random.truncated_normal(k, -2.0, 2.0, p[name].shape, p[name].dtype)
+        out[name] = z / jnp.sqrt(fan_in) / 0.87962566103423978
+    return out
+
+
+def merge_halves(x: jax.Array, axis: int) -> jax.Array:
+    """``x`` with the first half of its last axis replaced by its mean over ``axis`` (the batch):
+    the authors' merge of ``B > 1`` learners (``batch_merge: half_mean``).
+
+    Example:
+        >>> merge_halves(jnp.array([[1.0, 2.0], [3.0, 4.0]]), axis=0).tolist()
+        [[2.0, 2.0], [2.0, 4.0]]
+    """
+    n = x.shape[-1] // 2
+    m = jnp.broadcast_to(jnp.mean(x[..., :n], axis=axis, keepdims=True), x[..., :n].shape)
+    return jnp.concatenate([m, x[..., n:]], axis=-1)
+
+
+def authors_batch(params: dict, state: dict, batch_size: Any, merge: bool, scale: bool) -> tuple[dict, dict]:
+    """The params and program state (arrays ``[agents, B, ...]``) of one step under the authors'
+    batch conventions: ``merge`` averages the first half of every synapse's ``h`` and ``c`` over
+    the batch (before the step), ``scale`` puts ``error_scale = 1/B`` into the params.
+
+    Example:
+        >>> p, s = authors_batch({GROUP: {}}, {}, 4, merge=False, scale=True)
+        >>> float(p[GROUP]["error_scale"])
+        0.25
+    """
+    if merge:
+        syn = state["vsml_synapse"]
+        state = {**state, "vsml_synapse": {**syn, "h": merge_halves(syn["h"], 1), "c": merge_halves(syn["c"], 1)}}
+    if scale:
+        params = {**params, GROUP: {**params[GROUP], "error_scale": 1.0 / jnp.asarray(batch_size)}}
+    return params, state
+
+
+def _authors_step(merge: bool, scale: bool):
+    def step(inner, program, params, state, batch, stage, phase):
+        params, state = authors_batch(params, state, jnp.shape(batch["x"])[0], merge, scale)
+        return program.step(params, state, batch)
+
+    return step
+
+
+def vsml(**settings: Any) -> Protocol:
+    """VSML as a :class:`~agentgraph.protocols.base.Protocol` (config ``protocol: {rule: vsml}``),
+    with :class:`~agentgraph.protocols.vsml.settings.VsmlSettings`: ``msg``, ``hidden``,
+    ``micro_ticks``, ``init_std``, ``output_index``, ``two_phase`` and the conventions
+    (``feed_label``, ``c0_init``, ``param_init``, ``batch_merge``, ``error_scale``;
+    ``conventions: authors`` for the authors' code). ``batch_merge: half_mean`` and
+    ``error_scale: batch_mean`` are a :class:`~agentgraph.protocols.base.Stepping`
+    (:func:`authors_batch` before every ``program.step``).
+
+    ``two_phase``: a forward then a backward sweep per example, the backward messages of this
+    example arriving at once (instead of one tick per example, backward messages one tick late);
+    the schedule under which :func:`~agentgraph.protocols.vsml.backprop.backprop_lstm` runs SGD.
+
+    Example:
+        >>> vsml(conventions="authors").settings["feed_label"]
+        False
+    """
+    try:
+        s = VsmlSettings(**settings)
+    except pydantic.ValidationError as e:
+        lines = [f"protocol.{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise AgentGraphError("invalid settings for rule 'vsml': " + "; ".join(lines)) from None
+    msg, hidden = s.msg, s.hidden
     if msg < 2:
         raise AgentGraphError(f"protocol.msg must be at least 2 (error and label), got {msg}.")
-    if not 0 <= output_index < msg:
-        raise AgentGraphError(f"protocol.output_index must be in [0, msg), got {output_index} with msg={msg}.")
+    if not 0 <= s.output_index < msg:
+        raise AgentGraphError(f"protocol.output_index must be in [0, msg), got {s.output_index} with msg={msg}.")
     return Protocol(
         name="vsml",
-        network=lambda net: vsml_network(net, msg, hidden, micro_ticks, init_std, output_index, two_phase),
-        init=lambda key, graph: init_lstm(key, 2 * msg, hidden, msg),
+        network=lambda net: vsml_network(net, msg, hidden, s.micro_ticks, s.init_std, s.output_index, s.two_phase,
+                                         feed_label=s.feed_label, c0_init=s.c0_init, error_scale=s.error_scale),
+        init=lambda key, graph: init_params(key, msg, hidden, s.param_init),
         params=lambda learned, stats, graph: {GROUP: learned},
         held_out=held_out,
-        settings={"msg": msg, "hidden": hidden, "micro_ticks": micro_ticks, "init_std": init_std,
-                  "output_index": output_index, "two_phase": two_phase},
+        stepping=Stepping(step=_authors_step(s.batch_merge == "half_mean", s.error_scale == "batch_mean"))
+        if (s.batch_merge, s.error_scale) != ("independent", "per_example") else None,
+        settings=s.model_dump(),
     )
+
+
+vsml.Config = VsmlSettings  # type: ignore[attr-defined]

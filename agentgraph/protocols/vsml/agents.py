@@ -26,7 +26,7 @@ back through immediate arrows; a synapse ticks in both, fed ``[fwd, 0]`` and ``[
 
 from __future__ import annotations
 
-import jax
+import jax  # noqa: F401  (the doctests use it)
 import jax.numpy as jnp
 
 from agentgraph.arrows.ports import Port
@@ -70,6 +70,7 @@ class VSMLSynapse(Kind):
     """A synapse: an LSTM (``hidden`` units) fed ``[fwd, bwd]`` (``2 msg``) for ``micro_ticks``
     ticks; sends ``h W_fwd + b_fwd`` forward and ``h W_bwd + b_bwd`` backward. Its cell state
     starts (first tick of an episode) at ``c0`` on its first ``rand`` channels, 0 elsewhere.
+    With ``c0_scale`` the per-agent field ``c0_scale`` multiplies ``c0`` (``c0_init: fan_in``).
     With two arrow types (``fwd_type != bwd_type``) it ticks in both phases, fed ``[fwd, 0]`` and
     sending ``fwd`` in the forward one, fed ``[0, bwd]`` and sending ``bwd`` in the backward one.
 
@@ -86,11 +87,14 @@ class VSMLSynapse(Kind):
     name = "vsml_synapse"
 
     def __init__(self, msg: int = 8, hidden: int = 16, micro_ticks: int = 2, rand_fraction: float = 0.5,
-                 fwd_type: str = TICK, bwd_type: str = TICK) -> None:
+                 fwd_type: str = TICK, bwd_type: str = TICK, c0_scale: bool = False) -> None:
         self.msg, self.hidden, self.micro_ticks = int(msg), int(hidden), int(micro_ticks)
         self.rand = int(hidden * rand_fraction)
+        self.c0_scale = bool(c0_scale)
         self.fields = {"h": Field((self.hidden,), per_example=True), "c": Field((self.hidden,), per_example=True),
                        "started": Field((), per_example=True), "c0": Field((self.hidden,))}
+        if self.c0_scale:  # c0_init: fan_in — the cell starts at c0_scale · c0 (c0_scale = 1/√fan-in)
+            self.fields["c0_scale"] = Field((), init=1.0)
         self.acts_on = tuple(dict.fromkeys((fwd_type, bwd_type)))
         self.arrow_ports, self.arrow_outputs = {}, {}
         for t, side in ((fwd_type, "fwd"), (bwd_type, "bwd")):
@@ -98,7 +102,8 @@ class VSMLSynapse(Kind):
             self.arrow_outputs.setdefault(t, {})[side] = self.msg
 
     def act(self, arrow_type, params, state, inbox):
-        c_init = jnp.where(jnp.arange(self.hidden) < self.rand, state["c0"], 0.0)
+        c0 = state["c0"] * state["c0_scale"] if self.c0_scale else state["c0"]
+        c_init = jnp.where(jnp.arange(self.hidden) < self.rand, c0, 0.0)
         c = jnp.where(state["started"] > 0, state["c"], c_init)
         h = state["h"]
         none = jnp.zeros(self.msg)
@@ -161,7 +166,9 @@ class VSMLBack(Kind):
 class VSMLError(Kind):
     """One output's error: reads the label ``y`` (``batch["y"][:, slot]``), its output's ``z`` and
     the log-sum-exp of every output's ``z``; loss ``y (lse − z)`` (the softmax cross-entropy's
-    term), backward message ``(softmax(z) − y, y, 0, …)``. With two arrow types it computes both in
+    term), backward message ``(softmax(z) − y, y, 0, …)`` (``(softmax(z) − y, 0, …)`` with
+    ``feed_label=False``, the authors' default). With ``scaled`` the error is multiplied by the
+    group parameter ``error_scale`` (``1/B``, put there by the step of ``error_scale: batch_mean``). With two arrow types it computes both in
     the forward phase, keeps the message in the per-example field ``out`` and sends it in the
     backward phase.
 
@@ -176,8 +183,9 @@ class VSMLError(Kind):
     external = "y"
     loss_field = "loss"
 
-    def __init__(self, msg: int = 8, fwd_type: str = TICK, bwd_type: str = TICK) -> None:
-        self.msg, self.fwd_type = int(msg), fwd_type
+    def __init__(self, msg: int = 8, fwd_type: str = TICK, bwd_type: str = TICK, feed_label: bool = True,
+                 scaled: bool = False) -> None:
+        self.msg, self.fwd_type, self.feed_label, self.scaled = int(msg), fwd_type, bool(feed_label), bool(scaled)
         self.fields = {"loss": Field(per_example=True), "out": Field((self.msg,), per_example=True)}
         self.acts_on = tuple(dict.fromkeys((fwd_type, bwd_type)))
         self.arrow_ports = {bwd_type: {}, fwd_type: {"data": Port(1), "z": Port(1, "sum"), "lse": Port(1, "logsumexp")}}
@@ -187,5 +195,8 @@ class VSMLError(Kind):
         if arrow_type == self.fwd_type:
             y, z, lse = inbox["data"][0], inbox["z"][0], inbox["lse"][0]
             err = jnp.exp(z - lse) - y
-            state = {**state, "loss": y * (lse - z), "out": jnp.zeros(self.msg).at[0].set(err).at[1].set(y)}
+            if self.scaled:  # error_scale: batch_mean — the step puts 1/B into the params
+                err = err * params["error_scale"]
+            label = y if self.feed_label else jnp.zeros_like(y)
+            state = {**state, "loss": y * (lse - z), "out": jnp.zeros(self.msg).at[0].set(err).at[1].set(label)}
         return state, {o: state["out"] for o in self.arrow_outputs[arrow_type]}, {}

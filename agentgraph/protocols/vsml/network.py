@@ -28,7 +28,8 @@ GROUP = "vsml"
 
 
 def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int = 2, init_std: float = 0.5,
-                 output_index: int = 1, two_phase: bool = False, bound: float = 100.0) -> Network:
+                 output_index: int = 1, two_phase: bool = False, bound: float = 100.0, feed_label: bool = True,
+                 c0_init: str = "fixed", error_scale: str = "per_example") -> Network:
     """The VSML network of library network ``net`` (its wiring kept: layered or not, skip
     connections, parallel synapses).
 
@@ -39,7 +40,11 @@ def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int 
     them, every error agent's ``lse``. With ``two_phase`` the forward arrows have type
     ``fwd_tick``, the backward ones type ``bwd_tick`` and are immediate
     (:data:`~agentgraph.protocols.vsml.agents.TWO_PHASE_SCHEDULE`). Output units bound their
-    prediction to ``± bound``.
+    prediction to ``± bound``. ``feed_label=False``: the error agents send 0 instead of the label;
+    ``c0_init="fan_in"``: each synapse's ``c0`` is drawn ``N(0, 1)`` and scaled by ``1/√n``, ``n``
+    its post-unit's number of in-synapses (the authors' ``1/√in_size``), instead of ``N(0, init_std)``;
+    ``error_scale="batch_mean"``: the errors are multiplied by the parameter ``error_scale``
+    (:func:`~agentgraph.protocols.vsml.vsml` puts ``1/B`` there).
 
     Example:
         >>> from agentgraph.builders import mlp_network
@@ -77,10 +82,15 @@ def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int 
                               "between an input or unit and a unit.")
     names = A.names
     F, Bk = ("fwd_tick", "bwd_tick") if two_phase else (TICK, TICK)
-    g = AgentGraph(kinds=[VSMLInput(msg, F), VSMLSynapse(msg, hidden, micro_ticks, fwd_type=F, bwd_type=Bk),
+    if c0_init not in ("fixed", "fan_in"):
+        raise AgentGraphError(f"c0_init must be 'fixed' or 'fan_in', got {c0_init!r}.")
+    fan_in = c0_init == "fan_in"
+    g = AgentGraph(kinds=[VSMLInput(msg, F), VSMLSynapse(msg, hidden, micro_ticks, fwd_type=F, bwd_type=Bk,
+                                                         c0_scale=fan_in),
                           VSMLUnit(msg, fwd_type=F), VSMLUnit(msg, output=True, index=output_index, bound=bound,
                                                               fwd_type=F),
-                          VSMLBack(msg, Bk), VSMLError(msg, F, Bk)],
+                          VSMLBack(msg, Bk), VSMLError(msg, F, Bk, feed_label=feed_label,
+                                                                   scaled=error_scale == "batch_mean")],
                    schedule=TWO_PHASE_SCHEDULE if two_phase else SCHEDULE)
     inputs = np.flatnonzero(kind_of == "input")
     g.add_agents([names[i] for i in inputs], "vsml_input", groups=GROUP, slots=A.slot[inputs])
@@ -91,7 +101,12 @@ def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int 
     g.add_agents([("back", names[i]) for i in hidden_units], "vsml_back", groups=GROUP)
     errors = [("error", j) for j in range(len(outputs))]
     g.add_agents(errors, "vsml_error", groups=GROUP, slots=range(len(outputs)))
-    g.add_agents([names[i] for i in syn], "vsml_synapse", groups=GROUP)
+    if fan_in:
+        post_of = np.array([post[i] for i in syn])
+        n_in = np.bincount(post_of, minlength=len(names))[post_of]
+        g.add_agents([names[i] for i in syn], "vsml_synapse", groups=GROUP, states={"c0_scale": 1.0 / np.sqrt(n_in)})
+    else:
+        g.add_agents([names[i] for i in syn], "vsml_synapse", groups=GROUP)
     err_of = {u: errors[j] for j, u in enumerate(outputs)}
     s_names = [names[i] for i in syn]
     g.add_arrows([names[pre[i]] for i in syn], s_names, F, port="fwd")
@@ -105,4 +120,4 @@ def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int 
     g.add_arrows([o for o in out_names for _ in errors], [e for _ in out_names for e in errors], F, port="lse",
                  src_port="z")
     readout = Readout(tuple(out_names), "z", kind="logits")
-    return Network(g.validate(), (FieldInit("vsml_synapse", "c0", std=float(init_std)),), readout)
+    return Network(g.validate(), (FieldInit("vsml_synapse", "c0", std=1.0 if fan_in else float(init_std)),), readout)
