@@ -14,7 +14,8 @@ the batch mean of ``update``. The default schedule is:
    ``external`` data receive ``batch[external][:, slot]`` on port ``"data"``. Ports the kind
    declares in ``premaps`` receive ``kind.premap`` of that aggregate (in both sweeps).
 2. **Loss.** Per example, the sum of every loss agent's stored elementwise loss; the step's loss
-   is its batch mean. Loss agents are seeded with their stored ``[loss]``.
+   is its batch mean. (No message seeds the backward sweep: loss kinds compute their backward
+   messages from their own stored prediction and target.)
 3. **Backward sweep.** Agents whose kind runs backward, in topological generations of the
    backward arrows. Each agent's ``update`` is averaged over the inner batch and added to its
    per-agent fields; updated parameters are used from the next forward sweep.
