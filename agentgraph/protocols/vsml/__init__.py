@@ -18,8 +18,10 @@ states persist across the ticks of an episode (they are per-example state); each
 state starts at ``c0`` (per agent, ``~ N(0, init_std)``) on half its channels — what makes two
 synapses differ. Batch ``B`` runs ``B`` independent learners (VSML's setting is ``B = 1``).
 
-Differences from the authors' code: units average over their in-/out-synapses as there, but the
-random initial cell state has one standard deviation for all synapses (theirs: 1/√fan-in); the
+The authors' code (``louiskirsch/vsml-neurips2021``) computes the same tick (to 1e-16 in float64,
+``benchmarks/vsml_vs_authors.py``) once the conventions that differ are matched: they are options
+of :class:`~agentgraph.protocols.vsml.settings.VsmlSettings` (``feed_label``, ``c0_init``,
+``param_init``, ``batch_merge``, ``error_scale``; ``conventions="authors"`` sets all of them). The
 network comes from a library graph, so it may be non-layered (skip connections, several paths).
 
 Example:
