@@ -87,13 +87,15 @@ def load_authors(directory: str):
 
 
 def run_authors(directory, sizes, msg, hidden, micro_ticks, params, c0, xs, ys, *, feed_label, merge=True,
-                error_mean=True):
+                error_mean=True, backward_pass=False):
     """Their model on ``xs [T, B, n_in]``, ``ys [T, B, C]``: per tick ``{"h", "c": per layer
     [B, in, out, H]; "fwd", "bwd": per hidden layer [B, n, M]; "out": [B, C]; "error": [B, C, 2]}``.
 
     ``merge=False`` turns off their batch merge (the first half of every LSTM state averaged over
     the batch before each tick, when ``B > 1``); ``error_mean=False`` uses the sum over the batch
     of the cross-entropy as the loss whose gradient is the error (theirs: the mean, so ``1/B``).
+    ``backward_pass``: their reverse sweep after each forward tick (then ``h``, ``c``, ``bwd`` and
+    ``error`` are read after the reverse sweep, ``fwd`` and ``out`` after the forward one).
     """
     hk, config, models = load_authors(directory)
     config.GLOBAL_CONFIG.update(model={"sub_rnn": {"slow_size": hidden, "msg_size": msg,
@@ -109,7 +111,7 @@ def run_authors(directory, sizes, msg, hidden, micro_ticks, params, c0, xs, ys, 
 
     def forward(inputs, labels):
         model = models.VSMLRNN(layer_specs=specs, num_micro_ticks=micro_ticks, loss_func=xent, tanh_bound=100.0,
-                               output_idx=1, backward_pass=False, separate_backward_rnn=False,
+                               output_idx=1, backward_pass=backward_pass, separate_backward_rnn=False,
                                feed_label=feed_label, layerwise_rnns=False)
         made = iter(range(len(specs)))
         create = model._create_layer_state
@@ -134,6 +136,18 @@ def run_authors(directory, sizes, msg, hidden, micro_ticks, params, c0, xs, ys, 
             return new, out
 
         model._batched_tick = recorded_tick
+        if backward_pass:
+            reverse = model._reverse_batched_tick
+
+            def recorded_reverse(layer_states, error, inp):
+                new, out = reverse(layer_states, error, inp)
+                record[-1].update({"error_rev": np.asarray(error),
+                                   "h": [np.asarray(ls.lstm_state.hidden) for ls in new],
+                                   "c": [np.asarray(ls.lstm_state.cell) for ls in new],
+                                   "bwd": [np.asarray(ls.incoming_bwd_msg) for ls in new[:-1]]})
+                return new, out
+
+            model._reverse_batched_tick = recorded_reverse
         return model(inputs, labels)
 
     f = hk.transform(forward)
@@ -150,7 +164,7 @@ def run_authors(directory, sizes, msg, hidden, micro_ticks, params, c0, xs, ys, 
     ticks = []
     for t in range(T):
         r = dict(record[t])
-        r["error"] = record[t + 1]["error_in"]
+        r["error"] = record[t]["error_rev"] if backward_pass else record[t + 1]["error_in"]
         ticks.append(r)
     return ticks
 
@@ -289,6 +303,15 @@ def main(argv=None) -> dict:
          {}, cells(1, [0.5] * len(z)), cells(2, fan_scale), d2, feed_label=False)
     case("conventions_authors_b2", "B = 2: their default config against conventions: authors",
          {"conventions": "authors"}, cells(1, [1.0] * len(z)), cells(2, fan_scale), d2, feed_label=False)
+    case("two_phase", "their backward_pass: True against our two_phase (both feed the label; our synapses fed "
+         "[fwd, 0] / [0, bwd])", {"two_phase": True}, authors_c0, authors_c0, d1, feed_label=True,
+         backward_pass=True)
+    case("two_phase_carried", "their backward_pass: True against two_phase with two_phase_inputs: carried",
+         {"two_phase": True, "two_phase_inputs": "carried"}, authors_c0, authors_c0, d1, feed_label=True,
+         backward_pass=True)
+    case("two_phase_authors", "their backward_pass: True, feed_label: False against two_phase with "
+         "conventions: authors", {"two_phase": True, "conventions": "authors"}, cells(1, [1.0] * len(z)), authors_c0,
+         d1, feed_label=False, backward_pass=True)
     rest = [v for v in (argv if argv is not None else sys.argv[1:]) if v != a.dir]
     res = {"command": " ".join(["python benchmarks/vsml_vs_authors.py DIR", *rest]),
            "authors_code": "louiskirsch/vsml-neurips2021 @ 5b696c9 (models.VSMLRNN, run unchanged)",

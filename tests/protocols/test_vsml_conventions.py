@@ -176,3 +176,29 @@ def test_compiled_equals_interpreted_with_the_options_x64():
         for f in ("h", "c", "z"):
             if f in st_i[a]:
                 np.testing.assert_allclose(np.asarray(got[a][f]), st_i[a][f], atol=1e-10)
+
+
+def test_two_phase_inputs_carried_changes_the_step_and_compiles_x64():
+    xs, ys = _data(T=3, B=2)
+    c0, P = _unit_c0(), _params()
+    split, _, _ = _interpreted({"two_phase": True}, xs, ys, c0, P)
+    carried_settings = {"two_phase": True, "two_phase_inputs": "carried"}
+    carried, st_i, g = _interpreted(carried_settings, xs, ys, c0, P)
+    assert np.max(np.abs(carried - split)) > 1e-5
+    keep = {a: float(interpreter.init_state(g, 1)[a]["keep_bwd"]) for a in g.agents("vsml_synapse")}
+    assert keep[("w", 0, 0, 0)] == 1.0 and keep[("w", 1, 0, 0)] == 0.0  # the output layer's error is cleared
+    st = interpreter.init_state(g, 2)
+    for layer in range(len(SIZES) - 1):
+        for i in range(SIZES[layer]):
+            for j in range(SIZES[layer + 1]):
+                st[("w", layer, i, j)]["c0"] = c0[layer][i, j]
+    with jax.enable_x64(True):
+        prog = compile(g, dtype=jnp.float64)
+        sc = prog.from_agents(st)
+        params = {GROUP: {k: jnp.asarray(v, jnp.float64) for k, v in P.items()}}
+        for t in range(3):
+            sc, _ = prog.step(params, sc, {"x": xs[t], "y": ys[t]})
+        got = prog.to_agents(sc)
+    for a in g.agents("vsml_synapse"):
+        for f in ("h", "c", "fwd_last", "bwd_last"):
+            np.testing.assert_allclose(np.asarray(got[a][f]), st_i[a][f], atol=1e-10)

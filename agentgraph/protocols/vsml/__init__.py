@@ -148,7 +148,8 @@ def vsml(**settings: Any) -> Protocol:
     """VSML as a :class:`~agentgraph.protocols.base.Protocol` (config ``protocol: {rule: vsml}``),
     with :class:`~agentgraph.protocols.vsml.settings.VsmlSettings`: ``msg``, ``hidden``,
     ``micro_ticks``, ``init_std``, ``output_index``, ``two_phase`` and the conventions
-    (``feed_label``, ``c0_init``, ``param_init``, ``batch_merge``, ``error_scale``;
+    (``feed_label``, ``c0_init``, ``param_init``, ``batch_merge``, ``error_scale``,
+    ``two_phase_inputs``;
     ``conventions: authors`` for the authors' code). ``batch_merge: half_mean`` and
     ``error_scale: batch_mean`` are a :class:`~agentgraph.protocols.base.Stepping`
     (:func:`authors_batch` before every ``program.step``).
@@ -174,7 +175,8 @@ def vsml(**settings: Any) -> Protocol:
     return Protocol(
         name="vsml",
         network=lambda net: vsml_network(net, msg, hidden, s.micro_ticks, s.init_std, s.output_index, s.two_phase,
-                                         feed_label=s.feed_label, c0_init=s.c0_init, error_scale=s.error_scale),
+                                         feed_label=s.feed_label, c0_init=s.c0_init, error_scale=s.error_scale,
+                                         two_phase_inputs=s.two_phase_inputs),
         init=lambda key, graph: init_params(key, msg, hidden, s.param_init),
         params=lambda learned, stats, graph: {GROUP: learned},
         held_out=held_out,

@@ -72,7 +72,10 @@ class VSMLSynapse(Kind):
     starts (first tick of an episode) at ``c0`` on its first ``rand`` channels, 0 elsewhere.
     With ``c0_scale`` the per-agent field ``c0_scale`` multiplies ``c0`` (``c0_init: fan_in``).
     With two arrow types (``fwd_type != bwd_type``) it ticks in both phases, fed ``[fwd, 0]`` and
-    sending ``fwd`` in the forward one, fed ``[0, bwd]`` and sending ``bwd`` in the backward one.
+    sending ``fwd`` in the forward one, fed ``[0, bwd]`` and sending ``bwd`` in the backward one;
+    with ``carried`` (the authors' ``backward_pass``) fed ``[fwd, keep_bwd · bwd_last]`` and
+    ``[fwd_last, bwd]`` instead: the other phase's last message (``keep_bwd`` 0 on the output
+    layer's synapses, whose error is cleared after the backward sweep).
 
     Example:
         >>> from agentgraph.learners.lstm import init_lstm
@@ -87,14 +90,18 @@ class VSMLSynapse(Kind):
     name = "vsml_synapse"
 
     def __init__(self, msg: int = 8, hidden: int = 16, micro_ticks: int = 2, rand_fraction: float = 0.5,
-                 fwd_type: str = TICK, bwd_type: str = TICK, c0_scale: bool = False) -> None:
+                 fwd_type: str = TICK, bwd_type: str = TICK, c0_scale: bool = False, carried: bool = False) -> None:
         self.msg, self.hidden, self.micro_ticks = int(msg), int(hidden), int(micro_ticks)
         self.rand = int(hidden * rand_fraction)
-        self.c0_scale = bool(c0_scale)
+        self.c0_scale, self.fwd_type = bool(c0_scale), fwd_type
+        self.carried = bool(carried) and fwd_type != bwd_type
         self.fields = {"h": Field((self.hidden,), per_example=True), "c": Field((self.hidden,), per_example=True),
                        "started": Field((), per_example=True), "c0": Field((self.hidden,))}
         if self.c0_scale:  # c0_init: fan_in — the cell starts at c0_scale · c0 (c0_scale = 1/√fan-in)
             self.fields["c0_scale"] = Field((), init=1.0)
+        if self.carried:  # two_phase_inputs: carried — each phase also hears the other's last message
+            self.fields.update({"fwd_last": Field((self.msg,), per_example=True),
+                                "bwd_last": Field((self.msg,), per_example=True), "keep_bwd": Field((), init=1.0)})
         self.acts_on = tuple(dict.fromkeys((fwd_type, bwd_type)))
         self.arrow_ports, self.arrow_outputs = {}, {}
         for t, side in ((fwd_type, "fwd"), (bwd_type, "bwd")):
@@ -107,7 +114,15 @@ class VSMLSynapse(Kind):
         c = jnp.where(state["started"] > 0, state["c"], c_init)
         h = state["h"]
         none = jnp.zeros(self.msg)
-        x = jnp.concatenate([inbox.get("fwd", none), inbox.get("bwd", none)])
+        fwd, bwd = inbox.get("fwd", none), inbox.get("bwd", none)
+        if self.carried:
+            if arrow_type == self.fwd_type:
+                state = {**state, "fwd_last": fwd}
+                bwd = state["keep_bwd"] * state["bwd_last"]
+            else:
+                state = {**state, "bwd_last": bwd}
+                fwd = state["fwd_last"]
+        x = jnp.concatenate([fwd, bwd])
         for _ in range(self.micro_ticks):
             h, c = lstm_step(params, x, h, c)
         read = {"fwd": lambda: h @ params["w_fwd"] + params["b_fwd"], "bwd": lambda: h @ params["w_bwd"] + params["b_bwd"]}

@@ -29,7 +29,7 @@ GROUP = "vsml"
 
 def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int = 2, init_std: float = 0.5,
                  output_index: int = 1, two_phase: bool = False, bound: float = 100.0, feed_label: bool = True,
-                 c0_init: str = "fixed", error_scale: str = "per_example") -> Network:
+                 c0_init: str = "fixed", error_scale: str = "per_example", two_phase_inputs: str = "split") -> Network:
     """The VSML network of library network ``net`` (its wiring kept: layered or not, skip
     connections, parallel synapses).
 
@@ -44,7 +44,9 @@ def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int 
     ``c0_init="fan_in"``: each synapse's ``c0`` is drawn ``N(0, 1)`` and scaled by ``1/√n``, ``n``
     its post-unit's number of in-synapses (the authors' ``1/√in_size``), instead of ``N(0, init_std)``;
     ``error_scale="batch_mean"``: the errors are multiplied by the parameter ``error_scale``
-    (:func:`~agentgraph.protocols.vsml.vsml` puts ``1/B`` there).
+    (:func:`~agentgraph.protocols.vsml.vsml` puts ``1/B`` there); ``two_phase_inputs="carried"``
+    (with ``two_phase``): each phase's synapses also hear the other phase's last message (the
+    authors' ``backward_pass``), instead of ``[fwd, 0]`` and ``[0, bwd]``.
 
     Example:
         >>> from agentgraph.builders import mlp_network
@@ -86,7 +88,8 @@ def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int 
         raise AgentGraphError(f"c0_init must be 'fixed' or 'fan_in', got {c0_init!r}.")
     fan_in = c0_init == "fan_in"
     g = AgentGraph(kinds=[VSMLInput(msg, F), VSMLSynapse(msg, hidden, micro_ticks, fwd_type=F, bwd_type=Bk,
-                                                         c0_scale=fan_in),
+                                                         c0_scale=fan_in,
+                                                         carried=two_phase and two_phase_inputs == "carried"),
                           VSMLUnit(msg, fwd_type=F), VSMLUnit(msg, output=True, index=output_index, bound=bound,
                                                               fwd_type=F),
                           VSMLBack(msg, Bk), VSMLError(msg, F, Bk, feed_label=feed_label,
@@ -101,12 +104,13 @@ def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int 
     g.add_agents([("back", names[i]) for i in hidden_units], "vsml_back", groups=GROUP)
     errors = [("error", j) for j in range(len(outputs))]
     g.add_agents(errors, "vsml_error", groups=GROUP, slots=range(len(outputs)))
+    syn_states = {}
+    post_of = np.array([post[i] for i in syn], dtype=np.int64)
     if fan_in:
-        post_of = np.array([post[i] for i in syn])
-        n_in = np.bincount(post_of, minlength=len(names))[post_of]
-        g.add_agents([names[i] for i in syn], "vsml_synapse", groups=GROUP, states={"c0_scale": 1.0 / np.sqrt(n_in)})
-    else:
-        g.add_agents([names[i] for i in syn], "vsml_synapse", groups=GROUP)
+        syn_states["c0_scale"] = 1.0 / np.sqrt(np.bincount(post_of, minlength=len(names))[post_of])
+    if two_phase and two_phase_inputs == "carried":
+        syn_states["keep_bwd"] = np.where(is_out[post_of], 0.0, 1.0)
+    g.add_agents([names[i] for i in syn], "vsml_synapse", groups=GROUP, states=syn_states or None)
     err_of = {u: errors[j] for j, u in enumerate(outputs)}
     s_names = [names[i] for i in syn]
     g.add_arrows([names[pre[i]] for i in syn], s_names, F, port="fwd")

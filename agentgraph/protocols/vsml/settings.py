@@ -6,22 +6,25 @@ made one, and this library sometimes made another. Each such choice is an option
 this library's, so shipped configs and checkpoints behave as before); ``conventions: authors`` sets
 all of them to the authors' choices at once, and an option given next to it still wins:
 
-===========  ===============================  ==============================================
-option       agentgraph (default)             ``conventions: authors``
-===========  ===============================  ==============================================
-feed_label   ``True``: the error message is   ``False``: ``(p − y, 0, …)`` (their
-             ``(p − y, y, 0, …)``             ``feed_label: False``)
-c0_init      ``fixed``: the random half of a  ``fan_in``: ``N(0, 1/fan_in)``, fan_in the
-             synapse's cell ``~ N(0,          number of in-synapses of its post-unit
+===========  ================================  ==============================================
+option       agentgraph (default)              ``conventions: authors``
+===========  ================================  ==============================================
+feed_label   ``True``: the error message is    ``False``: ``(p − y, 0, …)`` (their
+             ``(p − y, y, 0, …)``              ``feed_label: False``)
+c0_init      ``fixed``: the random half of a   ``fan_in``: ``N(0, 1/fan_in)``, fan_in the
+             synapse's cell ``~ N(0,           number of in-synapses of its post-unit
              init_std)``
-param_init   ``normal``: LSTM and read-out    ``truncated``: the same std, truncated at
-             weights ``~ N(0, 1/fan_in)``     ±2σ and rescaled (haiku's ``TruncatedNormal``)
-batch_merge  ``independent``: ``B`` learners  ``half_mean``: before each tick the first half
-                                              of every synapse's ``h``, ``c`` is averaged
-                                              over the batch (``B > 1`` only)
-error_scale  ``per_example``: ``p − y``       ``batch_mean``: ``(p − y)/B`` (the gradient of
-                                              the batch-mean loss; ``B > 1`` only)
-===========  ===============================  ==============================================
+param_init   ``normal``: LSTM and read-out     ``truncated``: the same std, truncated at
+             weights ``~ N(0, 1/fan_in)``      ±2σ and rescaled (haiku's ``TruncatedNormal``)
+batch_merge  ``independent``: ``B`` learners   ``half_mean``: before each tick the first half
+                                               of every synapse's ``h``, ``c`` is averaged
+                                               over the batch (``B > 1`` only)
+error_scale  ``per_example``: ``p − y``        ``batch_mean``: ``(p − y)/B`` (the gradient of
+                                               the batch-mean loss; ``B > 1`` only)
+two_phase_   ``split``: ``[fwd, 0]`` forward,  ``carried``: ``[fwd, bwd_last]`` forward
+inputs       ``[0, bwd]`` backward             (0 on the output layer), ``[fwd_last, bwd]``
+             (``two_phase`` only)              backward (their ``backward_pass: True``)
+===========  ================================  ==============================================
 
 The step is otherwise the same: same LSTM (gate order ``i, g, f, o``, offsets ``+5``/``−5``),
 same messages, means over in-/out-synapses, ``micro_ticks`` ticks on unchanged inputs, backward
@@ -46,7 +49,7 @@ __all__ = ["AUTHORS", "PRESETS", "VsmlSettings"]
 
 #: The authors' conventions (``models.VSMLRNN``, ``recurrent.CustomLSTM``, ``configs/default.yaml``).
 AUTHORS: dict[str, Any] = {"feed_label": False, "c0_init": "fan_in", "param_init": "truncated",
-                           "batch_merge": "half_mean", "error_scale": "batch_mean"}
+                           "batch_merge": "half_mean", "error_scale": "batch_mean", "two_phase_inputs": "carried"}
 
 #: ``conventions:`` presets: the options each sets unless given explicitly.
 PRESETS: dict[str, dict[str, Any]] = {"agentgraph": {}, "authors": AUTHORS}
@@ -72,6 +75,9 @@ class VsmlSettings(pydantic.BaseModel):
             first half of every synapse's ``h`` and ``c`` is averaged over the batch.
         error_scale: ``per_example`` (``p − y``) or ``batch_mean`` (``(p − y)/B``: the gradient of
             the batch-mean cross-entropy).
+        two_phase_inputs: with ``two_phase``: ``split`` (synapses fed ``[fwd, 0]`` forward,
+            ``[0, bwd]`` backward) or ``carried`` (the other phase's last message instead of 0;
+            the output layer's synapses get 0 backward in the forward sweep).
     """
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
@@ -87,6 +93,7 @@ class VsmlSettings(pydantic.BaseModel):
     param_init: Literal["normal", "truncated"] = "normal"
     batch_merge: Literal["independent", "half_mean"] = "independent"
     error_scale: Literal["per_example", "batch_mean"] = "per_example"
+    two_phase_inputs: Literal["split", "carried"] = "split"
 
     @pydantic.model_validator(mode="before")
     @classmethod
