@@ -246,6 +246,10 @@ class TrainConfig(pydantic.BaseModel):
                             f"data.cv_batch ({d.cv_batch}): every task of the sequence gets an equal share")
         needs = NET_NEEDS.get(d.task)
         if needs is not None:
+            for f in ("image_size", "path"):
+                if f not in needs.reads and getattr(d, f) != DataConfig.model_fields[f].default:
+                    problems.append(f"data.{f} is {getattr(d, f)!r}, but data.task {d.task!r} does not read it; "
+                                    "remove it (or choose the task that reads it)")
             lib = self.net.library
             problems += needs.problems(d.task, self.net.sizes if lib else None, self.net.loss if lib else None,
                                        d.image_size, S)

@@ -135,6 +135,9 @@ class NetNeeds:
         image_inputs: ``data.image_size ** 2`` inputs (when ``image_size`` is set).
         loss: the loss the task needs (``"l2"`` for a regression), ``None`` for any.
         sequences: the task can be run as permuted-task sequences (``data.continual``).
+        reads: the optional ``data:`` fields the task reads (besides ``task``, ``cv_batch``,
+            ``continual``); setting another one to a non-default value is refused (the user
+            would believe it is used).
     """
 
     n_in: int | None = None
@@ -142,6 +145,7 @@ class NetNeeds:
     image_inputs: bool = False
     loss: str | None = None
     sequences: bool = True
+    reads: tuple[str, ...] = ("image_size", "path")
 
     def problems(self, task: str, sizes: list[int] | None, loss: str | None, image_size: int | None,
                  sequence: int = 1) -> list[str]:
@@ -182,8 +186,9 @@ TASKS: dict[str, Callable[[Any], TaskFamily]] = {
 #: What each registered task needs of a library network (:class:`NetNeeds`); a task not listed
 #: needs nothing the config can check (its family checks the data against the network).
 NET_NEEDS: dict[str, NetNeeds] = {
-    "sinusoid": NetNeeds(n_in=1, n_out=1, loss="l2", sequences=False),
-    **{name: NetNeeds(image_inputs=True) for name in ("mnist", "digits", "fashion_mnist", "idx", "npz")},
+    "sinusoid": NetNeeds(n_in=1, n_out=1, loss="l2", sequences=False, reads=()),
+    "digits": NetNeeds(image_inputs=True, reads=("image_size",)),  # embedded in scikit-learn: no path
+    **{name: NetNeeds(image_inputs=True) for name in ("mnist", "fashion_mnist", "idx", "npz")},
 }
 
 

@@ -153,7 +153,7 @@ def test_schedules_move_out_of_meta_with_their_methods():
 # -- what a task needs of the network: a table ----------------------------------------------------
 def test_every_registered_task_with_needs_is_in_the_table():
     assert set(NET_NEEDS) <= set(TASKS)
-    assert NET_NEEDS["sinusoid"] == NetNeeds(n_in=1, n_out=1, loss="l2", sequences=False)
+    assert NET_NEEDS["sinusoid"] == NetNeeds(n_in=1, n_out=1, loss="l2", sequences=False, reads=())
     assert all(NET_NEEDS[t].image_inputs for t in ("mnist", "digits", "fashion_mnist", "idx", "npz"))
 
 
@@ -164,6 +164,9 @@ def test_every_registered_task_with_needs_is_in_the_table():
     ({**SINE, "data": {"task": "sinusoid", "cv_batch": 4, "continual": {"tasks": 2}}, "meta": {"inner_steps": 4}},
      r"data\.continual\.tasks 2 \(permuted-task sequences\) needs an image task, not 'sinusoid'"),
     ({"data": {"task": "digits", "image_size": 8}, "net": {"sizes": [60, 10]}}, r"net\.sizes\[0\] is 60 but data\.image_size 8 gives 64"),
+    ({"data": {"task": "digits", "image_size": 8, "path": "mine.npz"}, "net": {"sizes": [64, 10]}},
+     r"data\.path is 'mine\.npz', but data\.task 'digits' does not read it"),
+    ({**SINE, "data": {"task": "sinusoid", "image_size": 8}}, r"data\.image_size is 8, but data\.task 'sinusoid' does not read it"),
     ({"data": {"task": "digits", "image_size": 8, "continual": {"tasks": 4}}, "net": {"sizes": [64, 10]}, "meta": {"inner_steps": 10}},
      r"data\.continual\.tasks 4 must divide meta\.inner_steps \(10\)"),
 ])
