@@ -87,7 +87,7 @@ def load_authors(directory: str):
 
 
 def run_authors(directory, sizes, msg, hidden, micro_ticks, params, c0, xs, ys, *, feed_label, merge=True,
-                error_mean=True, backward_pass=False):
+                error_mean=True, backward_pass=False, layer_norm=False):
     """Their model on ``xs [T, B, n_in]``, ``ys [T, B, C]``: per tick ``{"h", "c": per layer
     [B, in, out, H]; "fwd", "bwd": per hidden layer [B, n, M]; "out": [B, C]; "error": [B, C, 2]}``.
 
@@ -96,10 +96,11 @@ def run_authors(directory, sizes, msg, hidden, micro_ticks, params, c0, xs, ys, 
     of the cross-entropy as the loss whose gradient is the error (theirs: the mean, so ``1/B``).
     ``backward_pass``: their reverse sweep after each forward tick (then ``h``, ``c``, ``bwd`` and
     ``error`` are read after the reverse sweep, ``fwd`` and ``out`` after the forward one).
+    ``layer_norm``: their message layer norms (scale and offset from ``params["ln_*"]``).
     """
     hk, config, models = load_authors(directory)
     config.GLOBAL_CONFIG.update(model={"sub_rnn": {"slow_size": hidden, "msg_size": msg,
-                                                       "init_rand_proportion": 0.5, "layer_norm": False}, "vsml_rnn": {}})
+                                                       "init_rand_proportion": 0.5, "layer_norm": layer_norm}, "vsml_rnn": {}})
     specs = models.complete_specs([models.DenseSpec(out_size=n) for n in sizes[1:-1]] + [models.DenseSpec()],
                                   (sizes[0],), sizes[-1])
     T = xs.shape[0]
@@ -159,6 +160,10 @@ def run_authors(directory, sizes, msg, hidden, micro_ticks, params, c0, xs, ys, 
     fwd_n, bwd_n = (n for n in names if n.endswith(("sub_rnn/~/linear", "sub_rnn/~/linear_1")))
     theirs = {lstm: {"w": params["w"], "b": params["b"]}, fwd_n: {"w": params["w_fwd"], "b": params["b_fwd"]},
               bwd_n: {"w": params["w_bwd"], "b": params["b_bwd"]}}
+    if layer_norm:
+        for side, suffix in (("fwd", "sub_rnn/~/layer_norm"), ("bwd", "sub_rnn/~/layer_norm_1")):
+            name = next(n for n in names if n.endswith(suffix))
+            theirs[name] = {"scale": params[f"ln_{side}_scale"], "offset": params[f"ln_{side}_offset"]}
     record.clear()
     f.apply(theirs, jax.random.PRNGKey(0), *x1)
     ticks = []
@@ -244,6 +249,8 @@ def main(argv=None) -> dict:
     params = {"w": rng.normal(size=(2 * M + H, 4 * H)) * 1.5 / np.sqrt(2 * M + H), "b": rng.normal(size=4 * H) * 0.5,
               "w_fwd": rng.normal(size=(H, M)) * 2 / np.sqrt(H), "b_fwd": rng.normal(size=M) * 0.3,
               "w_bwd": rng.normal(size=(H, M)) * 2 / np.sqrt(H), "b_bwd": rng.normal(size=M) * 0.3}
+    ln = {f"ln_{side}_scale": 1 + 0.3 * rng.normal(size=M) for side in ("fwd", "bwd")}
+    ln.update({f"ln_{side}_offset": 0.2 * rng.normal(size=M) for side in ("fwd", "bwd")})
 
     def trunc(shape):  # the authors' initial cell: N(0, 1) truncated at ±2, rescaled (haiku)
         z = rng.normal(size=shape)
@@ -271,8 +278,9 @@ def main(argv=None) -> dict:
 
     def case(name, what, ours_settings, ours_c0, theirs_c0, xy, **theirs_kw):
         t0 = time.perf_counter()
-        th = run_authors(a.dir, sizes, M, H, k, params, theirs_c0, *xy, **theirs_kw)
-        ou = run_ours(sizes, {**base, **ours_settings}, params, ours_c0, *xy)
+        prm = {**params, **ln} if ours_settings.get("layer_norm") else params
+        th = run_authors(a.dir, sizes, M, H, k, {**params, **ln}, theirs_c0, *xy, **theirs_kw)
+        ou = run_ours(sizes, {**base, **ours_settings}, prm, ours_c0, *xy)
         dev = deviation(ou, th)
         mx = {key: max(d[key] for d in dev) for key in TENSORS}
         cases.append({"case": name, "what": what, "batch": int(xy[0].shape[1]), "ours": ours_settings,
@@ -312,6 +320,10 @@ def main(argv=None) -> dict:
     case("two_phase_authors", "their backward_pass: True, feed_label: False against two_phase with "
          "conventions: authors", {"two_phase": True, "conventions": "authors"}, cells(1, [1.0] * len(z)), authors_c0,
          d1, feed_label=False, backward_pass=True)
+    case("layer_norm", "their layer_norm: True (deep.yaml; learned scale and offset) against ours without",
+         {}, authors_c0, authors_c0, d1, feed_label=True, layer_norm=True)
+    case("layer_norm_matched", "their layer_norm: True against layer_norm: true",
+         {"layer_norm": True}, authors_c0, authors_c0, d1, feed_label=True, layer_norm=True)
     rest = [v for v in (argv if argv is not None else sys.argv[1:]) if v != a.dir]
     res = {"command": " ".join(["python benchmarks/vsml_vs_authors.py DIR", *rest]),
            "authors_code": "louiskirsch/vsml-neurips2021 @ 5b696c9 (models.VSMLRNN, run unchanged)",

@@ -25,7 +25,9 @@ def _params(seed=0):
     rng = np.random.default_rng(seed)
     return {"w": rng.normal(size=(2 * M + H, 4 * H)) * 1.5 / np.sqrt(2 * M + H), "b": rng.normal(size=4 * H) * 0.5,
             "w_fwd": rng.normal(size=(H, M)) * 2 / np.sqrt(H), "b_fwd": rng.normal(size=M) * 0.3,
-            "w_bwd": rng.normal(size=(H, M)) * 2 / np.sqrt(H), "b_bwd": rng.normal(size=M) * 0.3}
+            "w_bwd": rng.normal(size=(H, M)) * 2 / np.sqrt(H), "b_bwd": rng.normal(size=M) * 0.3,
+            **{f"ln_{side}_scale": 1 + 0.3 * rng.normal(size=M) for side in ("fwd", "bwd")},
+            **{f"ln_{side}_offset": 0.2 * rng.normal(size=M) for side in ("fwd", "bwd")}}
 
 
 def _data(T=4, B=2, seed=1):
@@ -118,7 +120,7 @@ def test_preset_sets_the_authors_choices_and_options_win():
 
 
 @pytest.mark.parametrize("option", [{"feed_label": False}, {"c0_init": "fan_in"}, {"batch_merge": "half_mean"},
-                                    {"error_scale": "batch_mean"}])
+                                    {"error_scale": "batch_mean"}, {"layer_norm": True}])
 def test_each_option_changes_the_step(option):
     xs, ys = _data()
     c0, P = _unit_c0(), _params()
@@ -137,6 +139,8 @@ def test_param_init_truncated():
     assert float(jnp.max(jnp.abs(b["w"]))) <= bound + 1e-6 < float(jnp.max(jnp.abs(a["w"]))) + bound
     assert not np.allclose(a["w"], b["w"])
     assert float(jnp.max(jnp.abs(b["b"]))) == 0.0
+    ln = vsml(msg=M, hidden=H, layer_norm=True).init(key, net.graph)
+    assert ln["ln_fwd_scale"].tolist() == [1.0] * M and ln["ln_bwd_offset"].tolist() == [0.0] * M
 
 
 def test_c0_scale_is_one_over_sqrt_fan_in():
@@ -158,8 +162,9 @@ def test_authors_preset_equals_a_reference_of_their_equations():
 def test_compiled_equals_interpreted_with_the_options_x64():
     xs, ys = _data(T=3, B=2)
     c0, P = _unit_c0(), _params()
-    p = vsml(msg=M, hidden=H, micro_ticks=K, **AUTHORS)
-    _, st_i, g = _interpreted(AUTHORS, xs, ys, c0, P)
+    options = {**AUTHORS, "layer_norm": True}
+    p = vsml(msg=M, hidden=H, micro_ticks=K, **options)
+    _, st_i, g = _interpreted(options, xs, ys, c0, P)
     st = interpreter.init_state(g, 2)
     for layer in range(len(SIZES) - 1):
         for i in range(SIZES[layer]):

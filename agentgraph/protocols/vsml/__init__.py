@@ -83,10 +83,11 @@ def held_out(inner: Inner, program: Program, params: dict, state: dict, data: di
     return inner.predict(out, program)
 
 
-def init_params(key: jax.Array, msg: int, hidden: int, param_init: str = "normal") -> dict:
+def init_params(key: jax.Array, msg: int, hidden: int, param_init: str = "normal", layer_norm: bool = False) -> dict:
     """The shared LSTM's parameters: :func:`~agentgraph.learners.lstm.init_lstm` (``normal``), or
     the same stds truncated at ±2σ and rescaled to keep the std (``truncated``: haiku's
-    ``TruncatedNormal``, the authors' initialiser; biases 0).
+    ``TruncatedNormal``, the authors' initialiser; biases 0). ``layer_norm`` adds the message
+    layer norms' ``ln_{fwd,bwd}_scale`` (ones) and ``ln_{fwd,bwd}_offset`` (zeros), ``[msg]``.
 
     Example:
         >>> p = init_params(jax.random.PRNGKey(0), 4, 6, "truncated")
@@ -94,6 +95,9 @@ def init_params(key: jax.Array, msg: int, hidden: int, param_init: str = "normal
         ((14, 24), True)
     """
     p = init_lstm(key, 2 * msg, hidden, msg)
+    if layer_norm:
+        p = {**p, **{f"ln_{side}_{k}": v(msg) for side in ("fwd", "bwd")
+                     for k, v in (("scale", jnp.ones), ("offset", jnp.zeros))}}
     if param_init == "normal":
         return p
     keys = dict(zip(("w", "w_fwd", "w_bwd"), jax.random.split(key, 3)))
@@ -149,7 +153,7 @@ def vsml(**settings: Any) -> Protocol:
     with :class:`~agentgraph.protocols.vsml.settings.VsmlSettings`: ``msg``, ``hidden``,
     ``micro_ticks``, ``init_std``, ``output_index``, ``two_phase`` and the conventions
     (``feed_label``, ``c0_init``, ``param_init``, ``batch_merge``, ``error_scale``,
-    ``two_phase_inputs``;
+    ``two_phase_inputs``, ``layer_norm``;
     ``conventions: authors`` for the authors' code). ``batch_merge: half_mean`` and
     ``error_scale: batch_mean`` are a :class:`~agentgraph.protocols.base.Stepping`
     (:func:`authors_batch` before every ``program.step``).
@@ -176,8 +180,8 @@ def vsml(**settings: Any) -> Protocol:
         name="vsml",
         network=lambda net: vsml_network(net, msg, hidden, s.micro_ticks, s.init_std, s.output_index, s.two_phase,
                                          feed_label=s.feed_label, c0_init=s.c0_init, error_scale=s.error_scale,
-                                         two_phase_inputs=s.two_phase_inputs),
-        init=lambda key, graph: init_params(key, msg, hidden, s.param_init),
+                                         two_phase_inputs=s.two_phase_inputs, layer_norm=s.layer_norm),
+        init=lambda key, graph: init_params(key, msg, hidden, s.param_init, s.layer_norm),
         params=lambda learned, stats, graph: {GROUP: learned},
         held_out=held_out,
         stepping=Stepping(step=_authors_step(s.batch_merge == "half_mean", s.error_scale == "batch_mean"))

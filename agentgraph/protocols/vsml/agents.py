@@ -26,7 +26,7 @@ back through immediate arrows; a synapse ticks in both, fed ``[fwd, 0]`` and ``[
 
 from __future__ import annotations
 
-import jax  # noqa: F401  (the doctests use it)
+import jax
 import jax.numpy as jnp
 
 from agentgraph.arrows.ports import Port
@@ -75,7 +75,8 @@ class VSMLSynapse(Kind):
     sending ``fwd`` in the forward one, fed ``[0, bwd]`` and sending ``bwd`` in the backward one;
     with ``carried`` (the authors' ``backward_pass``) fed ``[fwd, keep_bwd · bwd_last]`` and
     ``[fwd_last, bwd]`` instead: the other phase's last message (``keep_bwd`` 0 on the output
-    layer's synapses, whose error is cleared after the backward sweep).
+    layer's synapses, whose error is cleared after the backward sweep). With ``layer_norm`` each
+    message is layer-normalised (``eps = 1e-5``) with the parameters ``ln_{fwd,bwd}_{scale,offset}``.
 
     Example:
         >>> from agentgraph.learners.lstm import init_lstm
@@ -90,11 +91,13 @@ class VSMLSynapse(Kind):
     name = "vsml_synapse"
 
     def __init__(self, msg: int = 8, hidden: int = 16, micro_ticks: int = 2, rand_fraction: float = 0.5,
-                 fwd_type: str = TICK, bwd_type: str = TICK, c0_scale: bool = False, carried: bool = False) -> None:
+                 fwd_type: str = TICK, bwd_type: str = TICK, c0_scale: bool = False, carried: bool = False,
+                 layer_norm: bool = False) -> None:
         self.msg, self.hidden, self.micro_ticks = int(msg), int(hidden), int(micro_ticks)
         self.rand = int(hidden * rand_fraction)
         self.c0_scale, self.fwd_type = bool(c0_scale), fwd_type
         self.carried = bool(carried) and fwd_type != bwd_type
+        self.layer_norm = bool(layer_norm)
         self.fields = {"h": Field((self.hidden,), per_example=True), "c": Field((self.hidden,), per_example=True),
                        "started": Field((), per_example=True), "c0": Field((self.hidden,))}
         if self.c0_scale:  # c0_init: fan_in — the cell starts at c0_scale · c0 (c0_scale = 1/√fan-in)
@@ -125,9 +128,17 @@ class VSMLSynapse(Kind):
         x = jnp.concatenate([fwd, bwd])
         for _ in range(self.micro_ticks):
             h, c = lstm_step(params, x, h, c)
-        read = {"fwd": lambda: h @ params["w_fwd"] + params["b_fwd"], "bwd": lambda: h @ params["w_bwd"] + params["b_bwd"]}
-        out = {o: read[o]() for o in self.arrow_outputs[arrow_type]}
+        out = {o: self._read(params, h, o) for o in self.arrow_outputs[arrow_type]}
         return {**state, "h": h, "c": c, "started": jnp.ones_like(state["started"])}, out, {}
+
+
+    def _read(self, params, h, side):
+        m = h @ params[f"w_{side}"] + params[f"b_{side}"]
+        if self.layer_norm:  # layer_norm: over the message, learned scale and offset (haiku's LayerNorm)
+            mu = jnp.mean(m)
+            m = (m - mu) * jax.lax.rsqrt(jnp.mean((m - mu) ** 2) + 1e-5) * params[f"ln_{side}_scale"] + \
+                params[f"ln_{side}_offset"]
+        return m
 
 
 class VSMLUnit(Kind):

@@ -29,7 +29,8 @@ GROUP = "vsml"
 
 def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int = 2, init_std: float = 0.5,
                  output_index: int = 1, two_phase: bool = False, bound: float = 100.0, feed_label: bool = True,
-                 c0_init: str = "fixed", error_scale: str = "per_example", two_phase_inputs: str = "split") -> Network:
+                 c0_init: str = "fixed", error_scale: str = "per_example", two_phase_inputs: str = "split",
+                 layer_norm: bool = False) -> Network:
     """The VSML network of library network ``net`` (its wiring kept: layered or not, skip
     connections, parallel synapses).
 
@@ -46,7 +47,8 @@ def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int 
     ``error_scale="batch_mean"``: the errors are multiplied by the parameter ``error_scale``
     (:func:`~agentgraph.protocols.vsml.vsml` puts ``1/B`` there); ``two_phase_inputs="carried"``
     (with ``two_phase``): each phase's synapses also hear the other phase's last message (the
-    authors' ``backward_pass``), instead of ``[fwd, 0]`` and ``[0, bwd]``.
+    authors' ``backward_pass``), instead of ``[fwd, 0]`` and ``[0, bwd]``; ``layer_norm``: the
+    synapses layer-normalise their messages (parameters from ``init_params(..., layer_norm=True)``).
 
     Example:
         >>> from agentgraph.builders import mlp_network
@@ -89,7 +91,8 @@ def vsml_network(net: Network, msg: int = 8, hidden: int = 16, micro_ticks: int 
     fan_in = c0_init == "fan_in"
     g = AgentGraph(kinds=[VSMLInput(msg, F), VSMLSynapse(msg, hidden, micro_ticks, fwd_type=F, bwd_type=Bk,
                                                          c0_scale=fan_in,
-                                                         carried=two_phase and two_phase_inputs == "carried"),
+                                                         carried=two_phase and two_phase_inputs == "carried",
+                                                         layer_norm=layer_norm),
                           VSMLUnit(msg, fwd_type=F), VSMLUnit(msg, output=True, index=output_index, bound=bound,
                                                               fwd_type=F),
                           VSMLBack(msg, Bk), VSMLError(msg, F, Bk, feed_label=feed_label,

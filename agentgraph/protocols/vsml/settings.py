@@ -78,6 +78,9 @@ class VsmlSettings(pydantic.BaseModel):
         two_phase_inputs: with ``two_phase``: ``split`` (synapses fed ``[fwd, 0]`` forward,
             ``[0, bwd]`` backward) or ``carried`` (the other phase's last message instead of 0;
             the output layer's synapses get 0 backward in the forward sweep).
+        layer_norm: layer-normalise every message a synapse sends (learned scale and offset;
+            the authors' ``layer_norm``, off in their default config, on in ``deep.yaml``; not in
+            the preset).
     """
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
@@ -94,6 +97,7 @@ class VsmlSettings(pydantic.BaseModel):
     batch_merge: Literal["independent", "half_mean"] = "independent"
     error_scale: Literal["per_example", "batch_mean"] = "per_example"
     two_phase_inputs: Literal["split", "carried"] = "split"
+    layer_norm: bool = False
 
     @pydantic.model_validator(mode="before")
     @classmethod
