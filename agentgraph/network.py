@@ -111,7 +111,8 @@ def weights_of(init: Sequence[FieldInit], state: dict) -> dict[str, dict[str, ja
     for fi in init:
         if fi.kind not in state or fi.field not in state[fi.kind]:
             raise AgentGraphError(f"The network's initialiser names field {fi.kind}.{fi.field}, which the compiled "
-                                  "graph does not have; check the builder's FieldInit list.")
+                                  f"graph does not have (its kinds: {sorted(state)}); check the builder's FieldInit list "
+                                  "— a kind substituted with with_kinds keeps the name of the kind it replaces.")
         out.setdefault(fi.kind, {})[fi.field] = state[fi.kind][fi.field]
     return out
 

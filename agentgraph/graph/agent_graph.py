@@ -79,6 +79,13 @@ class AgentGraph:
         """A copy whose kind table is updated by ``kinds`` (same agents and arrows) — how a
         protocol such as MPLP is put on a graph.
 
+        The rule for names: agents refer to their kind by name, so a substitute **keeps the name
+        of the kind it replaces** — ``kinds`` maps that name to a kind whose ``name`` is the
+        same (state, ``FieldInit`` s and read-outs keep naming it so).
+
+        Raises:
+            AgentGraphError: a kind given under another name than its own.
+
         Example:
             >>> from agentgraph import mlp
             >>> from agentgraph.protocols import mplp
@@ -87,7 +94,12 @@ class AgentGraph:
             'MPLPKind'
         """
         out = self.copy()
-        for k in kinds.values():
+        for name, k in kinds.items():
+            if isinstance(k, Kind) and k.name != name:
+                raise AgentGraphError(
+                    f"with_kinds: the kind given for {name!r} is named {k.name!r}; agents refer to kinds by name, so a "
+                    f"substitute keeps the name of the kind it replaces — set name = {name!r} on it (its class may "
+                    "differ).")
             out.add_kind(k)
         return out.validate()
 

@@ -163,3 +163,20 @@ def test_bad_declarations_are_project_errors():
     expect(r"type", g.add_arrow, "a", "a", "sideways")
     expect(r"not a Kind", g.add_kind, object())
     expect(r"directed", AgentGraph.from_networkx, nx.Graph())
+
+
+def test_with_kinds_substitutes_keep_the_replaced_kinds_name():
+    from agentgraph import AgentGraphError
+    from agentgraph.builders import mlp
+    from agentgraph.nodes import Synapse
+
+    class Renamed(Synapse):
+        name = "my_synapse"
+
+    class Same(Synapse):
+        pass
+
+    g = mlp([2, 1], loss="l2")
+    with pytest.raises(AgentGraphError, match="a substitute keeps the name of the kind it replaces"):
+        g.with_kinds({"synapse": Renamed()})
+    assert type(g.with_kinds({"synapse": Same()}).kind_of(("w", 0, 0, 0))) is Same
