@@ -126,14 +126,20 @@ def attention_runs(a, powers) -> None:
     with open(a.out) as f:
         out = json.load(f)
     x, y, xte, yte = _data()
-    g = cnn(SHAPE, LAYERS, 10, "relu", "cross_entropy", init_std="he", seed=0)
-    lr = out["tuning"]["sgd"]["lr"]
-    for power in powers:
+    layers = [Conv(8, 3, 1, 1), Pool(2), Conv(16, 3, 1, 1), Pool(2)] if a.small else LAYERS
+    g = cnn(SHAPE, layers, 10, "relu", "cross_entropy", init_std="he", seed=0)
+    lr = a.lr or out["tuning"]["sgd"]["lr"]
+    tag = f"_lr{a.lr:g}" if a.lr else ""
+    runs = [(f"backprop{tag}", None)] if a.small else []
+    runs += [(f"attention_p{p:g}{tag}", attention(lr, power=p)) for p in powers]
+    for name, rule in runs:
         with open(a.out) as f:  # another run may have added its results meanwhile
             out = json.load(f)
-        rule = attention(lr, power=power)
-        out[f"attention_p{power:g}"] = _run(Graph_(g, lr, a.batch, rule), x[:55000], y[:55000], xte, yte, 1, a.batch,
-                                            a.every, f"attention |w|^{power:g}/{power:g}")
+        res = _run(Graph_(g, lr, a.batch, rule), x[:55000], y[:55000], xte, yte, 1, a.batch, a.every, f"{name}")
+        if a.small:
+            out.setdefault("small_cnn", {"network": "conv8-pool-conv16-pool-10", "synapse_uses": len(g.agents("synapse"))})[name] = res
+        else:
+            out[name] = res
         with open(a.out, "w") as f:
             json.dump(out, f, indent=2)
         print("wrote", a.out)
@@ -169,6 +175,10 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "cnn_mnist.json"))
     ap.add_argument("--plot", default=os.path.join(os.path.dirname(__file__), "..", "docs", "img", "cnn_mnist.png"))
     ap.add_argument("--plot-only", action="store_true", help="redraw the figure from --out")
+    ap.add_argument("--small", action="store_true",
+                    help="with --attention: run on the smaller CNN of bench_cnn.py (conv 8 -> pool -> conv 16 -> pool -> "
+                         "dense 10), with backprop on it for one epoch as the reference (stored under 'small_cnn')")
+    ap.add_argument("--lr", type=float, default=None, help="with --attention: this rate instead of SGD's tuned one")
     ap.add_argument("--attention", type=float, nargs="*", default=None, metavar="POWER",
                     help="add attention-seeking neurons (powers, default 1 2: |w| and w²/2) for one epoch to --out, "
                          "against backprop's first epoch")
