@@ -180,6 +180,7 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
     first = last = None
     bad = consecutive_bad = 0
     times = []
+    last_log = time.perf_counter()
     names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(ts.trainable)[0]]
     try:
         mf = open(metrics_path if writer else os.devnull, "a")
@@ -219,6 +220,12 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(meta_loss=f"{m['meta_loss']:.4f}", cv=f"{m['cv']:.4f}")
+                if s == start:  # the rate and ETA from here on: the first step's compilation does not count
+                    bar.initial = bar.n
+                    bar.start_t = bar.last_print_t = bar._time()
+            elif time.perf_counter() - last_log >= LOG_EVERY_S or s == end - 1:
+                last_log = time.perf_counter()
+                log(_progress_line(cfg, s, start, m, times))
             if status == TAKEN and ((s + 1) % cfg.run.checkpoint_every == 0 or s == end - 1) and writer:
                 last_ckpt = _save(cfg, s, ts, last_ckpt)
     if bar is not None:
@@ -283,6 +290,21 @@ def _meta_stepper(ctxs: list[Context], family: TaskFamily, mesh: Any, warm_steps
         return programs[warm, k, stage](ts, s, progs[s % len(progs)])
 
     return meta_step
+
+
+#: Without a progress bar (``progress=False``, ``agentgraph train --no-progress``) a log line is
+#: printed at most this often (seconds), and after the last meta-step.
+LOG_EVERY_S = 30.0
+
+
+def _progress_line(cfg: TrainConfig, s: int, start: int, m: dict, times: list[float]) -> str:
+    """``meta-step 120/1600: meta-loss 1.2345, held-out 1.3, 0.52 s/step, ETA 12.8 min`` (the
+    ETA from the steps after the first, whose time includes compilation)."""
+    per = float(np.median(times[1:])) if len(times) > 1 else times[0]
+    left = cfg.meta.meta_steps - (s + 1)
+    eval_part = f", eval {m['eval']:.4f}" if "eval" in m else ""
+    return (f"meta-step {s + 1}/{cfg.meta.meta_steps}: meta-loss {m['meta_loss']:.4f}, held-out {m.get('cv', float('nan')):.4f}"
+            f"{eval_part}, {per:.3g} s/step, ETA {left * per / 60:.1f} min")
 
 
 def _step_figures(cfg: TrainConfig, s: int, warm_steps: int, m: dict, log: Callable[[str], None]) -> dict:

@@ -324,3 +324,24 @@ def test_evaluation_scores_through_the_protocols_held_out_hook():
     y = family.eval_sample(jax.random.split(key)[0])["cv"]["y"]
     np.testing.assert_allclose(scores, np.full(3, float(jnp.mean(y ** 2) / 2)), rtol=1e-6)
     assert not np.allclose(plain, scores)  # the default scores the network's own predictions
+
+
+def test_without_a_progress_bar_log_lines_come_at_an_interval(tmp_path, monkeypatch):
+    import sys
+
+    module = sys.modules["agentgraph.meta.train"]
+    cfg = parse_config({"net": {"sizes": [64, 10]}, "data": {"task": "digits", "image_size": 8},
+                        "protocol": {"rule": "sgd", "lr": 0.1},
+                        "meta": {"inner_steps": 2, "batch": 4, "meta_steps": 3, "maml": True, "objective": "heldout"},
+                        "run": {"out_dir": str(tmp_path / "r")}})
+    monkeypatch.setattr(module, "LOG_EVERY_S", 0.0)
+    lines: list[str] = []
+    module.train(cfg, progress=False, log=lines.append)
+    steps = [ln for ln in lines if ln.startswith("meta-step ")]
+    assert [ln.split(":")[0] for ln in steps] == ["meta-step 1/3", "meta-step 2/3", "meta-step 3/3"]
+    assert all("s/step, ETA" in ln for ln in steps)
+    monkeypatch.setattr(module, "LOG_EVERY_S", 1e9)  # a long interval: only the last step's line
+    lines.clear()
+    module.train(parse_config({**cfg.model_dump(), "run": {**cfg.run.model_dump(), "out_dir": str(tmp_path / "s")}}),
+                 progress=False, log=lines.append)
+    assert [ln.split(":")[0] for ln in lines if ln.startswith("meta-step ")] == ["meta-step 3/3"]
