@@ -232,14 +232,15 @@ def plot_run(run_dirs: str | Sequence[str], path: str, *, title: str = "") -> st
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3 if has_eval else 1, figsize=(15.0 if has_eval else 5.5, 3.6), squeeze=False)
     ax = axes[0][0]
-    keys = (("meta_loss", "meta-loss"), ("cv", "held-out loss"), ("hint", "hint loss")) if len(runs) == 1 else \
-        (("meta_loss", "meta-loss"),)
+    keys = (("meta_loss", "meta-loss"), ("centre_fitness", "ES centre fitness"), ("cv", "held-out loss"),
+            ("hint", "hint loss")) if len(runs) == 1 else (("meta_loss", "meta-loss"), ("centre_fitness", "centre"))
     for name, rows in runs:
         for key, label in keys:
             pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
             if pts:
                 xs, ys = zip(*pts)
-                ax.plot(xs, ys, lw=1, label=label if len(runs) == 1 else name, alpha=0.9 if key == "meta_loss" else 0.6)
+                ax.plot(xs, ys, lw=1, label=label if len(runs) == 1 else f"{name} {label}" if key != "meta_loss" else name,
+                        alpha=0.9 if key in ("meta_loss", "centre_fitness") else 0.6)
     ax.set_xlabel("meta-step")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)

@@ -130,6 +130,9 @@ def make_es_step(ctx: Context, family: TaskFamily, *, warm: bool = False,
                 return jax.vmap(fit)(population)
             return jax.lax.map(fit, population, batch_size=es.chunk)
 
+        # the search distribution's centre, scored on the same tasks: the protocol the run would
+        # stop with, comparable with a gradient run's meta-loss (one candidate's cost per generation)
+        centre, _ = batch_meta_loss(algo.get_mean(ts.opt_state), ts.stats, ctx, program, tasks, w0s, one)
         population, asked = algo.ask(k_ask, ts.opt_state, params)
         fitness, aux = split_over_devices(score, mesh)(population, (ts.stats, program, tasks, w0s))
         ok = jnp.isfinite(fitness)
@@ -140,7 +143,8 @@ def make_es_step(ctx: Context, family: TaskFamily, *, warm: bool = False,
         out, status, sizes = judge_update(cfg.run, ts, loss, jnp.any(ok), algo.get_mean(told), told)
         metrics = {"meta_loss": loss, "cv": _finite_mean(aux["cv"], ok), "hint": _finite_mean(aux["hint"], ok).mean(),
                    "inner_first": _finite_mean(aux["loss"][:, 0], ok), "inner_last": _finite_mean(aux["loss"][:, -1], ok),
-                   "best_fitness": jnp.min(ranked), "nan_candidates": jnp.sum(~ok), "param_sizes": sizes}
+                   "best_fitness": jnp.min(ranked), "centre_fitness": centre, "nan_candidates": jnp.sum(~ok),
+                   "param_sizes": sizes}
         return out, metrics, status
 
     return jax.jit(step_fn)

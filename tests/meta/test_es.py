@@ -148,3 +148,22 @@ def test_es_refuses_a_gradient_warm_start_and_a_meta_lr_schedule(tmp_path):
                         "run": {"out_dir": str(tmp_path / "run")}})
     with pytest.raises(AgentGraphError, match=r"3 warm-start meta-steps.*protocol.imitation_steps: 0"):
         train(cfg, progress=False, log=lambda s: None)
+
+
+def test_es_records_the_centres_fitness_every_generation():
+    """The centre's fitness is logged each generation, on the same tasks as the population."""
+    from agentgraph.meta.config import parse_config
+    from agentgraph.meta.context import make_context
+    from agentgraph.meta.devices import device_mesh
+    from agentgraph.meta.es import make_es_step
+    from agentgraph.meta.optimizers import init_training_shapes
+    from agentgraph.meta.tasks import task_family
+
+    cfg = parse_config({"data": {"task": "sinusoid"}, "net": {"sizes": [1, 4, 1], "loss": "l2"},
+                        "protocol": {"rule": "sgd"}, "meta": {"inner_steps": 2, "batch": 4, "maml": True, "prior_pool": 2,
+                        "objective": "heldout", "optimizer": {"kind": "es", "strategy": "snes", "popsize": 4}}})
+    ctx = make_context(cfg)
+    step = make_es_step(ctx, task_family(cfg), mesh=device_mesh())
+    ts, metrics, _ = step(init_training_shapes(ctx), 0, ctx.program)
+    assert np.isfinite(float(metrics["centre_fitness"]))
+    assert float(metrics["centre_fitness"]) != float(metrics["meta_loss"])  # the centre is not the population mean
