@@ -2,10 +2,11 @@
 
 :func:`draw_graph` (also :meth:`AgentGraph.draw <agentgraph.graph.AgentGraph.draw>`) lays agents
 out by their **forward wave** — the topological generation over the non-delayed forward arrows,
-i.e. the order the engine runs them in — left to right, and colours them by kind. Arrows are
+i.e. the order the engine runs them in — left to right, fills them by kind and rings them by
+group (the parameter-sharing key). Arrows are
 coloured by type (forward blue, backward orange, other types grey), delayed arrows dashed,
 parallel arrows drawn once with their count; agents with self-loop arrows (reflexive, or a
-self-loop phase's type) are ringed.
+self-loop phase's type) get a red ring.
 
 A graph with more than ``max_agents`` agents is drawn **collapsed by group**: one box per
 (kind, group) — e.g. ``synapse:0`` with its 7,200 agents — placed at the group's first forward
@@ -97,12 +98,13 @@ def draw_graph(graph: AgentGraph, path: str, *, title: str = "", max_agents: int
         if count > 1:
             ax.text((x[s] + x[d]) / 2, (y[s] + y[d]) / 2 + (0.12 if t == "forward" else -0.12), f"×{count:,}",
                     fontsize=6, color=color, ha="center")
-    cmap = plt.get_cmap("tab20")
+    cmap, gmap = plt.get_cmap("tab20"), plt.get_cmap("Dark2")
+    groups = (np.array([a.group[np.argmax(node == i)] for i in range(n_nodes)]) if collapsed else a.group)
     for k, kname in enumerate(a.kind_names):
         m = kinds == k
-        if m.any():
+        if m.any():  # fill: the kind; ring: the group (parameter-sharing key)
             ax.scatter(x[m], y[m], s=300 if collapsed else 36, color=cmap(k % 20), label=kname, zorder=3,
-                       edgecolors="k", linewidths=0.3)
+                       edgecolors=[gmap(int(gr) % 8) for gr in groups[m]], linewidths=1.2)
     if labels is not None:
         for i, lab in enumerate(labels):
             ax.text(x[i], y[i] - 0.28, lab, fontsize=6, ha="center", va="top")
