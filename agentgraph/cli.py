@@ -145,16 +145,15 @@ def _gradcheck(args: argparse.Namespace) -> int:
 def _overrides(pairs: Sequence[str] | None) -> dict:
     """``["meta.steps=3", "run.seed=1"]`` → ``{"meta.steps": 3, "run.seed": 1}`` (values parsed
     as YAML scalars/lists)."""
-    import yaml
-
     from agentgraph.errors import AgentGraphError
+    from agentgraph.meta.config import read_yaml
 
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise AgentGraphError(f"--set {pair!r}: expected FIELD=VALUE, e.g. --set meta.meta_steps=100")
         k, v = pair.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        out[k.strip()] = read_yaml(v, f"--set {pair!r}")
     return out
 
 

@@ -31,7 +31,8 @@ from agentgraph.meta.tasks import NET_NEEDS, TASKS
 
 __all__ = ["MOVED", "MOVED_TO_PROTOCOL", "BuilderNetConfig", "ContinualConfig", "DataConfig", "ESOptimizerConfig",
            "GradientOptimizerConfig", "MLPNetConfig", "MetaConfig", "NetConfig", "RandomDagNetConfig", "RunConfig",
-           "SchedulesConfig", "TrainConfig", "apply_overrides", "load_config", "parse_config", "upgrade_config"]
+           "SchedulesConfig", "TrainConfig", "apply_overrides", "load_config", "parse_config", "read_yaml",
+           "upgrade_config"]
 
 _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -328,9 +329,7 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
         raise io_error(str(p), e, "read the config") from None
     try:
         if p.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
+            data = read_yaml(text, f"Config {str(p)!r}") or {}
         elif p.suffix == ".toml":
             data = tomllib.loads(text)
         else:
@@ -343,6 +342,42 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
         raise AgentGraphError(f"Invalid config {str(p)!r}: the top level must be a mapping of sections "
                               f"(net:, data:, protocol:, meta:, schedules:, run:), got {type(data).__name__}.")
     return parse_config(apply_overrides(data, overrides), repr(str(p)))
+
+
+def read_yaml(text: str, where: str) -> Any:
+    """YAML ``text`` read safely: plain data only (no tags of Python objects), and no aliases
+    (``*name``) — a config needs none, and aliases are how a few lines expand into gigabytes
+    ("billion laughs") or recurse forever.
+
+    Raises:
+        AgentGraphError: an alias, or a YAML error (``where`` names the source).
+
+    Example:
+        >>> read_yaml("meta: {batch: 4}", "demo")
+        {'meta': {'batch': 4}}
+        >>> try:
+        ...     read_yaml("a: &x [1, 2]\\nb: *x", "demo")
+        ... except AgentGraphError as e:
+        ...     print(str(e).split(";")[0])
+        demo uses the YAML alias *x (line 2)
+    """
+    import yaml
+
+    class _NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent, index):  # noqa: ANN001
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise AgentGraphError(f"{where} uses the YAML alias *{event.anchor} (line {event.start_mark.line + 1}); "
+                                      "aliases are not allowed in configs (they can expand without bound): write the "
+                                      "value out.")
+            return super().compose_node(parent, index)
+
+    try:
+        return yaml.load(text, Loader=_NoAliases)  # noqa: S506 (a SafeLoader subclass)
+    except AgentGraphError:
+        raise
+    except yaml.YAMLError as e:
+        raise AgentGraphError(f"{where} could not be parsed (not valid YAML): {e}") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:

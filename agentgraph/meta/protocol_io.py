@@ -164,6 +164,27 @@ def load_prior(path: str, ctx: Context) -> dict[str, Any] | None:
     return _fit(path, flat, ctx.template(), ".trainable['prior']", "learned prior")
 
 
+def _check_export_destination(src: str, dst: str) -> None:
+    """Export writes ``dst`` only if it is new or an earlier exported protocol (see
+    :func:`export_protocol`)."""
+    if os.path.isdir(dst):
+        raise AgentGraphError(f"export: the destination {dst!r} is a directory; give a file path such as "
+                              f"{os.path.join(dst, 'protocol.npz')!r}.")
+    if not os.path.exists(dst):
+        return
+    if os.path.exists(src) and os.path.samefile(src, dst):
+        raise AgentGraphError(f"export: the destination {dst!r} is the checkpoint being exported; writing it would "
+                              "replace the run's checkpoint with a protocol-only file. Choose another path.")
+    try:
+        _, header = ckpt.load(dst)
+    except AgentGraphError:
+        header = {}
+    if header.get("contents") != "protocol":
+        raise AgentGraphError(f"export: {dst!r} exists and is not an exported protocol (it is "
+                              f"{'a training checkpoint' if 'step' in header else 'not a file export wrote'}); export "
+                              "never writes over a file it does not own. Choose another path, or remove that file.")
+
+
 def export_protocol(src: str, dst: str, metadata: dict | None = None) -> str:
     """Write only the learned protocol (meta-parameters, stats and any learned prior) of the
     training checkpoint ``src`` to ``dst``, with its config and step (and ``metadata`` merged
@@ -184,6 +205,7 @@ def export_protocol(src: str, dst: str, metadata: dict | None = None) -> str:
         True
     """
 
+    _check_export_destination(src, dst)
     _, header = read_checkpoint(src)
     ctx = make_context(checkpoint_config(src))
     learned, stats = load_protocol(src, ctx)
