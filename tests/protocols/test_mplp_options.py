@@ -173,3 +173,15 @@ def test_resume_through_imitation_and_curriculum_equals_uninterrupted(tmp_path):
     tb, _ = ckpt.load(ckpt.latest(b.run.out_dir))
     for k in ta:
         np.testing.assert_array_equal(ta[k], tb[k], err_msg=k)
+
+
+def test_imitation_cosine_has_a_finite_gradient_for_huge_and_zero_vectors():
+    """Messages whose squared sum overflows float32 (a CNN's teacher, first imitation step) and
+    all-zero updates once made the warm start's meta-gradient NaN."""
+    from agentgraph.protocols.mplp.imitation import _cos_err
+
+    big = jnp.full((64, 8), 3e19, jnp.float32)
+    for a, b in ((big, big * 0.5), (big, jnp.zeros_like(big)), (jnp.ones(5), jnp.ones(5))):
+        v, g = jax.value_and_grad(_cos_err)(a, b)
+        assert np.isfinite(float(v)) and bool(jnp.all(jnp.isfinite(g)))
+    np.testing.assert_allclose(float(_cos_err(big, big * 0.5)), 0.0, atol=1e-6)  # parallel: cos 1

@@ -100,8 +100,11 @@ def make_imitation(inner: Inner, settings: Any) -> Imitation:
 
 
 def _cos_err(a: jax.Array, b: jax.Array) -> jax.Array:
-    """``1 - cos(a, b)``; 1 (with a zero gradient, not NaN) when either vector is zero — e.g. a
-    convolution's uses that read an always-blank pixel, whose backprop updates are exactly 0."""
+    """``1 - cos(a, b)``, computed on the vectors scaled to a largest entry of 1 (the cosine does
+    not change; squared sums of large messages no longer overflow float32 into an infinite norm
+    and a NaN gradient); 1 (with a zero gradient, not NaN) when either vector is zero."""
+    a = a / jax.lax.stop_gradient(jnp.maximum(jnp.max(jnp.abs(a)), 1e-30))
+    b = b / jax.lax.stop_gradient(jnp.maximum(jnp.max(jnp.abs(b)), 1e-30))
     num = jnp.sum(a * b)
     return 1.0 - num / (jnp.sqrt(jnp.maximum(jnp.sum(a * a) * jnp.sum(b * b), 1e-24)) + 1e-12)
 
