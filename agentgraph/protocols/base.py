@@ -37,7 +37,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -50,7 +50,7 @@ from agentgraph.inner import Inner
 from agentgraph.loading import load_callable
 from agentgraph.network import Network
 
-__all__ = ["Calibration", "HeldOut", "PROTOCOLS", "Protocol", "Stepping", "WarmStart", "config_model", "register",
+__all__ = ["fill_preset", "Calibration", "HeldOut", "PROTOCOLS", "Protocol", "Stepping", "WarmStart", "config_model", "register",
            "resolve", "settings_of"]
 
 #: The meta-parameters pytree a protocol's ``init`` returns.
@@ -297,3 +297,18 @@ def resolve(section: dict[str, Any], where: str = "protocol") -> Protocol:
         raise AgentGraphError(f"{where}.rule {rule!r}: the factory returned {type(proto).__name__}, not an "
                               "agentgraph.protocols.base.Protocol.")
     return proto
+
+
+def fill_preset(data: Any, presets: Mapping[str, Mapping[str, Any]]) -> Any:
+    """A protocol section with the options of its ``conventions`` preset filled in where the
+    section does not give them (the options given win); ``data`` unchanged otherwise. For a
+    settings model's ``mode="before"`` validator.
+
+    Example:
+        >>> fill_preset({"conventions": "authors", "k": 3}, {"authors": {"k": 2, "sigma": "tanh"}})
+        {'sigma': 'tanh', 'conventions': 'authors', 'k': 3}
+    """
+    if isinstance(data, dict) and isinstance(data.get("conventions"), str):
+        preset = presets.get(data["conventions"], {})
+        data = {**{k: v for k, v in preset.items() if k not in data}, **data}
+    return data

@@ -11,26 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentgraph import AgentGraph, AgentGraphError, compile
-from agentgraph.arrows.schedule import DELAYED
 from agentgraph.builders import mlp
 from agentgraph.checkpoint import load, save
 from agentgraph.compiler import make_bucket
 from agentgraph.interpreter import init_state, step
 from agentgraph.nodes import L2Loss
 from agentgraph.protocols import gradient
-from agentgraph.testing import agent_graphs, group_params, schedules, states
+from agentgraph.testing import agent_graphs, group_params, schedules, state_deviation, states
 from agentgraph.testing.kinds import mixer_kinds
 
 USER_TYPES = ("t1", "t2", "s1")
 KINDS = [*mixer_kinds(1, acts_on=USER_TYPES), L2Loss()]
-
-
-def _err(prog, compiled_state, agents_state) -> float:
-    got = prog.to_agents(compiled_state)
-    errs = [float(np.max(np.abs(got[a][f] - v), initial=0.0)) for a, d in agents_state.items() if a != DELAYED
-            for f, v in d.items()]
-    errs += [float(np.max(np.abs(got[DELAYED][k] - v))) for k, v in agents_state.get(DELAYED, {}).items()]
-    return max(errs, default=0.0)
 
 
 @settings(max_examples=14, deadline=None)
@@ -47,10 +38,10 @@ def test_random_ties_compiled_equal_interpreter_x64(data, graph):
             prog = compile(graph, dense=dense)
             s, l1 = prog.step(params, prog.from_agents(s0), {})
             assert abs(float(l1) - r1.loss) < 1e-10
-            assert _err(prog, s, r1.state) < 1e-10
+            assert state_deviation(graph, prog.to_agents(s), r1.state) < 1e-10
             s, l2 = prog.step(params, s, {})
             assert abs(float(l2) - r2.loss) < 1e-10
-            assert _err(prog, s, r2.state) < 1e-10
+            assert state_deviation(graph, prog.to_agents(s), r2.state) < 1e-10
     ties = graph.ties()
     for t, f in enumerate(ties.fields):  # members stay equal
         names = [graph.arrays().names[r] for r in ties.members(t)]

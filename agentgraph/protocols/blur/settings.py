@@ -43,6 +43,8 @@ from typing import Any, Literal
 
 import pydantic
 
+from agentgraph.protocols.base import fill_preset
+
 __all__ = ["AUTHORS", "BlurSettings", "PRESETS", "Sigma"]
 
 #: The neurons' nonlinearities (``relu_tanh``: relu∘tanh, the authors' hidden activation).
@@ -115,7 +117,4 @@ class BlurSettings(pydantic.BaseModel):
     @classmethod
     def _preset(cls, data: Any) -> Any:
         """Fill the options the ``conventions`` preset sets and the section does not give."""
-        if isinstance(data, dict) and isinstance(data.get("conventions"), str):
-            preset = PRESETS.get(data["conventions"], {})
-            data = {**{k: v for k, v in preset.items() if k not in data}, **data}
-        return data
+        return fill_preset(data, PRESETS)
