@@ -231,9 +231,11 @@ class TrainConfig(pydantic.BaseModel):
             >>> TrainConfig(protocol={"rule": "sgd", "lr": 0.1}).make_protocol().name
             'sgd'
         """
+        from agentgraph.meta.user_code import blame_user_code
         from agentgraph.protocols.base import resolve
 
-        return resolve(self.protocol)
+        with blame_user_code(self, "building the protocol"):
+            return resolve(self.protocol)
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> TrainConfig:

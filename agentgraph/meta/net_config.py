@@ -175,11 +175,20 @@ class BuilderNetConfig(NetConfig):
         kwargs = dict(self.args)
         if "seed" in inspect.signature(fn).parameters:
             kwargs.setdefault("seed", seed)
+        from agentgraph.meta.user_code import user_code_error
+
         try:
             out = fn(**kwargs)
-        except TypeError as e:
-            raise AgentGraphError(f"net.kind {self.kind!r} could not be called with net.args {sorted(self.args)}: "
-                                  f"{e}") from None
+        except AgentGraphError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the user's builder failed: name it and the fix
+            err = user_code_error(e, {"net.kind": self.kind}, "building the network")
+            if isinstance(e, TypeError) and (err is None or "argument" in str(e)):
+                raise AgentGraphError(f"net.kind {self.kind!r} could not be called with net.args {sorted(self.args)}: "
+                                      f"{e}") from None
+            if err is None:
+                raise
+            raise err from None
         return builders.as_network(out, self.init_std, f"net.kind {self.kind!r}")
 
 

@@ -223,7 +223,12 @@ def task_family(cfg: Any) -> TaskFamily:
         from agentgraph.loading import load_callable
 
         factory = load_callable(cfg.data.task, "data.task")
-    family = factory(cfg)
+    from agentgraph.meta.user_code import blame_user_code
+
+    with blame_user_code(cfg, "building the task family"):
+        family = factory(cfg)
     if not isinstance(family, TaskFamily):
-        raise AgentGraphError(f"data.task {cfg.data.task!r} returned {type(family).__name__}, not a TaskFamily.")
+        raise AgentGraphError(f"data.task {cfg.data.task!r} returned {type(family).__name__}, not a TaskFamily: "
+                              "return agentgraph.meta.tasks.TaskFamily(sample=..., eval_sample=..., n_in=..., "
+                              "n_out=..., classification=...).")
     return family

@@ -32,6 +32,7 @@ from agentgraph.meta.devices import device_mesh, replicate, to_host
 from agentgraph.meta.optimizers import init_training_shapes, make_meta_step
 from agentgraph.meta.start import init_training, measure_stats, warm_steps_of
 from agentgraph.meta.state import FORMAT, LOSS_BOUND, NON_FINITE, PARAM_BOUND, TAKEN, TrainState
+from agentgraph.meta.task_check import check_task_shapes
 from agentgraph.meta.tasks import TaskFamily, task_family
 from agentgraph.runtime import release_freed_memory
 
@@ -138,6 +139,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
     """
     if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
         raise AgentGraphError(f"max_steps (--max-steps) must be a positive number of meta-steps, got {max_steps!r}.")
+    from agentgraph.meta.user_code import blame_user_code
+
+    with blame_user_code(cfg, "meta-training"):  # the user's factories, hooks and samplers: errors name them
+        return _train(cfg, resume, progress, max_steps, log)
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, max_steps: int | None,
+           log: Callable[[str], None]) -> TrainResult:
     family = task_family(cfg)  # loads data: a missing dataset fails here, before any compute
     proto = cfg.make_protocol()
     warm_steps = warm_steps_of(cfg, proto)
@@ -148,6 +157,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
             "(MPLP: protocol.imitation_steps: 0), or warm-start in a gradient run and evaluate its checkpoint.")
     ctxs = make_contexts(cfg)
     for c in ctxs:
+        check_task_shapes(c, family)  # the task's layout, batches and columns against the config and network
         c.check_task(family.sample)
     template = jax.eval_shape(lambda: init_training_shapes(ctxs[0]))
     if jax.process_index() != 0:  # multi-host: process 0 writes the run directory, the others compute
