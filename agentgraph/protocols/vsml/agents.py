@@ -77,6 +77,10 @@ class VSMLSynapse(Kind):
     ``[fwd_last, bwd]`` instead: the other phase's last message (``keep_bwd`` 0 on the output
     layer's synapses, whose error is cleared after the backward sweep). With ``layer_norm`` each
     message is layer-normalised (``eps = 1e-5``) with the parameters ``ln_{fwd,bwd}_{scale,offset}``.
+    With ``shared_state`` (kind ``vsml_tied_synapse``: the uses of a convolution kernel entry)
+    ``h`` and ``c`` are per-agent fields, so a tie can share them (:mod:`agentgraph.graph.ties`,
+    reduction ``mean``: the authors' conv layer averages a kernel entry's LSTM state over its
+    positions); a batch of ``B > 1`` examples then moves them by its mean, one learner.
 
     Example:
         >>> from agentgraph.learners.lstm import init_lstm
@@ -92,13 +96,17 @@ class VSMLSynapse(Kind):
 
     def __init__(self, msg: int = 8, hidden: int = 16, micro_ticks: int = 2, rand_fraction: float = 0.5,
                  fwd_type: str = TICK, bwd_type: str = TICK, c0_scale: bool = False, carried: bool = False,
-                 layer_norm: bool = False) -> None:
+                 layer_norm: bool = False, shared_state: bool = False) -> None:
         self.msg, self.hidden, self.micro_ticks = int(msg), int(hidden), int(micro_ticks)
+        self.shared_state = bool(shared_state)
+        if self.shared_state:
+            self.name = "vsml_tied_synapse"
         self.rand = int(hidden * rand_fraction)
         self.c0_scale, self.fwd_type = bool(c0_scale), fwd_type
         self.carried = bool(carried) and fwd_type != bwd_type
         self.layer_norm = bool(layer_norm)
-        self.fields = {"h": Field((self.hidden,), per_example=True), "c": Field((self.hidden,), per_example=True),
+        per = not self.shared_state  # tied synapses: the LSTM state is per agent (shared by the tie)
+        self.fields = {"h": Field((self.hidden,), per_example=per), "c": Field((self.hidden,), per_example=per),
                        "started": Field((), per_example=True), "c0": Field((self.hidden,))}
         if self.c0_scale:  # c0_init: fan_in — the cell starts at c0_scale · c0 (c0_scale = 1/√fan-in)
             self.fields["c0_scale"] = Field((), init=1.0)
