@@ -211,6 +211,11 @@ PROTOCOLS: dict[str, str] = {
     "blur": "agentgraph.protocols.blur:blur",
     "vsml": "agentgraph.protocols.vsml:vsml",
     "attention": "agentgraph.protocols.attention:attention",
+    "feedback_alignment": "agentgraph.protocols.feedback:feedback_alignment",
+    "direct_feedback_alignment": "agentgraph.protocols.feedback:direct_feedback_alignment",
+    "sign_symmetry": "agentgraph.protocols.feedback:sign_symmetry",
+    "hebbian": "agentgraph.protocols.hebbian:hebbian",
+    "node_perturbation": "agentgraph.protocols.perturbation:node_perturbation",
 }
 
 
