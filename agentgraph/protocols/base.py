@@ -211,6 +211,8 @@ PROTOCOLS: dict[str, str] = {
     "blur": "agentgraph.protocols.blur:blur",
     "vsml": "agentgraph.protocols.vsml:vsml",
     "attention": "agentgraph.protocols.attention:attention",
+    "predictive_coding": "agentgraph.protocols.predictive_coding:predictive_coding",
+    "equilibrium": "agentgraph.protocols.equilibrium:equilibrium",
     "feedback_alignment": "agentgraph.protocols.feedback:feedback_alignment",
     "direct_feedback_alignment": "agentgraph.protocols.feedback:direct_feedback_alignment",
     "sign_symmetry": "agentgraph.protocols.feedback:sign_symmetry",
