@@ -10,8 +10,9 @@ can. It runs on any library network (``mlp`` or ``random_dag``).
 
 The whole rule is four pieces of the :class:`~agentgraph.protocols.base.Protocol` contract:
 
-* ``network``: the library kinds, with the synapse replaced by :class:`FeedbackSynapse`, whose
-  extra per-agent field ``b`` a fresh network draws like ``w``;
+* ``network``: the library kinds, with the synapse replaced by
+  :class:`~agentgraph.protocols.feedback.FeedbackSynapse` (the library's kind: ``b · m`` back,
+  ``−lr · m · x`` on ``w``), whose extra per-agent field ``b`` a fresh network draws like ``w``;
 * ``init``: ``{"log_lr": {group: log(init_lr)}}``;
 * ``params``: ``{group: {"lr": exp(log_lr[group])}}`` — what the library kinds read;
 * and its settings, validated from the config by the factory's signature.
@@ -24,7 +25,9 @@ Use it from a config, run from the repository root (the current directory is sea
       feedback_std: 0.05
 
 or from Python: ``resolve({"rule": "examples.feedback_alignment:feedback_alignment"})``
-(:func:`agentgraph.protocols.base.resolve`).
+(:func:`agentgraph.protocols.base.resolve`). The library rule ``rule: feedback_alignment``
+(:mod:`agentgraph.protocols.feedback`) is the same rule with a meta-learned feedback scale too and
+the feedback weights tied like the kernels on a ``cnn``.
 """
 
 from __future__ import annotations
@@ -32,28 +35,11 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from agentgraph.nodes import Synapse
 from agentgraph.network import FieldInit, Network
 from agentgraph.protocols.base import Protocol
+from agentgraph.protocols.feedback import FeedbackSynapse  # the library's kind (rule: feedback_alignment)
 
 __all__ = ["FeedbackSynapse", "feedback_alignment"]
-
-
-class FeedbackSynapse(Synapse):
-    """The library synapse with a fixed random feedback weight ``b``: backward sends ``b * m``
-    (not ``w * m``) and updates ``w`` by ``-lr * m * x`` as SGD does.
-
-    Example:
-        >>> s, out, upd = FeedbackSynapse().backward({"lr": 0.1}, {"w": 2.0, "b": -1.0, "x": 3.0}, {"m": jnp.array([1.0])})
-        >>> float(out[0]), float(upd["w"])
-        (-1.0, -0.30000001192092896)
-    """
-
-    fields = {**Synapse.fields, "b": Synapse.fields["w"]}
-
-    def backward(self, params, state, messages):
-        m = messages["m"]
-        return state, state["b"] * m, {"w": -params["lr"] * m[0] * state["x"]}
 
 
 def feedback_alignment(init_lr: float = 0.3, feedback_std: float = 0.05) -> Protocol:
