@@ -16,7 +16,7 @@ import numpy as np
 from agentgraph.errors import AgentGraphError
 from agentgraph.network import Network
 
-__all__ = ["output_units", "refuse_ties"]
+__all__ = ["output_units"]
 
 
 def output_units(net: Network, rule: str) -> list[int]:
@@ -46,21 +46,3 @@ def output_units(net: Network, rule: str) -> list[int]:
         out.append(srcs[0])
     return out
 
-
-def refuse_ties(net: Network, rule: str) -> None:
-    """For protocols that rebuild a network around its units and do not (yet) carry tied
-    parameters over (:mod:`agentgraph.graph.ties`): an error rather than a silently untied network.
-
-    Raises:
-        AgentGraphError: the network has ties (names ``rule``, the count and one tie).
-
-    Example:
-        >>> from agentgraph.builders import mlp_network
-        >>> refuse_ties(mlp_network([3, 2]), "demo")  # no ties: fine
-    """
-    ties = net.graph.ties()
-    if len(ties):
-        raise AgentGraphError(
-            f"{rule} does not run on networks with tied parameters yet: this one has {len(ties)} ties (e.g. "
-            f"{ties.names[0]!r} on field {ties.fields[0]!r}), which {rule}'s network would drop. Use a network "
-            "without ties (mlp, random_dag) or a protocol that keeps them (sgd, mplp, attention).")
