@@ -13,8 +13,11 @@ from agentgraph.meta.config import TrainConfig, apply_overrides, load_config, pa
 from agentgraph.meta.context import make_context
 from agentgraph.meta.evaluate import evaluate
 from agentgraph.meta.protocol_io import load_prior, load_protocol, read_checkpoint
+from agentgraph.meta.preflight import check_phase_runs
 from agentgraph.meta.start import measure_stats
+from agentgraph.meta.task_check import check_task_shapes
 from agentgraph.meta.tasks import task_family
+from agentgraph.meta.user_code import blame_user_code
 
 __all__ = ["checkpoint_eval_config", "evaluate_checkpoint"]
 
@@ -67,7 +70,15 @@ def evaluate_checkpoint(path: str, *, config: str | None = None, overrides: dict
         ('accuracy', 3)
     """
     cfg = checkpoint_eval_config(path, config, overrides)
+    with blame_user_code(cfg, "evaluating"):  # the user's factories, hooks and samplers: errors name them
+        return _evaluate(path, cfg, runs, sgd_lr, adam_lr, remeasure, log)
+
+
+def _evaluate(path: str, cfg: TrainConfig, runs: int, sgd_lr: float | None, adam_lr: float | None, remeasure: bool,
+              log: Callable[[str], None]) -> dict[str, Any]:
     ctx = make_context(cfg)
+    check_phase_runs(ctx.net.graph, cfg.run.max_phase_runs, f"the network of net.kind {cfg.net.kind!r}")
+    check_task_shapes(ctx, task_family(cfg))
     learned, stats = load_protocol(path, ctx)
     if remeasure:
         _, measured, _ = measure_stats(ctx, task_family(cfg))

@@ -182,6 +182,9 @@ class RunConfig(pydantic.BaseModel):
     max_meta_loss: pydantic.PositiveFloat | None = 1e6
     max_meta_param: pydantic.PositiveFloat | None = 1e3
     max_bad_steps: pydantic.PositiveInt = 20
+    # phase runs per inner step (the sum of the network schedule's repeats) above which a run is
+    # refused before compiling: each run is unrolled into the compiled step (agentgraph.meta.preflight)
+    max_phase_runs: pydantic.PositiveInt = 256
 
 
 class TrainConfig(pydantic.BaseModel):

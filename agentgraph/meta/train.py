@@ -32,6 +32,7 @@ from agentgraph.meta.devices import device_mesh, replicate, to_host
 from agentgraph.meta.optimizers import init_training_shapes, make_meta_step
 from agentgraph.meta.start import init_training, measure_stats, warm_steps_of
 from agentgraph.meta.state import FORMAT, LOSS_BOUND, NON_FINITE, PARAM_BOUND, TAKEN, TrainState
+from agentgraph.meta.preflight import check_es_memory, check_es_sigma, check_phase_runs
 from agentgraph.meta.task_check import check_task_shapes
 from agentgraph.meta.tasks import TaskFamily, task_family
 from agentgraph.runtime import release_freed_memory
@@ -81,7 +82,7 @@ def _resume_point(cfg: TrainConfig, template: Any, log: Callable[[str], None]) -
     path = ckpt.latest(cfg.run.out_dir)
     if path is None:
         return None
-    tree, header = ckpt.load(path, template)
+    _, header = ckpt.load(path)  # the config first: a changed optimiser or protocol is named, not a tree mismatch
     saved = header.get("config")
     if saved is None:
         raise AgentGraphError(f"Checkpoint {path!r} holds no config, so it cannot be resumed; start a new run.out_dir.")
@@ -95,6 +96,7 @@ def _resume_point(cfg: TrainConfig, template: Any, log: Callable[[str], None]) -
             f"Checkpoint {path!r} was written with a different config; these fields differ and change what the "
             f"run computes:\n{lines}\nResume with the checkpoint's values, or start a new run.out_dir. (A resumed "
             f"run may change only {', '.join(rundir.RESUMABLE)}.)")
+    tree, _ = ckpt.load(path, template)
     for k, a, b in changes:
         log(f"resuming with {k} changed: {a!r} -> {b!r}")
     return jax.tree.map(jnp.asarray, tree), int(header["step"]) + 1, path
@@ -157,9 +159,12 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, max_steps: int | None
             "(MPLP: protocol.imitation_steps: 0), or warm-start in a gradient run and evaluate its checkpoint.")
     ctxs = make_contexts(cfg)
     for c in ctxs:
+        check_phase_runs(c.net.graph, cfg.run.max_phase_runs, f"the network of net.kind {cfg.net.kind!r}")
         check_task_shapes(c, family)  # the task's layout, batches and columns against the config and network
         c.check_task(family.sample)
     template = jax.eval_shape(lambda: init_training_shapes(ctxs[0]))
+    if cfg.meta.optimizer.kind == "es":  # the population's memory, estimated before compiling
+        check_es_memory(cfg, ctxs[0], template.trainable, len(jax.devices()))
     if jax.process_index() != 0:  # multi-host: process 0 writes the run directory, the others compute
         return _train_locked(cfg, family, ctxs, template, resume, False, max_steps, lambda s: None, writer=False)
     with rundir.locked(cfg.run.out_dir, need_bytes=_checkpoint_bytes(template, cfg.run.keep)):
@@ -174,6 +179,8 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
     if isinstance(begun, TrainResult):
         return begun
     ts, start, last_ckpt, setup = begun
+    if cfg.meta.optimizer.kind == "es":
+        check_es_sigma(cfg, ts.trainable)
     if writer:
         rundir.rewrite_metrics(metrics_path, [r for r in rundir.read_metrics(metrics_path) if r["step"] < start])
     warm_steps = warm_steps_of(cfg, ctxs[0].protocol)
