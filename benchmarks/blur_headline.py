@@ -1,0 +1,136 @@
+"""BLUR's headline (issue 33 item 2): CMA-ES and gradient meta-training on MNIST 14x14 with the
+authors' conventions, the ablation of each convention, and the paper's own protocol.
+
+Run:  python benchmarks/blur_headline.py list
+      python benchmarks/blur_headline.py run NAME [NAME ...]    # one after another, nice'd
+      python benchmarks/blur_headline.py summarise NAME [--meta-steps=N]  # write a finished run's JSON
+      python benchmarks/blur_headline.py table                  # the tables of docs/blur.md
+
+Each variant is ``agentgraph train CONFIG --set ...`` into ``runs/blur_headline/<name>``; after it
+finishes this writes ``benchmarks/results/runs/blur/<name>.json``: the command, a note, the
+generations, the CPU minutes (``cpu_seconds`` of every meta-step plus set-up, from the run's
+``metrics.jsonl``), every periodic evaluation (read-out accuracy of ``run.eval_runs`` fresh
+networks on the test split after the inner steps) and the best / last / mean-of-last-five of them.
+The run state stays in ``runs/`` (not committed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+OUT = os.path.join(ROOT, "benchmarks", "results", "runs", "blur")
+RUNS = os.path.join(ROOT, "runs", "blur_headline")
+SMALL = "examples/configs/blur_mnist14_authors.yaml"
+PAPER = "examples/configs/blur_mnist14_paper.yaml"
+
+# One convention of the authors' set back to agentgraph's (protocol options, settings.py).
+BACK_TO_OURS: dict[str, list[str]] = {
+    "bias_state": ["protocol.bias_state=e0"],
+    "label_states": ["protocol.label_states=keep"],
+    "label_coding": ["protocol.label_coding=as_given"],
+    "feedback": ["protocol.feedback=tied"],
+    "activations": ["protocol.sigma=tanh", "protocol.output_sigma=null"],
+    "batch_update": ["protocol.batch_update=mean"],
+    "synapse_init": ["protocol.synapse_init=normal"],
+    "genome_init": ["protocol.genome_init=agentgraph", "protocol.genome_scale=0.5"],
+}
+# The same options, one of the authors' on top of agentgraph's conventions.
+AUTHORS_ALONE: dict[str, list[str]] = {
+    "bias_state": ["protocol.bias_state=ones"],
+    "label_states": ["protocol.label_states=zero"],
+    "label_coding": ["protocol.label_coding=pm1"],
+    "feedback": ["protocol.feedback=separate"],
+    "activations": ["protocol.sigma=relu_tanh", "protocol.output_sigma=tanh"],
+    "batch_update": ["protocol.batch_update=sum"],
+    "synapse_init": ["protocol.synapse_init=uniform"],
+    "genome_init": ["protocol.genome_init=authors", "protocol.genome_scale=1.0"],
+}
+OURS = ["protocol.conventions=agentgraph"]
+
+VARIANTS: dict[str, tuple[str, list[str], str]] = {
+    "abl_authors": (SMALL, [], "small setting, every authors' convention (the ablation's base)"),
+    "abl_ours": (SMALL, OURS, "small setting, agentgraph's conventions"),
+    **{f"abl_back_{k}": (SMALL, v, f"small setting, authors' conventions with {k} back to agentgraph's")
+       for k, v in BACK_TO_OURS.items()},
+    **{f"abl_alone_{k}": (SMALL, OURS + v, f"small setting, agentgraph's conventions with the authors' {k}")
+       for k, v in AUTHORS_ALONE.items()},
+    "abl_authors_sigma03": (SMALL, ["meta.optimizer.sigma=0.3"], "small setting, authors', CMA-ES sigma 0.3"),
+    "abl_authors_b128": (SMALL, ["meta.batch=128", "meta.inner_steps=15", "meta.outer_batch=1"],
+                         "small network and k=3, authors', the paper's data: 15 steps x batch 128"),
+    "paper_authors": (PAPER, [], "the paper's CMA-ES protocol (hidden 20, not 512), authors' conventions"),
+    "paper_ours": (PAPER, OURS + ["protocol.k=2"], "the paper's CMA-ES protocol (hidden 20), agentgraph's conventions"),
+    "paper_authors_k3": (PAPER, ["protocol.k=3"], "the paper's CMA-ES protocol (hidden 20), authors', k = 3"),
+    "paper_authors_h64": (PAPER, ["net.sizes=[196,64,10]"], "the paper's CMA-ES protocol, hidden 64, authors'"),
+    "paper_gradient": (PAPER, ["meta.optimizer={kind: gradient}", "meta.objective=readout", "meta.meta_lr=5.0e-4",
+                               "protocol.objective=cross_entropy"],
+                       "the paper's protocol (hidden 20), authors' conventions, by gradient through the unroll "
+                       "(Adam 5e-4 as the paper's App. C.1, softmax cross-entropy of output state 0 as its §3.3), "
+                       "CPU time matched to paper_authors"),
+}
+
+
+def _summary(name: str, config: str, sets: list[str], note: str, extra: list[str]) -> dict:
+    rows = [json.loads(line) for line in open(os.path.join(RUNS, name, "metrics.jsonl"))]
+    cpu = sum(r.get("cpu_seconds", 0.0) for r in rows) + sum(r.get("setup_cpu_seconds", 0.0) for r in rows)
+    evals = [[r["step"], round(r["eval"], 5)] for r in rows if "eval" in r]
+    last5 = [e for _, e in evals[-5:]]
+    cmd = " ".join(["agentgraph train", config, *[f'--set "{s}"' for s in sets], *extra,
+                    f"--out-dir runs/blur_headline/{name}"])
+    return {"command": cmd, "note": note, "generations": len(rows), "cpu_minutes": round(cpu / 60, 3),
+            "wall_minutes": round(sum(r.get("seconds", 0.0) for r in rows) / 60, 3),
+            "eval_every": evals, "best_eval": max(e for _, e in evals), "last_eval": evals[-1][1],
+            "mean_last5_eval": round(sum(last5) / len(last5), 5),
+            "meta_loss_first_last": [rows[0]["meta_loss"], rows[-1]["meta_loss"]]}
+
+
+def run(name: str, extra: list[str]) -> None:
+    config, sets, note = VARIANTS[name]
+    cmd = ["nice", "-n", "10", "agentgraph", "train", config, "--no-progress",
+           "--out-dir", os.path.join(RUNS, name), *extra]
+    for s in sets:
+        cmd += ["--set", s]
+    t = time.time()
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    s = _summary(name, config, sets, note, extra)
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, f"{name}.json"), "w") as f:
+        json.dump(s, f, indent=1)
+    print(f"{name}: best {s['best_eval']:.3f} last {s['last_eval']:.3f} mean-last-5 {s['mean_last5_eval']:.3f} "
+          f"({s['generations']} gens, {s['cpu_minutes']:.1f} CPU-min, {time.time() - t:.0f} s wall)", flush=True)
+
+
+def table() -> None:
+    print("| variant | best | last | mean of last 5 | generations | CPU-min |")
+    print("|---|---|---|---|---|---|")
+    for name in VARIANTS:
+        p = os.path.join(OUT, f"{name}.json")
+        if os.path.exists(p):
+            s = json.load(open(p))
+            print(f"| {name} | {s['best_eval']:.3f} | {s['last_eval']:.3f} | {s['mean_last5_eval']:.3f} | "
+                  f"{s['generations']} | {s['cpu_minutes']:.1f} |")
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if not args or args[0] == "list":
+        for n, (c, s, note) in VARIANTS.items():
+            print(f"{n}: {note}\n    {c} {' '.join(s)}")
+    elif args[0] == "table":
+        table()
+    elif args[0] == "summarise":  # a finished run's summary again (e.g. after its driver was stopped)
+        names = [a for a in args[1:] if not a.startswith("--")]
+        extra = [a for a in args[1:] if a.startswith("--")]
+        for n in names:
+            c, s, note = VARIANTS[n]
+            with open(os.path.join(OUT, f"{n}.json"), "w") as f:
+                json.dump(_summary(n, c, s, note, extra), f, indent=1)
+    elif args[0] == "run":
+        names = [a for a in args[1:] if not a.startswith("--")]
+        extra = [a for a in args[1:] if a.startswith("--")]  # --meta-steps=N form
+        for n in names:
+            run(n, extra)
