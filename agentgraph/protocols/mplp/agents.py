@@ -13,7 +13,8 @@ Stateful learners (default) are GRUs (:func:`~agentgraph.learners.gru_step`) who
 field ``carry``. Stateless learners are two MLPs, ``f`` (update) and ``g`` (message).
 
 Learner inputs (as in the authors' reference implementation): synapse ``[m (k), w, x]``; bias ``[m (k), b, z]``; activation
-``[m (k), pre-activation]``; softmax ``[m (k), logit, logit - max, exp(logit - max),
+``[m (k), pre-activation]``; pooling (not in the paper) ``[m (k), v]`` with ``v`` the pooled value
+(average or max pool, stored by the forward) or the gate's input (max gate); softmax ``[m (k), logit, logit - max, exp(logit - max),
 sum exp(logits - max)]``; loss ``[loss, prediction, target, log(clip(prediction)) (CE) or
 target - prediction (L2)]``. The loss agent's first input is its seed, the stored ``[loss]``.
 With ``grad_input`` (an option, not gradient-free) weights and biases also see their
@@ -85,6 +86,9 @@ class MPLPConfig:
 #: The parameter field of each library kind that owns one.
 PARAM_FIELDS = {"synapse": "w", "bias": "b"}
 
+#: Pooling kinds: the stored value their learner reads (``avg_pool``'s is stored by :class:`MPLPKind`).
+POOL_VALUE = {"avg_pool": "y", "max_pool": "y", "max_gate": "x"}
+
 
 def _own_features(base: str, state: Mapping) -> jax.Array:
     """The learner inputs of one agent (one example) of library kind ``base`` that are not its
@@ -104,6 +108,8 @@ def _own_features(base: str, state: Mapping) -> jax.Array:
         return state["x"][None]
     if base == "sum":
         return state["z"][None]
+    if base in POOL_VALUE:
+        return jnp.reshape(state[POOL_VALUE[base]], (1,))
     raise AgentGraphError(f"MPLP has no learner inputs for kind {base!r}.")
 
 
@@ -154,7 +160,7 @@ def n_features(base: str, k: int, grad_input: bool = False) -> int:
         return k + 4
     if base in ("l2", "cross_entropy"):
         return 4
-    if base in ACTIVATIONS or base == "sum":
+    if base in ACTIVATIONS or base == "sum" or base in POOL_VALUE:
         return k + 1
     raise AgentGraphError(f"MPLP has no learner inputs for kind {base!r}.")
 
@@ -182,6 +188,8 @@ class MPLPKind(Kind):
         self.carry_size = config.carry_size or (1 if self.param else 0) + config.hidden + k
         # the learners read every stored input: nothing of the base kind is scratch here
         fields = {f: dataclasses.replace(spec, scratch=False) for f, spec in base.fields.items()}
+        if base.name == "avg_pool":  # the learner reads the pooled value
+            fields["y"] = Field(per_example=True)
         if config.stateful and base.runs("backward") and base.name != "softmax_norm":
             fields["carry"] = Field(shape=(self.carry_size,), per_example=True)
         if config.grad_input and self.param:
@@ -203,6 +211,8 @@ class MPLPKind(Kind):
 
     def forward(self, params, state, inputs):
         new, out = self.base.forward(None, {f: state[f] for f in self.base.fields}, inputs)
+        if self.base.name == "avg_pool":
+            new = {**new, "y": jnp.reshape(out, ())}
         return {**state, **new}, out
 
     def runs(self, sweep: str) -> bool:  # backward iff the base kind takes part in it
@@ -272,8 +282,8 @@ class MPLPKind(Kind):
         return (type(self), self.name, self.base._identity(), self.config)
 
 
-#: Library kinds MPLP has no agents for (yet): pooling units.
-NO_MPLP_KIND = ("avg_pool", "max_pool", "max_gate")
+#: Library kinds MPLP has no agents for (none at present; pooling kinds have theirs).
+NO_MPLP_KIND: tuple[str, ...] = ()
 
 
 def kinds(config: MPLPConfig = MPLPConfig(), sharing: str = "group") -> dict[str, Kind]:
@@ -282,7 +292,7 @@ def kinds(config: MPLPConfig = MPLPConfig(), sharing: str = "group") -> dict[str
 
     Example:
         >>> sorted(kinds())[:3]
-        ['bias', 'cross_entropy', 'identity']
+        ['avg_pool', 'bias', 'cross_entropy']
     """
     if sharing == "all":
         config = config.padded()
@@ -298,5 +308,5 @@ def check_supported(graph) -> None:
     """
     bad = sorted(set(graph.arrays().kind_names) & set(NO_MPLP_KIND))
     if bad:
-        raise AgentGraphError(f"MPLP has no agents for the kind(s) {bad} (pooling) yet; use a network without "
-                              "pooling layers (convolutions with stride instead), or the sgd / attention protocols.")
+        raise AgentGraphError(f"MPLP has no agents for the kind(s) {bad} yet; use a network without them, or the "
+                              "sgd / attention protocols.")
