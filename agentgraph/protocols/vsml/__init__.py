@@ -22,7 +22,9 @@ The authors' code (``louiskirsch/vsml-neurips2021``) computes the same tick (to 
 ``benchmarks/vsml_vs_authors.py``) once the conventions that differ are matched: they are options
 of :class:`~agentgraph.protocols.vsml.settings.VsmlSettings` (``feed_label``, ``c0_init``,
 ``param_init``, ``batch_merge``, ``error_scale``; ``conventions="authors"`` sets all of them). The
-network comes from a library graph, so it may be non-layered (skip connections, several paths).
+network comes from a library graph, so it may be non-layered (skip connections, several paths)
+or convolutional: a kernel entry's uses share one LSTM state (tied, reduction mean, as the
+authors' conv layer; :mod:`agentgraph.protocols.vsml.network`).
 
 Example:
     >>> import jax
@@ -132,7 +134,7 @@ def authors_batch(params: dict, state: dict, batch_size: Any, merge: bool, scale
         >>> float(p[GROUP]["error_scale"])
         0.25
     """
-    if merge:
+    if merge and "vsml_synapse" in state:  # tied synapses hold h, c per agent: one learner already
         syn = state["vsml_synapse"]
         state = {**state, "vsml_synapse": {**syn, "h": merge_halves(syn["h"], 1), "c": merge_halves(syn["c"], 1)}}
     if scale:
