@@ -158,13 +158,37 @@ def _overrides(pairs: Sequence[str] | None) -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from agentgraph.meta.config import load_config
-    from agentgraph.meta.train import train
+    from agentgraph.errors import AgentGraphError
+    from agentgraph.meta import multihost
 
+    multihost.check_flags(args.coordinator, args.num_processes, args.process_id)
+    stop = None
     if args.coordinator:
         from agentgraph.meta.devices import init_distributed
 
-        init_distributed(args.coordinator, args.num_processes, args.process_id, timeout_s=args.distributed_timeout)
+        init_distributed(args.coordinator, args.num_processes, args.process_id, timeout_s=args.distributed_timeout,
+                         heartbeat_s=args.peer_timeout)
+        stop = multihost.start_heartbeat(args.peer_timeout)  # a peer that dies ends this process, clearly
+    try:
+        return _train_run(args, stop)
+    except AgentGraphError:
+        raise
+    except Exception:
+        if stop is not None and not stop.is_set():  # a collective failed: a peer died; the heartbeat says which
+            time.sleep(args.peer_timeout + 5)
+        raise
+    finally:
+        if stop is not None:
+            multihost.finished()
+            stop.set()
+
+
+def _train_run(args: argparse.Namespace, stop: Any) -> int:
+    """``agentgraph train`` once the processes (if several) have joined: the config, checked to be
+    the same in every process, then meta-training."""
+    from agentgraph.meta.config import load_config
+    from agentgraph.meta.train import train
+
     ov = _overrides(args.set)
     if args.seed is not None:
         ov["run.seed"] = args.seed
@@ -173,6 +197,12 @@ def _train(args: argparse.Namespace) -> int:
     if args.meta_steps is not None:
         ov["meta.meta_steps"] = args.meta_steps
     cfg = load_config(args.config, ov)
+    if stop is not None:
+        import jax
+
+        from agentgraph.meta.multihost import agree
+
+        agree(cfg.model_dump(mode="json"), args.num_processes or jax.process_count(), args.distributed_timeout)
     res = train(cfg, resume=args.resume, progress=not args.no_progress, max_steps=args.max_steps)
     if res["steps"] == 0:
         return 0
@@ -302,6 +332,9 @@ def _add_train(sub: Any) -> None:
     tr.add_argument("--process-id", type=int, default=None, help="this process's index, 0 .. N-1 (with --coordinator)")
     tr.add_argument("--distributed-timeout", type=_seconds, default=300.0,
                     help="seconds to wait for the coordinator and the other processes (default 300)")
+    tr.add_argument("--peer-timeout", type=_seconds, default=60.0,
+                    help="multi-process: a process silent this many seconds is taken as dead and the others stop "
+                         "with an error naming it (default 60)")
     tr.set_defaults(fn=_train)
 
 

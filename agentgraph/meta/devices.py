@@ -129,7 +129,7 @@ def to_host(tree: Any) -> Any:
 
 
 def init_distributed(coordinator: str, num_processes: int | None = None, process_id: int | None = None, *,
-                     timeout_s: float = 300.0) -> None:
+                     timeout_s: float = 300.0, heartbeat_s: float = 60.0) -> None:
     """Join a multi-process run (``jax.distributed``) before any JAX computation: afterwards
     :func:`device_mesh` spans every process's devices, and meta-training splits its batch over
     all of them (process 0 alone writes the run directory; docs/scaling.md).
@@ -141,6 +141,8 @@ def init_distributed(coordinator: str, num_processes: int | None = None, process
         num_processes, process_id: this run's size and this process's index (not with ``auto``).
         timeout_s: how long to wait for the coordinator and the other processes. A process that
             is not connected by then stops with a message naming the coordinator — never a hang.
+        heartbeat_s: the peer timeout of :func:`~agentgraph.meta.multihost.start_heartbeat`; JAX's
+            own heartbeat (which aborts from C++) is set well past it.
 
     Raises:
         AgentGraphError: a malformed address or index, or (processes other than 0) a coordinator
@@ -195,5 +197,16 @@ def init_distributed(coordinator: str, num_processes: int | None = None, process
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU devices talk across processes
     kw = {} if coordinator == "auto" else {"coordinator_address": coordinator, "num_processes": num_processes,
                                           "process_id": process_id}
-    jax.distributed.initialize(**kw, initialization_timeout=int(timeout_s) + 30)
+    try:
+        jax.distributed.initialize(**kw, initialization_timeout=int(timeout_s) + 30,
+                                   heartbeat_timeout_seconds=int(2 * heartbeat_s) + 30)
+    except (ValueError, RuntimeError) as e:
+        done.set()
+        if coordinator != "auto":
+            raise
+        raise AgentGraphError(
+            "--coordinator auto found no cluster to read the coordinator, process count and process id from (no "
+            "SLURM, Open MPI, TPU pod, Kubernetes, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID "
+            f"variables) [{type(e).__name__}: {str(e)[:160]}]. Outside a cluster give --coordinator HOST:PORT with "
+            "--num-processes and --process-id, or run without --coordinator.") from None
     done.set()

@@ -259,6 +259,37 @@ def _begin(cfg: TrainConfig, ctx: Context, family: TaskFamily, template: Any, re
     """Where the run starts: ``(state, first meta-step, last checkpoint, (setup wall s, setup CPU s)
     or None)`` — resumed from the newest checkpoint, or fresh (:func:`init_training`) — or, for a
     run that already reached ``meta.meta_steps``, its (empty) :class:`TrainResult`."""
+    if jax.process_count() > 1:
+        return _begin_shared(cfg, ctx, family, template, resume, log)
+    return _begin_here(cfg, ctx, family, template, resume, log)
+
+
+def _begin_shared(cfg: TrainConfig, ctx: Context, family: TaskFamily, template: Any, resume: bool,
+                  log: Callable[[str], None]) -> TrainResult | tuple[TrainState, int, str | None, tuple | None]:
+    """:func:`_begin` of a multi-process run: process 0 alone reads ``run.out_dir`` (the others
+    may not share its disk) and sends every process what it found — a fresh start, a finished
+    run, or the state and step of its newest checkpoint — so a restarted job resumes, in every
+    process, from the last checkpoint process 0 wrote."""
+    from jax.experimental import multihost_utils as mu
+
+    writer = jax.process_index() == 0
+    begun = _begin_here(cfg, ctx, family, template, resume, log, fresh=False) if writer else None
+    how = 0 if begun is None else 2 if isinstance(begun, TrainResult) else 1  # fresh, resumed, finished
+    code = np.asarray(mu.broadcast_one_to_all(np.array([how, 0 if how != 1 else begun[1]], np.int64)))
+    if int(code[0]) == 2:
+        return begun if writer else TrainResult(steps=0, first_meta_loss=None, last_meta_loss=None, seconds_per_step=None,
+                                                first_step_seconds=None, bad_steps=0, checkpoint=None, out_dir=cfg.run.out_dir)
+    if int(code[0]) == 1:
+        local = begun[0] if writer else jax.tree.map(lambda v: np.zeros(v.shape, v.dtype), template)
+        ts = jax.tree.map(jnp.asarray, mu.broadcast_one_to_all(jax.tree.map(np.asarray, local)))
+        return ts, int(code[1]), begun[2] if writer else None, None
+    return _begin_here(cfg, ctx, family, template, False, log, check_dir=writer)
+
+
+def _begin_here(cfg: TrainConfig, ctx: Context, family: TaskFamily, template: Any, resume: bool,
+                log: Callable[[str], None], fresh: bool = True,
+                check_dir: bool = True) -> TrainResult | tuple[TrainState, int, str | None, tuple | None] | None:
+    """:func:`_begin` in this process; ``fresh=False``: ``None`` instead of a fresh start."""
     out_dir = cfg.run.out_dir
     point = _resume_point(cfg, template, log) if resume else None
     if resume and point is None:
@@ -273,11 +304,13 @@ def _begin(cfg: TrainConfig, ctx: Context, family: TaskFamily, template: Any, re
                                first_step_seconds=None, bad_steps=0, checkpoint=last_ckpt, out_dir=out_dir)
         log(f"resuming from {last_ckpt} at meta-step {start}")
         return ts, start, last_ckpt, None
-    if ckpt.latest(out_dir) is not None:
+    if check_dir and ckpt.latest(out_dir) is not None:
         raise AgentGraphError(
             f"{out_dir!r} already holds checkpoints of an earlier run; pass --resume to continue it, or "
             "choose another run.out_dir."
         )
+    if not fresh:
+        return None
     t0, c0 = time.perf_counter(), time.process_time()
     ts = init_training(ctx, family)
     setup = (time.perf_counter() - t0, time.process_time() - c0)
