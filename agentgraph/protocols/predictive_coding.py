@@ -111,18 +111,20 @@ class PCUnit(Bias):
 
 
 class PCClamp(Kind):
-    """Marks output units: sends 1 forward into their port ``"clamp"`` (one agent for all).
+    """Marks output units: sends its constant ``c = 1`` forward into their port ``"clamp"`` (one
+    agent for all).
 
     Example:
-        >>> float(PCClamp().forward(None, {}, {})[1][0])
+        >>> float(PCClamp().forward(None, {"c": jnp.ones(())}, {})[1][0])
         1.0
     """
 
     name = "pc_clamp"
+    fields = {"c": Field(init=1.0)}
     forward_outputs = {"out": 1}
 
     def forward(self, params, state, inputs):
-        return state, jnp.ones(1)
+        return state, state["c"][None]
 
 
 def relay_kind(kind: Kind, arrow_type: str) -> Kind:

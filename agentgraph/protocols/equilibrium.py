@@ -1,0 +1,320 @@
+"""Equilibrium propagation (Scellier & Bengio 2017; the centred variant of Laborde et al. 2021)
+on library networks with an L2 head: ``mlp`` and ``random_dag``.
+
+The network becomes a symmetric recurrent one: every synapse couples its two units both ways
+with one weight. Unit ``j`` (the ``bias`` agent) holds a pre-activation ``u_j``; the activity of a
+hidden unit is its activation ``ρ(u_j)`` (its ``tanh``/``sigmoid``… agent), of an input its data,
+of an output unit ``u_j`` itself. The energy and the cost are
+
+    ``E = Σ_j [u_j ρ(u_j) − P(u_j)] − Σ_{synapses} w ρ(u_i) ρ(u_j) − Σ_j b_j ρ(u_j)``  (``P′ = ρ``),
+    ``C = ½ Σ_out (u_j − y_j)²``,
+
+whose stationary points under ``E + βC`` are the fixed points of
+``u_j = Σ_i w_ij ρ(u_i) + Σ_k w_jk ρ(u_k) + b_j − β [j output] (u_j − y_j)``. One relaxation tick
+(a sweep of arrow type ``ep``) moves every unit at once, ``u ← u + γ (that − u)``, from the
+activities of the previous tick (the arrows into units are delayed). One inner step:
+
+    ``ep × (T+1)`` (free phase, from ``u = 0``) ``→ forward [loss]`` (the free fixed point's
+    loss; the free products are stored) ``→ ep × K`` (nudged, ``+β``) ``→ ep_learn``
+
+and the local update ``Δw = (lr/β) (ρ_i ρ_j|β − ρ_i ρ_j|0)``, ``Δb_j = (lr/β) (ρ_j|β − ρ_j|0)``,
+which tends to ``−lr dL/dθ`` (``L = C`` at the free fixed point) as ``β → 0``. ``nudge="centred"``
+adds a ``−β`` phase from the free fixed point (``ep_flip → ep × (K+1)``) and uses
+``(ρρ|β − ρρ|−β)/(2β)`` (error ``O(β²)`` instead of ``O(β)``). Meta-parameters: ``log β``,
+``log γ`` and one ``log lr`` per parameter group.
+
+Example:
+    >>> import numpy as np
+    >>> from agentgraph import interpreter
+    >>> from agentgraph.builders import mlp_network
+    >>> p = equilibrium(T=4, K=2, beta=0.1, gamma=0.5, lr=0.1)
+    >>> net = p.network(mlp_network([3, 4, 2], activation="tanh", loss="l2"))
+    >>> prm = p.params(p.init(None, net.graph), {}, net.graph)
+    >>> r = interpreter.step(net.graph, interpreter.init_state(net.graph, 2), prm, {"x": np.ones((2, 3)), "y": np.eye(2)})
+    >>> bool(r.loss > 0)
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import jax.numpy as jnp
+import numpy as np
+
+from agentgraph.arrows.ports import Port
+from agentgraph.arrows.schedule import Phase, Schedule
+from agentgraph.errors import AgentGraphError
+from agentgraph.graph import AgentGraph
+from agentgraph.network import Network
+from agentgraph.nodes import Bias, Field, Input, Kind, Synapse, Target
+from agentgraph.nodes._util import learning_rate
+from agentgraph.protocols.base import Protocol
+
+__all__ = ["EPSynapse", "EPUnit", "ep_activation", "ep_network", "ep_schedule", "equilibrium"]
+
+RELAX, FLIP, LEARN = "ep", "ep_flip", "ep_learn"
+_ONE = Port(1, "sum")
+
+
+def _scale(params, centred: bool):
+    """``lr/β`` (one-sided) or ``lr/(2β)`` (centred)."""
+    return learning_rate(params, "equilibrium") / (params["beta"] * (2.0 if centred else 1.0))
+
+
+class EPUnit(Bias):
+    """A unit of the symmetric network (module docstring), under the library bias's name.
+
+    State: ``b`` (per agent); per example ``u`` (pre-activation), ``u0``/``u1`` (at the free /
+    ``+β`` fixed point), ``c`` (1 on output units: the target's flag), ``sign`` (the nudge: 0,
+    +1, −1), ``fresh`` (1: the next tick only sends). Ports on ``ep``: ``x`` (from the synapses
+    below), ``m`` (from above), ``y`` (``[y, 1]`` from its target); on ``ep_learn``: ``d`` (its
+    activation's change of activity). Params ``{"lr", "beta", "gamma"}``.
+
+    Example:
+        >>> s = {f: jnp.zeros(()) for f in EPUnit().fields}
+        >>> p = {"lr": 0.1, "beta": 0.5, "gamma": 1.0}
+        >>> ib = {"x": jnp.ones(1), "m": jnp.ones(1), "y": jnp.array([3.0, 1.0])}
+        >>> float(EPUnit().act("ep", p, {**s, "sign": 1.0}, ib)[0]["u"])  # 2 + 0.5 (3 - 0)
+        3.5
+    """
+
+    fields = {"b": Field(), "z": Field(per_example=True), "u": Field(per_example=True),
+              "u0": Field(per_example=True), "u1": Field(per_example=True), "c": Field(per_example=True),
+              "sign": Field(per_example=True), "fresh": Field(per_example=True, init=1.0)}
+    acts_on = (RELAX, FLIP, LEARN)
+    arrow_ports = {RELAX: {"x": _ONE, "m": _ONE, "y": Port(2, "sum")}, LEARN: {"d": _ONE}}
+    arrow_outputs = {RELAX: {"out": 1}}
+
+    def __init__(self, centred: bool = False) -> None:
+        self.centred = bool(centred)
+
+    def forward(self, params, state, inputs):  # the free fixed point: read the loss, mark, nudge next
+        return {**state, "z": inputs["x"][0], "u0": state["u"], "sign": 1.0 + 0.0 * state["sign"]}, state["u"][None]
+
+    def act(self, arrow_type, params, state, inbox):
+        u = state["u"]
+        if arrow_type == RELAX:
+            y, c = inbox["y"][0], inbox["y"][1]
+            drive = inbox["x"][0] + inbox["m"][0] + state["b"] + state["sign"] * params["beta"] * c * (y - u)
+            u = jnp.where(state["fresh"] > 0, u, u + params["gamma"] * (drive - u))
+            return {**state, "u": u, "c": c, "fresh": 0.0 * state["fresh"]}, u[None], {}
+        if arrow_type == FLIP:  # centred: back to the free fixed point, nudge −β, first tick only sends
+            one = 1.0 + 0.0 * u
+            return {**state, "u1": u, "u": state["u0"], "sign": -one, "fresh": one}, {}, {}
+        c = state["c"]  # LEARN
+        own = (state["u1"] - u) if self.centred else (u - state["u0"])
+        delta = c * own + (1.0 - c) * inbox["d"][0]
+        zero = 0.0 * u
+        reset = {**state, "u": zero, "sign": zero, "fresh": 1.0 + zero}
+        return reset, {}, {"b": _scale(params, self.centred) * delta}
+
+    def backward(self, params, state, messages):  # not in the schedule; Bias's would update b
+        return state, messages["m"], {}
+
+
+class EPSynapse(Synapse):
+    """A symmetric coupling: on ``ep`` it receives the activity below (``x``) and above (``m``),
+    stores their product ``p`` and sends ``w·x`` up (``out``) and ``w·m`` down (``back``); the
+    forward sweep stores the free product ``p0``, ``ep_flip`` the ``+β`` one ``p1``; ``ep_learn``
+    updates ``w`` by ``(lr/β)(p − p0)`` (centred: ``(lr/2β)(p1 − p)``).
+
+    Example:
+        >>> k = EPSynapse()
+        >>> s, out, _ = k.act("ep", None, {"w": 2.0, "x": 0.0, "p": 0.0, "p0": 0.0, "p1": 0.0},
+        ...                   {"x": jnp.array([3.0]), "m": jnp.array([0.5])})
+        >>> float(out["out"][0]), float(out["back"][0]), float(s["p"])
+        (6.0, 1.0, 1.5)
+    """
+
+    fields = {**Synapse.fields, "p": Field(per_example=True), "p0": Field(per_example=True),
+              "p1": Field(per_example=True)}
+    acts_on = (RELAX, FLIP, LEARN)
+    arrow_ports = {RELAX: {"x": _ONE, "m": _ONE}}
+    arrow_outputs = {RELAX: {"out": 1, "back": 1}}
+
+    def __init__(self, centred: bool = False) -> None:
+        self.centred = bool(centred)
+
+    def forward(self, params, state, inputs):
+        return {**state, "p0": state["p"]}, state["w"] * inputs["x"]
+
+    def act(self, arrow_type, params, state, inbox):
+        if arrow_type == RELAX:
+            x, m = inbox["x"][0], inbox["m"][0]
+            return {**state, "p": x * m}, {"out": (state["w"] * x)[None], "back": (state["w"] * m)[None]}, {}
+        if arrow_type == FLIP:
+            return {**state, "p1": state["p"]}, {}, {}
+        diff = (state["p1"] - state["p"]) if self.centred else (state["p"] - state["p0"])
+        return state, {}, {"w": _scale(params, self.centred) * diff}
+
+
+def ep_activation(kind: Kind, centred: bool = False) -> Kind:
+    """A library activation ``ρ`` (same name) as a hidden unit's activity: on ``ep`` it sends
+    ``ρ(u)`` of its unit's ``u``; it stores ``ρ`` at the free (``r0``, forward sweep) and ``+β``
+    (``r1``, ``ep_flip``) fixed points, and on ``ep_learn`` sends its unit the change
+    ``ρ − r0`` (centred: ``r1 − ρ``).
+
+    Example:
+        >>> from agentgraph.nodes import Activation
+        >>> k = ep_activation(Activation("tanh"))
+        >>> s, out, _ = k.act("ep", None, {"x": 0.0, "r0": 0.0, "r1": 0.0}, {"x": jnp.array([0.5])})
+        >>> round(float(out[0]), 4), k.name
+        (0.4621, 'tanh')
+    """
+    base = type(kind)
+
+    def rho(self, u):
+        return self.fn(u)
+
+    def forward(self, params, state, inputs):
+        u = inputs["x"][0]
+        return {**state, "x": u, "r0": rho(self, u)}, rho(self, u)[None]
+
+    def act(self, t, params, state, inbox):
+        if t == RELAX:
+            u = inbox["x"][0]
+            return {**state, "x": u}, rho(self, u)[None], {}
+        r = rho(self, state["x"])
+        if t == FLIP:
+            return {**state, "r1": r}, {}, {}
+        return state, ((state["r1"] - r) if centred else (r - state["r0"]))[None], {}
+
+    attrs = {"fields": {**kind.fields, "r0": Field(per_example=True), "r1": Field(per_example=True)},
+             "acts_on": (RELAX, FLIP, LEARN), "forward": forward, "act": act,
+             "arrow_ports": {RELAX: {"x": _ONE}}, "arrow_outputs": {RELAX: {"out": 1}, LEARN: {"out": 1}}}
+    out = copy.copy(kind)
+    out.__class__ = type(f"EP{base.__name__}", (base,), attrs)
+    return out
+
+
+class _EPInput(Input):
+    acts_on = (RELAX,)
+    arrow_ports = {RELAX: {"data": _ONE}}
+    arrow_outputs = {RELAX: {"out": 1}}
+
+    def act(self, arrow_type, params, state, inbox):
+        return state, inbox["data"], {}
+
+
+class _EPTarget(Target):
+    acts_on = (RELAX,)
+    arrow_ports = {RELAX: {"data": _ONE}}
+    arrow_outputs = {RELAX: {"out": 2}}
+
+    def act(self, arrow_type, params, state, inbox):
+        return state, jnp.concatenate([inbox["data"], jnp.ones(1)]), {}
+
+
+def ep_schedule(T: int, K: int, centred: bool = False) -> Schedule:
+    """The step of module docstring: free phase, loss, nudged phase(s), update.
+
+    Example:
+        >>> ep_schedule(3, 2)
+        Schedule(ep×4 -> forward [loss] -> ep×2 -> ep_learn)
+    """
+    flip = (Phase(FLIP), Phase(RELAX, repeat=K + 1)) if centred else ()
+    return Schedule((Phase(RELAX, repeat=T + 1), Phase("forward", loss=True), Phase(RELAX, repeat=K), *flip,
+                     Phase(LEARN)))
+
+
+def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
+    """The EP network of a library network with an L2 head (module docstring): its agents with
+    the EP kinds under the library names, and the arrows of ``ep`` (copies of the forward and
+    backward arrows, the ones into units delayed; targets into their output units) and
+    ``ep_learn`` (each activation to its unit). Fresh-weight initialisers and read-out are the
+    given network's.
+
+    Example:
+        >>> from agentgraph.builders import mlp_network
+        >>> g = ep_network(mlp_network([3, 2], loss="l2"), T=2, K=1).graph
+        >>> g.number_of_arrows("ep"), g.number_of_arrows("ep_learn")
+        (20, 0)
+    """
+    lib = net.graph
+    A = lib.arrays()
+    kind_of = np.array(A.kind_names, dtype=object)[A.kind]
+    acts = {n for n in A.kind_names if n not in ("input", "target", "synapse", "bias", "l2")}
+    odd = sorted(n for n in acts if not hasattr(lib.kinds[n], "fn") or n == "step")
+    if odd or len(lib.ties()):
+        why = f"kinds {odd}" if odd else f"{len(lib.ties())} tied parameters"
+        raise AgentGraphError(f"equilibrium propagation runs on library networks with an L2 head and activations "
+                              f"(mlp or random_dag with loss='l2'); this one has {why}.")
+    if T < 0 or K < 1:
+        raise AgentGraphError(f"protocol.T must be >= 0 and protocol.K >= 1, got {T} and {K}.")
+    subs = {"input": _EPInput(), "target": _EPTarget(), "synapse": EPSynapse(centred), "bias": EPUnit(centred),
+            **{n: ep_activation(lib.kinds[n], centred) for n in acts}}
+    h = lib.to_networkx()  # without the backward arrows: nothing runs them
+    h.remove_edges_from([e for e in h.edges(keys=True, data="type") if e[3] == "backward"])
+    h.graph["schedule"] = ep_schedule(T, K, centred)
+    g = AgentGraph.from_networkx(h, kinds=[k for n, k in subs.items() if n in A.kind_names])
+    names = A.names
+    fwd, bwd = A.type_mask("forward"), A.type_mask("backward")
+    is_unit, is_syn, is_act = kind_of == "bias", kind_of == "synapse", np.isin(kind_of, sorted(acts))
+    ua = fwd & is_unit[A.src] & is_act[A.dst]
+    act_of = np.arange(len(kind_of))
+    act_of[A.src[ua]] = A.dst[ua]  # a hidden unit's activity is its activation's; an output's its own
+    unit_of = np.arange(len(kind_of))
+    unit_of[A.dst[ua]] = A.src[ua]
+
+    def add(mask, port, src=None, dst=None, src_port="out", delay=False, t=RELAX):
+        s = A.src[mask] if src is None else src
+        d = A.dst[mask] if dst is None else dst
+        if len(s):
+            g.add_arrows([names[i] for i in s], [names[i] for i in d], t, port=port, src_port=src_port, delay=delay)
+
+    add(ua, "x")
+    add(fwd & is_syn[A.dst], "x")
+    add(fwd & is_syn[A.src] & is_unit[A.dst], "x", delay=True)
+    down = bwd & is_unit[A.src] & is_syn[A.dst]
+    add(down, "m", src=act_of[A.src[down]])
+    up = bwd & is_syn[A.src] & is_act[A.dst]
+    add(up, "m", dst=unit_of[A.dst[up]], src_port="back", delay=True)
+    loss = fwd & (kind_of[A.dst] == "l2")
+    port = np.array(A.strings, dtype=object)[A.port]
+    pred, tgt = loss & (port == "pred"), loss & (port == "target")
+    unit_for = dict(zip(A.dst[pred].tolist(), A.src[pred].tolist()))
+    add(tgt, "y", dst=np.array([unit_for[int(d)] for d in A.dst[tgt]], np.int64))
+    add(ua, "d", src=A.dst[ua], dst=A.src[ua], t=LEARN)
+    return net.with_graph(g.validate())
+
+
+def equilibrium(T: int = 20, K: int | None = None, beta: float = 0.1, gamma: float = 0.5, lr: float = 0.05,
+                lrs: dict[str, float] | None = None, nudge: Literal["positive", "centred"] = "positive") -> Protocol:
+    """Equilibrium propagation as a :class:`~agentgraph.protocols.base.Protocol` (config
+    ``protocol: {rule: equilibrium, T: 20, beta: 0.1}``; module docstring).
+
+    Args:
+        T: free-phase relaxation ticks; K: nudged-phase ticks (default ``T``); both static.
+        beta: the nudge β; gamma: the relaxation rate γ; lr: every group's learning rate
+            (meta-learned as ``log_beta``, ``log_gamma``, ``log_lr[group]``).
+        lrs: per-group learning rates overriding ``lr``.
+        nudge: ``"positive"`` (one nudged phase, ``+β``) or ``"centred"`` (``±β``).
+
+    Example:
+        >>> from agentgraph.builders import mlp_network
+        >>> p = equilibrium(T=3, beta=0.2)
+        >>> net = p.network(mlp_network([3, 2], loss="l2"))
+        >>> round(float(p.params(p.init(None, net.graph), {}, net.graph)["synapse:0"]["beta"]), 4)
+        0.2
+    """
+    K = T if K is None else K
+    if not (beta > 0 and gamma > 0 and lr > 0 and all(v > 0 for v in (lrs or {}).values())):
+        raise AgentGraphError(f"protocol.beta, gamma, lr and lrs must be positive, got {beta}, {gamma}, {lr}, {lrs}.")
+    if nudge not in ("positive", "centred"):
+        raise AgentGraphError(f"protocol.nudge must be 'positive' or 'centred', got {nudge!r}.")
+    if T < 0 or K < 1:
+        raise AgentGraphError(f"protocol.T must be >= 0 and protocol.K >= 1, got {T} and {K}.")
+    rates, centred = dict(lrs or {}), nudge == "centred"
+
+    def init(key, graph):
+        f = lambda v: jnp.asarray(np.log(v), jnp.float32)  # noqa: E731
+        return {"log_beta": f(beta), "log_gamma": f(gamma), "log_lr": {g: f(rates.get(g, lr)) for g in graph.groups()}}
+
+    def params(learned, stats, graph):
+        b, gm = jnp.exp(learned["log_beta"]), jnp.exp(learned["log_gamma"])
+        return {g: {"lr": jnp.exp(learned["log_lr"][g]), "beta": b, "gamma": gm} for g in graph.groups()}
+
+    return Protocol(name="equilibrium", network=lambda net: ep_network(net, T, K, centred), init=init, params=params,
+                    settings={"T": T, "K": K, "beta": beta, "gamma": gamma, "lr": lr, "lrs": rates, "nudge": nudge})
