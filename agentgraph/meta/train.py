@@ -20,30 +20,32 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from agentgraph import checkpoint as ckpt
 from agentgraph import rundir
 from agentgraph.errors import AgentGraphError, io_error
-from agentgraph.meta.config import TrainConfig, parse_config, upgrade_config
+from agentgraph.meta.config import TrainConfig
 from agentgraph.meta.context import Context, make_contexts
 from agentgraph.meta.devices import device_mesh, replicate, to_host
 from agentgraph.meta.optimizers import init_training_shapes, make_meta_step
-from agentgraph.meta.start import init_training, measure_stats, warm_steps_of
-from agentgraph.meta.state import FORMAT, LOSS_BOUND, NON_FINITE, PARAM_BOUND, TAKEN, TrainState
 from agentgraph.meta.preflight import check_es_memory, check_es_sigma, check_phase_runs
+from agentgraph.meta.resume import TrainResult, begin
+from agentgraph.meta.start import init_training, measure_stats, warm_steps_of
+from agentgraph.meta.state import (
+    FORMAT,
+    LOSS_BOUND,
+    NON_FINITE,
+    PARAM_BOUND,
+    TAKEN,
+    TrainState,
+)
 from agentgraph.meta.task_check import check_task_shapes
 from agentgraph.meta.tasks import TaskFamily, task_family
 from agentgraph.runtime import release_freed_memory
 
 __all__ = ["LOSS_BOUND", "NON_FINITE", "PARAM_BOUND", "TAKEN", "TrainResult", "TrainState", "init_training", "init_training_shapes", "make_meta_step", "measure_stats",
            "train"]
-
-
-class TrainResult(dict):
-    """Summary of a run: ``steps``, ``first_meta_loss``, ``last_meta_loss``, ``seconds_per_step``,
-    ``bad_steps``, ``checkpoint``, ``out_dir``."""
 
 
 def _release_after_compile(fn: Callable) -> Callable:
@@ -70,36 +72,6 @@ def _checkpoint_bytes(template: Any, keep: int) -> int:
     """Disk a run needs: ``keep`` checkpoints, one being written, and room for the metrics."""
     one = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in jax.tree.leaves(template))
     return (keep + 1) * (one + 65536) + 2**20
-
-
-def _resume_point(cfg: TrainConfig, template: Any, log: Callable[[str], None]) -> tuple[TrainState, int, str] | None:
-    """``(state, next step, checkpoint)`` of the newest checkpoint in ``run.out_dir``, or ``None``.
-
-    Raises:
-        AgentGraphError: it was written with a config that differs in a field a resumed run may
-            not change (all such fields are named, with both values).
-    """
-    path = ckpt.latest(cfg.run.out_dir)
-    if path is None:
-        return None
-    _, header = ckpt.load(path)  # the config first: a changed optimiser or protocol is named, not a tree mismatch
-    saved = header.get("config")
-    if saved is None:
-        raise AgentGraphError(f"Checkpoint {path!r} holds no config, so it cannot be resumed; start a new run.out_dir.")
-    # compare validated configs (an earlier layout's in today's): fields added since take their defaults
-    changes = rundir.config_changes(parse_config(upgrade_config(saved), f"(saved in {path!r})").model_dump(mode="json"),
-                                    cfg.model_dump(mode="json"))
-    blocking = [c for c in changes if c[0] not in rundir.RESUMABLE]
-    if blocking:
-        lines = "\n".join(f"  {k}: checkpoint {a!r}, now {b!r}" for k, a, b in blocking)
-        raise AgentGraphError(
-            f"Checkpoint {path!r} was written with a different config; these fields differ and change what the "
-            f"run computes:\n{lines}\nResume with the checkpoint's values, or start a new run.out_dir. (A resumed "
-            f"run may change only {', '.join(rundir.RESUMABLE)}.)")
-    tree, _ = ckpt.load(path, template)
-    for k, a, b in changes:
-        log(f"resuming with {k} changed: {a!r} -> {b!r}")
-    return jax.tree.map(jnp.asarray, tree), int(header["step"]) + 1, path
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_steps: int | None = None,
@@ -175,7 +147,7 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
                   progress: bool, max_steps: int | None, log: Callable[[str], None], writer: bool = True) -> TrainResult:
     out_dir = cfg.run.out_dir
     metrics_path = os.path.join(out_dir, rundir.METRICS)
-    begun = _begin(cfg, ctxs[0], family, template, resume, log)
+    begun = begin(cfg, ctxs[0], family, template, resume, log)
     if isinstance(begun, TrainResult):
         return begun
     ts, start, last_ckpt, setup = begun
@@ -252,71 +224,6 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
         seconds_per_step=float(np.median(times[1:])) if len(times) > 1 else (times[0] if times else None),
         first_step_seconds=times[0] if times else None, bad_steps=bad, checkpoint=last_ckpt, out_dir=out_dir,
     )
-
-
-def _begin(cfg: TrainConfig, ctx: Context, family: TaskFamily, template: Any, resume: bool,
-           log: Callable[[str], None]) -> TrainResult | tuple[TrainState, int, str | None, tuple | None]:
-    """Where the run starts: ``(state, first meta-step, last checkpoint, (setup wall s, setup CPU s)
-    or None)`` — resumed from the newest checkpoint, or fresh (:func:`init_training`) — or, for a
-    run that already reached ``meta.meta_steps``, its (empty) :class:`TrainResult`."""
-    if jax.process_count() > 1:
-        return _begin_shared(cfg, ctx, family, template, resume, log)
-    return _begin_here(cfg, ctx, family, template, resume, log)
-
-
-def _begin_shared(cfg: TrainConfig, ctx: Context, family: TaskFamily, template: Any, resume: bool,
-                  log: Callable[[str], None]) -> TrainResult | tuple[TrainState, int, str | None, tuple | None]:
-    """:func:`_begin` of a multi-process run: process 0 alone reads ``run.out_dir`` (the others
-    may not share its disk) and sends every process what it found — a fresh start, a finished
-    run, or the state and step of its newest checkpoint — so a restarted job resumes, in every
-    process, from the last checkpoint process 0 wrote."""
-    from jax.experimental import multihost_utils as mu
-
-    writer = jax.process_index() == 0
-    begun = _begin_here(cfg, ctx, family, template, resume, log, fresh=False) if writer else None
-    how = 0 if begun is None else 2 if isinstance(begun, TrainResult) else 1  # fresh, resumed, finished
-    code = np.asarray(mu.broadcast_one_to_all(np.array([how, 0 if how != 1 else begun[1]], np.int64)))
-    if int(code[0]) == 2:
-        return begun if writer else TrainResult(steps=0, first_meta_loss=None, last_meta_loss=None, seconds_per_step=None,
-                                                first_step_seconds=None, bad_steps=0, checkpoint=None, out_dir=cfg.run.out_dir)
-    if int(code[0]) == 1:
-        local = begun[0] if writer else jax.tree.map(lambda v: np.zeros(v.shape, v.dtype), template)
-        ts = jax.tree.map(jnp.asarray, mu.broadcast_one_to_all(jax.tree.map(np.asarray, local)))
-        return ts, int(code[1]), begun[2] if writer else None, None
-    return _begin_here(cfg, ctx, family, template, False, log, check_dir=writer)
-
-
-def _begin_here(cfg: TrainConfig, ctx: Context, family: TaskFamily, template: Any, resume: bool,
-                log: Callable[[str], None], fresh: bool = True,
-                check_dir: bool = True) -> TrainResult | tuple[TrainState, int, str | None, tuple | None] | None:
-    """:func:`_begin` in this process; ``fresh=False``: ``None`` instead of a fresh start."""
-    out_dir = cfg.run.out_dir
-    point = _resume_point(cfg, template, log) if resume else None
-    if resume and point is None:
-        log(f"no checkpoint in {out_dir!r}: starting fresh")
-    if point is not None:
-        ts, start, last_ckpt = point
-        if start >= cfg.meta.meta_steps:
-            log(f"run {out_dir!r} already finished: its last checkpoint {last_ckpt!r} is meta-step {start - 1} and "
-                f"meta.meta_steps is {cfg.meta.meta_steps}; nothing to do. To train longer, resume with a larger "
-                "meta.meta_steps (--meta-steps).")
-            return TrainResult(steps=0, first_meta_loss=None, last_meta_loss=None, seconds_per_step=None,
-                               first_step_seconds=None, bad_steps=0, checkpoint=last_ckpt, out_dir=out_dir)
-        log(f"resuming from {last_ckpt} at meta-step {start}")
-        return ts, start, last_ckpt, None
-    if check_dir and ckpt.latest(out_dir) is not None:
-        raise AgentGraphError(
-            f"{out_dir!r} already holds checkpoints of an earlier run; pass --resume to continue it, or "
-            "choose another run.out_dir."
-        )
-    if not fresh:
-        return None
-    t0, c0 = time.perf_counter(), time.process_time()
-    ts = init_training(ctx, family)
-    setup = (time.perf_counter() - t0, time.process_time() - c0)
-    how = f"from {cfg.meta.init_from!r}" if cfg.meta.init_from else "(stats measured)"
-    log(f"protocol {ctx.protocol.name!r} initialised {how} in {setup[0]:.1f} s")
-    return ts, 0, None, setup
 
 
 def _meta_stepper(ctxs: list[Context], family: TaskFamily, mesh: Any, warm_steps: int) -> Callable:

@@ -101,7 +101,7 @@ def user_code_error(err: BaseException, targets: dict[str, str] | None = None, d
     frames = _user_frames(err.__traceback__, frozenset(t.partition(":")[0] for t in (targets or {}).values()))
     if not frames:
         return None
-    mod, qual, path, line = frames[-1]  # where it failed
+    _, qual, path, line = frames[-1]  # where it failed
     field = target = None
     for f, t in (targets or {}).items():
         t_mod, _, t_fn = t.partition(":")
@@ -151,7 +151,7 @@ def blame_user_code(cfg: Any = None, doing: str = "") -> Iterator[None]:
                                   f"protocol.rule {rule!r}: check what its network and params hooks return for "
                                   "that group.)") from None
         raise
-    except Exception as e:  # noqa: BLE001 - translated only when the user's code raised it
+    except Exception as e:
         mapped = user_code_error(e, user_targets(cfg) if cfg is not None else None, doing)
         if mapped is None:
             raise

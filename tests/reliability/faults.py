@@ -15,12 +15,14 @@ one JSON line there (``benchmarks/fault_injection.py`` runs the suite and counts
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -73,7 +75,8 @@ def probe(fault_class: str, case: str, fn: Callable[[], Any], *, expect: str = "
     """
     result, detail = None, ""
     try:
-        result = fn()
+        with _deadline(float(os.environ.get("AGENTGRAPH_FAULT_TIMEOUT", 240))):
+            result = fn()
     except AgentGraphError as e:
         detail = str(e)
         outcome = "error" if expect in ("error", "either") and (match is None or re.search(match, detail)) else "silent"
@@ -89,6 +92,29 @@ def probe(fault_class: str, case: str, fn: Callable[[], Any], *, expect: str = "
     record(fault_class, case, outcome, detail)
     assert outcome in GOOD, f"{fault_class} / {case}: {outcome}\n{detail}"
     return result
+
+
+class Hung(Exception):
+    """A probe that ran past its deadline (a hang, or a compile of minutes): a ``crash``."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Raise :class:`Hung` in the block after ``seconds`` (main thread, POSIX; else no limit)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def hung(signum, frame):
+        raise Hung(f"no result after {seconds:g} s (AGENTGRAPH_FAULT_TIMEOUT)")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def cli(*args: str, cwd: str = REPO, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:

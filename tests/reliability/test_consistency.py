@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from faults import probe, tiny, write_yaml
 
 from agentgraph.cli import main
 from agentgraph.meta.config import parse_config
 from agentgraph.meta.train import train
-from faults import probe, tiny, write_yaml
 
 ES = {"kind": "es", "strategy": "open_es", "popsize": 4}
 

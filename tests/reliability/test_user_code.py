@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from faults import probe, tiny, write_yaml
 
 from agentgraph.cli import main
 from agentgraph.meta.config import parse_config
 from agentgraph.meta.train import train
-from faults import probe, tiny, write_yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
