@@ -85,7 +85,7 @@ def _user_frames(tb: types.TracebackType | None, modules: frozenset[str] = froze
 
 def user_code_error(err: BaseException, targets: dict[str, str] | None = None, doing: str = "") -> AgentGraphError | None:
     """The :class:`AgentGraphError` for ``err`` when it was raised in the user's code (module
-    docstring), else ``None``. ``targets`` (:func:`user_targets`) map the failing function to the
+    docstring) — in a frame below the one that caught it — else ``None``. ``targets`` (:func:`user_targets`) map the failing function to the
     config field that named it; ``doing`` says what agentgraph was doing.
 
     Example:
@@ -98,7 +98,9 @@ def user_code_error(err: BaseException, targets: dict[str, str] | None = None, d
         >>> err is None or "ValueError: no such layer" in str(err)
         True
     """
-    frames = _user_frames(err.__traceback__, frozenset(t.partition(":")[0] for t in (targets or {}).values()))
+    tb = err.__traceback__
+    modules = frozenset(t.partition(":")[0] for t in (targets or {}).values())
+    frames = _user_frames(tb.tb_next if tb is not None else None, modules)  # below the frame that caught it
     if not frames:
         return None
     _, qual, path, line = frames[-1]  # where it failed
