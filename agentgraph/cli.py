@@ -63,7 +63,15 @@ def _demo(args: argparse.Namespace) -> int:
     _, header = read_checkpoint(path)
     data = header["config"]
     if data["data"]["task"] != "digits":  # a protocol trained elsewhere, run on the embedded digits
-        size = int(round(data["net"]["sizes"][0] ** 0.5))
+        sizes = data["net"].get("sizes") or [0]
+        size = int(round(sizes[0] ** 0.5))
+        if size * size != sizes[0] or size < 2 or sizes[-1] != 10:
+            from agentgraph.errors import AgentGraphError
+
+            raise AgentGraphError(
+                f"--protocol {args.protocol!r} was trained on data.task {data['data']['task']!r} with net.sizes "
+                f"{sizes}; the demo trains networks on the embedded 10-class digit images, which such a network "
+                f"cannot take. Evaluate it on its own task with `agentgraph eval {args.protocol}` instead.")
         data = {**data, "data": {**data["data"], "task": "digits", "image_size": size, "path": None}}
     cfg = parse_config(data, f"(from {path!r})")
     ctx = make_context(cfg)
@@ -253,7 +261,11 @@ def _bench(args: argparse.Namespace) -> int:
     from agentgraph.meta.config import load_config
     from agentgraph.meta.timing import time_meta_steps
 
-    res = {"config": args.config, **time_meta_steps(load_config(args.config, _overrides(args.set)), args.steps)}
+    from agentgraph.meta.user_code import blame_user_code
+
+    cfg = load_config(args.config, _overrides(args.set))
+    with blame_user_code(cfg, "timing meta-steps"):
+        res = {"config": args.config, **time_meta_steps(cfg, args.steps)}
     print(f"{args.config}: first meta-step (compile + run) {res['first_step_s']:.1f} s; median meta-step "
           f"{res['median_step_s']:.3f} s over {args.steps} on {res['device']}")
     if args.out:

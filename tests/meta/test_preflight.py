@@ -10,8 +10,13 @@ from agentgraph import AgentGraphError
 from agentgraph.meta.config import parse_config
 from agentgraph.meta.context import make_context
 from agentgraph.meta.multihost import check_flags, settings_digest
-from agentgraph.meta.preflight import (available_memory, check_es_memory, check_es_sigma, check_phase_runs,
-                                       es_memory_bytes)
+from agentgraph.meta.preflight import (
+    available_memory,
+    check_es_memory,
+    check_es_sigma,
+    check_phase_runs,
+    es_memory_bytes,
+)
 from agentgraph.meta.task_check import network_columns
 from agentgraph.meta.user_code import user_code_error, user_targets
 

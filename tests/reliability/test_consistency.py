@@ -63,6 +63,20 @@ def test_init_from_and_eval_with_a_protocol_of_another_rule_are_refused(run_dir,
           match=r"holds a protocol of rule 'sgd', but this config's protocol\.rule is 'mplp'")
 
 
+def test_demo_of_a_protocol_trained_on_another_task_is_refused(run_dir, capsys):
+    def demo():
+        rc = main(["demo", "--protocol", _checkpoint(run_dir), "--runs", "2", "--plot", ""])
+        err = capsys.readouterr().err
+        if rc == 2 and "Traceback" not in err:
+            from agentgraph import AgentGraphError
+
+            raise AgentGraphError(err)
+        return rc
+
+    probe("inconsistent input", "demo of a sinusoid protocol", demo,
+          match=r"was trained on data\.task 'sinusoid' with net\.sizes \[1, 4, 1\].*agentgraph eval")
+
+
 @pytest.mark.parametrize("case, sigma, named", [
     ("ES sigma past run.max_meta_param", 5e3, r"meta\.optimizer\.sigma = 5000 is at or past run\.max_meta_param = 1000"),
     ("ES sigma under float32 resolution", 1e-30, r"meta\.optimizer\.sigma = 1e-30 is below float32's resolution"),

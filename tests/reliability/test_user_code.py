@@ -78,3 +78,20 @@ def test_the_cli_prints_one_error_and_no_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("agentgraph train: error: data.task 'user_module:task_untraceable'") and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_bench_and_eval_name_a_failing_sampler_too(tmp_path, capsys):
+    cfg = tiny(tmp_path / "r")
+    cfg["data"] = {"task": "user_module:task_sampler_raises", "cv_batch": 20}
+
+    def bench():
+        rc = main(["bench", write_yaml(tmp_path / "c.yaml", cfg), "--steps", "1"])
+        err = capsys.readouterr().err
+        if rc == 2 and "Traceback" not in err:
+            from agentgraph import AgentGraphError
+
+            raise AgentGraphError(err)
+        return rc
+
+    probe("user code", "bench with a sampler that raises", bench,
+          match=r"data\.task 'user_module:task_sampler_raises' \(your task factory\) failed while timing meta-steps")
