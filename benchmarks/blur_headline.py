@@ -4,6 +4,7 @@ authors' conventions, the ablation of each convention, and the paper's own proto
 Run:  python benchmarks/blur_headline.py list
       python benchmarks/blur_headline.py run NAME [NAME ...]    # one after another, nice'd
       python benchmarks/blur_headline.py summarise NAME [--meta-steps=N]  # write a finished run's JSON
+      python benchmarks/blur_headline.py plot OUT.png EVAL.json:TITLE ...   # accuracy per inner step
       python benchmarks/blur_headline.py table                  # the tables of docs/blur.md
 
 Each variant is ``agentgraph train CONFIG --set ...`` into ``runs/blur_headline/<name>``; after it
@@ -115,11 +116,41 @@ def table() -> None:
                   f"{s['generations']} | {s['cpu_minutes']:.1f} |")
 
 
+def plot(out: str, panels: list[str]) -> None:
+    """Accuracy per inner step of ``agentgraph eval --out`` JSONs, one panel each (``FILE:TITLE``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, spec in zip(axes[0], panels):
+        path, title = spec.split(":", 1)
+        r = json.load(open(path))
+        for key, label, colour in (("protocol", "BLUR (CMA-ES genome)", "C3"), ("sgd", "SGD", "C0"),
+                                   ("adam", "Adam", "C2")):
+            m, sd = r[key]["mean"], r[key]["std"]
+            lr = f" (lr {r[key]['lr']:g})" if "lr" in r[key] else ""
+            ax.plot(r["steps"], m, color=colour, label=label + lr)
+            ax.fill_between(r["steps"], [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)],
+                            color=colour, alpha=0.15)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("inner step (batch 128)")
+        ax.set_ylabel(f"test accuracy ({r['runs']} runs)")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if not args or args[0] == "list":
         for n, (c, s, note) in VARIANTS.items():
             print(f"{n}: {note}\n    {c} {' '.join(s)}")
+    elif args[0] == "plot":
+        plot(args[1], args[2:])
     elif args[0] == "table":
         table()
     elif args[0] == "summarise":  # a finished run's summary again (e.g. after its driver was stopped)
