@@ -2,7 +2,7 @@
 authors' conventions, the ablation of each convention, and the paper's own protocol.
 
 Run:  python benchmarks/blur_headline.py list
-      python benchmarks/blur_headline.py run NAME [NAME ...]    # one after another, nice'd
+      python benchmarks/blur_headline.py run NAME [NAME ...] [--meta-steps=N] [--cpu-cap=MIN]   # in turn, nice'd
       python benchmarks/blur_headline.py summarise NAME [--meta-steps=N]  # write a finished run's JSON
       python benchmarks/blur_headline.py plot OUT.png EVAL.json:TITLE ...   # accuracy per inner step
       python benchmarks/blur_headline.py table                  # the tables of docs/blur.md
@@ -89,14 +89,30 @@ def _summary(name: str, config: str, sets: list[str], note: str, extra: list[str
             "meta_loss_first_last": [rows[0]["meta_loss"], rows[-1]["meta_loss"]]}
 
 
-def run(name: str, extra: list[str]) -> None:
+def _cpu_so_far(name: str) -> float:
+    path = os.path.join(RUNS, name, "metrics.jsonl")
+    if not os.path.exists(path):
+        return 0.0
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    return sum(r.get("cpu_seconds", 0.0) + r.get("setup_cpu_seconds", 0.0) for r in rows)
+
+
+def run(name: str, extra: list[str], cpu_cap: float | None = None) -> None:
+    """Train variant ``name``; with ``cpu_cap`` (CPU minutes, as the run's metrics count them) stop
+    it at the first meta-step past the cap (equal-CPU comparisons)."""
     config, sets, note = VARIANTS[name]
     cmd = ["nice", "-n", "10", "agentgraph", "train", config, "--no-progress",
            "--out-dir", os.path.join(RUNS, name), *extra]
     for s in sets:
         cmd += ["--set", s]
     t = time.time()
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
+    while proc.poll() is None:
+        time.sleep(2)
+        if cpu_cap is not None and _cpu_so_far(name) >= 60 * cpu_cap:
+            proc.terminate()
+            proc.wait()
+            extra = [*extra, f"(stopped at {cpu_cap} CPU-min)"]
     s = _summary(name, config, sets, note, extra)
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, f"{name}.json"), "w") as f:
@@ -162,6 +178,7 @@ if __name__ == "__main__":
                 json.dump(_summary(n, c, s, note, extra), f, indent=1)
     elif args[0] == "run":
         names = [a for a in args[1:] if not a.startswith("--")]
-        extra = [a for a in args[1:] if a.startswith("--")]  # --meta-steps=N form
+        cap = [float(a.split("=")[1]) for a in args[1:] if a.startswith("--cpu-cap=")]
+        extra = [a for a in args[1:] if a.startswith("--") and not a.startswith("--cpu-cap=")]  # --meta-steps=N
         for n in names:
-            run(n, extra)
+            run(n, extra, cap[0] if cap else None)
