@@ -67,11 +67,23 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "paper_ours": (PAPER, OURS + ["protocol.k=2"], "the paper's CMA-ES protocol (hidden 20), agentgraph's conventions"),
     "paper_authors_k3": (PAPER, ["protocol.k=3"], "the paper's CMA-ES protocol (hidden 20), authors', k = 3"),
     "paper_authors_h64": (PAPER, ["net.sizes=[196,64,10]"], "the paper's CMA-ES protocol, hidden 64, authors'"),
-    "paper_gradient": (PAPER, ["meta.optimizer={kind: gradient}", "meta.objective=readout", "meta.meta_lr=5.0e-4",
-                               "protocol.objective=cross_entropy"],
-                       "the paper's protocol (hidden 20), authors' conventions, by gradient through the unroll "
-                       "(Adam 5e-4 as the paper's App. C.1, softmax cross-entropy of output state 0 as its §3.3), "
-                       "CPU time matched to paper_authors"),
+    "paper_gradient_authors_init": (
+        PAPER, ["meta.optimizer={kind: gradient}", "meta.objective=readout", "meta.meta_lr=5.0e-4",
+                "protocol.objective=cross_entropy"],
+        "the paper's protocol (hidden 20), authors' conventions incl. their random genome, by gradient through the "
+        "unroll (Adam 5e-4 as the paper's App. C.1, softmax cross-entropy of output state 0 as its §3.3): the "
+        "meta-loss sits at exactly ln 10 (every output state 0 equal, zero gradient) from step 0; stopped at 79 steps"),
+    "paper_gradient_lr5e-3": (
+        PAPER, ["meta.optimizer={kind: gradient}", "meta.objective=readout", "meta.meta_lr=5.0e-3",
+                "protocol.objective=cross_entropy", "protocol.genome_init=agentgraph", "protocol.genome_scale=0.5"],
+        "as paper_gradient with Adam 5e-3: the meta-loss fell onto the same flat ln-10 plateau at meta-step 6 "
+        "and stayed (stopped at 169 steps)"),
+    "paper_gradient": (
+        PAPER, ["meta.optimizer={kind: gradient}", "meta.objective=readout", "meta.meta_lr=1.0e-3",
+                "protocol.objective=cross_entropy", "protocol.genome_init=agentgraph", "protocol.genome_scale=0.5"],
+        "the paper's protocol (hidden 20), authors' conventions but agentgraph's genome initialisation (the "
+        "authors' starts on a flat ln-10 plateau), by gradient through the unroll (Adam 1e-3, softmax "
+        "cross-entropy of output state 0 as the paper's §3.3), stopped at the CPU time of paper_authors"),
 }
 
 
