@@ -17,37 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from agentgraph.cli_args import overrides as _overrides
+from agentgraph.cli_args import positive as _positive
+from agentgraph.cli_args import rate as _rate
+from agentgraph.cli_train import add_train as _add_train
+
 __all__ = ["entry", "main"]
-
-
-def _positive(text: str) -> int:
-    """argparse type: a positive integer (``--runs``, ``--max-steps``, ``--steps``)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} is not positive: give 1 or more")
-    return v
-
-
-def _positive_float(what: str):
-    """argparse type: a positive finite float (``what`` names it in the error)."""
-
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (v > 0 and v != float("inf")):
-            raise argparse.ArgumentTypeError(f"{v} is not a positive finite {what}")
-        return v
-
-    return parse
-
-
-_rate = _positive_float("learning rate")
-_seconds = _positive_float("number of seconds")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -150,78 +125,6 @@ def _gradcheck(args: argparse.Namespace) -> int:
     return 0
 
 
-def _overrides(pairs: Sequence[str] | None) -> dict:
-    """``["meta.steps=3", "run.seed=1"]`` → ``{"meta.steps": 3, "run.seed": 1}`` (values parsed
-    as YAML scalars/lists)."""
-    from agentgraph.errors import AgentGraphError
-    from agentgraph.meta.config import read_yaml
-
-    out = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise AgentGraphError(f"--set {pair!r}: expected FIELD=VALUE, e.g. --set meta.meta_steps=100")
-        k, v = pair.split("=", 1)
-        out[k.strip()] = read_yaml(v, f"--set {pair!r}")
-    return out
-
-
-def _train(args: argparse.Namespace) -> int:
-    from agentgraph.errors import AgentGraphError
-    from agentgraph.meta import multihost
-
-    multihost.check_flags(args.coordinator, args.num_processes, args.process_id)
-    stop = None
-    if args.coordinator:
-        from agentgraph.meta.devices import init_distributed
-
-        init_distributed(args.coordinator, args.num_processes, args.process_id, timeout_s=args.distributed_timeout,
-                         heartbeat_s=args.peer_timeout)
-        stop = multihost.start_heartbeat(args.peer_timeout)  # a peer that dies ends this process, clearly
-    try:
-        return _train_run(args, stop)
-    except AgentGraphError:
-        raise
-    except Exception:
-        if stop is not None and not stop.is_set():  # a collective failed: a peer died; the heartbeat says which
-            time.sleep(args.peer_timeout + 5)
-        raise
-    finally:
-        if stop is not None:
-            multihost.finished()
-            stop.set()
-
-
-def _train_run(args: argparse.Namespace, stop: Any) -> int:
-    """``agentgraph train`` once the processes (if several) have joined: the config, checked to be
-    the same in every process, then meta-training."""
-    from agentgraph.meta.config import load_config
-    from agentgraph.meta.train import train
-
-    ov = _overrides(args.set)
-    if args.seed is not None:
-        ov["run.seed"] = args.seed
-    if args.out_dir is not None:
-        ov["run.out_dir"] = args.out_dir
-    if args.meta_steps is not None:
-        ov["meta.meta_steps"] = args.meta_steps
-    cfg = load_config(args.config, ov)
-    if stop is not None:
-        import jax
-
-        from agentgraph.meta.multihost import agree
-
-        agree(cfg.model_dump(mode="json"), args.num_processes or jax.process_count(), args.distributed_timeout)
-    res = train(cfg, resume=args.resume, progress=not args.no_progress, max_steps=args.max_steps)
-    if res["steps"] == 0:
-        return 0
-    print(
-        f"meta-steps run: {res['steps']}; meta-loss {res['first_meta_loss']:.4f} -> {res['last_meta_loss']:.4f}; "
-        f"{res['seconds_per_step']:.3f} s/meta-step (first {res['first_step_seconds']:.1f} s incl. compile); "
-        f"non-finite steps skipped: {res['bad_steps']}; checkpoint: {res['checkpoint'] or 'none (process 0 writes)'}"
-    )
-    return 0
-
-
 def _eval(args: argparse.Namespace) -> int:
     import json
 
@@ -261,7 +164,7 @@ def _bench(args: argparse.Namespace) -> int:
     from agentgraph.meta.config import load_config
     from agentgraph.meta.timing import time_meta_steps
 
-    from agentgraph.meta.user_code import blame_user_code
+    from agentgraph.errors_user import blame_user_code
 
     cfg = load_config(args.config, _overrides(args.set))
     with blame_user_code(cfg, "timing meta-steps"):
@@ -322,32 +225,6 @@ def _add_export(sub: Any) -> None:
     ex.add_argument("--sgd-lr", type=_rate, default=None, help="store this SGD learning rate for the demo")
     ex.add_argument("--adam-lr", type=_rate, default=None, help="store this Adam learning rate for the demo")
     ex.set_defaults(fn=_export)
-
-
-def _add_train(sub: Any) -> None:
-    """The ``train`` command's arguments."""
-    tr = sub.add_parser("train", help="meta-train a learned protocol from a YAML/TOML config",
-                        description="Meta-train the protocol CONFIG describes (see examples/configs/). Writes "
-                        "metrics.jsonl and checkpoints into run.out_dir.")
-    tr.add_argument("config", help="YAML or TOML config file")
-    tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in run.out_dir")
-    tr.add_argument("--seed", type=int, default=None, help="override run.seed")
-    tr.add_argument("--out-dir", default=None, help="override run.out_dir")
-    tr.add_argument("--meta-steps", type=_positive, default=None, help="override meta.meta_steps")
-    tr.add_argument("--max-steps", type=_positive, default=None, help="stop after this many meta-steps in this call")
-    tr.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override any config field (repeatable)")
-    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
-    tr.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                    help="multi-process run (jax.distributed): process 0's address and a free port, or 'auto' "
-                         "(SLURM, TPU pods, JAX_COORDINATOR_ADDRESS ...); see docs/scaling.md")
-    tr.add_argument("--num-processes", type=_positive, default=None, help="processes in the run (with --coordinator)")
-    tr.add_argument("--process-id", type=int, default=None, help="this process's index, 0 .. N-1 (with --coordinator)")
-    tr.add_argument("--distributed-timeout", type=_seconds, default=300.0,
-                    help="seconds to wait for the coordinator and the other processes (default 300)")
-    tr.add_argument("--peer-timeout", type=_seconds, default=60.0,
-                    help="multi-process: a process silent this many seconds is taken as dead and the others stop "
-                         "with an error naming it (default 60)")
-    tr.set_defaults(fn=_train)
 
 
 def _add_eval(sub: Any) -> None:

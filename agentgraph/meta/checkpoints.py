@@ -17,7 +17,7 @@ from agentgraph.meta.preflight import check_phase_runs
 from agentgraph.meta.start import measure_stats
 from agentgraph.meta.task_check import check_task_shapes
 from agentgraph.meta.tasks import task_family
-from agentgraph.meta.user_code import blame_user_code
+from agentgraph.errors_user import blame_user_code
 
 __all__ = ["checkpoint_eval_config", "evaluate_checkpoint"]
 

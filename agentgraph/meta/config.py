@@ -234,7 +234,7 @@ class TrainConfig(pydantic.BaseModel):
             >>> TrainConfig(protocol={"rule": "sgd", "lr": 0.1}).make_protocol().name
             'sgd'
         """
-        from agentgraph.meta.user_code import blame_user_code
+        from agentgraph.errors_user import blame_user_code
         from agentgraph.protocols.base import resolve
 
         with blame_user_code(self, "building the protocol"):

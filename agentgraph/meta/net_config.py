@@ -175,7 +175,7 @@ class BuilderNetConfig(NetConfig):
         kwargs = dict(self.args)
         if "seed" in inspect.signature(fn).parameters:
             kwargs.setdefault("seed", seed)
-        from agentgraph.meta.user_code import user_code_error
+        from agentgraph.errors_user import user_code_error
 
         try:
             out = fn(**kwargs)

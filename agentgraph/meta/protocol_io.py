@@ -146,9 +146,9 @@ def load_protocol(path: str, ctx: Context) -> tuple[Any, Any]:
     rule = ctx.cfg.protocol.get("rule") if isinstance(ctx.cfg.protocol, dict) else None
     if saved is not None and rule is not None and saved != rule:
         raise AgentGraphError(
-            f"{path!r} holds a protocol of rule {saved!r}, but this config's protocol.rule is {rule!r}: a protocol "
-            f"loads only into its own rule. Set protocol.rule (and its settings) to the checkpoint's, or point at a "
-            f"checkpoint of rule {rule!r}.")
+            f"{path!r} holds a protocol of rule {saved!r}, but this config's protocol section has rule {rule!r}: a "
+            f"protocol loads only into its own rule. Set the config's protocol rule (and its settings) to the "
+            f"checkpoint's, or point at a checkpoint of rule {rule!r}.")
     proto, graph = ctx.protocol, ctx.net.graph
     learned = _fit(path, flat, proto.init(jax.random.PRNGKey(0), graph), ".trainable['protocol']", "protocol")
     stats = _fit(path, flat, proto.init_stats(graph), ".stats", "protocol's stats")

@@ -223,7 +223,7 @@ def task_family(cfg: Any) -> TaskFamily:
         from agentgraph.loading import load_callable
 
         factory = load_callable(cfg.data.task, "data.task")
-    from agentgraph.meta.user_code import blame_user_code
+    from agentgraph.errors_user import blame_user_code
 
     with blame_user_code(cfg, "building the task family"):
         family = factory(cfg)

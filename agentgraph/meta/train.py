@@ -113,7 +113,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, max_
     """
     if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
         raise AgentGraphError(f"max_steps (--max-steps) must be a positive number of meta-steps, got {max_steps!r}.")
-    from agentgraph.meta.user_code import blame_user_code
+    from agentgraph.errors_user import blame_user_code
 
     with blame_user_code(cfg, "meta-training"):  # the user's factories, hooks and samplers: errors name them
         return _train(cfg, resume, progress, max_steps, log)

@@ -18,7 +18,7 @@ from agentgraph.meta.preflight import (
     es_memory_bytes,
 )
 from agentgraph.meta.task_check import network_columns
-from agentgraph.meta.user_code import user_code_error, user_targets
+from agentgraph.errors_user import user_code_error, user_targets
 
 
 def _es_cfg(**es):
@@ -83,6 +83,10 @@ def test_errors_raised_in_user_code_name_the_field_and_function_and_library_erro
     assert err is not None
     assert f"data.task '{__name__}:_my_sampler' (your task factory) failed while sampling" in str(err)
     assert "_my_sampler at test_preflight.py:" in str(err) and "KeyError" in str(err)
+    try:
+        _my_sampler(None)
+    except KeyError as e:  # no config names it: still the user's file, found by its path
+        assert str(user_code_error(e)).startswith("your code failed: _my_sampler at test_preflight.py:")
     try:
         np.zeros(2).reshape(3)  # raised inside numpy only
     except ValueError as e:

@@ -47,7 +47,7 @@ def test_init_from_and_eval_with_a_protocol_of_another_rule_are_refused(run_dir,
     cfg = parse_config(tiny(tmp_path / "m", **mplp, **{"meta.init_from": ckpt}))
     probe("inconsistent input", "init_from a checkpoint of another rule",
           lambda: train(cfg, progress=False, log=lambda s: None),
-          match=r"meta\.init_from: .* holds a protocol of rule 'sgd', but this config's protocol\.rule is 'mplp'")
+          match=r"meta\.init_from: .* holds a protocol of rule 'sgd', but this config's protocol section has rule 'mplp'")
 
     def evaluate():
         rc = main(["eval", ckpt, "--config", write_yaml(tmp_path / "m.yaml", tiny(tmp_path / "m", **mplp)), "--runs",
@@ -60,7 +60,7 @@ def test_init_from_and_eval_with_a_protocol_of_another_rule_are_refused(run_dir,
         return rc
 
     probe("inconsistent input", "eval with a config of another rule", evaluate,
-          match=r"holds a protocol of rule 'sgd', but this config's protocol\.rule is 'mplp'")
+          match=r"holds a protocol of rule 'sgd', but this config's protocol section has rule 'mplp'")
 
 
 def test_demo_of_a_protocol_trained_on_another_task_is_refused(run_dir, capsys):

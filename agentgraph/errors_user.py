@@ -31,7 +31,7 @@ from agentgraph.errors import AgentGraphError
 __all__ = ["blame_user_code", "user_code_error", "user_targets"]
 
 _LIB_DIRS = tuple(os.path.realpath(p) + os.sep for p in {
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # agentgraph/
+    os.path.dirname(os.path.abspath(__file__)),  # agentgraph/
     *(sysconfig.get_paths().get(k) or "/nonexistent" for k in ("stdlib", "platstdlib", "purelib", "platlib")),
 })
 

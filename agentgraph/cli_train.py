@@ -1,0 +1,106 @@
+"""``agentgraph train``: its arguments and its run — in one process, or as one process of many
+(``--coordinator``): the multi-process flags are checked first, every process joins, checks that
+the others run the same settings (:mod:`agentgraph.meta.multihost`) and watches their heartbeat,
+then meta-trains (:func:`agentgraph.meta.train.train`).
+
+Example:
+    >>> import argparse
+    >>> sub = argparse.ArgumentParser(prog="agentgraph").add_subparsers()
+    >>> add_train(sub)
+    >>> sub.choices["train"].parse_args(["c.yaml", "--peer-timeout", "30"]).peer_timeout
+    30.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from agentgraph.cli_args import overrides, positive, seconds
+
+__all__ = ["add_train"]
+
+
+def _train(args: argparse.Namespace) -> int:
+    """``agentgraph train``: join the other processes (if any), then :func:`_train_run`."""
+    from agentgraph.errors import AgentGraphError
+    from agentgraph.meta import multihost
+
+    multihost.check_flags(args.coordinator, args.num_processes, args.process_id)
+    stop = None
+    if args.coordinator:
+        from agentgraph.meta.devices import init_distributed
+
+        init_distributed(args.coordinator, args.num_processes, args.process_id, timeout_s=args.distributed_timeout,
+                         heartbeat_s=args.peer_timeout)
+        stop = multihost.start_heartbeat(args.peer_timeout)  # a peer that dies ends this process, clearly
+    try:
+        return _train_run(args, stop)
+    except AgentGraphError:
+        raise
+    except Exception:
+        if stop is not None and not stop.is_set():  # a collective failed: a peer died; the heartbeat says which
+            time.sleep(args.peer_timeout + 5)
+        raise
+    finally:
+        if stop is not None:
+            multihost.finished()
+            stop.set()
+
+
+def _train_run(args: argparse.Namespace, stop: Any) -> int:
+    """``agentgraph train`` once the processes (if several) have joined: the config, checked to be
+    the same in every process, then meta-training."""
+    from agentgraph.meta.config import load_config
+    from agentgraph.meta.train import train
+
+    ov = overrides(args.set)
+    if args.seed is not None:
+        ov["run.seed"] = args.seed
+    if args.out_dir is not None:
+        ov["run.out_dir"] = args.out_dir
+    if args.meta_steps is not None:
+        ov["meta.meta_steps"] = args.meta_steps
+    cfg = load_config(args.config, ov)
+    if stop is not None:
+        import jax
+
+        from agentgraph.meta.multihost import agree
+
+        agree(cfg.model_dump(mode="json"), args.num_processes or jax.process_count(), args.distributed_timeout)
+    res = train(cfg, resume=args.resume, progress=not args.no_progress, max_steps=args.max_steps)
+    if res["steps"] == 0:
+        return 0
+    print(
+        f"meta-steps run: {res['steps']}; meta-loss {res['first_meta_loss']:.4f} -> {res['last_meta_loss']:.4f}; "
+        f"{res['seconds_per_step']:.3f} s/meta-step (first {res['first_step_seconds']:.1f} s incl. compile); "
+        f"non-finite steps skipped: {res['bad_steps']}; checkpoint: {res['checkpoint'] or 'none (process 0 writes)'}"
+    )
+    return 0
+
+
+def add_train(sub: Any) -> None:
+    """The ``train`` command's arguments."""
+    tr = sub.add_parser("train", help="meta-train a learned protocol from a YAML/TOML config",
+                        description="Meta-train the protocol CONFIG describes (see examples/configs/). Writes "
+                        "metrics.jsonl and checkpoints into run.out_dir.")
+    tr.add_argument("config", help="YAML or TOML config file")
+    tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in run.out_dir")
+    tr.add_argument("--seed", type=int, default=None, help="override run.seed")
+    tr.add_argument("--out-dir", default=None, help="override run.out_dir")
+    tr.add_argument("--meta-steps", type=positive, default=None, help="override meta.meta_steps")
+    tr.add_argument("--max-steps", type=positive, default=None, help="stop after this many meta-steps in this call")
+    tr.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override any config field (repeatable)")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                    help="multi-process run (jax.distributed): process 0's address and a free port, or 'auto' "
+                         "(SLURM, TPU pods, JAX_COORDINATOR_ADDRESS ...); see docs/scaling.md")
+    tr.add_argument("--num-processes", type=positive, default=None, help="processes in the run (with --coordinator)")
+    tr.add_argument("--process-id", type=int, default=None, help="this process's index, 0 .. N-1 (with --coordinator)")
+    tr.add_argument("--distributed-timeout", type=seconds, default=300.0,
+                    help="seconds to wait for the coordinator and the other processes (default 300)")
+    tr.add_argument("--peer-timeout", type=seconds, default=60.0,
+                    help="multi-process: a process silent this many seconds is taken as dead and the others stop "
+                         "with an error naming it (default 60)")
+    tr.set_defaults(fn=_train)
