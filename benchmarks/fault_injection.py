@@ -37,7 +37,11 @@ def run_suite(root: str, marks: str) -> dict:
     os.close(fd)
     t0 = time.perf_counter()
     rc = subprocess.call([sys.executable, "-m", "pytest", "tests/reliability", "-q", "-n", "0", "-m", marks,
-                          "-p", "no:cacheprovider"], cwd=root, env={**os.environ, "AGENTGRAPH_FAULT_REPORT": report})
+                          "-p", "no:cacheprovider"], cwd=root,
+                         # PYTHONPATH: every process (also a CLI re-executed as a script) imports root's agentgraph,
+                         # not an editable install's
+                         env={**os.environ, "AGENTGRAPH_FAULT_REPORT": report,
+                              "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)})
     with open(report) as f:
         rows = [json.loads(ln) for ln in f]
     os.remove(report)
