@@ -57,11 +57,20 @@ def _peak_bytes(jitted, *args) -> int:
     return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes)
 
 
+#: MPLP settings of ``--mplp-setting``: the paper's MNIST meta-step (the default) and its sinusoid one
+#: (``examples/configs/sinusoid.yaml``: (1,20,20,1) relu, L2, k = 8, hidden 15, 5 steps × batch 10,
+#: outer batch 4).
+MPLP_SETTINGS = {
+    "mnist": dict(sizes=(144, 50, 10), activation="sigmoid", loss="cross_entropy", k=4, hidden=7, steps=20, batch=8),
+    "sinusoid": dict(sizes=(1, 20, 20, 1), activation="relu", loss="l2", k=8, hidden=15, steps=5, batch=10, tasks=4),
+}
+
+
 def bench_mplp(runs: int, tasks: int, steps: int, batch: int, sizes=(144, 50, 10), forward_only: bool = False,
-               task_map: bool = False) -> dict:
-    k, hidden = 4, 7
+               task_map: bool = False, activation: str = "sigmoid", loss: str = "cross_entropy", k: int = 4,
+               hidden: int = 7) -> dict:
     cfg = mplp.MPLPConfig(k=k, hidden=hidden)
-    g = mlp(list(sizes), activation="sigmoid", loss="cross_entropy", seed=0).with_kinds(mplp.kinds(cfg))
+    g = mlp(list(sizes), activation=activation, loss=loss, seed=0).with_kinds(mplp.kinds(cfg))
     params = mplp.init_params(g, jax.random.PRNGKey(0), cfg)
     prog = compile(g)
     rng = np.random.default_rng(0)
@@ -85,7 +94,7 @@ def bench_mplp(runs: int, tasks: int, steps: int, batch: int, sizes=(144, 50, 10
     carry = {"synapse": 1 + hidden + k, "bias": 1 + hidden + k, "act": hidden + k, "softmax": hidden + k, "loss": hidden + k}
     ds = jax.tree.map(lambda *x: jnp.stack(x), *[
         mplp_dense.init_state([(W, jnp.zeros(W.shape[1])) for W in ws], batch, carry, sizes[-1]) for ws in Ws])
-    kw = dict(activation="sigmoid", loss="cross_entropy", k=k, act_group="sigmoid")
+    kw = dict(activation=activation, loss=loss, k=k, act_group=activation)
 
     def over_tasks(f):  # vmapped, or (task_map) one task after another, in both implementations
         if task_map:
@@ -99,7 +108,8 @@ def bench_mplp(runs: int, tasks: int, steps: int, batch: int, sizes=(144, 50, 10
         return jax.jit(jax.grad(lambda p, s, b: unroll_losses(p, s, b).mean()))
 
     grad_c, grad_d = meta(fwd_c), meta(fwd_d)
-    out: dict = {"setting": {"sizes": sizes, "tasks": tasks, "steps": steps, "batch": batch, "k": k, "hidden": hidden,
+    out: dict = {"setting": {"sizes": sizes, "activation": activation, "loss": loss, "tasks": tasks, "steps": steps,
+                             "batch": batch, "k": k, "hidden": hidden,
                              "tasks_run": "one after another (lax.map)" if task_map else "vmapped",
                              "synapse_agents": int(sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))), "agents": g.number_of_agents()}}
     # correctness first: same losses
@@ -277,6 +287,8 @@ def main(argv=None) -> int:
     ap.add_argument("--task-map", action="store_true",
                     help="mplp: run the tasks one after another (lax.map) instead of vmapped, in both implementations")
     ap.add_argument("--blur-chunk", type=int, default=4, help="blur: candidates per chunk of the chunked population")
+    ap.add_argument("--mplp-setting", choices=sorted(MPLP_SETTINGS), default="mnist",
+                    help="mplp: the paper's MNIST meta-step (default) or its sinusoid one (stored as mplp_sinusoid)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--scale-only", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -295,8 +307,11 @@ def main(argv=None) -> int:
         res["scale"] = {"small": bench_scale("small", lambda: mlp([20, 10, 3], seed=0), 8, args.runs)}
     else:
         if args.only in (None, "mplp"):
-            res["mplp"] = bench_mplp(args.runs, args.tasks, 20, 8, forward_only=args.forward_only,
-                                     task_map=args.task_map)
+            st = dict(MPLP_SETTINGS[args.mplp_setting])
+            tasks = st.pop("tasks", args.tasks)
+            key = "mplp" if args.mplp_setting == "mnist" else f"mplp_{args.mplp_setting}"
+            res[key] = bench_mplp(args.runs, tasks, st.pop("steps"), st.pop("batch"), forward_only=args.forward_only,
+                                  task_map=args.task_map, **st)
         if args.only in (None, "gradient"):
             res["gradient"] = bench_gradient(args.runs, 20, 8)
         if args.only in (None, "blur"):
