@@ -1,0 +1,146 @@
+"""Equilibrium propagation against its theory, float64, interpreter and compiled
+(``agentgraph/protocols/equilibrium.py``, ``docs/local_rules.md``): the contrastive update divided
+by ``lr`` tends to ``−dL/dθ`` as ``β → 0``, where ``L`` is the loss at the free fixed point and the
+gradient is ``jax.grad`` through the relaxation unrolled to its fixed point (recurrent backprop),
+written here independently from the library graph's arrows; the one-sided estimate's deviation
+shrinks like ``β``, the centred one's like ``β²``. Compiled == interpreter on ``mlp`` and
+``random_dag``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from agentgraph import AgentGraphError, interpreter
+from agentgraph.builders import mlp_network, random_dag_network
+from agentgraph.protocols.base import resolve
+from agentgraph.protocols.equilibrium import equilibrium
+from agentgraph.testing import compare
+
+
+def fixed_point_gradient(lib, state: dict, batch: dict, gamma: float = 0.5, ticks: int = 300):
+    """``(L, {agent: {"w" or "b": dL/dθ}})``: the free fixed point of the symmetric network of a
+    library graph ``lib`` (a ``Network``; ``u_j = Σ W ρ + Σ Wᵀ ρ + b_j``, outputs linear, inputs
+    clamped; a synapse whose arrow into its unit is doubled counts twice) reached by ``ticks``
+    damped iterations from 0, its loss ``½ Σ_out (u − y)²`` (batch mean) and ``jax.grad`` of it."""
+    A = lib.graph.arrays()
+    names, kind = A.names, np.array(A.kind_names, dtype=object)[A.kind]
+    fwd = A.type_mask("forward")
+    units = [i for i in range(len(names)) if kind[i] == "bias"]
+    col = {u: k for k, u in enumerate(units)}
+    unit_of_act = {int(d): int(s) for s, d in zip(A.src[fwd], A.dst[fwd]) if kind[s] == "bias" and kind[d] != "l2"}
+    fn = {col[u]: lib.graph.kinds[kind[a]].fn for a, u in unit_of_act.items()}
+    syn = [i for i in range(len(names)) if kind[i] == "synapse"]
+    pre, post, mult = {}, {}, {}
+    for s, d in zip(A.src[fwd].tolist(), A.dst[fwd].tolist()):
+        if kind[d] == "synapse":
+            pre[d] = s
+        if kind[s] == "synapse" and kind[d] == "bias":
+            post[s], mult[s] = d, mult.get(s, 0) + 1
+    port = np.array(A.strings, dtype=object)[A.port]
+    outs = []
+    for l in (i for i in range(len(names)) if kind[i] == "l2"):
+        into = {port[e]: int(A.src[e]) for e in np.flatnonzero(fwd & (A.dst == l))}
+        outs.append((col[into["pred"]], int(A.slot[into["target"]])))
+    j_of = np.array([col[post[s]] for s in syn])
+    m_of = np.array([mult[s] for s in syn], np.float64)
+    from_x = np.array([kind[pre[s]] == "input" for s in syn])
+    i_of = np.array([0 if from_x[k] else col[unit_of_act[pre[s]]] for k, s in enumerate(syn)])
+    x_of = np.array([A.slot[pre[s]] if from_x[k] else 0 for k, s in enumerate(syn)])
+    hidden = np.array([k in fn for k in range(len(units))])
+    assert len(set(fn.values())) <= 1, "one activation"
+    rho = next(iter(fn.values()), None)
+    o_col, o_slot = np.array([k for k, _ in outs]), np.array([t for _, t in outs])
+
+    @jax.jit
+    def loss(w, b):
+        W = w * m_of
+
+        def tick(_, u):
+            r = jnp.where(hidden, rho(u), u) if rho is not None else u
+            below = jnp.where(from_x, x[:, x_of], r[:, i_of])                     # [B, S]
+            d = (b[None] + jnp.zeros_like(u)).at[:, j_of].add(W * below)
+            d = d.at[:, i_of].add(jnp.where(from_x, 0.0, W * r[:, j_of]))
+            return u + gamma * (d - u)
+
+        u = jax.lax.fori_loop(0, ticks, tick, jnp.zeros((x.shape[0], len(units))))
+        return jnp.mean(jnp.sum(0.5 * (u[:, o_col] - y[:, o_slot]) ** 2, 1))
+
+    with jax.enable_x64(True):
+        x, y = jnp.asarray(batch["x"]), jnp.asarray(batch["y"])
+        w0 = jnp.array([state[names[s]]["w"] for s in syn])
+        b0 = jnp.array([state[names[u]]["b"] for u in units])
+        L, (gw, gb) = jax.value_and_grad(loss, argnums=(0, 1))(w0, b0)
+    grads = {names[s]: {"w": float(gw[k])} for k, s in enumerate(syn)}
+    grads.update({names[u]: {"b": float(gb[k])} for k, u in enumerate(units)})
+    return float(L), grads
+
+
+def _batch(seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"x": rng.normal(size=(2, 3)), "y": rng.normal(size=(2, 2))}
+
+
+def ep_deviation(lib, beta: float, nudge: str, T: int, gamma: float, batch: dict, reference) -> tuple[float, float]:
+    """(the step's loss, ``‖Δθ/lr + dL/dθ‖ / ‖dL/dθ‖``) of one interpreted EP step (lr = 1)."""
+    p = equilibrium(T=T, K=T, beta=beta, gamma=gamma, lr=1.0, nudge=nudge)
+    g = p.network(lib).graph
+    s0 = interpreter.init_state(g, 2)
+    r = interpreter.step(g, s0, jax.tree.map(float, p.params(p.init(None, g), {}, g)), batch)
+    num = den = 0.0
+    for a, fields in reference.items():
+        for f, grad in fields.items():
+            num, den = num + (r.state[a][f] - s0[a][f] + grad) ** 2, den + grad**2
+    return float(r.loss), float(np.sqrt(num / den))
+
+
+def test_update_tends_to_the_loss_gradient_as_beta_shrinks():
+    lib, b = mlp_network([3, 4, 2], activation="tanh", loss="l2", init_std=0.1, seed=0), _batch()
+    L, ref = fixed_point_gradient(lib, interpreter.init_state(lib.graph, 2), b)
+    loss1, d1 = ep_deviation(lib, 1e-1, "positive", 20, 0.8, b, ref)
+    loss2, d2 = ep_deviation(lib, 1e-2, "positive", 20, 0.8, b, ref)
+    assert abs(loss1 - L) < 1e-8 and loss1 == loss2           # the free phase reached the fixed point
+    assert d2 < 0.03 and d2 < 0.2 * d1, (d1, d2)               # O(β): measured 0.16, 0.019
+    _, c2 = ep_deviation(lib, 1e-2, "centred", 20, 0.8, b, ref)
+    assert c2 < 1e-3, c2                                       # O(β²): measured 3.8e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,nudge", [("mlp", "positive"), ("mlp", "centred"), ("random_dag", "centred")])
+def test_deviation_per_beta(name, nudge):
+    """The table of docs/local_rules.md: β = 1e-1, 1e-2, 1e-3, relaxation to the fixed point."""
+    lib = (mlp_network([3, 4, 2], activation="tanh", loss="l2", init_std=0.5, seed=0) if name == "mlp"
+           else random_dag_network(3, 5, 2, seed=1, init_std=0.5))
+    b = _batch()
+    L, ref = fixed_point_gradient(lib, interpreter.init_state(lib.graph, 2), b)
+    dev = [ep_deviation(lib, beta, nudge, 150, 0.5, b, ref)[1] for beta in (1e-1, 1e-2, 1e-3)]
+    print(name, nudge, dev)
+    order = 2 if nudge == "centred" else 1
+    for big, small in zip(dev, dev[1:]):
+        assert small < 0.2 ** order * big, dev                 # measured ratios ≈ 10 (β) and 100 (β²)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,nudge", [("mlp", "positive"), ("random_dag", "centred")])
+def test_compiled_matches_interpreter(name, nudge):
+    lib = (mlp_network([3, 4, 2], activation="tanh", loss="l2", init_std=0.5, seed=0) if name == "mlp"
+           else random_dag_network(3, 5, 2, seed=1, init_std=0.5))
+    p = equilibrium(T=3, K=2, beta=0.1, gamma=0.5, lr=0.1, nudge=nudge)
+    g = p.network(lib).graph
+    c = compare(g, p.params(p.init(None, g), {}, g), [_batch(), _batch(1)])
+    assert c.worst < 1e-10, c
+
+
+def test_settings_and_refusals():
+    p = resolve({"rule": "equilibrium", "T": 2, "beta": 0.2, "nudge": "centred"})
+    net = p.network(mlp_network([3, 2], loss="l2"))
+    assert set(p.init(None, net.graph)) == {"log_beta", "log_gamma", "log_lr"}
+    assert "ep_flip" in net.graph.schedule.types()
+    with pytest.raises(AgentGraphError, match="L2 head"):
+        p.network(mlp_network([3, 2], loss="cross_entropy"))
+    for bad in ({"beta": 0.0}, {"nudge": "sideways"}, {"K": 0}):
+        with pytest.raises(AgentGraphError):
+            resolve({"rule": "equilibrium", **bad})
