@@ -209,10 +209,11 @@ def _with_feedback_weights(net: Network, kind: Kind, feedback_std: float) -> Net
     """``net`` with its synapse kind replaced by ``kind`` (which has a field ``b``), ``b`` drawn
     fresh ``~ N(0, feedback_std)`` and tied wherever ``w`` is (one feedback kernel per kernel)."""
     g = net.graph.with_kinds({"synapse": kind})
-    t = g.ties()
+    t, A = g.ties(), g.arrays()
+    is_syn = np.asarray(A.kind) == A.kind_names.index("synapse")
     for i, (name, field) in enumerate(zip(t.names, t.fields)):
         members = t.members(i)
-        if field == "w" and g.arrays().kind_names[g.arrays().kind[members[0]]] == "synapse":
+        if field == "w" and is_syn[members[0]]:
             g.tie(members, "b", name=f"{name}/b", by_index=True)
     return net.with_graph(g.validate(), init=[*net.init, FieldInit("synapse", "b", std=feedback_std)])
 
@@ -275,7 +276,8 @@ def _dfa_graph(lib: AgentGraph, feedback_std: float, arrow_type: str) -> tuple[A
     A = lib.arrays()
     kind_of = np.array(A.kind_names, dtype=object)[A.kind]
     fwd = A.type_mask("forward")
-    losses = [i for i in range(len(A.names)) if lib.kinds[kind_of[i]].loss_field is not None]
+    loss_kinds = [k for k in A.kind_names if lib.kinds[k].loss_field is not None]
+    losses = [int(i) for i in np.flatnonzero(np.isin(kind_of, loss_kinds))]
     slot = {}
     for i in losses:  # the output index of a loss agent: the slot of the target feeding it
         t = [int(s) for s in A.src[fwd & (A.dst == i)] if kind_of[s] == "target"]
@@ -284,11 +286,11 @@ def _dfa_graph(lib: AgentGraph, feedback_std: float, arrow_type: str) -> tuple[A
         slot[i] = int(A.slot[t[0]])
     n_out = len(losses)
     acts = sorted({k for k in A.kind_names if k in ACTIVATIONS})
-    head = {i for i in range(len(A.names)) if kind_of[i] in ("softmax", "softmax_norm") or i in slot}
-    for i in np.flatnonzero(np.isin(kind_of, acts)):
-        if any(int(d) in head for d in A.dst[fwd & (A.src == i)]):
-            raise AgentGraphError(f"direct_feedback_alignment: activation {A.names[i]!r} feeds the head (an output "
-                                  "activation); DFA sends the error to hidden units only — build the net without one.")
+    is_head = np.isin(kind_of, ["softmax", "softmax_norm", *loss_kinds])
+    bad = np.flatnonzero(fwd & np.isin(kind_of, acts)[A.src] & is_head[A.dst])
+    if len(bad):
+        raise AgentGraphError(f"direct_feedback_alignment: activation {A.names[A.src[bad[0]]]!r} feeds the head (an "
+                              "output activation); DFA sends the error to hidden units only — build the net without one.")
     g = lib.copy()
     g.add_kind(DFAError(n_out, arrow_type))
     for k in acts:
