@@ -151,3 +151,36 @@ def test_the_numpy_unit_gradients_are_autodiffs(loss):
     plain = {a: {f: v for f, v in fs.items() if f in net.kind_of(a).fields} for a, fs in st.items() if a in set(net.agents())}
     ref = sgd_reference(net, plain, 1.0, batch)  # a bias moves by −δ_j at rate 1
     assert max(abs(float(plain[a]["b"] - ref[a]["b"]) - d) for a, d in delta.items()) < 1e-12
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("net", ["mlp", "random_dag"])
+def test_noise_that_realises_its_covariance_exactly_gives_the_gradient_step(net):
+    """Antithetic unit probes ``ξ⁽ᵇ⁾ = ±√n e_b`` (``n`` units, ``2n`` copies of one example) have
+    mean ``ξξᵀ = I`` exactly and odd moments zero, so one step is the SGD step of ``jax.grad`` to
+    O(σ²) — on a random DAG with skip connections and parallel arrows (doubled synapses count twice
+    in the reward phase as in the gradient)."""
+    if net == "mlp":
+        lib = mlp_network([3, 4, 2], activation="tanh", init_std=0.8, seed=5).graph
+    else:
+        lib = random_dag_network(3, 5, 2, edge_prob=0.5, parallel_prob=0.3, activation="tanh", init_std=0.8, seed=2).graph
+    sigma = 1e-4
+    g = node_perturbation(sigma=sigma).network(as_network(lib, 0.8)).graph
+    units = g.agents("bias")
+    n = len(units)
+    B = 2 * n
+    probes = np.concatenate([np.eye(n), -np.eye(n)]) * np.sqrt(n)  # [B, n]
+    rng = np.random.default_rng(3)
+    st = interpreter.init_state(g, B)
+    for k, a in enumerate(units):
+        st[a]["b"] = np.asarray(rng.normal(0, 0.3))
+        st[a]["xi"] = probes[:, k]
+    x = rng.normal(size=(1, 3))
+    batch = {"x": np.repeat(x, B, 0), "y": np.repeat(np.eye(2)[[1]], B, 0)}
+    new = interpreter.step(g, st, {grp: {"lr": LR, "sigma": sigma} for grp in g.groups()}, batch).state
+    plain = {a: {f: v for f, v in fs.items() if f in lib.kind_of(a).fields} for a, fs in st.items() if a in set(lib.agents())}
+    want = sgd_reference(lib, plain, LR, batch)  # B copies of one example: its gradient
+    moved = max(abs(float(want[a][f] - plain[a][f])) for a in want for f in want[a])
+    dev = max(abs(float(new[a][f] - want[a][f])) for a in want for f in want[a])
+    print(f"{net}: |step − SGD step| = {dev:.1e}, largest SGD change {moved:.1e}")
+    assert moved > 1e-2 and dev < 1e-6 * moved  # O(σ²) = 1e-8 times third derivatives, rounding 1e-16/σ
