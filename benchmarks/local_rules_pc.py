@@ -27,16 +27,16 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from agentgraph import compile  # noqa: E402
-from agentgraph.builders import mlp_network  # noqa: E402
-from agentgraph.data.mnist import load_mnist_raw  # noqa: E402
-from agentgraph.network import read  # noqa: E402
-from agentgraph.protocols.base import resolve  # noqa: E402
+from agentgraph import compile
+from agentgraph.builders import mlp_network
+from agentgraph.data.mnist import load_mnist_raw
+from agentgraph.network import read
+from agentgraph.protocols.base import resolve
 
 
 def _data():
     xtr, ytr, xte, yte = load_mnist_raw()
-    f = lambda x: ((x.reshape(len(x), -1).astype(np.float32) / 255.0) - 0.1307) / 0.3081  # noqa: E731
+    f = lambda x: ((x.reshape(len(x), -1).astype(np.float32) / 255.0) - 0.1307) / 0.3081
     return f(xtr), ytr.astype(np.int64), f(xte), yte.astype(np.int64)
 
 

@@ -309,7 +309,7 @@ def equilibrium(T: int = 20, K: int | None = None, beta: float = 0.1, gamma: flo
     rates, centred = dict(lrs or {}), nudge == "centred"
 
     def init(key, graph):
-        f = lambda v: jnp.asarray(np.log(v), jnp.float32)  # noqa: E731
+        f = lambda v: jnp.asarray(np.log(v), jnp.float32)
         return {"log_beta": f(beta), "log_gamma": f(gamma), "log_lr": {g: f(rates.get(g, lr)) for g in graph.groups()}}
 
     def params(learned, stats, graph):

@@ -9,6 +9,8 @@ shrinks like ``β``, the centred one's like ``β²``. Compiled == interpreter on
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -115,11 +117,11 @@ def test_deviation_per_beta(name, nudge):
     lib = (mlp_network([3, 4, 2], activation="tanh", loss="l2", init_std=0.5, seed=0) if name == "mlp"
            else random_dag_network(3, 5, 2, seed=1, init_std=0.5))
     b = _batch()
-    L, ref = fixed_point_gradient(lib, interpreter.init_state(lib.graph, 2), b)
+    _, ref = fixed_point_gradient(lib, interpreter.init_state(lib.graph, 2), b)
     dev = [ep_deviation(lib, beta, nudge, 150, 0.5, b, ref)[1] for beta in (1e-1, 1e-2, 1e-3)]
     print(name, nudge, dev)
     order = 2 if nudge == "centred" else 1
-    for big, small in zip(dev, dev[1:]):
+    for big, small in itertools.pairwise(dev):
         assert small < 0.2 ** order * big, dev                 # measured ratios ≈ 10 (β) and 100 (β²)
 
 

@@ -18,7 +18,14 @@ import numpy as np
 import pytest
 
 from agentgraph import AgentGraphError, interpreter
-from agentgraph.builders import Conv, Pool, as_network, cnn, mlp_network, random_dag_network
+from agentgraph.builders import (
+    Conv,
+    Pool,
+    as_network,
+    cnn,
+    mlp_network,
+    random_dag_network,
+)
 from agentgraph.protocols.base import resolve
 from agentgraph.protocols.predictive_coding import energy, predictive_coding
 from agentgraph.testing import compare
@@ -41,7 +48,7 @@ def _pc_step(lib, T: int, gamma: float, pi: float, batch: dict):
     return g, prm, s0, interpreter.step(g, s0, prm, batch)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sgd(lib, key: int):
     batch = _batch(seed=key)
     base = interpreter.init_state(lib.graph, len(batch["x"]))
@@ -59,17 +66,17 @@ def _deviation(lib, s0, state, batch) -> float:
     return float(np.sqrt(num / den))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mlp():
     return mlp_network([3, 4, 2], activation="tanh", loss="l2", init_std=0.5, seed=0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dag():
     return random_dag_network(3, 5, 2, seed=1, init_std=0.5)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mlp_runs():
     b = _batch()
     return b, {pi: _pc_step(_mlp(), 20, 0.5, pi, b) for pi in (1e-1, 1e-2)}
@@ -102,7 +109,7 @@ def _dense_energy(state, batch, pi):
 def test_update_is_the_energy_gradient_at_equilibrium():
     b, runs = _mlp_runs()
     pi = 1e-1
-    g, prm, s0, r = runs[pi]
+    g, _, s0, r = runs[pi]
     with jax.enable_x64(True):
         F, theta = _dense_energy(s0, b, pi)
         v = jnp.stack([r.state[("b", 0, j)]["v"] for j in range(4)], 1)                   # [B, 4]
