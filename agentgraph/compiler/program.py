@@ -308,6 +308,7 @@ class Program:
             ()
         """
         self._check_batch(batch)
+        self._check_state(state)
         try:
             return _step_jit(self._static, self.arrays, params or {}, state, batch)
         except BlockError as e:
@@ -350,6 +351,24 @@ class Program:
                 raise AgentGraphError(f"Agent {agent!r} reads column {slot} of batch[{key!r}], which has only "
                                       f"{columns[key]} columns.")
 
+    def _check_state(self, state: Mapping) -> None:
+        """The state has this program's kinds and fields (those :meth:`init` makes): a state of
+        another program (another graph, or one compiled with other options, whose scratch
+        fields differ) is refused naming the first difference."""
+        if not isinstance(state, Mapping):
+            raise AgentGraphError(f"state must be the mapping this program's init() makes, got {type(state).__name__}.")
+        for k, _ in self._static.kinds_items:
+            have, want = state.get(k), self.initial[k]
+            if not isinstance(have, Mapping) or set(have) != set(want):
+                got = "no entry" if not isinstance(have, Mapping) else f"fields {sorted(have)}"
+                raise AgentGraphError(
+                    f"state[{k!r}] has {got}; this program keeps fields {sorted(want)} for kind {k!r}. The state "
+                    "was made by another program (another graph, or compiled with other options such as "
+                    "linear=): make it with this program's init(batch_size), or move values over with to_agents().")
+        if self.plan.delayed and DELAYED not in state:
+            raise AgentGraphError(f"state has no {DELAYED!r} entry (the messages in flight on this graph's delayed "
+                                  "arrows): make it with this program's init(batch_size).")
+
     def _check_batch(self, batch: Mapping[str, Any]) -> None:
         if not isinstance(batch, Mapping):
             raise AgentGraphError(f"batch must be a mapping {{key: array}}, got {type(batch).__name__}.")
@@ -382,6 +401,7 @@ class Program:
             0.69
         """
         self._check_batch(batch)
+        self._check_state(state)
         try:
             return _step_jit(self._static, self.arrays, params or {}, state, batch, until_loss=True)
         except BlockError as e:
@@ -451,6 +471,7 @@ class Program:
         Returns:
             ``(final_state, losses [T])``.
         """
+        self._check_state(state)
         body = functools.partial(step, self.plan, self._static.kinds_items, self.arrays, params or {})
         if remat:
             body = jax.checkpoint(body)

@@ -256,3 +256,20 @@ def test_lowering_errors_name_the_kind_and_an_agent():
             prog.step(None, prog.init(2), {"x": np.ones((2, 1))})
     with pytest.raises(AgentGraphError, match="Batch has no key 'x'"):
         prog.step(None, prog.init(2), {})
+
+
+def test_a_state_of_another_program_is_refused_naming_the_kind():
+    """The two lowerings keep different scratch fields (the matmul lowering keeps no synapse
+    ``x``): a state made by one and stepped by the other is one AgentGraphError, in step, forward
+    and unroll alike — not a KeyError from inside the trace."""
+    from agentgraph import AgentGraphError
+
+    g = mlp([4, 3, 2], activation="tanh", loss="l2", seed=0)
+    fused, agentwise = compile(g), compile(g, linear=False)
+    params, b = gradient.params(g, 0.1), {"x": np.ones((2, 4)), "y": np.zeros((2, 2))}
+    assert set(fused.init(2)["synapse"]) != set(agentwise.init(2)["synapse"])
+    for call in (lambda s: fused.step(params, s, b), lambda s: fused.forward(params, s, b),
+                 lambda s: fused.unroll(params, s, jax.tree.map(lambda v: v[None], b))):
+        with pytest.raises(AgentGraphError, match=r"state\['synapse'\] has fields .*another program"):
+            call(agentwise.init(2))
+    fused.step(params, fused.init(2), b)  # its own state steps
