@@ -225,11 +225,16 @@ class Kind:
 
     def declared_linear(self, sweep: str) -> Mapping[str, Linear]:
         """:meth:`linear`, if the class that declares it also defines (or inherits from a base)
-        the sweep's function — a subclass that overrides ``forward``/``backward`` without
-        redeclaring loses the inherited declaration (it is run agent by agent, never wrongly)."""
-        if sweep not in ("forward", "backward"):
+        the sweep's function (``forward``, ``backward``, or ``act`` for a user-named arrow type
+        the kind acts on) — a subclass that overrides that function without redeclaring loses
+        the inherited declaration (it is run agent by agent, never wrongly)."""
+        if sweep in ("forward", "backward"):
+            fn = sweep
+        elif sweep in self.acts_on:
+            fn = "act"
+        else:
             return {}
-        return self.linear(sweep) if _declared_below(type(self), "linear", (sweep,)) else {}
+        return self.linear(sweep) if _declared_below(type(self), "linear", (fn,)) else {}
 
     def declared_outer(self) -> Mapping[str, Outer]:
         """:meth:`outer_updates`, under the same rule as :meth:`declared_linear` (for both the

@@ -152,6 +152,9 @@ def relay_kind(kind: Kind, arrow_type: str) -> Kind:
              "arrow_outputs": {**dict(kind.arrow_outputs), arrow_type: dict(kind.backward_outputs)}}
     if kind.declared_outer():
         attrs["outer_updates"] = lambda self: base.outer_updates(self)
+    back = kind.declared_linear("backward")
+    if back:  # the relay is the backward function: the same linear maths, lowered to a product too
+        attrs["linear"] = lambda self, sweep: back if sweep == arrow_type else base.linear(self, sweep)
     cls = type(f"{base.__name__}_{arrow_type}", (base,), attrs)
     out = copy.copy(kind)
     out.__class__ = cls

@@ -211,3 +211,19 @@ def test_a_user_kind_with_a_vector_coefficient_is_fused():
         s, _ = prog.step(None, prog.init(2), {})
         want = interpreter.step(g, interpreter.init_state(g, 2), None, {}).state
         assert state_deviation(g, prog.to_agents(s), want) < 1e-12
+
+
+def test_declared_linear_maths_on_a_user_arrow_type_is_a_matrix_product():
+    """A kind that declares ``Linear`` outputs for an arrow type of its own (predictive coding's
+    relayed synapses on ``pc_infer``) gets the matmul lowering in that sweep, as in
+    ``forward``/``backward``; a subclass redefining ``act`` without redeclaring loses it."""
+    from agentgraph.builders import mlp_network
+    from agentgraph.protocols.predictive_coding import INFER, pc_network
+
+    g = pc_network(mlp_network([6, 5, 3], loss="l2"), T=1).graph
+    plan = compile(g).plan
+    assert "matmul" in {p.lowering for w in plan.waves(INFER) for b in w for p in b.ports}
+    syn = g.kinds["synapse"]
+    assert syn.declared_linear(INFER)
+    redefined = type("Redefined", (type(syn),), {"act": lambda self, t, p, s, i: type(syn).act(self, t, p, s, i)})()
+    assert not redefined.declared_linear(INFER)
