@@ -338,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         0
     """
     args = _parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # a supervised train re-runs them
     from agentgraph.errors import AgentGraphError
 
     try:

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from typing import Any
 
@@ -22,12 +23,92 @@ from agentgraph.cli_args import overrides, positive, seconds
 __all__ = ["add_train"]
 
 
+#: set in the environment of a supervised multi-process worker (:func:`_supervise`)
+SUPERVISED = "AGENTGRAPH_SUPERVISED"
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the worker gets SIGKILL when its supervisor dies (a killed process takes its worker along)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _pump(pipe: Any, stream: str) -> None:
+    """Copy a child's output pipe to ``sys.<stream>`` (looked up each time: tests replace it)."""
+    import os
+    import sys
+
+    while True:
+        chunk = os.read(pipe.fileno(), 65536)
+        if not chunk:
+            return
+        out = getattr(sys, stream)
+        out.write(chunk.decode(errors="replace"))
+        out.flush()
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """One process of a multi-process run: its work runs in a child process watched by this one,
+    so that an abort inside JAX's coordination client (the service process 0 hosts went away, or
+    refused this process) ends this process with a message and exit status
+    :data:`~agentgraph.meta.multihost.PEER_EXIT` instead of a C++ abort. SIGINT/SIGTERM reach the
+    child; the child dies with this process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from agentgraph.meta.multihost import PEER_EXIT
+
+    cmd = [sys.executable, "-c", "import sys; from agentgraph.cli import main; sys.exit(main(sys.argv[1:]))", *args.argv]
+    child = subprocess.Popen(cmd, env=dict(os.environ, **{SUPERVISED: "1"}), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+    # the child's output goes on to this process's streams as it comes (progress bars included)
+    pumps = [threading.Thread(target=_pump, args=(pipe, name), daemon=True)
+             for pipe, name in ((child.stdout, "stdout"), (child.stderr, "stderr"))]
+    for t in pumps:
+        t.start()
+    old = signal.signal(signal.SIGTERM, lambda *_: child.terminate()) if threading.current_thread() is threading.main_thread() else None
+    try:
+        while True:
+            try:
+                rc = child.wait()
+                break
+            except KeyboardInterrupt:  # the terminal's SIGINT reached the child too; wait for its clean stop
+                continue
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+        for t in pumps:
+            t.join(timeout=10)
+    if rc >= 0:
+        return rc
+    sig = signal.Signals(-rc).name
+    why = ("JAX's coordination client aborted: the coordination service that process 0 hosts went away (process 0 "
+           "was killed or crashed) or refused this process (a --process-id given twice, or a process of another run "
+           "on the same --coordinator port)") if -rc == signal.SIGABRT else f"the worker was killed by {sig}"
+    print(f"agentgraph train: error: process {args.process_id} of {args.num_processes} stopped: {why}. The other "
+          "processes stop too; the checkpoints process 0 wrote are intact: restart every process with --resume.",
+          file=sys.stderr)
+    return PEER_EXIT
+
+
 def _train(args: argparse.Namespace) -> int:
-    """``agentgraph train``: join the other processes (if any), then :func:`_train_run`."""
+    """``agentgraph train``: join the other processes (if any, each supervised: :func:`_supervise`),
+    then :func:`_train_run`."""
+    import os
+
     from agentgraph.errors import AgentGraphError
     from agentgraph.meta import multihost
 
     multihost.check_flags(args.coordinator, args.num_processes, args.process_id)
+    if args.coordinator and not os.environ.get(SUPERVISED) and getattr(args, "argv", None) is not None:
+        return _supervise(args)
     stop = None
     if args.coordinator:
         from agentgraph.meta.devices import init_distributed

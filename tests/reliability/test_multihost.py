@@ -78,11 +78,13 @@ def test_processes_with_other_counts_or_configs_stop_naming_the_difference(tmp_p
 def test_a_killed_peer_ends_the_other_with_a_clear_error_in_bounded_time(tmp_path):
     path = write_yaml(tmp_path / "c.yaml", tiny(tmp_path / "r", **{"meta.outer_batch": 2, "meta.meta_steps": 10**6,
                                                                     "run.checkpoint_every": 10**5}))
-    # (process 0 killed: JAX's client in the others aborts at once, from C++ — a known limit, docs/reliability.md)
-    for killed, survivor in ((1, 0),):
+    # process 1 killed: the heartbeat names it; process 0 killed: the coordination service it hosts goes
+    # with it, JAX's client in the other worker aborts, and that process's supervisor says so
+    for killed, survivor in ((1, 0), (0, 1)):
         res = _launch(path, _ids(2, "--out-dir", str(tmp_path / f"r{killed}")), kill=(killed, 30.0), timeout=120)
         rc, text, seconds = res[survivor]
-        named = f"process {killed} of 2 stopped answering"
+        named = (f"process {killed} of 2 stopped answering" if killed else
+                 "process 1 of 2 stopped: JAX's coordination client aborted: the coordination service that process 0 hosts")
         outcome = _outcome(res, survivor, named)
         if outcome == "error" and seconds > 30 + 10 + 30:  # the kill, --peer-timeout, slack
             outcome = "silent"
