@@ -8,7 +8,7 @@ scored on the same ``--runs`` fresh networks and evaluation tasks (paired); SGD 
 tuned by :func:`agentgraph.meta.evaluate.evaluate`) for reference.
 
 Run from the repository root (≈ 8 minutes on 2 shared cores):
-    nice -n 10 python benchmarks/results/local_rules_fa_meta_digits.py [--rule direct_feedback_alignment]
+    nice -n 10 python benchmarks/local_rules_meta_digits.py [--rule direct_feedback_alignment]
 writes ``benchmarks/results/local_rules_fa_meta_digits.json``.
 """
 
@@ -41,10 +41,10 @@ def main() -> None:
     ap.add_argument("--rule", default="feedback_alignment",
                     help="feedback_alignment, sign_symmetry or direct_feedback_alignment (same settings)")
     ap.add_argument("--out", default=None, help="default: local_rules_fa_meta_digits.json for feedback_alignment, "
-                    "local_rules_<rule>_meta_digits.json otherwise, beside this script")
+                    "local_rules_<rule>_meta_digits.json otherwise, in benchmarks/results/")
     a = ap.parse_args()
     stem = "fa" if a.rule == "feedback_alignment" else a.rule
-    a.out = a.out or os.path.join(os.path.dirname(__file__), f"local_rules_{stem}_meta_digits.json")
+    a.out = a.out or os.path.join(os.path.dirname(__file__), "results", f"local_rules_{stem}_meta_digits.json")
     t0 = time.time()
     base = yaml.safe_load(open(CONFIG))
     base["protocol"]["rule"] = a.rule
@@ -75,7 +75,7 @@ def main() -> None:
     out = {
         "task": "digits 8x8, mlp [64, 32, 10] tanh, cross-entropy", "rule": a.rule,
         "inner_steps": K, "runs": a.runs, "config": CONFIG, "meta_steps": cfg.meta.meta_steps,
-        "command": f"nice -n 10 python benchmarks/results/local_rules_fa_meta_digits.py --rule {a.rule}",
+        "command": f"nice -n 10 python benchmarks/local_rules_meta_digits.py --rule {a.rule}",
         "hand_tuned": {"grid": {str(k): v["mean"][-1] for k, v in grid.items()}, "best_lr": best,
                        "final_accuracy": hand["mean"][-1], "std": hand["std"][-1], "se": se(hand), "curve": hand["mean"]},
         "meta_learned": {"final_accuracy": ml["mean"][-1], "std": ml["std"][-1], "se": se(ml), "curve": ml["mean"],

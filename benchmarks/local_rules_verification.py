@@ -4,7 +4,7 @@ its theory says it equals it, and compiled vs interpreter over two steps on mlp,
 cnn. The tests (tests/protocols/test_feedback_rules.py, test_hebbian.py, test_perturbation.py)
 assert the bounds; this prints the numbers.
 
-Run from the repository root:  nice -n 10 python benchmarks/results/local_rules_verification.py
+Run from the repository root:  nice -n 10 python benchmarks/local_rules_verification.py
 """
 
 from __future__ import annotations
