@@ -156,7 +156,7 @@ def plot(out: str, panels: list[str]) -> None:
     for ax, spec in zip(axes[0], panels):
         path, title = spec.split(":", 1)
         r = json.load(open(path))
-        for key, label, colour in (("protocol", "BLUR (CMA-ES genome)", "C3"), ("sgd", "SGD", "C0"),
+        for key, label, colour in (("protocol", "BLUR (CMA-ES genome, ours)", "C3"), ("sgd", "SGD", "C0"),
                                    ("adam", "Adam", "C2")):
             m, sd = r[key]["mean"], r[key]["std"]
             lr = f" (lr {r[key]['lr']:g})" if "lr" in r[key] else ""
