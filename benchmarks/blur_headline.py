@@ -67,6 +67,8 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "paper_ours": (PAPER, OURS + ["protocol.k=2"], "the paper's CMA-ES protocol (hidden 20), agentgraph's conventions"),
     "paper_authors_k3": (PAPER, ["protocol.k=3"], "the paper's CMA-ES protocol (hidden 20), authors', k = 3"),
     "paper_authors_h64": (PAPER, ["net.sizes=[196,64,10]"], "the paper's CMA-ES protocol, hidden 64, authors'"),
+    **{f"paper_back_{k}": (PAPER, v, f"the paper's CMA-ES protocol (hidden 20), authors' conventions with {k} back "
+                           "to agentgraph's") for k, v in BACK_TO_OURS.items()},
     "paper_gradient_authors_init": (
         PAPER, ["meta.optimizer={kind: gradient}", "meta.objective=readout", "meta.meta_lr=5.0e-4",
                 "protocol.objective=cross_entropy"],
