@@ -67,31 +67,36 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "paper_ours": (PAPER, OURS + ["protocol.k=2"], "the paper's CMA-ES protocol (hidden 20), agentgraph's conventions"),
     "paper_authors_k3": (PAPER, ["protocol.k=3"], "the paper's CMA-ES protocol (hidden 20), authors', k = 3"),
     "paper_authors_h64": (PAPER, ["net.sizes=[196,64,10]"], "the paper's CMA-ES protocol, hidden 64, authors'"),
-    **{f"paper_back_{k}": (PAPER, v, f"the paper's CMA-ES protocol (hidden 20), authors' conventions with {k} back "
-                           "to agentgraph's") for k, v in BACK_TO_OURS.items()},
+    **{f"paper_back_{k}": (PAPER, v, (f"the paper's CMA-ES protocol (hidden 20), authors' conventions with {k} back "
+                                      "to agentgraph's")) for k, v in BACK_TO_OURS.items()},
     "paper_gradient_authors_init": (
         PAPER, ["meta.optimizer={kind: gradient}", "meta.objective=readout", "meta.meta_lr=5.0e-4",
                 "protocol.objective=cross_entropy"],
-        "the paper's protocol (hidden 20), authors' conventions incl. their random genome, by gradient through the "
-        "unroll (Adam 5e-4 as the paper's App. C.1, softmax cross-entropy of output state 0 as its §3.3): the "
-        "meta-loss sits at exactly ln 10 (every output state 0 equal, zero gradient) from step 0; stopped at 79 steps"),
+        ("the paper's protocol (hidden 20), authors' conventions incl. their random genome, by gradient through the "
+         "unroll (Adam 5e-4 as the paper's App. C.1, softmax cross-entropy of output state 0 as its §3.3): the "
+         "meta-loss is ln 10 (a uniform softmax) from step 0 and never moves; stopped at 79 steps")),
     "paper_gradient_lr5e-3": (
         PAPER, ["meta.optimizer={kind: gradient}", "meta.objective=readout", "meta.meta_lr=5.0e-3",
                 "protocol.objective=cross_entropy", "protocol.genome_init=agentgraph", "protocol.genome_scale=0.5"],
-        "as paper_gradient with Adam 5e-3: the meta-loss fell onto the same flat ln-10 plateau at meta-step 6 "
-        "and stayed (stopped at 169 steps)"),
+        ("as paper_gradient with Adam 5e-3: the meta-loss fell onto the same flat ln-10 plateau at meta-step 6 "
+         "and stayed (stopped at 169 steps)")),
     "paper_gradient": (
         PAPER, ["meta.optimizer={kind: gradient}", "meta.objective=readout", "meta.meta_lr=1.0e-3",
                 "protocol.objective=cross_entropy", "protocol.genome_init=agentgraph", "protocol.genome_scale=0.5",
                 "run.eval_every=100"],
-        "the paper's protocol (hidden 20), authors' conventions but agentgraph's genome initialisation (the "
-        "authors' starts on a flat ln-10 plateau), by gradient through the unroll (Adam 1e-3, softmax "
-        "cross-entropy of output state 0 as the paper's §3.3), stopped at 4.0 CPU-min (run it with --cpu-cap=4.0)"),
+        ("the paper's protocol (hidden 20), authors' conventions but agentgraph's genome initialisation (the "
+         "authors' starts on a flat ln-10 plateau), by gradient through the unroll (Adam 1e-3, softmax "
+         "cross-entropy of output state 0 as the paper's §3.3), stopped at 4.0 CPU-min (run it with --cpu-cap=4.0)")),
 }
 
 
+def _rows(name: str) -> list[dict]:
+    with open(os.path.join(RUNS, name, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def _summary(name: str, config: str, sets: list[str], note: str, extra: list[str]) -> dict:
-    rows = [json.loads(line) for line in open(os.path.join(RUNS, name, "metrics.jsonl"))]
+    rows = _rows(name)
     cpu = sum(r.get("cpu_seconds", 0.0) for r in rows) + sum(r.get("setup_cpu_seconds", 0.0) for r in rows)
     evals = [[r["step"], round(r["eval"], 5)] for r in rows if "eval" in r]
     last5 = [e for _, e in evals[-5:]]
@@ -105,11 +110,9 @@ def _summary(name: str, config: str, sets: list[str], note: str, extra: list[str
 
 
 def _cpu_so_far(name: str) -> float:
-    path = os.path.join(RUNS, name, "metrics.jsonl")
-    if not os.path.exists(path):
+    if not os.path.exists(os.path.join(RUNS, name, "metrics.jsonl")):
         return 0.0
-    rows = [json.loads(line) for line in open(path) if line.strip()]
-    return sum(r.get("cpu_seconds", 0.0) + r.get("setup_cpu_seconds", 0.0) for r in rows)
+    return sum(r.get("cpu_seconds", 0.0) + r.get("setup_cpu_seconds", 0.0) for r in _rows(name))
 
 
 def run(name: str, extra: list[str], cpu_cap: float | None = None) -> None:
@@ -142,7 +145,8 @@ def table() -> None:
     for name in VARIANTS:
         p = os.path.join(OUT, f"{name}.json")
         if os.path.exists(p):
-            s = json.load(open(p))
+            with open(p) as f:
+                s = json.load(f)
             print(f"| {name} | {s['best_eval']:.3f} | {s['last_eval']:.3f} | {s['mean_last5_eval']:.3f} | "
                   f"{s['generations']} | {s['cpu_minutes']:.1f} |")
 
@@ -157,7 +161,8 @@ def plot(out: str, panels: list[str]) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for ax, spec in zip(axes[0], panels):
         path, title = spec.split(":", 1)
-        r = json.load(open(path))
+        with open(path) as f:
+            r = json.load(f)
         for key, label, colour in (("protocol", "BLUR (CMA-ES genome, ours)", "C3"), ("sgd", "SGD", "C0"),
                                    ("adam", "Adam", "C2")):
             m, sd = r[key]["mean"], r[key]["std"]
