@@ -26,9 +26,9 @@ LAYERS: list[set[str]] = [
     {"network", "unroll"},
     {"inner", "builders"},
     {"models", "protocols"},
-    {"meta"},
+    {"meta", "errors_user"},
     {"benchmarks", "plots", "pretrained", "testing"},
-    {"cli"},
+    {"cli", "cli_args", "cli_train"},
     {"__init__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
