@@ -42,11 +42,12 @@ def _split(kind: Kind, st: Mapping[str, jax.Array]):
     return pa, ex
 
 
-def run_block(kind: Kind, sweep: str, params, st, inputs, B: int, unchanged: set | None = None):
+def run_block(kind: Kind, sweep: str, params, st, inputs, B: int, unchanged: set | None = None, n: int | None = None):
     """Apply ``kind.apply(sweep, ...)`` to ``n`` agents × ``B`` examples: st per-agent ``[n, ...]``,
     per-example ``[n, B, ...]``; inputs ``[n, B, size]``. Returns ``(new, outputs, updates)``
     shaped ``[n, B, ...]``. ``unchanged`` (if given) receives the fields the kind returned as
-    they were (the very input value), which need not be written back."""
+    they were (the very input value), which need not be written back. ``n`` is read from the
+    arrays when not given (a kind with no fields and no inputs needs it given)."""
     pa, ex = _split(kind, st)
 
     def per_example(pa1, ex1, in1):
@@ -61,10 +62,11 @@ def run_block(kind: Kind, sweep: str, params, st, inputs, B: int, unchanged: set
     # one vmap over the n*B (agent, example) rows: the kind's matmuls become plain 2-d
     # [rows, in] @ [in, out] products (two nested vmaps give [n, B, in] operands, whose weight
     # gradients XLA:CPU computes through transposed copies)
-    n = next(iter(jax.tree.leaves((inputs, pa, ex)))).shape[0]
+    if n is None:
+        n = next(iter(jax.tree.leaves((inputs, pa, ex)))).shape[0]
     to_rows = lambda v: v.reshape(n * B, *v.shape[2:])  # noqa: E731
     pa_rows = jax.tree.map(lambda v: to_rows(jnp.broadcast_to(v[:, None], (n, B, *v.shape[1:]))), pa)
-    out = jax.vmap(per_example)(pa_rows, jax.tree.map(to_rows, ex), jax.tree.map(to_rows, inputs))
+    out = jax.vmap(per_example, axis_size=n * B)(pa_rows, jax.tree.map(to_rows, ex), jax.tree.map(to_rows, inputs))
     return jax.tree.map(lambda v: v.reshape(n, B, *v.shape[1:]), out)
 
 
@@ -259,7 +261,7 @@ def _sweep(plan: Plan, kinds, arrays, params, state, mail, data, t: str, B: int,
                     cols = data[kind.external][:, arrays[blk.slots_key]]  # [B, n, d]
                     inputs["data"] = jnp.swapaxes(cols, 0, 1)
                 same: set = set()
-                new, raw, upd = run_block(kind, t, params.get(blk.group), st, inputs, B, same)
+                new, raw, upd = run_block(kind, t, params.get(blk.group), st, inputs, B, same, n=blk.n)
                 _check_block(kind, t, blk, B, st, new, raw, upd)
                 raw = {o: v for o, v in raw.items() if o not in blk.dropped}
                 fused = {ol.field: outer_update(blk, ol, bufs, state[blk.kind], kind, params.get(blk.group), B,

@@ -234,3 +234,30 @@ def test_to_agents_lists_the_same_messages_in_flight_as_the_interpreter(graph):
     prog = compile(graph)
     got = prog.to_agents(prog.init(2))
     assert set(got.get(DELAYED, {})) == set(init_state(graph, 2).get(DELAYED, {}))
+
+
+class One(Kind):
+    """No fields, no inputs: sends the constant 1 along ``tick`` arrows."""
+
+    name = "one"
+    fields: dict = {}
+    acts_on = ("tick",)
+    arrow_outputs = {"tick": {"out": 1}}
+
+    def act(self, arrow_type, params, state, inbox):
+        return state, {"out": jnp.ones((1,))}, {}
+
+
+def test_a_kind_with_no_fields_and_no_inputs_compiles():
+    """A constant source (no state, no ports) runs in a compiled block like any other kind
+    (its block size comes from the plan, not from its arrays) and equals the interpreter."""
+    g = AgentGraph(kinds=[Acc(), One()], schedule=TICK)
+    g.add_agents(["a", "b"], "acc", states={"v": [1.0, 10.0]})
+    g.add_agent("k", "one")
+    g.add_arrow("k", "a", "tick")
+    g.add_arrow("k", "b", "tick")
+    r = step(g, init_state(g, 1), {}, {})
+    prog = compile(g)
+    s, _ = prog.step({}, prog.init(1), {})
+    assert _err(prog, s, r.state) < 1e-6
+    np.testing.assert_allclose(np.asarray(s["acc"]["v"])[:, 0], [3.0, 12.0])
