@@ -47,7 +47,8 @@ METRICS = "metrics.jsonl"
 #: Config fields a resumed run may change: where the run lives, how long it runs, how often it
 #: saves and scores itself. None of them changes the numbers of the meta-steps it has taken.
 RESUMABLE = ("run.out_dir", "meta.meta_steps", "run.checkpoint_every", "run.keep", "run.eval_every",
-             "run.eval_runs", "meta.optimizer.chunk")  # chunk: how candidates are batched, not what they score
+             "run.eval_runs", "meta.optimizer.chunk",  # chunk: how candidates are batched, not what they score
+             "run.max_phase_runs")  # a compile-size guard, not a number of the run
 
 
 def prepare_dir(path: str, field: str = "run.out_dir", need_bytes: int = 0) -> None:

@@ -82,7 +82,7 @@ def _run_block_self(kind: Kind, t: str, params, st, n, B):
     if ex:
         return jax.vmap(jax.vmap(per_example, in_axes=(None, 0)), in_axes=(0, 0))(pa, ex)
     # no per-example fields: every example would compute the same thing
-    one = jax.vmap(lambda p: per_example(p, {}))(pa)
+    one = jax.vmap(lambda p: per_example(p, {}), axis_size=n)(pa)
     return jax.tree.map(lambda v: jnp.broadcast_to(v[:, None], (v.shape[0], B, *v.shape[1:])), one)
 
 

@@ -41,6 +41,18 @@ def test_resume_with_another_optimiser_schedule_or_protocol_is_refused(run_dir, 
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.suffix == ".npz"} == before
 
 
+def test_resume_may_raise_the_phase_limit(run_dir, tmp_path):
+    """``run.max_phase_runs`` guards compile size, it changes no number of the run: a resume may
+    raise it (it is one of ``rundir.RESUMABLE``)."""
+    import shutil
+
+    d = tmp_path / "r"
+    shutil.copytree(run_dir, d)
+    cfg = parse_config(tiny(d, **{"meta.meta_steps": 3, "run.max_phase_runs": 1000}))
+    res = train(cfg, resume=True, progress=False, log=lambda s: None)
+    assert res["steps"] == 1
+
+
 def test_init_from_and_eval_with_a_protocol_of_another_rule_are_refused(run_dir, tmp_path, capsys):
     ckpt = _checkpoint(run_dir)
     mplp = {"protocol": {"rule": "mplp", "calibration_rounds": 1}, "meta.maml": False}
