@@ -32,48 +32,19 @@ import numpy as np
 import optax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vsml_online import optax_curves  # noqa: E402  (benchmarks/ is not a package)
+from vsml_online import episode_curves, optax_curves  # noqa: E402  (benchmarks/ is not a package)
 
 from agentgraph.data import load_dataset  # noqa: E402
 from agentgraph.meta.context import make_context  # noqa: E402
 from agentgraph.meta.evaluate import LR_GRID  # noqa: E402
 from agentgraph.meta.protocol_io import checkpoint_config, load_protocol  # noqa: E402
-from agentgraph.network import fresh_weights, with_weights  # noqa: E402
 
 
 def protocol_curves(ctx, params, ds, orders: list[np.ndarray], every: int, key: jax.Array):
     """VSML's ``(held-out accuracy [runs, T // every + 1], online hits [runs, T])`` on ``orders``
-    (each ``int [T]`` indices into the training split); fresh synapse states per episode."""
-    prog, net = ctx.program, ctx.net
-    n_out = ds.n_classes
-    x_te, y_te = jnp.asarray(ds.x_test), jnp.asarray(np.eye(n_out)[ds.y_test], jnp.float32)
-    agents = list(net.readout.agents)
-
-    @jax.jit
-    def segment(state, xs, ys):
-        def body(s, xy):
-            s, _ = prog.step(params, s, {"x": xy[0], "y": xy[1]})
-            return s, prog.read(s, agents, "z")[0]
-        return jax.lax.scan(body, state, (xs, ys))
-
-    @jax.jit
-    def _heldout(state, x_te, y_te):
-        z = ctx.held_out(prog, params, state, {"x": x_te, "y": y_te})
-        return (z.argmax(-1) == y_te.argmax(-1)).mean()
-
-    accs, hits_all = [], []
-    for r, order in enumerate(orders):
-        state = with_weights(prog.init(1), fresh_weights(net.init, jax.random.fold_in(key, r), prog.init(1)))
-        xs = jnp.asarray(ds.x_train[order])[:, None]
-        ys = jnp.asarray(np.eye(n_out)[ds.y_train[order]], jnp.float32)[:, None]
-        curve, hits = [float(_heldout(state, x_te, y_te))], []
-        for t0 in range(0, len(order), every):
-            state, z = segment(state, xs[t0:t0 + every], ys[t0:t0 + every])
-            hits.append(np.asarray(z.argmax(-1) == ys[t0:t0 + every, 0].argmax(-1)))
-            curve.append(float(_heldout(state, x_te, y_te)))
-        accs.append(curve)
-        hits_all.append(np.concatenate(hits))
-    return np.array(accs), np.array(hits_all, np.float64)
+    (each ``int [T]`` indices into the training split); fresh synapse states per episode, drawn
+    with ``fold_in(key, r)`` (:func:`vsml_online.episode_curves`)."""
+    return episode_curves(ctx, params, ds, orders, every, [jax.random.fold_in(key, r) for r in range(len(orders))])
 
 
 def optax_hits(ctx, make_opt, ds, orders: list[np.ndarray], every: int, key: jax.Array):

@@ -37,8 +37,10 @@ from agentgraph.meta.protocol_io import checkpoint_config, load_protocol
 from agentgraph.network import fresh_weights, with_weights
 
 
-def vsml_curves(ctx, params, ds, runs, T, every, key):
-    """``(held-out accuracy [runs, T//every + 1], online accuracy [runs])`` and the orders used."""
+def episode_curves(ctx, params, ds, orders, every, net_keys):
+    """VSML online on the episodes ``orders`` (each ``int [T]`` indices into the training split),
+    fresh synapse states drawn with ``net_keys[r]``: ``(held-out accuracy [runs, T//every + 1],
+    online hits [runs, T])`` (each example predicted before its label is heard)."""
     prog, net = ctx.program, ctx.net
     n_out = ds.n_classes
     x_te, y_te = jnp.asarray(ds.x_test), jnp.asarray(np.eye(n_out)[ds.y_test], jnp.float32)
@@ -59,24 +61,32 @@ def vsml_curves(ctx, params, ds, runs, T, every, key):
     def heldout(state):  # the test set as arguments, not constants (XLA would fold them)
         return _heldout(state, x_te, y_te)
 
-    accs, online, orders = [], [], []
-    for r in range(runs):
-        k_order, k_net = jax.random.split(jax.random.fold_in(key, r))
-        order = np.asarray(jax.random.permutation(k_order, ds.x_train.shape[0])[:T])
-        orders.append(order)
+    accs, hits_all = [], []
+    for order, k_net in zip(orders, net_keys):
         state = prog.init(1)
-        w = fresh_weights(net.init, k_net, state)
-        state = with_weights(state, w)
+        state = with_weights(state, fresh_weights(net.init, k_net, state))
         xs = jnp.asarray(ds.x_train[order])[:, None]
         ys = jnp.asarray(np.eye(n_out)[ds.y_train[order]], jnp.float32)[:, None]
         curve, hits = [float(heldout(state))], []
-        for t0 in range(0, T, every):
+        for t0 in range(0, len(order), every):
             state, z = segment(state, xs[t0:t0 + every], ys[t0:t0 + every])
             hits.append(np.asarray(z.argmax(-1) == ys[t0:t0 + every, 0].argmax(-1)))
             curve.append(float(heldout(state)))
         accs.append(curve)
-        online.append(float(np.concatenate(hits).mean()))
-    return np.array(accs), np.array(online), orders
+        hits_all.append(np.concatenate(hits))
+    return np.array(accs), np.array(hits_all, np.float64)
+
+
+def vsml_curves(ctx, params, ds, runs, T, every, key):
+    """``(held-out accuracy [runs, T//every + 1], online accuracy [runs])`` and the orders used
+    (episode ``r``: order and fresh states from ``fold_in(key, r)``)."""
+    orders, net_keys = [], []
+    for r in range(runs):
+        k_order, k_net = jax.random.split(jax.random.fold_in(key, r))
+        orders.append(np.asarray(jax.random.permutation(k_order, ds.x_train.shape[0])[:T]))
+        net_keys.append(k_net)
+    accs, hits = episode_curves(ctx, params, ds, orders, every, net_keys)
+    return accs, hits.mean(axis=1), orders
 
 
 def optax_curves(ctx, make_opt, ds, orders, T, every, key):
