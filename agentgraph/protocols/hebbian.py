@@ -14,6 +14,11 @@ agent: the graph keeps the network's forward arrows and drops its backward ones;
 the synapses that feed it (schedule ``forward [loss] -> hebb``; the loss is read only for the
 record).
 
+With ``readout: clamped`` the output layer learns supervised but still Hebbian: the synapses into
+an output unit (one a loss agent reads, through its softmax on a cross-entropy head) take ``y``
+from that loss's target instead of the unit's output (the teacher-clamped Hebb of a readout:
+``A = 1`` accumulates each class's mean input). The hidden layers stay unsupervised.
+
 Meta-parameters per parameter group (per layer on an ``mlp``): ``log_lr`` and ``abcd = [A, B,
 C, D]``; each group receives ``{"lr": η, "A", "B", "C", "D"}``. On a ``cnn`` the kernel ties are
 kept (reduction ``sum``: a shared weight moves by the sum of its uses' Hebbian terms).
@@ -43,14 +48,15 @@ from agentgraph.arrows.schedule import Phase, Schedule
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
 from agentgraph.network import Network
-from agentgraph.nodes import Synapse
+from agentgraph.nodes import Synapse, Target
 from agentgraph.nodes.activations import ACTIVATIONS, Activation
 from agentgraph.nodes.base import Field, Kind
 from agentgraph.nodes.bias import Bias
 from agentgraph.nodes.linear import Linear
 from agentgraph.protocols.base import Protocol
 
-__all__ = ["HebbActivation", "HebbBias", "HebbSynapse", "forward_graph", "hebbian", "post_units"]
+__all__ = ["HebbActivation", "HebbBias", "HebbSynapse", "HebbTarget", "clamped_posts", "forward_graph", "hebbian",
+           "post_units"]
 
 
 class HebbSynapse(Synapse):
@@ -118,6 +124,23 @@ class HebbActivation(Activation):
 
     def act(self, arrow_type, params, state, inbox):
         return state, {"out": jnp.reshape(self.fn(state["x"]), (1,))}, {}
+
+
+class HebbTarget(Target):
+    """A target agent in the Hebbian phase (``readout: clamped``): sends the target it read in the
+    forward sweep, the clamped ``y`` of its output unit's synapses.
+
+    Example:
+        >>> float(HebbTarget().act("hebb", None, {"x": 1.0}, {})[1]["out"][0])
+        1.0
+    """
+
+    def __init__(self, arrow_type: str = "hebb") -> None:
+        self.acts_on = (arrow_type,)
+        self.arrow_outputs = {arrow_type: {"out": 1}}
+
+    def act(self, arrow_type, params, state, inbox):
+        return state, {"out": jnp.reshape(state["x"], (1,))}, {}
 
 
 def forward_graph(lib: AgentGraph, schedule: Schedule, kinds: Iterable[Kind] = ()) -> AgentGraph:
@@ -189,11 +212,48 @@ def post_units(lib: AgentGraph) -> tuple[np.ndarray, np.ndarray]:
     return syn, post[unit]
 
 
+def clamped_posts(lib: AgentGraph, posts: np.ndarray) -> np.ndarray:
+    """``posts`` (post-unit sending agents, indices into ``lib.arrays()``, from
+    :func:`post_units`) with every output unit's replaced by its loss agent's target agent: the
+    unit the loss reads on ``pred``, or the unit feeding that agent on ``x`` (a softmax head).
+
+    Returns:
+        ``int64 [S]``, the same shape as ``posts``.
+
+    Example:
+        >>> from agentgraph.builders import mlp
+        >>> g = mlp([1, 1, 1], activation="tanh", loss="l2")
+        >>> syn, post = post_units(g)
+        >>> [g.arrays().names[i] for i in clamped_posts(g, post)]
+        [('a', 0, 0), ('y', 0)]
+    """
+    A = lib.arrays()
+    fwd = A.type_mask("forward")
+    port = np.array([*A.strings, None], dtype=object)[A.port]
+    losses = [i for i, k in enumerate(np.array(A.kind_names, dtype=object)[A.kind]) if lib.kinds[k].loss_field]
+    to_target = {}
+    for L in losses:
+        into = np.flatnonzero(fwd & (A.dst == L))
+        tgt = [int(A.src[e]) for e in into if port[e] == "target"]
+        pred = [int(A.src[e]) for e in into if port[e] == "pred"]
+        if len(tgt) != 1 or len(pred) != 1:
+            raise AgentGraphError(f"readout: clamped needs one target and one prediction per loss agent; "
+                                  f"{A.names[L]} has {len(tgt)} and {len(pred)}.")
+        feeds = [int(A.src[e]) for e in np.flatnonzero(fwd & (A.dst == pred[0])) if port[e] == "x"]
+        for unit in (pred[0], *feeds):
+            to_target[unit] = tgt[0]
+    out = np.array([to_target.get(int(p), int(p)) for p in posts], np.int64)
+    if not np.any(out != posts):
+        raise AgentGraphError("readout: clamped found no synapse into an output unit (a loss agent's prediction).")
+    return out
+
+
 def hebbian(form: Literal["abcd", "oja"] = "abcd", init_lr: float = 0.01, A: float = 1.0, B: float = 0.0,
-            C: float = 0.0, D: float = 0.0, arrow_type: str = "hebb") -> Protocol:
+            C: float = 0.0, D: float = 0.0, arrow_type: str = "hebb",
+            readout: Literal["none", "clamped"] = "none") -> Protocol:
     """Hebbian learning (module docstring): ``form="abcd"`` with starting coefficients ``A, B, C,
     D`` (the defaults: plain Hebb) or ``form="oja"``; ``init_lr`` every group's ``η`` before
-    meta-training.
+    meta-training; ``readout="clamped"``: the output layer's ``y`` is the target (supervised Hebb).
 
     Example:
         >>> from agentgraph.builders import mlp_network
@@ -208,6 +268,8 @@ def hebbian(form: Literal["abcd", "oja"] = "abcd", init_lr: float = 0.01, A: flo
         raise AgentGraphError(f"protocol.init_lr must be positive, got {init_lr}.")
     if arrow_type in ("forward", "backward", "reflexive"):
         raise AgentGraphError(f"protocol.arrow_type must be a type of its own, not the library's {arrow_type!r}.")
+    if readout not in ("none", "clamped"):
+        raise AgentGraphError(f"protocol.readout must be 'none' or 'clamped', got {readout!r}.")
 
     def network(net: Network) -> Network:
         lib = net.graph
@@ -216,8 +278,11 @@ def hebbian(form: Literal["abcd", "oja"] = "abcd", init_lr: float = 0.01, A: flo
                                   f"{sorted(lib.kinds)}.")
         acts = [HebbActivation(k, arrow_type) for k in lib.arrays().kind_names if k in ACTIVATIONS]
         schedule = Schedule((Phase("forward", loss=True), Phase(arrow_type)))
-        g = forward_graph(lib, schedule, [HebbSynapse(form, arrow_type), HebbBias(arrow_type), *acts])
+        clamp = [HebbTarget(arrow_type)] if readout == "clamped" else []
+        g = forward_graph(lib, schedule, [HebbSynapse(form, arrow_type), HebbBias(arrow_type), *acts, *clamp])
         syn, post = post_units(lib)
+        if clamp:
+            post = clamped_posts(lib, post)
         g.add_arrows(post, syn, arrow_type, port="y", by_index=True)
         return net.with_graph(g.validate())
 
@@ -234,4 +299,4 @@ def hebbian(form: Literal["abcd", "oja"] = "abcd", init_lr: float = 0.01, A: flo
 
     return Protocol(name="hebbian", network=network, init=init, params=params,
                     settings={"form": form, "init_lr": init_lr, "A": A, "B": B, "C": C, "D": D,
-                              "arrow_type": arrow_type})
+                              "arrow_type": arrow_type, "readout": readout})

@@ -137,6 +137,31 @@ def test_compiled_equals_interpreter(net):
     assert compare(g, params, batches).worst < 1e-10
 
 
+def test_clamped_readout_learns_from_the_target():
+    """``readout: clamped`` on a softmax head: the output synapses take ``y`` = the target (not
+    the softmax's output), the hidden ones their own unit's; compiled equals the interpreter."""
+    rng = np.random.default_rng(4)
+    p = hebbian("abcd", A=0.5, B=0.2, C=-0.3, D=0.1, readout="clamped")
+    g = p.network(mlp_network(SIZES, activation="tanh", loss="cross_entropy", init_std=0.5, seed=1)).graph
+    params = jax.tree.map(lambda v: np.asarray(v, np.float64), p.params(p.init(None, g), {}, g))
+    lr, a, b, c, d = (float(params["synapse:1"][k]) for k in ("lr", "A", "B", "C", "D"))
+    st = interpreter.init_state(g, 5)
+    batch = {"x": rng.normal(size=(5, 3)), "y": np.eye(2)[[0, 1, 1, 0, 1]]}
+    new = interpreter.step(g, st, params, batch).state
+    h = np.stack([np.tanh(new[("a", 0, i)]["x"]) for i in range(SIZES[1])], 1)
+    for i in range(SIZES[1]):
+        for j in range(SIZES[2]):
+            t = batch["y"][:, j]
+            want = st[("w", 1, i, j)]["w"] + lr * np.mean(a * h[:, i] * t + b * h[:, i] + c * t + d)
+            assert abs(float(new[("w", 1, i, j)]["w"]) - want) < 1e-12
+    x = batch["x"]  # the hidden layer is unchanged by the readout: its own unit's output
+    want = st[("w", 0, 2, 1)]["w"] + lr * np.mean(a * x[:, 2] * h[:, 1] + b * x[:, 2] + c * h[:, 1] + d)
+    assert abs(float(new[("w", 0, 2, 1)]["w"]) - want) < 1e-12
+    assert compare(g, params, [batch, {**batch, "x": rng.normal(size=(5, 3))}], state=st).worst < 1e-10
+    with pytest.raises(AgentGraphError, match="readout must be"):
+        hebbian(readout="teacher")
+
+
 def test_settings_and_errors():
     p = resolve({"rule": "hebbian", "form": "abcd", "A": 0.0, "D": 1.0})
     assert p.settings["form"] == "abcd" and p.settings["D"] == 1.0
