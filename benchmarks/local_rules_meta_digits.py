@@ -1,15 +1,22 @@
-"""Meta-learned per-layer rates of feedback alignment vs the hand-tuned setting, equal inner steps.
+"""Meta-learned hyper-parameters of a local learning rule vs its hand-tuned setting, equal inner steps.
 
 Hand-tuned: one learning rate for every layer, the best of a grid (held-out accuracy after
-``inner_steps`` steps, fresh networks, the evaluation seed), feedback scale 1. Meta-learned: the
-config's run (``examples/configs/feedback_rules_digits.yaml``) started from that best rate, its
-per-group rates and feedback scale trained by gradient through the unrolled inner loop. Both are
-scored on the same ``--runs`` fresh networks and evaluation tasks (paired); SGD and Adam (rates
-tuned by :func:`agentgraph.meta.evaluate.evaluate`) for reference.
+``inner_steps`` steps, fresh networks, the evaluation seed), every other setting at the config's
+value. Meta-learned: the rule's config run started from that best rate, its meta-parameters
+(per-group rates and the rule's own: feedback scale, inference rate, β and relaxation rate, ABCD
+coefficients, noise scale) trained by gradient through the unrolled inner loop. Both are scored
+on the same ``--runs`` fresh networks and evaluation tasks (paired: the seed of
+:func:`agentgraph.meta.evaluate.evaluate`); SGD and Adam (rates tuned by ``evaluate``) on the
+library network for reference.
 
-Run from the repository root (≈ 8 minutes on 2 shared cores):
-    nice -n 10 python benchmarks/local_rules_meta_digits.py [--rule direct_feedback_alignment]
-writes ``benchmarks/results/local_rules_fa_meta_digits.json``.
+The grid and the meta-learned setting are scored by one compiled program whose meta-parameters
+are an argument (``evaluate`` compiles one per setting).
+
+Run from the repository root (each ≤ ≈ 8 minutes on 2 shared cores):
+    nice -n 10 python benchmarks/local_rules_meta_digits.py --rule feedback_alignment
+    nice -n 10 python benchmarks/local_rules_meta_digits.py --rule predictive_coding   # also equilibrium,
+        # hebbian, node_perturbation, direct_feedback_alignment, sign_symmetry
+writes ``benchmarks/results/local_rules_<fa|rule>_meta_digits.json``.
 """
 
 from __future__ import annotations
@@ -21,72 +28,120 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import yaml
 
+from agentgraph.errors import AgentGraphError
 from agentgraph.meta.config import parse_config
-from agentgraph.meta.context import make_context
-from agentgraph.meta.evaluate import evaluate
+from agentgraph.meta.context import Context, make_context
+from agentgraph.meta.evaluate import evaluate, run_protocol
 from agentgraph.meta.protocol_io import load_protocol
+from agentgraph.meta.tasks import task_family
 from agentgraph.meta.train import train
+from agentgraph.protocols.base import resolve
 
-CONFIG = "examples/configs/feedback_rules_digits.yaml"
-GRID = (0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0)
+FA_CONFIG = "examples/configs/feedback_rules_digits.yaml"
+#: rule -> (config, the setting holding the single rate, its grid)
+RULES = {
+    "feedback_alignment": (FA_CONFIG, "init_lr", (0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0)),
+    "sign_symmetry": (FA_CONFIG, "init_lr", (0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0)),
+    "direct_feedback_alignment": (FA_CONFIG, "init_lr", (0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0)),
+    "predictive_coding": ("examples/configs/local_rules_pc_digits.yaml", "lr", (0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0)),
+    "equilibrium": ("examples/configs/local_rules_ep_digits.yaml", "lr", (0.03, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0)),
+    "hebbian": ("examples/configs/local_rules_hebbian_digits.yaml", "init_lr", (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)),
+    "node_perturbation": ("examples/configs/local_rules_np_digits.yaml", "init_lr",
+                          (0.03, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0)),
+}
+EVAL_SEED = 12345  # evaluate()'s default: the same fresh networks and tasks as its protocol row
+
+
+def scorer(ctx: Context, runs: int, chunk: int = 25):
+    """``score(learned) -> [runs, K + 1]`` held-out accuracies of the protocol with meta-parameters
+    ``learned`` on the ``runs`` evaluation networks and tasks of :func:`evaluate` (same keys),
+    compiled once for every ``learned`` of one structure.
+
+    Example:
+        >>> score = scorer(ctx, 100)                                    # doctest: +SKIP
+        >>> score(ctx.protocol.init(jax.random.PRNGKey(0), ctx.net.graph)).shape   # doctest: +SKIP
+        (100, 21)
+    """
+    family = task_family(ctx.cfg)
+    keys = jax.random.split(jax.random.split(jax.random.PRNGKey(EVAL_SEED))[0], runs)
+    run = jax.jit(jax.vmap(lambda lrn, k: run_protocol(ctx, family, ctx.params(lrn, {}), k)[0], in_axes=(None, 0)))
+    return lambda learned: np.concatenate([np.asarray(run(learned, keys[i:i + chunk]))
+                                           for i in range(0, runs, chunk)])
+
+
+def summary(acc: np.ndarray) -> dict:
+    """Mean, std and standard error of the final accuracy of ``acc [runs, K + 1]``, and the mean curve."""
+    n = acc.shape[0]
+    return {"final_accuracy": float(acc[:, -1].mean()), "std": float(acc[:, -1].std()),
+            "se": float(acc[:, -1].std() / np.sqrt(n)), "curve": acc.mean(0).tolist()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--meta-steps", type=int, default=None)
-    ap.add_argument("--rule", default="feedback_alignment",
-                    help="feedback_alignment, sign_symmetry or direct_feedback_alignment (same settings)")
+    ap.add_argument("--rule", default="feedback_alignment", help=", ".join(RULES))
+    ap.add_argument("--config", default=None, help="default: the rule's config in RULES")
     ap.add_argument("--out", default=None, help="default: local_rules_fa_meta_digits.json for feedback_alignment, "
                     "local_rules_<rule>_meta_digits.json otherwise, in benchmarks/results/")
     a = ap.parse_args()
+    if a.rule not in RULES:
+        raise AgentGraphError(f"--rule must be one of {sorted(RULES)}, got {a.rule!r}.")
+    config, key, grid_values = RULES[a.rule]
+    config = a.config or config
     stem = "fa" if a.rule == "feedback_alignment" else a.rule
     a.out = a.out or os.path.join(os.path.dirname(__file__), "results", f"local_rules_{stem}_meta_digits.json")
     t0 = time.time()
-    base = yaml.safe_load(open(CONFIG))
+    base = yaml.safe_load(open(config))
     base["protocol"]["rule"] = a.rule
     if a.meta_steps:
         base["meta"]["meta_steps"] = a.meta_steps
-    base["run"]["out_dir"] = f"runs/local_rules_fa_meta_digits_{int(time.time())}"  # a fresh run
+    base["run"]["out_dir"] = f"runs/local_rules_{stem}_meta_digits_{int(time.time())}"  # a fresh run
     K = base["meta"]["inner_steps"]
-    grid = {}
-    for lr in GRID:  # the hand-tuned setting: one rate for every layer
-        cfg = parse_config({**base, "protocol": {**base["protocol"], "init_lr": lr}})
-        ctx = make_context(cfg)
-        learned = ctx.protocol.init(jax.random.PRNGKey(0), ctx.net.graph)
-        r = evaluate(cfg, learned, {}, runs=a.runs, sgd_lr=0.1, adam_lr=0.01, ctx=ctx)
-        grid[lr] = r["protocol"]
-        print(f"hand-tuned lr {lr}: accuracy after {K} steps {r['protocol']['mean'][-1]:.4f}", flush=True)
-    best = max(GRID, key=lambda lr: grid[lr]["mean"][-1])
-    cfg = parse_config({**base, "protocol": {**base["protocol"], "init_lr": best}})
+    ctx = make_context(parse_config(base))
+    score = scorer(ctx, a.runs)
+    grid, finals = {}, {}
+    for lr in grid_values:  # the hand-tuned setting: one rate for every layer
+        learned = resolve({**base["protocol"], key: lr}).init(jax.random.PRNGKey(0), ctx.net.graph)
+        acc = score(learned)
+        grid[lr], finals[lr] = summary(acc), acc[:, -1]
+        print(f"hand-tuned {key} {lr}: accuracy after {K} steps {grid[lr]['final_accuracy']:.4f} "
+              f"({time.time() - t0:.0f} s)", flush=True)
+    best = max(grid_values, key=lambda lr: grid[lr]["final_accuracy"])
+    cfg = parse_config({**base, "protocol": {**base["protocol"], key: best}})
     t1 = time.time()
     train(cfg, progress=False, log=lambda s: None)
     t_train = time.time() - t1
     ckpt = sorted(glob.glob(os.path.join(base["run"]["out_dir"], "ckpt_*.npz")))[-1]
     ctx = make_context(cfg)
     learned, stats = load_protocol(ckpt, ctx)
-    meta = evaluate(cfg, learned, stats, runs=a.runs, ctx=ctx)
+    acc = score(jax.tree.map(jnp.asarray, learned))
+    ml, diff = summary(acc), acc[:, -1] - finals[best]
+    ref = evaluate(cfg, learned, stats, runs=a.runs, ctx=ctx)  # SGD and Adam, rates tuned
+    meta_params = jax.tree.map(lambda v: np.asarray(v).tolist(), learned)
     rates = ctx.protocol.params(learned, stats, ctx.net.graph)
-    hand, ml = grid[best], meta["protocol"]
-    se = lambda s: float(np.asarray(s["std"][-1]) / np.sqrt(a.runs))
+    hand = grid[best]
     out = {
-        "task": "digits 8x8, mlp [64, 32, 10] tanh, cross-entropy", "rule": a.rule,
-        "inner_steps": K, "runs": a.runs, "config": CONFIG, "meta_steps": cfg.meta.meta_steps,
+        "task": f"digits 8x8, mlp {base['net']['sizes']} {base['net'].get('activation', 'tanh')}, "
+                f"{base['net'].get('loss', 'cross_entropy')}", "rule": a.rule,
+        "inner_steps": K, "runs": a.runs, "config": config, "meta_steps": cfg.meta.meta_steps,
         "command": f"nice -n 10 python benchmarks/local_rules_meta_digits.py --rule {a.rule}",
-        "hand_tuned": {"grid": {str(k): v["mean"][-1] for k, v in grid.items()}, "best_lr": best,
-                       "final_accuracy": hand["mean"][-1], "std": hand["std"][-1], "se": se(hand), "curve": hand["mean"]},
-        "meta_learned": {"final_accuracy": ml["mean"][-1], "std": ml["std"][-1], "se": se(ml), "curve": ml["mean"],
-                         "rates": {g: float(p["lr"]) for g, p in rates.items() if g.startswith(("synapse", "bias"))},
-                         "feedback_scale": float(next(iter(rates.values()))["feedback"]), "checkpoint": ckpt},
-        "sgd": {"final_accuracy": meta["sgd"]["mean"][-1], "lr": meta["sgd"].get("lr")},
-        "adam": {"final_accuracy": meta["adam"]["mean"][-1], "lr": meta["adam"].get("lr")},
+        "hand_tuned": {"grid": {str(k): v["final_accuracy"] for k, v in grid.items()}, "setting": key,
+                       "best_lr": best, **hand},
+        "meta_learned": {**ml, "meta_parameters": meta_params,
+                         "params": {g: {f: np.asarray(v).tolist() for f, v in p.items()} for g, p in rates.items()},
+                         "checkpoint": ckpt},
+        "paired_difference": {"mean": float(diff.mean()), "se": float(diff.std() / np.sqrt(a.runs))},
+        "sgd": {"final_accuracy": ref["sgd"]["mean"][-1], "lr": ref["sgd"].get("lr")},
+        "adam": {"final_accuracy": ref["adam"]["mean"][-1], "lr": ref["adam"].get("lr")},
         "seconds": {"train": round(t_train, 1), "total": round(time.time() - t0, 1)},
     }
     json.dump(out, open(a.out, "w"), indent=1)
-    print(json.dumps({k: out[k] for k in ("hand_tuned", "meta_learned", "sgd", "adam", "seconds")}, indent=1))
+    print(json.dumps({k: out[k] for k in ("hand_tuned", "meta_learned", "sgd", "adam", "seconds")}, indent=1)[:4000])
 
 
 if __name__ == "__main__":
