@@ -1,5 +1,7 @@
 """Equilibrium propagation (Scellier & Bengio 2017; the centred variant of Laborde et al. 2021)
-on library networks with an L2 head: ``mlp`` and ``random_dag``.
+on library networks with an L2 head: ``mlp``, ``random_dag`` and ``cnn`` (conv and dense layers; the
+kernel ties are kept, reduction ``sum``: a kernel entry moves by the sum of its uses' contrastive
+updates, which tends to ``−lr dL/dw`` of the shared weight; pooling layers are refused).
 
 The network becomes a symmetric recurrent one: every synapse couples its two units both ways
 with one weight. Unit ``j`` (the ``bias`` agent) holds a pre-activation ``u_j``; the activity of a
@@ -224,7 +226,7 @@ def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
     the EP kinds under the library names, and the arrows of ``ep`` (copies of the forward and
     backward arrows, the ones into units delayed; targets into their output units) and
     ``ep_learn`` (each activation to its unit). Fresh-weight initialisers and read-out are the
-    given network's.
+    given network's; ties (a cnn's kernels) are kept.
 
     Example:
         >>> from agentgraph.builders import mlp_network
@@ -237,10 +239,14 @@ def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
     kind_of = np.array(A.kind_names, dtype=object)[A.kind]
     acts = {n for n in A.kind_names if n not in ("input", "target", "synapse", "bias", "l2")}
     odd = sorted(n for n in acts if not hasattr(lib.kinds[n], "fn") or n == "step")
-    if odd or len(lib.ties()):
-        why = f"kinds {odd}" if odd else f"{len(lib.ties())} tied parameters"
-        raise AgentGraphError(f"equilibrium propagation runs on library networks with an L2 head and activations "
-                              f"(mlp or random_dag with loss='l2'); this one has {why}.")
+    if odd:
+        raise AgentGraphError(f"equilibrium propagation runs on library networks with an L2 head, synapses and "
+                              f"activations (mlp, random_dag, or a cnn of conv and dense layers with loss='l2'); "
+                              f"this one has kinds {odd} (a cnn's pooling: use strided convolutions).")
+    t = lib.ties()
+    if any(f not in ("w", "b") or r != "sum" for f, r in zip(t.fields, t.reductions)):
+        raise AgentGraphError(f"equilibrium propagation keeps ties of w and b summed (a cnn's kernels); this network "
+                              f"ties {sorted(set(zip(t.fields, t.reductions)))}.")
     if T < 0 or K < 1:
         raise AgentGraphError(f"protocol.T must be >= 0 and protocol.K >= 1, got {T} and {K}.")
     subs = {"input": _EPInput(), "target": _EPTarget(), "synapse": EPSynapse(centred), "bias": EPUnit(centred),
