@@ -31,11 +31,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+if TYPE_CHECKING:
+    from agentgraph.compiler.buffers import Messages
 
 __all__ = ["ConvLink", "conv_receive", "conv_transpose_receive", "conv_update", "fuse_conv"]
 
@@ -59,6 +62,9 @@ class ConvLink:
     padding: int
     key: str
     uses: int
+    x_rows: tuple[int, int] = (0, 0)  # forward buffer rows lo..hi of /x (set by compiler.buffers.windows)
+    m_rows: tuple[int, int] = (0, 0)  # backward buffer rows lo..hi of /m
+    ranges: tuple[str, ...] = ()  # index arrays (x, m, out_perm, in_perm, kslot) that are plain ranges: slices
 
     @property
     def out_shape(self) -> tuple[int, int, int]:
@@ -255,30 +261,46 @@ def _conv(link: ConvLink, x, K):
     return jax.lax.conv_general_dilated(x, K, (s, s), [(p, p), (p, p)], dimension_numbers=("NCHW", "OIHW", "NCHW"))
 
 
+def _index(link: ConvLink, arrays, name: str, value, start: int = 0):
+    """``value[arrays[key/name] - start]`` along axis 0; a slice where the index array is ``arange(n)``
+    (``start`` 0)."""
+    idx = arrays[link.key + "/" + name]
+    if name in link.ranges and not start:
+        return jax.lax.slice_in_dim(value, 0, idx.shape[0])
+    return value[idx - start if start else idx]
+
+
 def _kernel(link: ConvLink, shared: Mapping, arrays, dtype):
     Ci = link.in_shape[0]
-    K = shared[(link.kind, link.field)][arrays[link.key + "/kslot"]]
+    K = _index(link, arrays, "kslot", shared[(link.kind, link.field)])
     return K.reshape(link.out_channels, Ci, link.kernel, link.kernel).astype(dtype)
 
 
-def _map(buf, rows, shape):
-    """Buffer rows ``[n, B, 1]`` in ``(c, y, x)`` order → ``[B, C, H, W]``."""
-    v = buf[rows][..., 0]
+def _map(link: ConvLink, bufs, arrays, name: str, window: tuple[int, int], shape):
+    """Buffer rows ``[n, B, 1]`` (index array ``name``, within ``window``) in ``(c, y, x)`` order →
+    ``[B, C, H, W]``."""
+    if name in link.ranges:
+        v = bufs.rows(1, *window)
+    else:
+        buf, off = bufs.window(1, *window)
+        v = _index(link, arrays, name, buf, off)
+    v = v[..., 0]
     return jnp.transpose(v).reshape(v.shape[1], *shape)
 
 
-def _rows(v, perm):
-    """``[B, C, H, W]`` → receivers ``[n, B, 1]`` in block order (``perm``: receiver → (c, y, x) index)."""
+def _rows(link: ConvLink, arrays, name: str, v):
+    """``[B, C, H, W]`` → receivers ``[n, B, 1]`` in block order (``name``: receiver → (c, y, x) index)."""
     flat = v.reshape(v.shape[0], -1)
-    return jnp.transpose(flat[:, perm])[..., None]
+    if name not in link.ranges:
+        flat = flat[:, arrays[link.key + "/" + name]]
+    return jnp.transpose(flat)[..., None]
 
 
-def conv_receive(p, bufs: Mapping[int, Any], shared: Mapping, arrays) -> jax.Array:
+def conv_receive(p, bufs: Messages, shared: Mapping, arrays) -> jax.Array:
     """The ``"conv"`` port: ``Σ_uses w x`` per output unit ``[n, B, 1]`` (module docstring)."""
     link: ConvLink = p.link
-    buf = bufs[1]
-    x = _map(buf, arrays[link.key + "/x"], link.in_shape)
-    return _rows(_conv(link, x, _kernel(link, shared, arrays, buf.dtype)), arrays[link.key + "/out_perm"])
+    x = _map(link, bufs, arrays, "x", link.x_rows, link.in_shape)
+    return _rows(link, arrays, "out_perm", _conv(link, x, _kernel(link, shared, arrays, x.dtype)))
 
 
 def _vjp(link: ConvLink, x, K, m):
@@ -286,25 +308,25 @@ def _vjp(link: ConvLink, x, K, m):
     return back(m)
 
 
-def conv_transpose_receive(p, bufs: Mapping[int, Any], shared: Mapping, arrays, forward_bufs: Mapping[int, Any]) -> jax.Array:
+def conv_transpose_receive(p, bufs: Messages, shared: Mapping, arrays, forward_bufs: Messages) -> jax.Array:
     """The ``"conv_t"`` port: ``Σ_uses w m`` per input unit ``[n, B, 1]`` (module docstring)."""
     link: ConvLink = p.link
-    m = _map(bufs[1], arrays[link.key + "/m"], link.out_shape)
+    m = _map(link, bufs, arrays, "m", link.m_rows, link.out_shape)
     K = _kernel(link, shared, arrays, m.dtype)
     x = jnp.zeros((m.shape[0], *link.in_shape), m.dtype)  # the input cotangent does not depend on x
     _, dx = _vjp(link, x, K, m)
-    return _rows(dx, arrays[link.key + "/in_perm"])
+    return _rows(link, arrays, "in_perm", dx)
 
 
-def conv_update(link: ConvLink, kind, params, bufs: Mapping[int, Any], forward_bufs: Mapping[int, Any] | None,
+def conv_update(link: ConvLink, kind, params, bufs: Messages, forward_bufs: Messages | None,
                 shared: Mapping, arrays, B: int) -> tuple[jax.Array, jax.Array]:
     """The fused kernel update: ``(slots [Co·Ci·k·k], change)`` to add to the tie's shared values —
     ``scale / B`` times the kernel cotangent of the output units' messages."""
     if forward_bufs is None:
         raise ValueError(f"the convolution's update of {link.field!r} reads the forward sweep's messages, but no "
                          "forward sweep ran before it in this step")
-    m = _map(bufs[1], arrays[link.key + "/m"], link.out_shape)
-    x = _map(forward_bufs[1], arrays[link.key + "/x"], link.in_shape)
+    m = _map(link, bufs, arrays, "m", link.m_rows, link.out_shape)
+    x = _map(link, forward_bufs, arrays, "x", link.x_rows, link.in_shape)
     K = _kernel(link, shared, arrays, m.dtype)
     dK, _ = _vjp(link, x, K, m)
     scale = jnp.reshape(jnp.asarray(kind.outer_updates()[link.field].scale(params), m.dtype), ())

@@ -294,8 +294,8 @@ def _per_example(fn, params, u):
     return jax.vmap(jax.vmap(lambda v: fn(params, v)))(u)
 
 
-def _senders(kind: Kind, sweep: str, port: str, params, buf, base: int, count: int):
-    u = jax.lax.slice_in_dim(buf, base, base + count)
+def _senders(kind: Kind, sweep: str, port: str, params, bufs, size: int, base: int, count: int):
+    u = bufs.rows(size, base, base + count)
     if port in kind.premaps(sweep):
         u = premap_fn(kind, params, sweep, port)(u)
     return u
@@ -320,7 +320,7 @@ def receive_matmul(p, sweep: str, bufs, coefs, kinds: Mapping[str, Kind], params
     lin = kind.linear(sweep)[L.output]
     prm = params.get(L.group)
     count = L.P if L.in_axis == 0 else L.Q
-    u = _senders(kind, sweep, L.in_port, prm, bufs[L.in_size], L.in_base, count)
+    u = _senders(kind, sweep, L.in_port, prm, bufs, L.in_size, L.in_base, count)
     if lin.pre is not None:
         u = _per_example(lin.pre, prm, u)
     W = coefs[L.kind][lin.coef][L.start:L.start + L.P * L.Q]
@@ -333,26 +333,26 @@ def receive_matmul(p, sweep: str, bufs, coefs, kinds: Mapping[str, Kind], params
 
 
 def outer_update(blk, link: OuterLink, bufs, state: Mapping[str, jax.Array], kind: Kind, params, B: int,
-                 forward_bufs: Mapping[int, jax.Array] | None = None) -> jax.Array:
+                 forward_bufs=None) -> jax.Array:
     """The fused update ``[n, *field_shape]`` (already the batch mean) of one outer link of a
     block; ``state`` is the kind's state (stored field filled by the forward sweep), ``bufs`` the
-    phase's message buffers, ``forward_bufs`` the forward sweep's (``{size: [rows, B, size]}``;
-    read by links of a scratch stored field)."""
+    phase's :class:`~agentgraph.compiler.buffers.Messages`, ``forward_bufs`` the forward sweep's
+    (read by links of a scratch stored field)."""
     dec = kind.outer_updates()[link.field]
     t = dec.phase
     Q, P = link.Q, link.P
     m_count = P if link.m_axis == 0 else Q
-    m = _senders(kind, t, dec.port, params, bufs[link.m_size], link.m_base, m_count)
+    m = _senders(kind, t, dec.port, params, bufs, link.m_size, link.m_base, m_count)
     if dec.message_map is not None:
         m = _per_example(dec.message_map, params, m)
     x_count = Q if link.m_axis == 0 else P
     if dec.pair is not None:  # the other vector is a message of the same phase
-        x = _senders(kind, t, dec.pair, params, bufs[link.x_size], link.x_base, x_count)
+        x = _senders(kind, t, dec.pair, params, bufs, link.x_size, link.x_base, x_count)
     elif link.x_forward:  # what the forward sweep would have stored: its senders' messages
         if forward_bufs is None:
             raise ValueError(f"the fused update of {link.field!r} reads the scratch field {dec.stored!r}, but no forward "
                              "sweep ran before it in this step; give the field scratch=False")
-        x = _senders(kind, "forward", dec.stored_from, params, forward_bufs[link.x_size], link.x_base, x_count)
+        x = _senders(kind, "forward", dec.stored_from, params, forward_bufs, link.x_size, link.x_base, x_count)
     elif link.m_axis == 1:  # stored input runs along p: rows start + p·Q
         x = jax.lax.slice_in_dim(state[dec.stored], blk.start, blk.start + P * Q, stride=Q)
     else:

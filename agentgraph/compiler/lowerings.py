@@ -202,52 +202,63 @@ def _reduce(x, aggregation: str, axis: int):
     return jax.nn.logsumexp(x, axis=axis)
 
 
-def _recv_zeros(buf, p, n, B, arrays, fn, dtype):
-    one = fn(jnp.zeros((1, B, p.size), dtype if buf is None else buf.dtype))
+def _recv_zeros(bufs, p, n, B, arrays, fn, dtype):
+    one = fn(jnp.zeros((1, B, p.size), dtype))
     return jnp.broadcast_to(one, (n, *one.shape[1:]))
 
 
-def _recv_slice(buf, p, n, B, arrays, fn, dtype):
-    return fn(jax.lax.slice_in_dim(buf, p.base, p.base + n))
+def _recv_slice(bufs, p, n, B, arrays, fn, dtype):
+    return fn(bufs.rows(p.size, p.base, p.base + n))
 
 
-def _recv_repeat(buf, p, n, B, arrays, fn, dtype):
-    src = fn(jax.lax.slice_in_dim(buf, p.base, p.base + n // p.param))
+def _recv_repeat(bufs, p, n, B, arrays, fn, dtype):
+    src = fn(bufs.rows(p.size, p.base, p.base + n // p.param))
     # broadcast + reshape, not jnp.repeat: that builds its gather indices (scatter, cumsum) at run time
     return jnp.broadcast_to(src[:, None], (src.shape[0], p.param, *src.shape[1:])).reshape(n, *src.shape[1:])
 
 
-def _recv_tile(buf, p, n, B, arrays, fn, dtype):
-    return _tile_rows(fn(jax.lax.slice_in_dim(buf, p.base, p.base + p.param)), n // p.param)
+def _recv_tile(bufs, p, n, B, arrays, fn, dtype):
+    return _tile_rows(fn(bufs.rows(p.size, p.base, p.base + p.param)), n // p.param)
 
 
-def _recv_rows(buf, p, n, B, arrays, fn, dtype):
-    src = jax.lax.slice_in_dim(buf, p.base, p.base + n * p.param)
+def _recv_rows(bufs, p, n, B, arrays, fn, dtype):
+    src = bufs.rows(p.size, p.base, p.base + n * p.param)
     return fn(_reduce(src.reshape(n, p.param, B, p.size), p.aggregation, 1))
 
 
-def _recv_strided(buf, p, n, B, arrays, fn, dtype):
-    src = jax.lax.slice_in_dim(buf, p.base, p.base + n * p.param)
+def _recv_strided(bufs, p, n, B, arrays, fn, dtype):
+    src = bufs.rows(p.size, p.base, p.base + n * p.param)
     return fn(_reduce(src.reshape(p.param, n, B, p.size), p.aggregation, 0))
 
 
-def _recv_gather(buf, p, n, B, arrays, fn, dtype):  # one arrow per receiver from a few senders: premap the senders only
-    return fn(buf[arrays[p.key + "/src"]])[arrays[p.key + "/inv"]]
+def _indexed(bufs, p, arrays, name: str = "src"):
+    """The rows an index-array lowering reads and its indices into them (shifted by the window)."""
+    buf, off = bufs.window(p.size, p.lo, p.hi)
+    idx = arrays[p.key + "/" + name]
+    return buf, (idx - off if off else idx)
 
 
-def _recv_pick(buf, p, n, B, arrays, fn, dtype):  # at most one arrow per receiver: one gather, zeros where none
-    return fn(buf.at[arrays[p.key + "/src"]].get(mode="fill", fill_value=0))
+def _recv_gather(bufs, p, n, B, arrays, fn, dtype):  # one arrow per receiver from a few senders: premap the senders only
+    buf, src = _indexed(bufs, p, arrays)
+    return fn(buf[src])[arrays[p.key + "/inv"]]
 
 
-def _recv_segment(buf, p, n, B, arrays, fn, dtype):
-    return fn(_segment(buf, p, n, arrays))
+def _recv_pick(bufs, p, n, B, arrays, fn, dtype):  # at most one arrow per receiver: one gather, zeros where none
+    buf, src = _indexed(bufs, p, arrays)
+    return fn(buf.at[src].get(mode="fill", fill_value=0))
+
+
+def _recv_segment(bufs, p, n, B, arrays, fn, dtype):
+    buf, src = _indexed(bufs, p, arrays)
+    return fn(_segment(buf, src, p, n, arrays))
 
 
 @dataclasses.dataclass(frozen=True)
 class Lowering:
     """One entry of the lowering table: when it applies (``match``, at compile time, NumPy over
     the port's arrows; ``dense``: only where the dense-block patterns are allowed) and what it
-    emits (``receive``, at trace time: ``(buf, port, n, B, arrays, premap, dtype) -> [n, B, size]``)."""
+    emits (``receive``, at trace time: ``(messages, port, n, B, arrays, premap, dtype) -> [n, B, size]``,
+    reading :class:`~agentgraph.compiler.buffers.Messages` by absolute buffer row)."""
 
     name: str
     match: Callable[[PortArrows], Match | None]
@@ -303,21 +314,22 @@ def port_lowering(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[str, int, i
     return (name, m.base, m.param) if name not in ("gather", "pick") else ("segment", 0, 0)
 
 
-def receive(buf, p: PortPlan, n: int, B: int, arrays: Mapping[str, jax.Array], premap=None, dtype=None):
-    """Aggregated messages ``[n, B, size]`` for one port of one block, from buffer ``[M, B, size]``
-    (``None``: nobody sends messages of this size), by the port's entry of :data:`LOWERINGS`.
+def receive(bufs, p: PortPlan, n: int, B: int, arrays: Mapping[str, jax.Array], premap=None, dtype=None):
+    """Aggregated messages ``[n, B, size]`` for one port of one block, from the sweep's
+    :class:`~agentgraph.compiler.buffers.Messages` (``None``, or no buffer of the port's size:
+    nobody sends such messages), by the port's entry of :data:`LOWERINGS`.
 
     ``premap`` (``[rows, B, size] -> [rows, B, d]``), when given, is applied to the aggregate;
     where every receiver has a single arrow it is applied to the senders' rows before they are
     broadcast (same values, fewer rows)."""
     fn = premap if premap is not None else (lambda v: v)
-    low = "zeros" if buf is None else p.lowering
-    return BY_NAME[low].receive(buf, p, n, B, arrays, fn, dtype)
+    low = "zeros" if bufs is None or p.size not in bufs else p.lowering
+    return BY_NAME[low].receive(bufs, p, n, B, arrays, fn, dtype if bufs is None else bufs.dtype)
 
 
-def _segment(buf, p: PortPlan, n: int, arrays: Mapping[str, jax.Array]):
-    """Generic lowering: gather + sorted segment reduction; empty segments give zeros."""
-    src, dst = arrays[p.key + "/src"], arrays[p.key + "/dst"]
+def _segment(buf, src, p: PortPlan, n: int, arrays: Mapping[str, jax.Array]):
+    """Generic lowering: gather ``buf[src]`` + sorted segment reduction; empty segments give zeros."""
+    dst = arrays[p.key + "/dst"]
     vals = buf[src]
     count = jax.ops.segment_sum(jnp.ones_like(dst, buf.dtype), dst, n, indices_are_sorted=True)
     has = (count > 0)[:, None, None]

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agentgraph.arrows.schedule import Schedule
+from agentgraph.compiler.buffers import piecewise_types, windows
 from agentgraph.compiler.conv import ConvLink, fuse_conv
 from agentgraph.compiler.linear import LinearLink, OuterLink, fuse_linear
 from agentgraph.compiler.analysis import analyse, block_edges, layout_sweep, self_sets
@@ -58,6 +59,8 @@ class PortPlan:
     n_edges: int = 0
     link: LinearLink | ConvLink | None = None  # matmul / conv / conv_t: the block it contracts (linear.py, conv.py)
     source: str = "now"  # now: this run's buffer; prev: the delayed one; both: [now; prev] stacked
+    lo: int = 0  # index-array lowerings: the buffer rows lo..hi their indices point into (hi <= lo: anywhere)
+    hi: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +121,8 @@ class Plan:
         absent: ``((kind, field), ...)``: scratch fields no block ever writes (every forward
             block of the kind reads a fused update's input from the buffers instead): not kept in
             the state at all (:func:`absent_fields`).
+        piecewise: the sweep types whose messages are kept per block, not in one buffer
+            (:mod:`agentgraph.compiler.buffers`).
     """
 
     kinds: tuple[KindLayout, ...]
@@ -129,6 +134,7 @@ class Plan:
     delayed: tuple[tuple[str, int, int], ...] = ()
     ties: tuple[TiePlan, ...] = ()
     absent: tuple[tuple[str, str], ...] = ()
+    piecewise: tuple[str, ...] = ()
 
     def waves(self, arrow_type: str) -> tuple[tuple[BlockPlan, ...], ...]:
         """The waves of blocks of sweep type ``arrow_type`` (empty if none)."""
@@ -328,6 +334,8 @@ def make_plan(
         sweeps, rows_of = fuse_linear(graph.kinds, sweeps, base, arrays, {(t, s): r for t, s, r in buffers}, shifts)
         buffers = [(t, s, rows_of[(t, s)]) for t, s, _ in buffers]
         ties = skip_rows(ties, sweeps, arrays)
+    piecewise = piecewise_types(sweeps.items(), {t for t, _ in delayed}, padded)
+    sweeps = {t: windows(waves, arrays) if t in piecewise else waves for t, waves in sweeps.items()}
 
     # -- self-loop types (reflexive arrows) -------------------------------------------------------
     selfs = []
@@ -367,6 +375,7 @@ def make_plan(
         delayed=tuple((t, s, buffer_rows[(t, s)]) for t, s in sorted(delayed)),
         ties=ties,
         absent=absent_fields(graph, sweeps, selfs),
+        piecewise=piecewise,
     )
     return plan, arrays, rows
 

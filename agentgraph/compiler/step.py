@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from agentgraph.arrows.schedule import DELAYED
+from agentgraph.compiler.buffers import Messages
 from agentgraph.compiler.conv import conv_receive, conv_transpose_receive, conv_update
 from agentgraph.compiler.linear import outer_update, receive_matmul
 from agentgraph.compiler.lowerings import premap_fn, receive
@@ -230,8 +231,8 @@ def _sweep(plan: Plan, kinds, arrays, params, state, mail, data, t: str, B: int,
     ``forward_bufs``: the forward sweep's buffers of this step (read by fused updates of scratch
     fields). ``shared``: the tied fields' shared values at the sweep's start (read by convolutions);
     ``pending``: receives convolutions' kernel updates ``{(kind, field): [(slots, change)]}``.
-    Returns this run's buffers ``{size: [rows, B, size]}``."""
-    bufs = {s: jnp.zeros((m, B, s), dtype) for tt, s, m in plan.buffers if tt == t}
+    Returns this run's :class:`~agentgraph.compiler.buffers.Messages`."""
+    bufs = Messages({s: m for tt, s, m in plan.buffers if tt == t}, B, dtype, t in plan.piecewise)
     prev = {s: mail[f"{t}/{s}"] for tt, s, _ in plan.delayed if tt == t}
     coefs = {k: dict(v) for k, v in state.items()}  # per-agent values at the sweep's start (matmul ports)
     for wave in plan.waves(t):
@@ -253,9 +254,11 @@ def _sweep(plan: Plan, kinds, arrays, params, state, mail, data, t: str, B: int,
                     elif p.lowering == "conv_t":
                         inputs[p.port] = conv_transpose_receive(p, bufs, shared, arrays, forward_bufs)
                     else:
-                        src = {"now": bufs.get(p.size), "prev": prev.get(p.size)}.get(p.source)
-                        if p.source == "both":
-                            src = jnp.concatenate([bufs[p.size], prev[p.size]])
+                        src = bufs
+                        if p.source != "now" and p.size in prev:  # delayed arrows: the dense layout
+                            old = prev[p.size]
+                            src = Messages.of({p.size: old if p.source == "prev"
+                                               else jnp.concatenate([bufs.full(p.size), old])})
                         inputs[p.port] = receive(src, p, blk.n, B, arrays, dtype=dtype, premap=fn)
                 if blk.slots_key:
                     cols = data[kind.external][:, arrays[blk.slots_key]]  # [B, n, d]
@@ -300,13 +303,12 @@ def _sweep(plan: Plan, kinds, arrays, params, state, mail, data, t: str, B: int,
                     continue
                 val = jnp.broadcast_to(val, (blk.n, B, size)).astype(dtype)
                 if rows is None:
-                    bufs[size] = jax.lax.dynamic_update_slice_in_dim(bufs[size], val, base + blk.start, 0)
+                    bufs.write(size, base + blk.start, val)
                 else:  # padding rows would land on the next kind's rows: send them past the end
                     n_k = next(l.n for l in plan.kinds if l.kind == blk.kind)
-                    dest = jnp.where(rows < n_k, base + rows, bufs[size].shape[0])
-                    bufs[size] = bufs[size].at[dest].set(val, mode="drop")
+                    bufs.scatter(size, jnp.where(rows < n_k, base + rows, bufs.M[size]), val)
     for s in prev:
-        mail[f"{t}/{s}"] = bufs[s]
+        mail[f"{t}/{s}"] = bufs.full(s)
     return bufs
 
 

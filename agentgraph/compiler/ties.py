@@ -29,9 +29,11 @@ class TiePlan:
     stored once per tie, ``[slots, *shape]`` — the ties first, then one slot per untied agent.
     ``arrays[key]`` (``int32 [N_kind]``) is each row's slot; with ``scaled``,
     ``arrays[key + "/scale"]`` (``[slots]``) divides a ``"mean"`` tie's summed change by its
-    member count. With ``live``, only the rows ``arrays[key + "/live"]`` are expanded and joined:
-    the others are uses of a convolution (:mod:`agentgraph.compiler.conv`), whose kernel update
-    reaches the shared values directly and whose rows nothing reads."""
+    member count. With ``live``, only the rows in ``ranges`` are expanded and joined (their
+    slots: ``arrays[key + "/live"]``): the others are uses of a convolution
+    (:mod:`agentgraph.compiler.conv`), whose kernel update reaches the shared values directly and
+    whose rows nothing reads; they are zeros, concatenated around the live ranges (so a block's
+    slice of live rows reads one operand, and no array of every use is built)."""
 
     kind: str
     field: str
@@ -39,6 +41,7 @@ class TiePlan:
     key: str
     scaled: bool = False
     live: bool = False  # only rows arrays[key + "/live"] are expanded (the rest: convolutions' uses)
+    ranges: tuple[tuple[int, int], ...] = ()  # live: the live rows as contiguous ranges (rows N_kind in all)
 
 
 def tie_plans(graph: AgentGraph, A, row: np.ndarray, n_of: dict[str, int], put) -> tuple[TiePlan, ...]:
@@ -84,13 +87,37 @@ def skip_rows(ties: tuple[TiePlan, ...], sweeps, arrays: dict) -> tuple[TiePlan,
     for tp in ties:
         ranges = skip.get((tp.kind, tp.field))
         if ranges:
-            keep = np.ones(len(arrays[tp.key]), bool)
+            slot = np.asarray(arrays[tp.key])
+            keep = np.ones(len(slot), bool)
             for lo, hi in ranges:
                 keep[lo:hi] = False
-            arrays[tp.key + "/live"] = np.flatnonzero(keep).astype(np.int32)
-            tp = dataclasses.replace(tp, live=True)
+            live = np.flatnonzero(keep)
+            arrays[tp.key + "/live"] = slot[live].astype(np.int32)
+            cuts = np.flatnonzero(np.diff(live) != 1) + 1
+            spans = tuple((int(r[0]), int(r[-1]) + 1) for r in np.split(live, cuts) if len(r))
+            tp = dataclasses.replace(tp, live=True, ranges=spans + ((len(slot), len(slot)),))
         out.append(tp)
     return tuple(out)
+
+
+def _assemble(tp: TiePlan, live_rows, like):
+    """Rows ``[N_kind, ...]``: ``live_rows`` (``[len(live), ...]``, in row order) at the live
+    ranges, zeros between (one concatenation)."""
+    parts, at, taken = [], 0, 0
+    for lo, hi in tp.ranges:
+        if lo > at:
+            parts.append(jnp.zeros((lo - at, *like.shape[1:]), like.dtype))
+        if hi > lo:
+            parts.append(live_rows[taken:taken + hi - lo])
+        taken += hi - lo
+        at = hi
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
+
+def _live(tp: TiePlan, rows):
+    """The live rows of ``rows [N_kind, ...]``, in row order."""
+    parts = [rows[lo:hi] for lo, hi in tp.ranges if hi > lo]
+    return rows[:0] if not parts else parts[0] if len(parts) == 1 else jnp.concatenate(parts)
 
 
 def expand_ties(plan: Plan, arrays, state) -> dict:
@@ -99,14 +126,12 @@ def expand_ties(plan: Plan, arrays, state) -> dict:
     ``{(kind, field): [slots, ...]}``."""
     shared = {}
     for tp in plan.ties:
-        compact, slot = state[tp.kind][tp.field], arrays[tp.key]
+        compact = state[tp.kind][tp.field]
         shared[(tp.kind, tp.field)] = compact
         if tp.live:
-            live = arrays[tp.key + "/live"]
-            rows = jnp.zeros((slot.shape[0], *compact.shape[1:]), compact.dtype)
-            state[tp.kind][tp.field] = rows.at[live].set(compact[slot[live]])
+            state[tp.kind][tp.field] = _assemble(tp, compact[arrays[tp.key + "/live"]], compact)
         else:
-            state[tp.kind][tp.field] = compact[slot]
+            state[tp.kind][tp.field] = compact[arrays[tp.key]]
     return shared
 
 
@@ -120,10 +145,8 @@ def join_ties(plan: Plan, arrays, state, shared: dict, ran, pending: dict | None
         extra = pending.pop((tp.kind, tp.field), ())
         if tp.kind not in ran and not extra:
             continue
-        slot, old = arrays[tp.key], shared[(tp.kind, tp.field)]
-        rows = state[tp.kind][tp.field]
-        idx = arrays[tp.key + "/live"] if tp.live else None
-        s_rows, r_rows = (slot, rows) if idx is None else (slot[idx], rows[idx])
+        old, rows = shared[(tp.kind, tp.field)], state[tp.kind][tp.field]
+        s_rows, r_rows = (arrays[tp.key + "/live"], _live(tp, rows)) if tp.live else (arrays[tp.key], rows)
         change = jax.ops.segment_sum(r_rows - old[s_rows], s_rows, tp.slots)
         if tp.scaled:
             change = change * arrays[tp.key + "/scale"].reshape(-1, *(1,) * (change.ndim - 1)).astype(change.dtype)
@@ -131,4 +154,4 @@ def join_ties(plan: Plan, arrays, state, shared: dict, ran, pending: dict | None
         for slots, delta in extra:
             new = new.at[slots].add(delta.astype(new.dtype))
         shared[(tp.kind, tp.field)] = new
-        state[tp.kind][tp.field] = new[slot] if idx is None else rows.at[idx].set(new[s_rows])
+        state[tp.kind][tp.field] = _assemble(tp, new[s_rows], rows) if tp.live else new[s_rows]
