@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import itertools
 import json
 import os
 import time
@@ -30,12 +31,13 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import yaml
 
 from agentgraph.errors import AgentGraphError
 from agentgraph.meta.config import parse_config
 from agentgraph.meta.context import Context, make_context
-from agentgraph.meta.evaluate import evaluate, run_protocol
+from agentgraph.meta.evaluate import LR_GRID, run_optax, run_protocol
 from agentgraph.meta.protocol_io import load_protocol
 from agentgraph.meta.tasks import task_family
 from agentgraph.meta.train import train
@@ -48,11 +50,15 @@ RULES = {
     "sign_symmetry": (FA_CONFIG, "init_lr", (0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0)),
     "direct_feedback_alignment": (FA_CONFIG, "init_lr", (0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0)),
     "predictive_coding": ("examples/configs/local_rules_pc_digits.yaml", "lr", (0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0)),
-    "equilibrium": ("examples/configs/local_rules_ep_digits.yaml", "lr", (0.03, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0)),
+    "equilibrium": ("examples/configs/local_rules_ep_digits.yaml", "lr", (0.1, 0.3, 0.5, 1.0, 2.0)),
     "hebbian": ("examples/configs/local_rules_hebbian_digits.yaml", "init_lr", (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)),
     "node_perturbation": ("examples/configs/local_rules_np_digits.yaml", "init_lr",
                           (0.03, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0)),
 }
+#: further hand-designed settings scored like the hand-tuned one (best rate of the same grid): rule -> {name: overrides}
+ALTERNATIVES = {"hebbian": {"oja": {"form": "oja"}}}
+#: rules whose hand-tuned alternatives also get a per-layer grid (a rate per synapse group): rule -> {group: rates}
+PER_LAYER = {"hebbian": {"synapse:0": (1e-6, 1e-4, 1e-3, 0.01), "synapse:1": (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)}}
 EVAL_SEED = 12345  # evaluate()'s default: the same fresh networks and tasks as its protocol row
 
 
@@ -71,6 +77,31 @@ def scorer(ctx: Context, runs: int, chunk: int = 25):
     run = jax.jit(jax.vmap(lambda lrn, k: run_protocol(ctx, family, ctx.params(lrn, {}), k)[0], in_axes=(None, 0)))
     return lambda learned: np.concatenate([np.asarray(run(learned, keys[i:i + chunk]))
                                            for i in range(0, runs, chunk)])
+
+
+def baselines(ctx: Context, runs: int, tune_runs: int = 10, chunk: int = 25) -> dict:
+    """SGD and Adam on the library network as :func:`agentgraph.meta.evaluate.evaluate` runs them
+    (rate tuned over ``LR_GRID`` on ``tune_runs`` separate runs, then scored on the evaluation
+    runs; the same keys), without re-running the protocol: ``{"sgd": {"final_accuracy", "lr"},
+    "adam": {...}}``.
+
+    Example:
+        >>> baselines(ctx, 100)["sgd"]["lr"]                          # doctest: +SKIP
+        0.3
+    """
+    family = task_family(ctx.cfg)
+    k_eval, k_tune = jax.random.split(jax.random.PRNGKey(EVAL_SEED))
+    keys = jax.random.split(k_eval, runs)
+    out = {}
+    for name, make in (("sgd", optax.sgd), ("adam", optax.adam)):
+        run = jax.jit(jax.vmap(lambda lr, k, make=make: run_optax(ctx, family, make(lr), k)[0], in_axes=(None, 0)))
+        final = lambda lr, ks, run=run: np.concatenate(  # noqa: E731
+            [np.asarray(run(jnp.asarray(lr, jnp.float32), ks[i:i + chunk]))[:, -1] for i in range(0, len(ks), chunk)])
+        tune = jax.random.split(jax.random.fold_in(k_tune, len(name)), tune_runs)
+        tuned = {lr: float(final(lr, tune).mean()) for lr in LR_GRID}
+        best = max(LR_GRID, key=lambda lr: tuned[lr])
+        out[name] = {"final_accuracy": float(final(best, keys).mean()), "lr": best}
+    return out
 
 
 def summary(acc: np.ndarray) -> dict:
@@ -112,6 +143,34 @@ def main() -> None:
         print(f"hand-tuned {key} {lr}: accuracy after {K} steps {grid[lr]['final_accuracy']:.4f} "
               f"({time.time() - t0:.0f} s)", flush=True)
     best = max(grid_values, key=lambda lr: grid[lr]["final_accuracy"])
+    alternatives = {}
+    for name, over in ALTERNATIVES.get(a.rule, {}).items():  # e.g. Oja's rule: Hebb's classic stabilised form
+        proto = {**base["protocol"], **over}
+        alt_ctx = make_context(parse_config({**base, "protocol": proto}))
+        alt_score, alt = scorer(alt_ctx, a.runs), {}
+        for lr in grid_values:
+            acc = alt_score(resolve({**proto, key: lr}).init(jax.random.PRNGKey(0), alt_ctx.net.graph))
+            alt[lr] = (summary(acc), acc[:, -1])
+            print(f"{name} {key} {lr}: accuracy after {K} steps {alt[lr][0]['final_accuracy']:.4f}", flush=True)
+        lr_best = max(grid_values, key=lambda lr: alt[lr][0]["final_accuracy"])
+        alternatives[name] = {"overrides": over, "grid": {str(k): v[0]["final_accuracy"] for k, v in alt.items()},
+                              "best_lr": lr_best, **alt[lr_best][0], "finals": alt[lr_best][1]}
+    for name, over in ({"": {}, **ALTERNATIVES.get(a.rule, {})}).items() if a.rule in PER_LAYER else ():
+        proto = {**base["protocol"], **over}  # a rate per layer, hand-tuned on a grid
+        alt_ctx = make_context(parse_config({**base, "protocol": proto}))
+        alt_score, alt = scorer(alt_ctx, a.runs), {}
+        groups = PER_LAYER[a.rule]
+        for rates in itertools.product(*groups.values()):
+            learned = resolve(proto).init(jax.random.PRNGKey(0), alt_ctx.net.graph)
+            learned["log_lr"].update({g: jnp.asarray(np.log(r), jnp.float32) for g, r in zip(groups, rates)})
+            acc = alt_score(learned)
+            alt[rates] = (summary(acc), acc[:, -1])
+        top = max(alt, key=lambda r: alt[r][0]["final_accuracy"])
+        print(f"per-layer {name or proto.get('form', '')}: best {dict(zip(groups, top))} "
+              f"{alt[top][0]['final_accuracy']:.4f}", flush=True)
+        alternatives[f"{name or proto.get('form', 'base')}_per_layer"] = {
+            "overrides": over, "grid": {"/".join(map(str, k)): v[0]["final_accuracy"] for k, v in alt.items()},
+            "best_lr": dict(zip(groups, top)), **alt[top][0], "finals": alt[top][1]}
     cfg = parse_config({**base, "protocol": {**base["protocol"], key: best}})
     t1 = time.time()
     train(cfg, progress=False, log=lambda s: None)
@@ -121,7 +180,7 @@ def main() -> None:
     learned, stats = load_protocol(ckpt, ctx)
     acc = score(jax.tree.map(jnp.asarray, learned))
     ml, diff = summary(acc), acc[:, -1] - finals[best]
-    ref = evaluate(cfg, learned, stats, runs=a.runs, ctx=ctx)  # SGD and Adam, rates tuned
+    ref = baselines(ctx, a.runs)  # SGD and Adam, rates tuned as evaluate() tunes them
     meta_params = jax.tree.map(lambda v: np.asarray(v).tolist(), learned)
     rates = ctx.protocol.params(learned, stats, ctx.net.graph)
     hand = grid[best]
@@ -129,19 +188,26 @@ def main() -> None:
         "task": f"digits 8x8, mlp {base['net']['sizes']} {base['net'].get('activation', 'tanh')}, "
                 f"{base['net'].get('loss', 'cross_entropy')}", "rule": a.rule,
         "inner_steps": K, "runs": a.runs, "config": config, "meta_steps": cfg.meta.meta_steps,
-        "command": f"nice -n 10 python benchmarks/local_rules_meta_digits.py --rule {a.rule}",
+        "command": f"nice -n 10 python benchmarks/local_rules_meta_digits.py --rule {a.rule}"
+                   + (f" --meta-steps {a.meta_steps}" if a.meta_steps else ""),
         "hand_tuned": {"grid": {str(k): v["final_accuracy"] for k, v in grid.items()}, "setting": key,
                        "best_lr": best, **hand},
         "meta_learned": {**ml, "meta_parameters": meta_params,
                          "params": {g: {f: np.asarray(v).tolist() for f, v in p.items()} for g, p in rates.items()},
                          "checkpoint": ckpt},
         "paired_difference": {"mean": float(diff.mean()), "se": float(diff.std() / np.sqrt(a.runs))},
-        "sgd": {"final_accuracy": ref["sgd"]["mean"][-1], "lr": ref["sgd"].get("lr")},
-        "adam": {"final_accuracy": ref["adam"]["mean"][-1], "lr": ref["adam"].get("lr")},
+        "alternatives": {n: {**{k: v for k, v in alt.items() if k != "finals"},
+                             "paired_difference_of_meta_learned": {
+                                 "mean": float((acc[:, -1] - alt["finals"]).mean()),
+                                 "se": float((acc[:, -1] - alt["finals"]).std() / np.sqrt(a.runs))}}
+                         for n, alt in alternatives.items()},
+        "sgd": ref["sgd"], "adam": ref["adam"],
         "seconds": {"train": round(t_train, 1), "total": round(time.time() - t0, 1)},
     }
     json.dump(out, open(a.out, "w"), indent=1)
-    print(json.dumps({k: out[k] for k in ("hand_tuned", "meta_learned", "sgd", "adam", "seconds")}, indent=1)[:4000])
+    print(json.dumps({k: out[k] for k in ("hand_tuned", "paired_difference", "alternatives", "sgd", "adam", "seconds")},
+                     indent=1)[:4000])
+    print("meta-learned", ml["final_accuracy"], "+-", ml["se"], out["meta_learned"]["params"])
 
 
 if __name__ == "__main__":
