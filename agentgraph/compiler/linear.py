@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agentgraph.compiler.lowerings import premap_fn
+from agentgraph.compiler.lowerings import premap_fn, rows_read
 from agentgraph.nodes.base import Kind
 
 __all__ = ["LinearLink", "OuterLink", "fuse_linear", "receive_matmul", "outer_update"]
@@ -131,7 +131,7 @@ def fuse_linear(kinds: Mapping[str, Kind], sweeps: dict, base: Mapping[tuple, in
             for blk in wave:
                 for p in blk.ports:
                     if p.size in read and p.lowering not in ("matmul", "conv", "conv_t"):
-                        read[p.size][_read_rows(p, blk.n, arrays)] = True
+                        read[p.size][rows_read(p, blk.n, arrays)] = True
         dropped = {}  # outputs no port reads except through matmul: never computed
         for wave in new_waves:
             for b in wave:
@@ -230,22 +230,6 @@ def _as_matmul(p, n: int, cands):
     else:  # strided: receiver q sums over p
         ok = link.in_axis == 0 and p.param == link.P and n == link.Q
     return dataclasses.replace(p, lowering="matmul", link=link) if ok else p
-
-
-def _read_rows(p, n: int, arrays) -> np.ndarray:
-    low = p.lowering
-    if low == "zeros":
-        return np.zeros(0, np.int64)
-    if low == "slice":
-        return np.arange(p.base, p.base + n)
-    if low == "repeat":
-        return np.arange(p.base, p.base + n // p.param)
-    if low == "tile":
-        return np.arange(p.base, p.base + p.param)
-    if low in ("rows", "strided"):
-        return np.arange(p.base, p.base + n * p.param)
-    src = np.asarray(arrays[p.key + "/src"], np.int64)
-    return src[src < np.iinfo(np.int32).max] if low == "pick" else src
 
 
 def _fuse_outer(kinds, t, forward, waves, unwritten: dict):

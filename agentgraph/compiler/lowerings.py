@@ -13,6 +13,9 @@ uniform:
 ``tile``    c == 1 and src = base + arange(n) % p;
 ``rows``    src = base + dst * c + arange(c): a contiguous ``[n, c]`` block, reduced over axis 1;
 ``strided`` src = base + arange(c) * n + dst: a ``[c, n]`` block, reduced over axis 0;
+``pool``    c == k² (k ≥ 2): each receiver reads one k×k window, stride k, of a map stored in
+            ``(c, y, x)`` order (pooling): a reshape ``[Q, k, Wo, k]`` reduced over both k axes;
+``unpool``  c == 1: each receiver reads the window it lies in (pooling's backward): a broadcast;
 ``gather``  c == 1 into a port the kind *premaps* (see :class:`~agentgraph.Kind`), from fewer
             distinct senders than receivers: the premap runs on the unique senders' rows
             (``src``), the receivers gather from the result (``inv``);
@@ -20,7 +23,7 @@ uniform:
             receivers without an arrow reading zeros (their index is past the buffer);
 ``segment`` anything else: gather ``buffer[src]`` then a sorted segment reduction.
 
-The first six are the *dense-block* lowering — a complete bipartite synapse layer becomes
+The first eight are the *dense-block* lowering — a complete bipartite synapse layer becomes
 broadcasts and reductions over reshaped slices, as a hand-written implementation would do.
 """
 
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
     from agentgraph.compiler.plan import PortPlan
 
 __all__ = ["BY_NAME", "LOWERINGS", "Lowering", "Match", "PortArrows", "choose_lowering", "port_lowering", "premap_fn",
-           "receive"]
+           "receive", "rows_read"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -76,12 +79,14 @@ class PortArrows:
 
 @dataclasses.dataclass(frozen=True)
 class Match:
-    """What a lowering needs of one port: a first buffer row ``base``, a ``param`` (``r``, ``p``
-    or ``c``) and index arrays (stored under the port's key, ``key + "/" + name``)."""
+    """What a lowering needs of one port: a first buffer row ``base``, a ``param`` (``r``, ``p``,
+    ``c`` or ``Wo``), a window side ``kernel`` (``pool``/``unpool``) and index arrays (stored under
+    the port's key, ``key + "/" + name``)."""
 
     base: int = 0
     param: int = 0
     arrays: dict = dataclasses.field(default_factory=dict)
+    kernel: int = 0
 
 
 def _zeros(a: PortArrows) -> Match | None:
@@ -136,6 +141,52 @@ def _rows(a: PortArrows) -> Match | None:
 
 def _strided(a: PortArrows) -> Match | None:
     return _block(a, lambda ar, c: np.arange(c)[None, :] * len(ar) + ar[:, None])
+
+
+def _window_rows(Q: int, k: int, Wo: int) -> np.ndarray:
+    """Map rows ``((q·k + dy)·Wo + px)·k + dx`` of the ``k×k`` windows of ``Q·Wo`` receivers ``(q, px)``,
+    ``[Q·Wo, k·k]`` in ``(dy, dx)`` order: non-overlapping windows over a ``(C, H, W)`` map read in
+    ``(c, y, x)`` order (``q = c·Ho + py``)."""
+    q, px, dy, dx = np.ix_(np.arange(Q), np.arange(Wo), np.arange(k), np.arange(k))
+    return (((q * k + dy) * Wo + px) * k + dx).reshape(Q * Wo, k * k)
+
+
+def _pool(a: PortArrows) -> Match | None:
+    """Every receiver reads one ``k×k`` window (``k ≥ 2``, stride ``k``) of a map stored in
+    ``(c, y, x)`` order: ``param = Wo`` (windows per map row), ``kernel = k``."""
+    c = a.uniform()
+    k = int(round(np.sqrt(c))) if c else 0
+    if c is None or k < 2 or k * k != c:
+        return None
+    base = int(a.src.min())
+    if (int(a.src[k]) - base) % k:
+        return None
+    Wo = (int(a.src[k]) - base) // k
+    if Wo < 1 or a.n % Wo:
+        return None
+    want = base + _window_rows(a.n // Wo, k, Wo).reshape(-1)
+    return Match(base, Wo, kernel=k) if np.array_equal(a.src, want) else None
+
+
+def _unpool(a: PortArrows) -> Match | None:
+    """Every receiver reads the one window it lies in (the transpose of :func:`_pool`): receivers
+    ``(q, dy, px, dx)`` of ``k×k`` windows read sender ``base + q·Wo + px``; ``param = Wo``,
+    ``kernel = k`` (k ≥ 2 from the leading run of the first sender; ``Wo`` tried over the divisors)."""
+    if a.uniform() != 1 or a.n < 4:
+        return None
+    base = int(a.src.min())
+    run = int(np.argmax(a.src != base)) if np.any(a.src != base) else a.n
+    for k in {run, int(round(np.sqrt(run)))}:
+        if k < 2 or a.n % (k * k):
+            continue
+        m = a.n // (k * k)
+        for Wo in (d for d in range(1, m + 1) if m % d == 0):
+            recv = _window_rows(m // Wo, k, Wo).reshape(-1)  # receiver of (window, dy, dx)
+            want = np.empty(a.n, np.int64)
+            want[recv] = base + np.repeat(np.arange(m), k * k)
+            if np.array_equal(a.src, want):
+                return Match(base, Wo, kernel=k)
+    return None
 
 
 def _gather(a: PortArrows) -> Match | None:
@@ -231,6 +282,20 @@ def _recv_strided(bufs, p, n, B, arrays, fn, dtype):
     return fn(_reduce(src.reshape(p.param, n, B, p.size), p.aggregation, 0))
 
 
+def _recv_pool(bufs, p, n, B, arrays, fn, dtype):
+    k, Wo = p.kernel, p.param
+    src = bufs.rows(p.size, p.base, p.base + n * k * k).reshape(n // Wo, k, Wo, k, B, p.size)
+    return fn(_reduce(_reduce(src, p.aggregation, 3), p.aggregation, 1).reshape(n, B, p.size))
+
+
+def _recv_unpool(bufs, p, n, B, arrays, fn, dtype):
+    k, Wo = p.kernel, p.param
+    senders = n // (k * k)
+    src = fn(bufs.rows(p.size, p.base, p.base + senders))
+    src = src.reshape(senders // Wo, 1, Wo, 1, *src.shape[1:])
+    return jnp.broadcast_to(src, (senders // Wo, k, Wo, k, *src.shape[4:])).reshape(n, *src.shape[4:])
+
+
 def _indexed(bufs, p, arrays, name: str = "src"):
     """The rows an index-array lowering reads and its indices into them (shifted by the window)."""
     buf, off = bufs.window(p.size, p.lo, p.hi)
@@ -253,16 +318,32 @@ def _recv_segment(bufs, p, n, B, arrays, fn, dtype):
     return fn(_segment(buf, src, p, n, arrays))
 
 
+def _read_none(p, n, arrays):
+    return np.zeros(0, np.int64)
+
+
+def _read_span(count):
+    """Rows ``base .. base + count(p, n)`` are read."""
+    return lambda p, n, arrays: np.arange(p.base, p.base + count(p, n))
+
+
+def _read_src(p, n, arrays):
+    src = np.asarray(arrays[p.key + "/src"], np.int64)
+    return src[src < np.iinfo(np.int32).max]  # pick: receivers without an arrow
+
+
 @dataclasses.dataclass(frozen=True)
 class Lowering:
     """One entry of the lowering table: when it applies (``match``, at compile time, NumPy over
-    the port's arrows; ``dense``: only where the dense-block patterns are allowed) and what it
+    the port's arrows; ``dense``: only where the dense-block patterns are allowed), which buffer
+    rows it reads (``reads(port, n, arrays) -> int64 [rows]``, at compile time) and what it
     emits (``receive``, at trace time: ``(messages, port, n, B, arrays, premap, dtype) -> [n, B, size]``,
     reading :class:`~agentgraph.compiler.buffers.Messages` by absolute buffer row)."""
 
     name: str
     match: Callable[[PortArrows], Match | None]
     receive: Callable[..., jax.Array]
+    reads: Callable[..., np.ndarray] = _read_src
     dense: bool = False
 
 
@@ -270,17 +351,31 @@ class Lowering:
 #: always matches. ``matmul`` is not here: it replaces a ``rows``/``strided`` port afterwards,
 #: where a linear block feeds it (:func:`agentgraph.compiler.linear.fuse_linear`).
 LOWERINGS: tuple[Lowering, ...] = (
-    Lowering("zeros", _zeros, _recv_zeros),
-    Lowering("slice", _slice, _recv_slice, dense=True),
-    Lowering("repeat", _repeat, _recv_repeat, dense=True),
-    Lowering("tile", _tile, _recv_tile, dense=True),
-    Lowering("rows", _rows, _recv_rows, dense=True),
-    Lowering("strided", _strided, _recv_strided, dense=True),
+    Lowering("zeros", _zeros, _recv_zeros, _read_none),
+    Lowering("slice", _slice, _recv_slice, _read_span(lambda p, n: n), dense=True),
+    Lowering("repeat", _repeat, _recv_repeat, _read_span(lambda p, n: n // p.param), dense=True),
+    Lowering("tile", _tile, _recv_tile, _read_span(lambda p, n: p.param), dense=True),
+    Lowering("rows", _rows, _recv_rows, _read_span(lambda p, n: n * p.param), dense=True),
+    Lowering("strided", _strided, _recv_strided, _read_span(lambda p, n: n * p.param), dense=True),
+    Lowering("pool", _pool, _recv_pool, _read_span(lambda p, n: n * p.kernel ** 2), dense=True),
+    Lowering("unpool", _unpool, _recv_unpool, _read_span(lambda p, n: n // p.kernel ** 2), dense=True),
     Lowering("gather", _gather, _recv_gather),
     Lowering("pick", _pick, _recv_pick),
     Lowering("segment", _segment_match, _recv_segment),
 )
 BY_NAME = {low.name: low for low in LOWERINGS}
+
+
+def rows_read(p: PortPlan, n: int, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The buffer rows ``int64 [rows]`` port ``p`` of an ``n``-agent block reads (by its table
+    entry; compile time).
+
+    Example:
+        >>> from agentgraph.compiler.plan import PortPlan
+        >>> rows_read(PortPlan("x", 1, "sum", "repeat", base=4, param=2), 4, {}).tolist()
+        [4, 5]
+    """
+    return BY_NAME[p.lowering].reads(p, n, arrays)
 
 
 def choose_lowering(arrows: PortArrows) -> tuple[str, Match]:
@@ -311,7 +406,7 @@ def port_lowering(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[str, int, i
         ('repeat', 4, 2)
     """
     name, m = choose_lowering(PortArrows(np.asarray(src), np.asarray(dst), n))
-    return (name, m.base, m.param) if name not in ("gather", "pick") else ("segment", 0, 0)
+    return (name, m.base, m.param) if name not in ("gather", "pick", "pool", "unpool") else ("segment", 0, 0)
 
 
 def receive(bufs, p: PortPlan, n: int, B: int, arrays: Mapping[str, jax.Array], premap=None, dtype=None):

@@ -52,15 +52,16 @@ class PortPlan:
     port: str
     size: int
     aggregation: str
-    lowering: str  # zeros | slice | repeat | tile | rows | strided | matmul | gather | pick | segment
+    lowering: str  # zeros | slice | repeat | tile | rows | strided | pool | unpool | matmul | gather | pick | segment
     base: int = 0  # first source row in the buffer (dense lowerings)
-    param: int = 0  # r (repeat), p (tile), c (rows / strided / matmul)
+    param: int = 0  # r (repeat), p (tile), c (rows / strided / matmul), Wo (pool / unpool)
     key: str = ""  # array-part key prefix (segment lowering)
     n_edges: int = 0
     link: LinearLink | ConvLink | None = None  # matmul / conv / conv_t: the block it contracts (linear.py, conv.py)
     source: str = "now"  # now: this run's buffer; prev: the delayed one; both: [now; prev] stacked
     lo: int = 0  # index-array lowerings: the buffer rows lo..hi their indices point into (hi <= lo: anywhere)
     hi: int = 0
+    kernel: int = 0  # pool / unpool: the window's side k
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,7 +316,8 @@ def make_plan(
                 for name, arr in m.arrays.items():
                     put(f"{key_p}/{name}", arr)
                 b0, prm = m.base, m.param
-                ports.append(PortPlan(p, spec.size, spec.aggregation, low, b0, prm, key_p, len(src_row), source=source))
+                ports.append(PortPlan(p, spec.size, spec.aggregation, low, b0, prm, key_p, len(src_row), source=source,
+                                      kernel=m.kernel))
             slots_key = ""
             if kd.external is not None and "data" in kd.ports(t):
                 slots_key = put(tag + "/slots", np.r_[A.slot[agents], np.zeros(cap - n, np.int64)])
