@@ -16,6 +16,11 @@ Figures (medians of ``--runs`` alternating runs in one process; ratios = compile
    ``meta.optimizer.chunk`` does), each implementation both ways.
 3. Build, compile (plan + XLA) and step time for 7.7k, 79.5k and 1M synapse agents.
 4. A non-layered random DAG of comparable size to 1.
+6. ``--only maml_mplp``: the MAML + MPLP meta-step (``examples/configs/maml_sinusoid.toml``, the
+   paper's Fig. 3 setting: stateless MPLP learned jointly with the prior) as meta-training runs it
+   (``make_meta_step``: tasks drawn, meta-loss, gradient, Adam) against the hand-written dense MAML
+   + MPLP of ``benchmarks/baselines/maml_mplp_dense.py`` (same tasks, same maths; equal in
+   ``tests/benchmarks/test_maml_mplp_dense.py``): one meta-step of each per round, alternated.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from agentgraph import compile, mlp, random_dag  # noqa: E402
 from agentgraph.builders import mlp_weights  # noqa: E402
 from agentgraph.protocols import gradient, mplp  # noqa: E402
 import mplp_dense  # noqa: E402  (benchmarks/baselines)
+import maml_mplp_dense  # noqa: E402  (benchmarks/baselines)
 import blur_dense  # noqa: E402  (benchmarks/baselines)
 
 
@@ -134,6 +140,89 @@ def bench_mplp(runs: int, tasks: int, steps: int, batch: int, sizes=(144, 50, 10
         print(f"[mplp {name}] compiled {out[name]['compiled_s']:.3f}s dense {out[name]['dense_s']:.3f}s "
               f"ratio {out[name]['time_ratio']:.3f}; memory {mc / 2**20:.1f} / {md / 2**20:.1f} MiB "
               f"ratio {out[name]['memory_ratio']:.3f}", flush=True)
+    return out
+
+
+MAML_MPLP_CONFIG = os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "maml_sinusoid.toml")
+
+
+def _aot(jitted, args: tuple, options: dict | None):
+    """``jitted`` compiled ahead of time for ``args`` with XLA ``options`` (``None``: ``jitted``)."""
+    return jitted.lower(*args).compile(options) if options else jitted
+
+
+def bench_maml_mplp(runs: int, config: str = MAML_MPLP_CONFIG, overrides: dict | None = None,
+                    compiler_options: dict | None = None) -> dict:
+    """The engine's MAML + MPLP meta-step against the dense one (figure 6 of the module docstring).
+
+    Both start from the same meta-parameters (the engine's initial ones, uncalibrated
+    normalisation) and draw the same tasks (meta-step ``s`` of ``run.seed``); each round times one
+    meta-step of each, alternated, after a first call each (compile + run). Returns the medians,
+    their ratio (engine / dense), the median of the per-round ratios and the first meta-loss of
+    each and the last (equal up to float32 rounding: both train the same meta-parameters on the
+    same tasks). ``compiler_options``: XLA options both meta-steps are compiled with (e.g.
+    ``{"xla_backend_optimization_level": 0}`` for a quick test; default XLA's).
+
+    Example:
+        >>> r = bench_maml_mplp(1, overrides={"net.sizes": [1, 3, 1], "meta.inner_steps": 1, "meta.batch": 2,
+        ...                     "meta.outer_batch": 2, "data.cv_batch": 3, "protocol.mlp": [4]})  # doctest: +SKIP
+        >>> sorted(r)[:3]  # doctest: +SKIP
+        ['dense_runs_s', 'dense_s', 'engine_runs_s']
+    """
+    from agentgraph.meta.config import load_config
+    from agentgraph.meta.context import make_context
+    from agentgraph.meta.gradient import meta_optimizer
+    from agentgraph.meta.objectives import objective_settings
+    from agentgraph.meta.optimizers import init_training_shapes, make_meta_step
+    from agentgraph.meta.tasks import task_family
+
+    cfg = load_config(config, overrides or {})
+    m, st = cfg.meta, cfg.make_protocol().settings
+    obj = objective_settings(m.objective)
+    ctx, family = make_context(cfg), task_family(cfg)
+    # committed to the device: the meta-step's outputs are, and uncommitted inputs make its first
+    # two calls compile one executable each (same shapes and dtypes)
+    ts = jax.device_put(init_training_shapes(ctx), jax.devices()[0])
+    e_step = make_meta_step(ctx, family)
+    meta, norm = maml_mplp_dense.from_engine(ctx, ts.trainable, ts.stats)
+    meta = jax.device_put(meta, jax.devices()[0])
+    carry = None if not st.stateful else {
+        "synapse": 1 + st.hidden + st.k, "bias": 1 + st.hidden + st.k, "act": st.hidden + st.k,
+        "softmax": st.hidden + st.k, "loss": st.hidden + st.k}
+    d_step = maml_mplp_dense.make_meta_step(family.sample, m.outer_batch, cfg.run.seed, m.meta_lr,
+                                            activation=cfg.net.activation, loss=cfg.net.loss, k=st.k,
+                                            hint_weight=getattr(obj, "hint_weight", 0.0),
+                                            cv_weight=getattr(obj, "cv_weight", 1.0), carry=carry)
+    opt = jax.device_put(meta_optimizer(m.meta_lr).init(meta), jax.devices()[0])
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    e_step = _aot(e_step, (ts, 0, ctx.program), compiler_options)
+    ts, met, _ = _block(e_step(ts, 0, ctx.program))
+    first_e = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    d_step = _aot(d_step, (meta, opt, norm, 0), compiler_options)
+    meta, opt, dl = _block(d_step(meta, opt, norm, 0))
+    first_d = time.perf_counter() - t0
+    first_loss = {"engine": float(met["meta_loss"]), "dense": float(dl)}
+    te, td = [], []
+    for r in range(1, runs + 1):  # alternate to share the machine's noise
+        t0 = time.perf_counter(); ts, met, _ = _block(e_step(ts, r, ctx.program)); te.append(time.perf_counter() - t0)
+        t0 = time.perf_counter(); meta, opt, dl = _block(d_step(meta, opt, norm, r)); td.append(time.perf_counter() - t0)
+    out = {"config": os.path.relpath(config, os.path.join(os.path.dirname(__file__), "..")), "overrides": overrides or {},
+           "setting": {"sizes": list(cfg.net.sizes), "activation": cfg.net.activation, "loss": cfg.net.loss, "k": st.k,
+                       "stateful": st.stateful, "learner_mlp": list(st.mlp), "inner_steps": m.inner_steps,
+                       "batch": m.batch, "outer_batch": m.outer_batch, "cv_batch": cfg.data.cv_batch,
+                       "objective": obj.model_dump(), "outer_map": m.outer_map, "remat": m.remat},
+           "first_meta_loss": first_loss, "last_meta_loss": {"engine": float(met["meta_loss"]), "dense": float(dl)},
+           "engine_s": statistics.median(te), "dense_s": statistics.median(td),
+           "time_ratio": statistics.median(te) / statistics.median(td),
+           "median_round_ratio": statistics.median(a / b for a, b in zip(te, td)),
+           "first_call_s": {"engine": first_e, "dense": first_d}, "engine_runs_s": te, "dense_runs_s": td,
+           "loadavg_1_5_15": {"before": list(load_before), "after": list(os.getloadavg())}}
+    print(f"[maml+mplp meta-step] engine {out['engine_s']:.3f}s dense {out['dense_s']:.3f}s ratio "
+          f"{out['time_ratio']:.3f} (median of round ratios {out['median_round_ratio']:.3f}); first meta-loss "
+          f"{first_loss['engine']:.6g} / {first_loss['dense']:.6g}, last {out['last_meta_loss']['engine']:.6g} / "
+          f"{out['last_meta_loss']['dense']:.6g}", flush=True)
     return out
 
 
@@ -281,7 +370,9 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tasks", type=int, default=16)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
-    ap.add_argument("--only", choices=["mplp", "gradient", "scale", "blur"], default=None, help="run one part only")
+    ap.add_argument("--only", choices=["mplp", "gradient", "scale", "blur", "maml_mplp"], default=None,
+                    help="run one part only (maml_mplp: only with --only; see figure 6)")
+    ap.add_argument("--maml-config", default=MAML_MPLP_CONFIG, help="maml_mplp: the MAML + MPLP config")
     ap.add_argument("--skip-1m", action="store_true", help="skip the 1M-synapse graph")
     ap.add_argument("--forward-only", action="store_true", help="mplp: time the forward unroll only")
     ap.add_argument("--task-map", action="store_true",
@@ -316,6 +407,8 @@ def main(argv=None) -> int:
             res["gradient"] = bench_gradient(args.runs, 20, 8)
         if args.only in (None, "blur"):
             res["blur"] = bench_blur(args.runs, 20, 8, chunk=args.blur_chunk)
+        if args.only == "maml_mplp":
+            res["maml_mplp"] = bench_maml_mplp(args.runs, args.maml_config)
     if not args.quick and args.only in (None, "scale"):
         names = [n for n in SCALES if not (args.skip_1m and n == "1M")]
         # peak RSS of children is a running maximum over the runs so far (1M runs last)
