@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Messages", "piecewise_types", "windows"]
+__all__ = ["MAX_PIECES_PER_READ", "Messages", "piecewise_types", "windows"]
 
 
 class Messages:
@@ -110,10 +110,32 @@ class Messages:
         return self._dense[size] if not self.pieces else self.rows(size, 0, self.M[size])
 
 
-def piecewise_types(plan_sweeps, delayed_types: set[str], padded: bool) -> tuple[str, ...]:
+#: A sweep keeps pieces only if no read assembles more than this many of them (each read of
+#: several pieces is a concatenation; a dense buffer is written in place once per block).
+MAX_PIECES_PER_READ = 4
+
+
+def _spans(p, n: int, arrays) -> list[tuple[int, int, int]]:
+    """``(size, lo, hi)`` of the buffer rows port ``p`` of an ``n``-agent block reads this run."""
+    from agentgraph.compiler.lowerings import rows_read  # noqa: PLC0415 (lowerings imports nothing of this module)
+
+    if p.source != "now":
+        return []
+    if p.lowering == "matmul":
+        L = p.link
+        return [(L.in_size, L.in_base, L.in_base + (L.P if L.in_axis == 0 else L.Q))]
+    if p.lowering in ("conv", "conv_t"):
+        return [(1, *(p.link.x_rows if p.lowering == "conv" else p.link.m_rows))]
+    rows = rows_read(p, n, arrays)
+    return [(p.size, int(rows.min()), int(rows.max()) + 1)] if len(rows) else []
+
+
+def piecewise_types(plan_sweeps, delayed_types: set[str], padded: bool, arrays) -> tuple[str, ...]:
     """The sweep types whose messages are kept as pieces: not in a bucket (padded index arrays
-    may point anywhere), no delayed arrows (their buffer is state), and every block that sends
-    writes contiguous rows.
+    may point anywhere), no delayed arrows (their buffer is state), every block that sends
+    writes contiguous rows, and no port's read spans more than :data:`MAX_PIECES_PER_READ`
+    blocks' outputs (reads of a few pieces stay cheap; a port reading many waves — a deep random
+    DAG — is better served by one buffer). Call after :func:`windows`.
 
     Example:
         >>> from agentgraph import mlp
@@ -125,9 +147,22 @@ def piecewise_types(plan_sweeps, delayed_types: set[str], padded: bool) -> tuple
         return ()
     out = []
     for t, waves in plan_sweeps:
-        if t in delayed_types:
+        blocks = [b for w in waves for b in w]
+        if t in delayed_types or any(b.rows_key and b.outputs for b in blocks):
             continue
-        if all(not b.rows_key or not b.outputs for w in waves for b in w):
+        starts: dict[int, list[int]] = {}
+        for b in blocks:
+            for _, size, base in b.outputs:
+                starts.setdefault(size, []).append(base + b.start)
+        starts = {s: np.sort(v) for s, v in starts.items()}
+        worst = 0
+        for b in blocks:
+            for p in b.ports:
+                for size, lo, hi in _spans(p, b.n, arrays):
+                    st = starts.get(size, np.zeros(0, np.int64))
+                    # pieces that start inside the window, plus the one it begins in
+                    worst = max(worst, int(np.searchsorted(st, hi) - np.searchsorted(st, lo, side="right")) + 1)
+        if worst <= MAX_PIECES_PER_READ:
             out.append(t)
     return tuple(sorted(out))
 

@@ -336,8 +336,9 @@ def make_plan(
         sweeps, rows_of = fuse_linear(graph.kinds, sweeps, base, arrays, {(t, s): r for t, s, r in buffers}, shifts)
         buffers = [(t, s, rows_of[(t, s)]) for t, s, _ in buffers]
         ties = skip_rows(ties, sweeps, arrays)
-    piecewise = piecewise_types(sweeps.items(), {t for t, _ in delayed}, padded)
-    sweeps = {t: windows(waves, arrays) if t in piecewise else waves for t, waves in sweeps.items()}
+    if not padded:
+        sweeps = {t: windows(waves, arrays) for t, waves in sweeps.items()}
+    piecewise = piecewise_types(sweeps.items(), {t for t, _ in delayed}, padded, arrays)
 
     # -- self-loop types (reflexive arrows) -------------------------------------------------------
     selfs = []
