@@ -37,7 +37,6 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -45,12 +44,12 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "baselines"))
 
-from profile_meta_step import matmul_rates, meta_step_flops  # noqa: E402
+from profile_meta_step import matmul_rates, meta_step_flops
 
-from agentgraph.meta.config import load_config  # noqa: E402
-from agentgraph.meta.context import make_context  # noqa: E402
-from agentgraph.meta.tasks import task_family  # noqa: E402
-from agentgraph.meta.train import init_training_shapes, make_meta_step, train  # noqa: E402
+from agentgraph.meta.config import load_config
+from agentgraph.meta.context import make_context
+from agentgraph.meta.tasks import task_family
+from agentgraph.meta.train import init_training_shapes, make_meta_step, train
 
 CONFIGS = os.path.join(HERE, "..", "examples", "configs")
 
@@ -197,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     t_all = time.perf_counter()
     res: dict[str, Any] = {"device": str(dev), "device_kind": dev.device_kind, "jax": jax.__version__, "small": small,
                            "steps": steps, "rounds": rounds}
-    over = lambda part: dict(SETTINGS[part]["small"]) if small else {}  # noqa: E731
+    over = lambda part: dict(SETTINGS[part]["small"]) if small else {}
     xla, shapes = (SMALL_XLA, 1) if small else (None, None)
     if "sinusoid" not in skip:
         _part(res, "sinusoid", meta_step_figures, os.path.join(CONFIGS, SETTINGS["sinusoid"]["config"]), over("sinusoid"),

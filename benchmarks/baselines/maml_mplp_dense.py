@@ -28,10 +28,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-
 import mplp_dense
+import numpy as np
 
 __all__ = ["from_engine", "make_meta_step", "meta_loss", "prior_to_dense", "task_meta_loss"]
 
@@ -76,7 +74,7 @@ def task_meta_loss(meta: Mapping[str, Any], norm: Mapping[str, Any], task: Mappi
     B = task["train"]["x"].shape[1]
     n_out = prior["W"][-1].shape[1]
     state = mplp_dense.init_state(list(zip(prior["W"], prior["b"])), B, carry, n_out)
-    kw = dict(activation=activation, loss=loss)
+    kw = {"activation": activation, "loss": loss}
 
     def body(s, batch):
         s, l = mplp_dense.step(params, s, batch, k=k, act_group=activation, **kw)
@@ -101,7 +99,7 @@ def meta_loss(meta: Mapping[str, Any], norm: Mapping[str, Any], tasks: Mapping[s
         True
     """
     how = ("map" if jax.default_backend() == "cpu" else "vmap") if outer == "auto" else outer
-    one = lambda t: task_meta_loss(meta, norm, t, **kw)  # noqa: E731
+    one = lambda t: task_meta_loss(meta, norm, t, **kw)
     metas, aux = jax.lax.map(one, tasks) if how == "map" else jax.vmap(one)(tasks)
     return metas.mean(), jax.tree.map(lambda v: v.mean(0), aux)
 

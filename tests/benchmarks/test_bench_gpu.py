@@ -10,7 +10,7 @@ import pytest
 
 BENCH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
-import bench_gpu  # noqa: E402
+import bench_gpu
 
 
 def test_bench_gpu_small_runs_every_figure(tmp_path):

@@ -18,8 +18,7 @@ from agentgraph.meta.step import task_loss_fn
 from agentgraph.meta.tasks import task_family
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "baselines"))
-import maml_mplp_dense  # noqa: E402  (the hand-written baseline lives with the benchmarks)
-
+import maml_mplp_dense
 
 #: XLA's backend optimisations off: the same numbers, compiled in about two thirds of the time
 #: (the CI budget); what is compared is the maths, not the speed.
@@ -38,7 +37,7 @@ def test_dense_maml_mplp_equals_engine_meta_loss_and_gradient():
     with jax.enable_x64(True):
         ctx = make_context(cfg)
         ts = init_training_shapes(ctx)
-        f64 = lambda t: jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), t)  # noqa: E731
+        f64 = lambda t: jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), t)
         rng = np.random.default_rng(0)
         # non-trivial normalisation and update sizes, so that wiring mistakes show
         stats = {g: {"in_mean": rng.normal(0, 0.3, s["in_mean"].shape), "in_inv_std": rng.uniform(0.5, 2, s["in_inv_std"].shape),
@@ -55,7 +54,7 @@ def test_dense_maml_mplp_equals_engine_meta_loss_and_gradient():
 
         meta, norm = maml_mplp_dense.from_engine(ctx, trainable, stats)
         meta, norm = f64(meta), f64(norm)
-        kw = dict(activation="relu", loss="l2", k=2, hint_weight=hint_weight, cv_weight=cv_weight)
+        kw = {"activation": "relu", "loss": "l2", "k": 2, "hint_weight": hint_weight, "cv_weight": cv_weight}
         (loss_d, aux_d), g_d = jax.jit(jax.value_and_grad(
             lambda m: maml_mplp_dense.meta_loss(m, norm, tasks, **kw), has_aux=True), compiler_options=FAST_COMPILE)(meta)
         # the engine's meta-gradient in the dense layout: learners one to one, the prior as matrices
