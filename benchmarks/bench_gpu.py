@@ -11,7 +11,8 @@ wheels the device image lacks):
    learner shapes, the floor (FLOPs at the best of those rates) and the meta-step / floor ratio;
 2. **MAML + MPLP against the hand-written dense MAML + MPLP** (``examples/configs/maml_sinusoid.toml``
    vs ``benchmarks/baselines/maml_mplp_dense.py``): ``--rounds`` alternated meta-steps of each,
-   medians and their ratio (``bench_compiler.bench_maml_mplp``);
+   medians and their ratio (``bench_compiler.bench_maml_mplp``), and both against the MAML + MPLP
+   meta-step's floor (measured as in 1);
 3. **MNIST meta-step** (``examples/configs/mnist.yaml``): as 1, plus the learner throughput as a
    fraction of the card's rate for the same shapes and for a large square product;
 4. ``--train-steps`` (default 5,000; 0 skips 4 and 5) meta-steps of the real training driver on
@@ -24,7 +25,9 @@ Everything is printed and written to ``<out-dir>/gpu-issue36.json``, each part w
 ``--small`` runs every part on tiny settings (no hidden layer, nothing recomputed, XLA's backend
 optimisations off; MNIST replaced by the embedded digits data; no training unless
 ``--train-steps`` is given) on whatever device JAX has: the CPU test of this
-script (``tests/benchmarks/test_bench_gpu.py``). Without ``--small`` it refuses to run on a CPU.
+script (``tests/benchmarks/test_bench_gpu.py``). Without ``--small`` it refuses to run on a CPU
+unless ``--allow-cpu`` (the full settings there: ``--only maml_mplp --allow-cpu`` gives the CPU
+figures of part 2).
 """
 
 from __future__ import annotations
@@ -81,6 +84,63 @@ def _rate(f, *args, flops: float, n: int = 20) -> float:
 SMALL_XLA = {"xla_backend_optimization_level": 0}
 
 
+def floor_figures(ctx: Any, ts: Any, max_shapes: int | None = None) -> dict:
+    """The floor of a config's meta-step on this device: the learners' matmul FLOPs (counted from
+    the plan, ``profile_meta_step.meta_step_flops``) at the best rate this device measures for the
+    largest block's learner shapes (``[rows, i] @ [i, o]``; GRU or stateless ``f``/``g`` learners).
+
+    Args:
+        ctx: the config's :class:`~agentgraph.meta.context.Context`; ts: a training state.
+        max_shapes: measure only the first this many shapes (default all).
+
+    Returns:
+        ``{"learner_flops_per_meta_step", "matmul_rates", "floor_s", "flops"}`` (``flops``:
+        ``meta_step_flops``'s dict, per block).
+
+    Example:
+        >>> from agentgraph.meta.config import load_config
+        >>> ctx = make_context(load_config(os.path.join(CONFIGS, "maml_sinusoid.toml"), SETTINGS["maml_mplp"]["small"]))
+        >>> f = floor_figures(ctx, init_training_shapes(ctx), max_shapes=1)
+        >>> f["floor_s"] > 0, len(f["matmul_rates"])  # one shape and the elementwise rate
+        (True, 2)
+    """
+    params = ctx.params(ts.trainable["protocol"], ts.stats)
+    flops = meta_step_flops(ctx, params)
+    group = max(flops["blocks"], key=lambda g: flops["blocks"][g]["rows"])
+    lr = params[group]["learner"]
+    layers = [l for part in ("mlp_x", "mlp_c", "f", "g") for l in lr.get(part, [])]
+    shapes = sorted({tuple(l["w"].shape) for l in layers} | ({tuple(lr["wx"].shape), tuple(lr["wc"].shape)} if "wx" in lr else set()))
+    rates = matmul_rates(flops["blocks"][group]["rows"], shapes[:max_shapes])
+    best = max(r["forward_gflops"] for r in rates.values() if isinstance(r, dict))
+    return {"learner_flops_per_meta_step": flops["meta_step_flops"], "matmul_rates": rates,
+            "floor_s": flops["meta_step_flops"] / (best * 1e9), "flops": flops}
+
+
+def maml_mplp_figures(rounds: int, config: str, overrides: dict[str, Any], compiler_options: dict | None = None,
+                      max_shapes: int | None = None) -> dict:
+    """Part 2: ``bench_compiler.bench_maml_mplp`` (the engine's MAML + MPLP meta-step against the
+    dense one, ``rounds`` alternated) with the meta-step's floor (:func:`floor_figures`) and each
+    implementation's ratio to it.
+
+    Example:
+        >>> r = maml_mplp_figures(1, os.path.join(CONFIGS, "maml_sinusoid.toml"), SETTINGS["maml_mplp"]["small"])  # doctest: +SKIP
+        >>> r["engine_ratio_to_floor"] > 0  # doctest: +SKIP
+        True
+    """
+    from bench_compiler import bench_maml_mplp
+
+    res = bench_maml_mplp(rounds, config, overrides, compiler_options=compiler_options)
+    ctx = make_context(load_config(config, overrides))
+    fl = floor_figures(ctx, init_training_shapes(ctx), max_shapes)
+    fl.pop("flops")
+    res.update(fl)
+    res["engine_ratio_to_floor"] = res["engine_s"] / res["floor_s"]
+    res["dense_ratio_to_floor"] = res["dense_s"] / res["floor_s"]
+    print(f"[maml+mplp] floor {res['floor_s'] * 1e3:.2f} ms: engine {res['engine_ratio_to_floor']:.2f}x, dense "
+          f"{res['dense_ratio_to_floor']:.2f}x", flush=True)
+    return res
+
+
 def meta_step_figures(config: str, overrides: dict[str, Any], steps: int, card_rates: bool = False,
                       compiler_options: dict | None = None, max_shapes: int | None = None) -> dict:
     """One config's meta-step on this device: first call, median of ``steps`` more, learner
@@ -123,18 +183,9 @@ def meta_step_figures(config: str, overrides: dict[str, Any], steps: int, card_r
         times.append(time.perf_counter() - t0)
     res["meta_step_median_s"] = float(np.median(times))
     res["meta_step_runs_s"] = times
-    params = ctx.params(ts.trainable["protocol"], ts.stats)
-    flops = meta_step_flops(ctx, params)
-    res["learner_flops_per_meta_step"] = flops["meta_step_flops"]
-    # the floor: the learners' FLOPs at the device's best measured rate for the largest block's shapes
-    group = max(flops["blocks"], key=lambda g: flops["blocks"][g]["rows"])
-    lr = params[group]["learner"]
-    layers = [l for part in ("mlp_x", "mlp_c", "f", "g") for l in lr.get(part, [])]
-    shapes = sorted({tuple(l["w"].shape) for l in layers} | ({tuple(lr["wx"].shape), tuple(lr["wc"].shape)} if "wx" in lr else set()))
-    rates = matmul_rates(flops["blocks"][group]["rows"], shapes[:max_shapes])
-    best = max(r["forward_gflops"] for r in rates.values() if isinstance(r, dict))
-    res["matmul_rates"] = rates
-    res["floor_s"] = flops["meta_step_flops"] / (best * 1e9)
+    fl = floor_figures(ctx, ts, max_shapes)
+    flops = fl.pop("flops")
+    res.update(fl)
     res["ratio_to_floor"] = res["meta_step_median_s"] / res["floor_s"]
     res["learner_gflops_achieved"] = flops["meta_step_flops"] / res["meta_step_median_s"] / 1e9
     if card_rates:
@@ -179,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-steps", type=int, default=None, help="MNIST training meta-steps (default 5000; --small 0)")
     ap.add_argument("--eval-runs", type=int, default=None, help="fresh networks evaluated (default 100; --small 2)")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: sinusoid,maml_mplp,mnist,train")
+    ap.add_argument("--only", default="", help="comma-separated parts to run (the others skipped)")
+    ap.add_argument("--allow-cpu", action="store_true", help="the full settings on a CPU (slow; for CPU figures)")
     ap.add_argument("--mnist-config", default=os.path.join(CONFIGS, SETTINGS["mnist"]["config"]))
     ap.add_argument("--out-dir", default="runs/gpu")
     a = ap.parse_args(argv)
@@ -188,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     train_steps = a.train_steps if a.train_steps is not None else (0 if small else 5000)
     eval_runs = a.eval_runs if a.eval_runs is not None else (2 if small else 100)
     skip = set(filter(None, a.skip.split(",")))
+    if a.only:
+        skip |= {"sinusoid", "maml_mplp", "mnist", "train"} - set(a.only.split(","))
     dev = jax.devices()[0]
-    if dev.platform != "gpu" and not small:
+    if dev.platform != "gpu" and not (small or a.allow_cpu):
         print(f"no GPU: JAX runs on {dev}; run this on a machine with a CUDA GPU (or --small to test it)", file=sys.stderr)
         return 2
     os.makedirs(a.out_dir, exist_ok=True)
@@ -202,10 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         _part(res, "sinusoid", meta_step_figures, os.path.join(CONFIGS, SETTINGS["sinusoid"]["config"]), over("sinusoid"),
               steps, compiler_options=xla, max_shapes=shapes)
     if "maml_mplp" not in skip:
-        from bench_compiler import bench_maml_mplp
-
-        _part(res, "maml_mplp", bench_maml_mplp, rounds, os.path.join(CONFIGS, SETTINGS["maml_mplp"]["config"]),
-              over("maml_mplp"), compiler_options=xla)
+        _part(res, "maml_mplp", maml_mplp_figures, rounds, os.path.join(CONFIGS, SETTINGS["maml_mplp"]["config"]),
+              over("maml_mplp"), compiler_options=xla, max_shapes=shapes)
     mnist_over = over("mnist")
     if "mnist" not in skip:
         _part(res, "mnist", meta_step_figures, a.mnist_config, mnist_over, steps, card_rates=True, compiler_options=xla,

@@ -30,6 +30,7 @@ def test_bench_gpu_small_runs_every_figure(tmp_path):
     assert len(m["engine_runs_s"]) == len(m["dense_runs_s"]) == 2
     assert m["time_ratio"] == pytest.approx(m["engine_s"] / m["dense_s"])
     assert m["first_meta_loss"]["engine"] == pytest.approx(m["first_meta_loss"]["dense"], rel=1e-4)
+    assert m["floor_s"] > 0 and m["engine_ratio_to_floor"] == pytest.approx(m["engine_s"] / m["floor_s"])
     assert "train" not in res  # --small trains nothing unless asked
 
 
