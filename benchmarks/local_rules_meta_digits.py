@@ -50,15 +50,19 @@ RULES = {
     "sign_symmetry": (FA_CONFIG, "init_lr", (0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0)),
     "direct_feedback_alignment": (FA_CONFIG, "init_lr", (0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0)),
     "predictive_coding": ("examples/configs/local_rules_pc_digits.yaml", "lr", (0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0)),
-    "equilibrium": ("examples/configs/local_rules_ep_digits.yaml", "lr", (0.1, 0.3, 0.5, 1.0, 2.0)),
+    "equilibrium": ("examples/configs/local_rules_ep_digits.yaml", "lr", (0.05, 0.1, 0.2, 0.4)),
     "hebbian": ("examples/configs/local_rules_hebbian_digits.yaml", "init_lr", (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)),
     "node_perturbation": ("examples/configs/local_rules_np_digits.yaml", "init_lr",
-                          (0.03, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0)),
+                          (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)),
 }
 #: further hand-designed settings scored like the hand-tuned one (best rate of the same grid): rule -> {name: overrides}
 ALTERNATIVES = {"hebbian": {"oja": {"form": "oja"}}}
 #: rules whose hand-tuned alternatives also get a per-layer grid (a rate per synapse group): rule -> {group: rates}
-PER_LAYER = {"hebbian": {"synapse:0": (1e-6, 1e-4, 1e-3, 0.01), "synapse:1": (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)}}
+PER_LAYER = {"hebbian": {"synapse:0": (1e-6, 1e-4, 1e-3, 0.01), "synapse:1": (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)},
+             "node_perturbation": {"synapse:0": (0.001, 0.003, 0.01, 0.03), "synapse:1": (0.03, 0.1, 0.3, 1.0),
+                                   "bias:0": (1e-4, 0.03), "bias:1": (1e-4, 0.03)},
+             "predictive_coding": {"synapse:0": (0.1, 0.3, 0.5, 1.0), "synapse:1": (0.5, 1.0, 2.0, 4.0),
+                                   "bias:0": (0.005, 0.5), "bias:1": (0.005, 0.5)}}
 EVAL_SEED = 12345  # evaluate()'s default: the same fresh networks and tasks as its protocol row
 
 
@@ -105,16 +109,23 @@ def baselines(ctx: Context, runs: int, tune_runs: int = 10, chunk: int = 25) -> 
 
 
 def summary(acc: np.ndarray) -> dict:
-    """Mean, std and standard error of the final accuracy of ``acc [runs, K + 1]``, and the mean curve."""
+    """Mean, std and standard error of the final accuracy of ``acc [runs, K + 1]``, and the mean curve.
+
+    Example:
+        >>> summary(np.array([[0.1, 0.5], [0.1, 0.7]]))["final_accuracy"]
+        0.6
+    """
     n = acc.shape[0]
     return {"final_accuracy": float(acc[:, -1].mean()), "std": float(acc[:, -1].std()),
             "se": float(acc[:, -1].std() / np.sqrt(n)), "curve": acc.mean(0).tolist()}
 
 
 def main() -> None:
+    """The command line (module docstring): grid, hand-designed alternatives, meta-training, scores, JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--meta-steps", type=int, default=None)
+    ap.add_argument("--meta-lr", type=float, default=None, help="default: the config's meta.meta_lr")
     ap.add_argument("--rule", default="feedback_alignment", help=", ".join(RULES))
     ap.add_argument("--config", default=None, help="default: the rule's config in RULES")
     ap.add_argument("--out", default=None, help="default: local_rules_fa_meta_digits.json for feedback_alignment, "
@@ -131,6 +142,8 @@ def main() -> None:
     base["protocol"]["rule"] = a.rule
     if a.meta_steps:
         base["meta"]["meta_steps"] = a.meta_steps
+    if a.meta_lr:
+        base["meta"]["meta_lr"] = a.meta_lr
     base["run"]["out_dir"] = f"runs/local_rules_{stem}_meta_digits_{int(time.time())}"  # a fresh run
     K = base["meta"]["inner_steps"]
     ctx = make_context(parse_config(base))
@@ -189,7 +202,9 @@ def main() -> None:
                 f"{base['net'].get('loss', 'cross_entropy')}", "rule": a.rule,
         "inner_steps": K, "runs": a.runs, "config": config, "meta_steps": cfg.meta.meta_steps,
         "command": f"nice -n 10 python benchmarks/local_rules_meta_digits.py --rule {a.rule}"
-                   + (f" --meta-steps {a.meta_steps}" if a.meta_steps else ""),
+                   + (f" --meta-steps {a.meta_steps}" if a.meta_steps else "")
+                   + (f" --meta-lr {a.meta_lr}" if a.meta_lr else ""),
+        "meta_lr": cfg.meta.meta_lr,
         "hand_tuned": {"grid": {str(k): v["final_accuracy"] for k, v in grid.items()}, "setting": key,
                        "best_lr": best, **hand},
         "meta_learned": {**ml, "meta_parameters": meta_params,
