@@ -1,5 +1,5 @@
 """Shared test helpers (tests/ is on sys.path, see conftest.py): a small digits config, the
-pieces of a meta-training context, a run's metrics."""
+pieces of a meta-training context, a run's metrics, the environment of a child process."""
 
 from __future__ import annotations
 
@@ -11,6 +11,16 @@ from agentgraph.meta.config import parse_config
 from agentgraph.meta.context import make_context
 from agentgraph.meta.tasks import task_family
 from agentgraph.rundir import read_metrics
+
+
+def child_env(**extra) -> dict:
+    """os.environ for a child Python process that meta-trains, plus ``extra``, with the tests' JAX
+    compile cache (conftest.py) switched on there too: a child otherwise compiles its meta-step
+    from scratch on every run. (Children that are killed mid-run are better left without it: the
+    cache writes its entries in place, and a torn entry stays.)"""
+    return dict(os.environ, JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=str(jax.config.jax_persistent_cache_min_compile_time_secs),
+                **extra)
 
 
 def digits_cfg(tmp_path, **over):

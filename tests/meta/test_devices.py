@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from agentgraph import AgentGraphError
+from helpers import child_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -59,9 +60,8 @@ print("RESULT " + json.dumps(out))
 
 
 def _run(n_devices: int) -> dict:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n_devices}").strip()
-    env["JAX_PLATFORMS"] = "cpu"
+    flags = (os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n_devices}").strip()
+    env = child_env(XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
     p = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     line = next(ln for ln in p.stdout.splitlines() if ln.startswith("RESULT "))
@@ -144,7 +144,7 @@ def test_two_processes_on_localhost_match_one_process_with_the_same_global_batch
            "run": {"out_dir": str(tmp_path / "unused"), "checkpoint_every": 3}}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = child_env(JAX_PLATFORMS="cpu")
     base = [sys.executable, "-m", "agentgraph.cli", "train", str(path), "--no-progress"]
     port = _free_port()
     procs = [subprocess.Popen(base + ["--out-dir", str(tmp_path / "multi"), "--coordinator", f"127.0.0.1:{port}",
