@@ -62,7 +62,11 @@ PER_LAYER = {"hebbian": {"synapse:0": (1e-6, 1e-4, 1e-3, 0.01), "synapse:1": (0.
              "node_perturbation": {"synapse:0": (0.001, 0.003, 0.01, 0.03), "synapse:1": (0.03, 0.1, 0.3, 1.0),
                                    "bias:0": (1e-4, 0.03), "bias:1": (1e-4, 0.03)},
              "predictive_coding": {"synapse:0": (0.1, 0.3, 0.5, 1.0), "synapse:1": (0.5, 1.0, 2.0, 4.0),
-                                   "bias:0": (0.005, 0.5), "bias:1": (0.005, 0.5)}}
+                                   "bias:0": (0.005, 0.5), "bias:1": (0.005, 0.5)},
+             "feedback_alignment": {"synapse:0": (0.5, 1.0, 1.5), "synapse:1": (0.5, 1.0, 1.5),
+                                    "bias:0": (0.01, 1.0), "bias:1": (0.01, 1.0)},
+             "direct_feedback_alignment": {"synapse:0": (0.5, 0.7, 1.0), "synapse:1": (0.5, 1.0, 1.5),
+                                           "bias:0": (0.005, 0.5), "bias:1": (0.005, 0.5)}}
 EVAL_SEED = 12345  # evaluate()'s default: the same fresh networks and tasks as its protocol row
 
 
@@ -145,6 +149,9 @@ def main() -> None:
     if a.meta_lr:
         base["meta"]["meta_lr"] = a.meta_lr
     base["run"]["out_dir"] = f"runs/local_rules_{stem}_meta_digits_{int(time.time())}"  # a fresh run
+    # a checkpoint after every taken meta-step: train() writes one only after a taken step, so a run
+    # whose last meta-step is rejected (a diverging inner loop) would otherwise end without one
+    base["run"]["checkpoint_every"] = 1
     K = base["meta"]["inner_steps"]
     ctx = make_context(parse_config(base))
     score = scorer(ctx, a.runs)
