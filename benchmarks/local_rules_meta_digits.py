@@ -103,7 +103,7 @@ def baselines(ctx: Context, runs: int, tune_runs: int = 10, chunk: int = 25) -> 
     out = {}
     for name, make in (("sgd", optax.sgd), ("adam", optax.adam)):
         run = jax.jit(jax.vmap(lambda lr, k, make=make: run_optax(ctx, family, make(lr), k)[0], in_axes=(None, 0)))
-        final = lambda lr, ks, run=run: np.concatenate(  # noqa: E731
+        final = lambda lr, ks, run=run: np.concatenate(
             [np.asarray(run(jnp.asarray(lr, jnp.float32), ks[i:i + chunk]))[:, -1] for i in range(0, len(ks), chunk)])
         tune = jax.random.split(jax.random.fold_in(k_tune, len(name)), tune_runs)
         tuned = {lr: float(final(lr, tune).mean()) for lr in LR_GRID}
@@ -142,7 +142,8 @@ def main() -> None:
     stem = "fa" if a.rule == "feedback_alignment" else a.rule
     a.out = a.out or os.path.join(os.path.dirname(__file__), "results", f"local_rules_{stem}_meta_digits.json")
     t0 = time.time()
-    base = yaml.safe_load(open(config))
+    with open(config) as f:
+        base = yaml.safe_load(f)
     base["protocol"]["rule"] = a.rule
     if a.meta_steps:
         base["meta"]["meta_steps"] = a.meta_steps
@@ -195,7 +196,7 @@ def main() -> None:
     t1 = time.time()
     train(cfg, progress=False, log=lambda s: None)
     t_train = time.time() - t1
-    ckpt = sorted(glob.glob(os.path.join(base["run"]["out_dir"], "ckpt_*.npz")))[-1]
+    ckpt = max(glob.glob(os.path.join(base["run"]["out_dir"], "ckpt_*.npz")))
     ctx = make_context(cfg)
     learned, stats = load_protocol(ckpt, ctx)
     acc = score(jax.tree.map(jnp.asarray, learned))
@@ -226,7 +227,8 @@ def main() -> None:
         "sgd": ref["sgd"], "adam": ref["adam"],
         "seconds": {"train": round(t_train, 1), "total": round(time.time() - t0, 1)},
     }
-    json.dump(out, open(a.out, "w"), indent=1)
+    with open(a.out, "w") as f:
+        json.dump(out, f, indent=1)
     print(json.dumps({k: out[k] for k in ("hand_tuned", "paired_difference", "alternatives", "sgd", "adam", "seconds")},
                      indent=1)[:4000])
     print("meta-learned", ml["final_accuracy"], "+-", ml["se"], out["meta_learned"]["params"])
