@@ -168,6 +168,7 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
         bar = tqdm(total=cfg.meta.meta_steps, initial=start, desc="meta-training", unit="step")
     first = last = None
     bad = consecutive_bad = 0
+    unsaved = False  # a step was taken since the last checkpoint
     times = []
     last_log = time.perf_counter()
     names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(ts.trainable)[0]]
@@ -191,11 +192,14 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
                 why = _skip_reason(cfg, s, status, m["meta_loss"], sizes, names)
                 log(why)
                 if consecutive_bad >= cfg.run.max_bad_steps:
+                    if unsaved and writer:  # keep the steps taken since the last checkpoint (the state is the last good one)
+                        last_ckpt = _save(cfg, s, ts, last_ckpt)
                     raise AgentGraphError(
                         f"{consecutive_bad} meta-steps in a row were not taken (run.max_bad_steps); the last: {why} "
                         f"The last good checkpoint is {last_ckpt or 'none (no step was taken)'}.")
             else:
                 consecutive_bad = 0
+                unsaved = True
             ts = new_ts
             first = m["meta_loss"] if first is None else first
             last = m["meta_loss"]
@@ -215,8 +219,10 @@ def _train_locked(cfg: TrainConfig, family: TaskFamily, ctxs: list[Context], tem
             elif time.perf_counter() - last_log >= LOG_EVERY_S or s == end - 1:
                 last_log = time.perf_counter()
                 log(_progress_line(cfg, s, start, m, times))
-            if status == TAKEN and ((s + 1) % cfg.run.checkpoint_every == 0 or s == end - 1) and writer:
+            # a rejected step leaves the state as it was: the checkpoint still holds every step taken before it
+            if unsaved and ((s + 1) % cfg.run.checkpoint_every == 0 or s == end - 1) and writer:
                 last_ckpt = _save(cfg, s, ts, last_ckpt)
+                unsaved = False
     if bar is not None:
         bar.close()
     return TrainResult(

@@ -274,3 +274,43 @@ def test_absurd_meta_lr_and_loss_bound_are_never_checkpointed(tmp_path):
     probe("numerical", "meta-loss past its bound", lambda: train(cfg, **quiet),
           match=r"meta-step 1: meta-loss .* exceeds run\.max_meta_loss = 1e-12")
     assert ckpt.latest(cfg.run.out_dir) is None
+
+
+def _reject_from(monkeypatch, first: int) -> None:
+    """Meta-steps ``first, first + 1, ...`` come back not taken (state unchanged, as a bound would)."""
+    import sys
+
+    from agentgraph.meta.state import LOSS_BOUND
+
+    mod = sys.modules["agentgraph.meta.train"]
+    real = mod._meta_stepper
+
+    def stepper(*a, **k):
+        step = real(*a, **k)
+
+        def wrapped(ts, s):
+            new, m, status = step(ts, s)
+            return (ts, m, np.int32(LOSS_BOUND)) if s >= first else (new, m, status)
+        return wrapped
+    monkeypatch.setattr(mod, "_meta_stepper", stepper)
+
+
+def test_steps_taken_before_rejected_ones_are_checkpointed(tmp_path, monkeypatch):
+    # steps 0, 1 taken, 2, 3 rejected; no checkpoint boundary in the run: the end still keeps steps 0 and 1
+    _reject_from(monkeypatch, 2)
+    cfg = tiny_cfg(tmp_path / "a", **{"meta.meta_steps": 4, "run.checkpoint_every": 100, "run.max_bad_steps": 10})
+    res = train(cfg, progress=False, log=lambda *_: None)
+    assert res["checkpoint"] == ckpt.latest(cfg.run.out_dir) and res["checkpoint"].endswith(ckpt.step_path("", 3))
+    taken = [r["taken"] for r in read_metrics(os.path.join(cfg.run.out_dir, "metrics.jsonl"))]
+    assert taken == [True, True, False, False]
+    two = tiny_cfg(tmp_path / "two", **{"meta.meta_steps": 2, "run.checkpoint_every": 100})
+    want, _ = read_checkpoint(train(two, progress=False, log=lambda *_: None)["checkpoint"])
+    got, _ = read_checkpoint(res["checkpoint"])
+    assert sorted(got) == sorted(want)
+    for k in want:  # the state after the two steps taken
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    # stopped by run.max_bad_steps: the steps taken since the last checkpoint are saved before the error
+    cfg = tiny_cfg(tmp_path / "b", **{"meta.meta_steps": 6, "run.checkpoint_every": 100, "run.max_bad_steps": 2})
+    with pytest.raises(AgentGraphError, match=r"The last good checkpoint is .*ckpt_00000003"):
+        train(cfg, progress=False, log=lambda *_: None)
+    assert ckpt.latest(cfg.run.out_dir).endswith(ckpt.step_path("", 3))
