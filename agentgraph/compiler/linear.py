@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agentgraph.compiler.lowerings import premap_fn, rows_read
+from agentgraph.compiler.lowerings import BY_NAME, premap_fn, rows_read
 from agentgraph.nodes.base import Kind
 
 __all__ = ["LinearLink", "OuterLink", "fuse_linear", "receive_matmul", "outer_update"]
@@ -130,7 +130,7 @@ def fuse_linear(kinds: Mapping[str, Kind], sweeps: dict, base: Mapping[tuple, in
         for wave in new_waves:
             for blk in wave:
                 for p in blk.ports:
-                    if p.size in read and p.lowering not in ("matmul", "conv", "conv_t"):
+                    if p.size in read and not BY_NAME[p.lowering].fused:
                         read[p.size][rows_read(p, blk.n, arrays)] = True
         dropped = {}  # outputs no port reads except through matmul: never computed
         for wave in new_waves:

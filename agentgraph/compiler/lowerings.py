@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +43,7 @@ from agentgraph.nodes.base import Kind
 if TYPE_CHECKING:
     from agentgraph.compiler.plan import PortPlan
 
-__all__ = ["BY_NAME", "LOWERINGS", "Lowering", "Match", "PortArrows", "choose_lowering", "port_lowering", "premap_fn",
+__all__ = ["BY_NAME", "Inbox", "LOWERINGS", "Lowering", "Match", "PortArrows", "choose_lowering", "port_lowering", "premap_fn",
            "receive", "rows_read"]
 
 
@@ -253,69 +253,92 @@ def _reduce(x, aggregation: str, axis: int):
     return jax.nn.logsumexp(x, axis=axis)
 
 
-def _recv_zeros(bufs, p, n, B, arrays, fn, dtype):
-    one = fn(jnp.zeros((1, B, p.size), dtype))
+def _recv_zeros(ib, p, n, B, fn):
+    one = fn(jnp.zeros((1, B, p.size), ib.dtype))
     return jnp.broadcast_to(one, (n, *one.shape[1:]))
 
 
-def _recv_slice(bufs, p, n, B, arrays, fn, dtype):
-    return fn(bufs.rows(p.size, p.base, p.base + n))
+def _recv_slice(ib, p, n, B, fn):
+    return fn(ib.bufs.rows(p.size, p.base, p.base + n))
 
 
-def _recv_repeat(bufs, p, n, B, arrays, fn, dtype):
-    src = fn(bufs.rows(p.size, p.base, p.base + n // p.param))
+def _recv_repeat(ib, p, n, B, fn):
+    src = fn(ib.bufs.rows(p.size, p.base, p.base + n // p.param))
     # broadcast + reshape, not jnp.repeat: that builds its gather indices (scatter, cumsum) at run time
     return jnp.broadcast_to(src[:, None], (src.shape[0], p.param, *src.shape[1:])).reshape(n, *src.shape[1:])
 
 
-def _recv_tile(bufs, p, n, B, arrays, fn, dtype):
-    return _tile_rows(fn(bufs.rows(p.size, p.base, p.base + p.param)), n // p.param)
+def _recv_tile(ib, p, n, B, fn):
+    return _tile_rows(fn(ib.bufs.rows(p.size, p.base, p.base + p.param)), n // p.param)
 
 
-def _recv_rows(bufs, p, n, B, arrays, fn, dtype):
-    src = bufs.rows(p.size, p.base, p.base + n * p.param)
+def _recv_rows(ib, p, n, B, fn):
+    src = ib.bufs.rows(p.size, p.base, p.base + n * p.param)
     return fn(_reduce(src.reshape(n, p.param, B, p.size), p.aggregation, 1))
 
 
-def _recv_strided(bufs, p, n, B, arrays, fn, dtype):
-    src = bufs.rows(p.size, p.base, p.base + n * p.param)
+def _recv_strided(ib, p, n, B, fn):
+    src = ib.bufs.rows(p.size, p.base, p.base + n * p.param)
     return fn(_reduce(src.reshape(p.param, n, B, p.size), p.aggregation, 0))
 
 
-def _recv_pool(bufs, p, n, B, arrays, fn, dtype):
+def _recv_pool(ib, p, n, B, fn):
     k, Wo = p.kernel, p.param
-    src = bufs.rows(p.size, p.base, p.base + n * k * k).reshape(n // Wo, k, Wo, k, B, p.size)
+    src = ib.bufs.rows(p.size, p.base, p.base + n * k * k).reshape(n // Wo, k, Wo, k, B, p.size)
     return fn(_reduce(_reduce(src, p.aggregation, 3), p.aggregation, 1).reshape(n, B, p.size))
 
 
-def _recv_unpool(bufs, p, n, B, arrays, fn, dtype):
+def _recv_unpool(ib, p, n, B, fn):
     k, Wo = p.kernel, p.param
     senders = n // (k * k)
-    src = fn(bufs.rows(p.size, p.base, p.base + senders))
+    src = fn(ib.bufs.rows(p.size, p.base, p.base + senders))
     src = src.reshape(senders // Wo, 1, Wo, 1, *src.shape[1:])
     return jnp.broadcast_to(src, (senders // Wo, k, Wo, k, *src.shape[4:])).reshape(n, *src.shape[4:])
 
 
-def _indexed(bufs, p, arrays, name: str = "src"):
+def _indexed(ib, p, name: str = "src"):
     """The rows an index-array lowering reads and its indices into them (shifted by the window)."""
-    buf, off = bufs.window(p.size, p.lo, p.hi)
-    idx = arrays[p.key + "/" + name]
+    buf, off = ib.bufs.window(p.size, p.lo, p.hi)
+    idx = ib.arrays[p.key + "/" + name]
     return buf, (idx - off if off else idx)
 
 
-def _recv_gather(bufs, p, n, B, arrays, fn, dtype):  # one arrow per receiver from a few senders: premap the senders only
-    buf, src = _indexed(bufs, p, arrays)
-    return fn(buf[src])[arrays[p.key + "/inv"]]
+def _recv_gather(ib, p, n, B, fn):  # one arrow per receiver from a few senders: premap the senders only
+    buf, src = _indexed(ib, p)
+    return fn(buf[src])[ib.arrays[p.key + "/inv"]]
 
 
-def _recv_pick(bufs, p, n, B, arrays, fn, dtype):  # at most one arrow per receiver: one gather, zeros where none
-    buf, src = _indexed(bufs, p, arrays)
+def _recv_pick(ib, p, n, B, fn):  # at most one arrow per receiver: one gather, zeros where none
+    buf, src = _indexed(ib, p)
     return fn(buf.at[src].get(mode="fill", fill_value=0))
 
 
-def _recv_segment(bufs, p, n, B, arrays, fn, dtype):
-    buf, src = _indexed(bufs, p, arrays)
-    return fn(_segment(buf, src, p, n, arrays))
+def _recv_segment(ib, p, n, B, fn):
+    buf, src = _indexed(ib, p)
+    return fn(_segment(buf, src, p, n, ib.arrays))
+
+
+def _recv_matmul(ib, p, n, B, fn):  # assigned by compiler.linear.fuse_linear
+    from agentgraph.compiler.linear import receive_matmul  # noqa: PLC0415 (linear imports this module)
+
+    return fn(receive_matmul(p, ib.sweep, ib.bufs, ib.coefs, ib.kinds, ib.params))
+
+
+def _recv_conv(ib, p, n, B, fn):  # assigned by compiler.conv.fuse_conv
+    from agentgraph.compiler.conv import conv_receive  # noqa: PLC0415
+
+    return conv_receive(p, ib.bufs, ib.shared, ib.arrays)
+
+
+def _recv_conv_t(ib, p, n, B, fn):  # assigned by compiler.conv.fuse_conv
+    from agentgraph.compiler.conv import conv_transpose_receive  # noqa: PLC0415
+
+    return conv_transpose_receive(p, ib.bufs, ib.shared, ib.arrays, ib.forward)
+
+
+def _fused(a: PortArrows) -> Match | None:
+    """Never chosen per port: a fusion pass assigns the entry to a whole verified layer."""
+    return None
 
 
 def _read_none(p, n, arrays):
@@ -333,11 +356,38 @@ def _read_src(p, n, arrays):
 
 
 @dataclasses.dataclass(frozen=True)
+class Inbox:
+    """What a port's receive reads at trace time (one per sweep run).
+
+    Attributes:
+        bufs: the sweep's :class:`~agentgraph.compiler.buffers.Messages` (``None``: nobody sends).
+        arrays: the program's index arrays.
+        dtype: the messages' dtype.
+        sweep: the sweep's arrow type.
+        coefs: ``{kind: {field: [N, ...]}}`` per-agent values at the sweep's start (``matmul``).
+        kinds: ``{name: Kind}`` (``matmul``).
+        params: ``{group: pytree}`` (``matmul``).
+        shared: tied fields' shared values ``{(kind, field): [slots, ...]}`` (``conv``, ``conv_t``).
+        forward: this step's forward sweep's messages (``conv_t``).
+    """
+
+    bufs: Any
+    arrays: Mapping[str, Any]
+    dtype: Any
+    sweep: str = ""
+    coefs: Mapping | None = None
+    kinds: Mapping | None = None
+    params: Mapping | None = None
+    shared: Mapping | None = None
+    forward: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Lowering:
     """One entry of the lowering table: when it applies (``match``, at compile time, NumPy over
     the port's arrows; ``dense``: only where the dense-block patterns are allowed), which buffer
     rows it reads (``reads(port, n, arrays) -> int64 [rows]``, at compile time) and what it
-    emits (``receive``, at trace time: ``(messages, port, n, B, arrays, premap, dtype) -> [n, B, size]``,
+    emits (``receive``, at trace time: ``(inbox, port, n, B, premap) -> [n, B, size]``, :class:`Inbox`,
     reading :class:`~agentgraph.compiler.buffers.Messages` by absolute buffer row)."""
 
     name: str
@@ -345,6 +395,7 @@ class Lowering:
     receive: Callable[..., jax.Array]
     reads: Callable[..., np.ndarray] = _read_src
     dense: bool = False
+    fused: bool = False  # assigned to a whole verified layer by a fusion pass (linear.py, conv.py), never per port
 
 
 #: The port lowerings in the order they are tried (the first that matches wins); ``segment``
@@ -362,6 +413,11 @@ LOWERINGS: tuple[Lowering, ...] = (
     Lowering("gather", _gather, _recv_gather),
     Lowering("pick", _pick, _recv_pick),
     Lowering("segment", _segment_match, _recv_segment),
+    # the fused entries: a fusion pass replaces a port's entry with one of these where a whole
+    # layer verifies (their senders' rows are accounted for by that pass)
+    Lowering("matmul", _fused, _recv_matmul, _read_none, fused=True),
+    Lowering("conv", _fused, _recv_conv, _read_none, fused=True),
+    Lowering("conv_t", _fused, _recv_conv_t, _read_none, fused=True),
 )
 BY_NAME = {low.name: low for low in LOWERINGS}
 
@@ -409,17 +465,29 @@ def port_lowering(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[str, int, i
     return (name, m.base, m.param) if name not in ("gather", "pick", "pool", "unpool") else ("segment", 0, 0)
 
 
-def receive(bufs, p: PortPlan, n: int, B: int, arrays: Mapping[str, jax.Array], premap=None, dtype=None):
-    """Aggregated messages ``[n, B, size]`` for one port of one block, from the sweep's
-    :class:`~agentgraph.compiler.buffers.Messages` (``None``, or no buffer of the port's size:
-    nobody sends such messages), by the port's entry of :data:`LOWERINGS`.
+def receive(inbox: Inbox, p: PortPlan, n: int, B: int, premap=None):
+    """Aggregated messages ``[n, B, size]`` for one port of one block, by the port's entry of
+    :data:`LOWERINGS` (``inbox``: what the sweep's ports read, :class:`Inbox`; no messages of the
+    port's size: zeros).
 
     ``premap`` (``[rows, B, size] -> [rows, B, d]``), when given, is applied to the aggregate;
     where every receiver has a single arrow it is applied to the senders' rows before they are
-    broadcast (same values, fewer rows)."""
+    broadcast (same values, fewer rows).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from agentgraph.compiler.buffers import Messages
+        >>> from agentgraph.compiler.plan import PortPlan
+        >>> m = Messages({1: 4}, B=1, dtype=jnp.float32, pieces=True)
+        >>> m.write(1, 0, jnp.arange(4.0).reshape(4, 1, 1))
+        >>> receive(Inbox(m, {}, jnp.float32), PortPlan("x", 1, "sum", "rows", base=0, param=2), 2, 1)[:, 0, 0].tolist()
+        [1.0, 5.0]
+    """
     fn = premap if premap is not None else (lambda v: v)
-    low = "zeros" if bufs is None or p.size not in bufs else p.lowering
-    return BY_NAME[low].receive(bufs, p, n, B, arrays, fn, dtype if bufs is None else bufs.dtype)
+    low = BY_NAME[p.lowering]
+    if not low.fused and (inbox.bufs is None or p.size not in inbox.bufs):
+        low = BY_NAME["zeros"]
+    return low.receive(inbox, p, n, B, fn)
 
 
 def _segment(buf, src, p: PortPlan, n: int, arrays: Mapping[str, jax.Array]):

@@ -19,6 +19,7 @@ program turns it into an :class:`~agentgraph.AgentGraphError` naming an agent.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import jax
@@ -27,9 +28,9 @@ import numpy as np
 
 from agentgraph.arrows.schedule import DELAYED
 from agentgraph.compiler.buffers import Messages
-from agentgraph.compiler.conv import conv_receive, conv_transpose_receive, conv_update
-from agentgraph.compiler.linear import outer_update, receive_matmul
-from agentgraph.compiler.lowerings import premap_fn, receive
+from agentgraph.compiler.conv import conv_update
+from agentgraph.compiler.linear import outer_update
+from agentgraph.compiler.lowerings import Inbox, premap_fn, receive
 from agentgraph.compiler.plan import Plan
 from agentgraph.compiler.ties import expand_ties, join_ties
 from agentgraph.nodes.base import Kind
@@ -235,6 +236,7 @@ def _sweep(plan: Plan, kinds, arrays, params, state, mail, data, t: str, B: int,
     bufs = Messages({s: m for tt, s, m in plan.buffers if tt == t}, B, dtype, t in plan.piecewise)
     prev = {s: mail[f"{t}/{s}"] for tt, s, _ in plan.delayed if tt == t}
     coefs = {k: dict(v) for k, v in state.items()}  # per-agent values at the sweep's start (matmul ports)
+    inbox = Inbox(bufs, arrays, dtype, t, coefs, kinds, params, shared, forward_bufs)
     for wave in plan.waves(t):
         results = []
         for blk in wave:
@@ -246,20 +248,12 @@ def _sweep(plan: Plan, kinds, arrays, params, state, mail, data, t: str, B: int,
                 inputs = {}
                 for p in blk.ports:
                     fn = premap_fn(kind, params.get(blk.group), t, p.port) if p.port in pre else None
-                    if p.lowering == "matmul":
-                        agg = receive_matmul(p, t, bufs, coefs, kinds, params)
-                        inputs[p.port] = agg if fn is None else fn(agg)
-                    elif p.lowering == "conv":
-                        inputs[p.port] = conv_receive(p, bufs, shared, arrays)
-                    elif p.lowering == "conv_t":
-                        inputs[p.port] = conv_transpose_receive(p, bufs, shared, arrays, forward_bufs)
-                    else:
-                        src = bufs
-                        if p.source != "now" and p.size in prev:  # delayed arrows: the dense layout
-                            old = prev[p.size]
-                            src = Messages.of({p.size: old if p.source == "prev"
-                                               else jnp.concatenate([bufs.full(p.size), old])})
-                        inputs[p.port] = receive(src, p, blk.n, B, arrays, dtype=dtype, premap=fn)
+                    box = inbox
+                    if p.source != "now" and p.size in prev:  # delayed arrows: the dense layout
+                        old = prev[p.size]
+                        box = dataclasses.replace(inbox, bufs=Messages.of({p.size: old if p.source == "prev" else
+                                                                           jnp.concatenate([bufs.full(p.size), old])}))
+                    inputs[p.port] = receive(box, p, blk.n, B, premap=fn)
                 if blk.slots_key:
                     cols = data[kind.external][:, arrays[blk.slots_key]]  # [B, n, d]
                     inputs["data"] = jnp.swapaxes(cols, 0, 1)

@@ -11,7 +11,7 @@ import pytest
 
 from agentgraph import compile, mlp, random_dag
 from agentgraph.compiler.buffers import MAX_PIECES_PER_READ, Messages
-from agentgraph.compiler.lowerings import PortArrows, choose_lowering, receive
+from agentgraph.compiler.lowerings import Inbox, PortArrows, choose_lowering, receive
 from agentgraph.compiler.plan import PortPlan
 
 
@@ -80,12 +80,12 @@ def _receive_pool_unpool(src, dst, base, n, m, mt, n_map, k):
     vals = rng.normal(size=(M, B, 1))
     bufs.write(1, 0, jnp.asarray(vals))
     for agg in ("sum", "mean", "max"):
-        got = receive(bufs, PortPlan("x", 1, agg, "pool", base, m.param, "", len(src), kernel=k), n, B, {})
+        got = receive(Inbox(bufs, {}, bufs.dtype), PortPlan("x", 1, agg, "pool", base, m.param, "", len(src), kernel=k), n, B)
         red = {"sum": np.add.reduceat, "max": np.maximum.reduceat}
         want = (red.get(agg, np.add.reduceat)(vals[src + base], np.arange(0, len(src), k * k), axis=0)
                 / (k * k if agg == "mean" else 1))
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12)
-    got = receive(bufs, PortPlan("m", 1, "sum", "unpool", 1, mt.param, "", n_map, kernel=k), n_map, B, {})
+    got = receive(Inbox(bufs, {}, bufs.dtype), PortPlan("m", 1, "sum", "unpool", 1, mt.param, "", n_map, kernel=k), n_map, B)
     np.testing.assert_allclose(np.asarray(got)[src], vals[dst + 1], rtol=1e-12)
 
 
