@@ -37,6 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agentgraph.compiler.lowerings import register_fused
+
 if TYPE_CHECKING:
     from agentgraph.compiler.buffers import Messages
 
@@ -331,3 +333,8 @@ def conv_update(link: ConvLink, kind, params, bufs: Messages, forward_bufs: Mess
     dK, _ = _vjp(link, x, K, m)
     scale = jnp.reshape(jnp.asarray(kind.outer_updates()[link.field].scale(params), m.dtype), ())
     return arrays[link.key + "/kslot"], scale * dK.reshape(-1) / B
+
+
+register_fused("conv", lambda inbox, p, n, B, fn: conv_receive(p, inbox.bufs, inbox.shared, inbox.arrays))
+register_fused("conv_t", lambda inbox, p, n, B, fn: conv_transpose_receive(p, inbox.bufs, inbox.shared, inbox.arrays,
+                                                                           inbox.forward))

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agentgraph.compiler.lowerings import BY_NAME, premap_fn, rows_read
+from agentgraph.compiler.lowerings import BY_NAME, premap_fn, register_fused, rows_read
 from agentgraph.nodes.base import Kind
 
 __all__ = ["LinearLink", "OuterLink", "fuse_linear", "receive_matmul", "outer_update"]
@@ -353,3 +353,10 @@ def outer_update(blk, link: OuterLink, bufs, state: Mapping[str, jax.Array], kin
         W = state[link.field][blk.start:blk.stop].reshape(P, Q, -1)
         u = u + jnp.reshape(jnp.asarray(dec.decay(params), u.dtype), (-1,)) * W
     return u.reshape(P * Q, *shape)
+
+
+def _recv_matmul(inbox, p, n: int, B: int, fn) -> jax.Array:
+    return fn(receive_matmul(p, inbox.sweep, inbox.bufs, inbox.coefs, inbox.kinds, inbox.params))
+
+
+register_fused("matmul", _recv_matmul)

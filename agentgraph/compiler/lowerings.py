@@ -43,7 +43,7 @@ from agentgraph.nodes.base import Kind
 if TYPE_CHECKING:
     from agentgraph.compiler.plan import PortPlan
 
-__all__ = ["BY_NAME", "Inbox", "LOWERINGS", "Lowering", "Match", "PortArrows", "choose_lowering", "port_lowering", "premap_fn",
+__all__ = ["BY_NAME", "Inbox", "LOWERINGS", "Lowering", "register_fused", "Match", "PortArrows", "choose_lowering", "port_lowering", "premap_fn",
            "receive", "rows_read"]
 
 
@@ -318,24 +318,6 @@ def _recv_segment(ib, p, n, B, fn):
     return fn(_segment(buf, src, p, n, ib.arrays))
 
 
-def _recv_matmul(ib, p, n, B, fn):  # assigned by compiler.linear.fuse_linear
-    from agentgraph.compiler.linear import receive_matmul  # noqa: PLC0415 (linear imports this module)
-
-    return fn(receive_matmul(p, ib.sweep, ib.bufs, ib.coefs, ib.kinds, ib.params))
-
-
-def _recv_conv(ib, p, n, B, fn):  # assigned by compiler.conv.fuse_conv
-    from agentgraph.compiler.conv import conv_receive  # noqa: PLC0415
-
-    return conv_receive(p, ib.bufs, ib.shared, ib.arrays)
-
-
-def _recv_conv_t(ib, p, n, B, fn):  # assigned by compiler.conv.fuse_conv
-    from agentgraph.compiler.conv import conv_transpose_receive  # noqa: PLC0415
-
-    return conv_transpose_receive(p, ib.bufs, ib.shared, ib.arrays, ib.forward)
-
-
 def _fused(a: PortArrows) -> Match | None:
     """Never chosen per port: a fusion pass assigns the entry to a whole verified layer."""
     return None
@@ -413,13 +395,28 @@ LOWERINGS: tuple[Lowering, ...] = (
     Lowering("gather", _gather, _recv_gather),
     Lowering("pick", _pick, _recv_pick),
     Lowering("segment", _segment_match, _recv_segment),
-    # the fused entries: a fusion pass replaces a port's entry with one of these where a whole
-    # layer verifies (their senders' rows are accounted for by that pass)
-    Lowering("matmul", _fused, _recv_matmul, _read_none, fused=True),
-    Lowering("conv", _fused, _recv_conv, _read_none, fused=True),
-    Lowering("conv_t", _fused, _recv_conv_t, _read_none, fused=True),
 )
 BY_NAME = {low.name: low for low in LOWERINGS}
+
+
+def register_fused(name: str, receive: Callable[..., jax.Array]) -> Lowering:
+    """Add a *fused* entry to the table: a fusion pass (``compiler.linear``: ``matmul``;
+    ``compiler.conv``: ``conv``, ``conv_t``) assigns it to the ports of a whole verified layer,
+    so it is never chosen per port and its senders' rows are accounted for by that pass; it
+    emits through the same ``receive(inbox, port, n, B, premap)`` contract as every entry. The
+    module that defines the pass registers its entries when imported (the compiler imports both).
+
+    Example:
+        >>> import agentgraph.compiler.linear  # noqa: F401
+        >>> BY_NAME["matmul"].fused
+        True
+    """
+    if name not in BY_NAME:
+        global LOWERINGS
+        low = Lowering(name, _fused, receive, _read_none, fused=True)
+        LOWERINGS = (*LOWERINGS, low)
+        BY_NAME[name] = low
+    return BY_NAME[name]
 
 
 def rows_read(p: PortPlan, n: int, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
