@@ -47,7 +47,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "baselines"))
 
-from profile_meta_step import matmul_rates, meta_step_flops
+from profile_meta_step import learner_shapes, matmul_rates, meta_step_flops
 
 from agentgraph.meta.config import load_config
 from agentgraph.meta.context import make_context
@@ -108,9 +108,7 @@ def floor_figures(ctx: Any, ts: Any, max_shapes: int | None = None) -> dict:
     flops = meta_step_flops(ctx, params)
     group = max(flops["blocks"], key=lambda g: flops["blocks"][g]["rows"])
     lr = params[group]["learner"]
-    layers = [l for part in ("mlp_x", "mlp_c", "f", "g") for l in lr.get(part, [])]
-    shapes = sorted({tuple(l["w"].shape) for l in layers} | ({tuple(lr["wx"].shape), tuple(lr["wc"].shape)} if "wx" in lr else set()))
-    rates = matmul_rates(flops["blocks"][group]["rows"], shapes[:max_shapes])
+    rates = matmul_rates(flops["blocks"][group]["rows"], learner_shapes(lr)[:max_shapes])
     best = max(r["forward_gflops"] for r in rates.values() if isinstance(r, dict))
     return {"learner_flops_per_meta_step": flops["meta_step_flops"], "matmul_rates": rates,
             "floor_s": flops["meta_step_flops"] / (best * 1e9), "flops": flops}

@@ -52,6 +52,20 @@ def learner_macs(learner: dict) -> int:
     return _mlp_macs(learner["f"]) + _mlp_macs(learner["g"])
 
 
+def learner_shapes(lr: dict) -> list[tuple[int, ...]]:
+    """The weight shapes ``(i, o)`` of one learner's matrix products: a GRU's ``wx``/``wc`` and its
+    MLPs (``mlp_x``, ``mlp_c``), or a stateless learner's ``f`` and ``g`` MLPs.
+
+    Example:
+        >>> import numpy as np
+        >>> learner_shapes({"f": [{"w": np.zeros((3, 4))}], "g": [{"w": np.zeros((4, 1))}]})
+        [(3, 4), (4, 1)]
+    """
+    layers = [layer for part in ("mlp_x", "mlp_c", "f", "g") for layer in lr.get(part, [])]
+    extra = {tuple(lr["wx"].shape), tuple(lr["wc"].shape)} if "wx" in lr else set()
+    return sorted({tuple(layer["w"].shape) for layer in layers} | extra)
+
+
 def meta_step_flops(ctx, params) -> dict:
     """Learner matmul FLOPs of one meta-step, by block, from the compiled plan of ``ctx``'s
     protocol network; ``params``: what each group receives (``ctx.params(learned, stats)``), the
@@ -167,9 +181,7 @@ def main(argv=None) -> int:
     flops = meta_step_flops(ctx, params)
     big = max(flops["blocks"].values(), key=lambda b: b["rows"])
     lr = params[max(flops["blocks"], key=lambda g: flops["blocks"][g]["rows"])]["learner"]
-    shapes = sorted({tuple(l["w"].shape) for part in ("mlp_x", "mlp_c") for l in lr.get(part, [])} |
-                    ({tuple(lr["wx"].shape), tuple(lr["wc"].shape)} if "wx" in lr else set()))
-    rates = matmul_rates(big["rows"], shapes)
+    rates = matmul_rates(big["rows"], learner_shapes(lr))
     step = make_meta_step(ctx, family)
     prog = ctx.program
     jax.block_until_ready(step(ts, 0, prog))
