@@ -38,9 +38,9 @@ from agentgraph import compile  # noqa: E402
 from agentgraph.builders import Conv, Dense, Pool, cnn, library_network  # noqa: E402
 from agentgraph.data import load_fashion_mnist_raw  # noqa: E402
 from agentgraph.data.mnist import load_mnist_raw  # noqa: E402
-from agentgraph.network import read  # noqa: E402
 from agentgraph.protocols import gradient  # noqa: E402
 import cnn_dense  # noqa: E402  (benchmarks/baselines)
+from graph_trainer import GraphTrainer  # noqa: E402
 
 SHAPE = (1, 28, 28)
 LAYERS = [Conv(16, 3, 1, 1), Pool(2), Conv(32, 3, 1, 1), Pool(2), Dense(64)]
@@ -89,31 +89,14 @@ class Dense_:
         return hits / len(x)
 
 
-class Graph_:
+class Graph_(GraphTrainer):
     """The agent-graph CNN under the gradient protocol (or another fixed rule's kinds, ``rule``)."""
 
     def __init__(self, g, lr: float, batch: int, rule=None):
-        self.net = library_network(g, 0.1)
+        net = library_network(g, 0.1)
         if rule is not None:
-            self.net = rule.network(self.net)
-            g = self.net.graph
-        self.prog = compile(g)
-        params = gradient.params(g, lr)
-        self.state = self.prog.init(batch)
-        self._step = jax.jit(lambda prog, s, b: prog.step(params, s, b))
-        self._fwd = jax.jit(lambda prog, s, b: prog.forward(params, s, b)[0])
-
-    def train(self, x, y):
-        self.state, loss = self._step(self.prog, self.state, {"x": x, "y": y})
-        return loss
-
-    def accuracy(self, x, y) -> float:
-        s = self.prog.resize(self.state, 1000)
-        hits = 0
-        for i in range(0, len(x), 1000):
-            out = self._fwd(self.prog, s, {"x": x[i:i + 1000], "y": np.zeros((1000, 10), np.float32)})
-            hits += int((np.argmax(np.asarray(read(self.prog, out, self.net.readout)), 1) == y[i:i + 1000]).sum())
-        return hits / len(x)
+            net = rule.network(net)
+        super().__init__(net, gradient.params(net.graph, lr), batch)
 
 
 def _run(model, x, y, xte, yte, epochs: int, batch: int, every: int, label: str) -> dict:

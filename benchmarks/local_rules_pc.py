@@ -27,11 +27,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from agentgraph import compile
 from agentgraph.builders import mlp_network
 from agentgraph.data.mnist import load_mnist_raw
-from agentgraph.network import read
 from agentgraph.protocols.base import resolve
+from graph_trainer import GraphTrainer
 
 
 def _data():
@@ -40,30 +39,13 @@ def _data():
     return f(xtr), ytr.astype(np.int64), f(xte), yte.astype(np.int64)
 
 
-class Model:
+class Model(GraphTrainer):
     """One rule on the MLP, compiled: ``train(x, y)`` one step, ``accuracy(x, y)`` on held-out data."""
 
     def __init__(self, section: dict, sizes: list[int], init_std: float, batch: int):
         rule = resolve(section)
-        self.net = rule.network(mlp_network(sizes, activation="tanh", loss="cross_entropy", init_std=init_std,
-                                            seed=0))
-        self.prog = compile(self.net.graph)
-        params = rule.params(rule.init(jax.random.PRNGKey(0), self.net.graph), {}, self.net.graph)
-        self.state = self.prog.init(batch)
-        self._step = jax.jit(lambda prog, s, b: prog.step(params, s, b))
-        self._fwd = jax.jit(lambda prog, s, b: prog.forward(params, s, b)[0])
-
-    def train(self, x, y):
-        self.state, loss = self._step(self.prog, self.state, {"x": x, "y": y})
-        return loss
-
-    def accuracy(self, x, y, chunk: int = 1000) -> float:
-        s = self.prog.resize(self.state, chunk)
-        hits = 0
-        for i in range(0, len(x), chunk):
-            out = self._fwd(self.prog, s, {"x": x[i:i + chunk], "y": np.zeros((chunk, 10), np.float32)})
-            hits += int((np.argmax(np.asarray(read(self.prog, out, self.net.readout)), 1) == y[i:i + chunk]).sum())
-        return hits / len(x)
+        net = rule.network(mlp_network(sizes, activation="tanh", loss="cross_entropy", init_std=init_std, seed=0))
+        super().__init__(net, rule.params(rule.init(jax.random.PRNGKey(0), net.graph), {}, net.graph), batch)
 
 
 def run(section: dict, args, data) -> dict:

@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agentgraph.compiler.lowerings import rows_read
+
 __all__ = ["MAX_PIECES_PER_READ", "Messages", "piecewise_types", "windows"]
 
 
@@ -117,8 +119,6 @@ MAX_PIECES_PER_READ = 4
 
 def _spans(p, n: int, arrays) -> list[tuple[int, int, int]]:
     """``(size, lo, hi)`` of the buffer rows port ``p`` of an ``n``-agent block reads this run."""
-    from agentgraph.compiler.lowerings import rows_read  # noqa: PLC0415 (lowerings imports nothing of this module)
-
     if p.source != "now":
         return []
     if p.lowering == "matmul":
