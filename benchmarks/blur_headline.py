@@ -67,6 +67,10 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "paper_ours": (PAPER, OURS + ["protocol.k=2"], "the paper's CMA-ES protocol (hidden 20), agentgraph's conventions"),
     "paper_authors_k3": (PAPER, ["protocol.k=3"], "the paper's CMA-ES protocol (hidden 20), authors', k = 3"),
     "paper_authors_h64": (PAPER, ["net.sizes=[196,64,10]"], "the paper's CMA-ES protocol, hidden 64, authors'"),
+    "paper_authors_h512": (PAPER, ["net.sizes=[196,512,10]"],
+                           "the paper's CMA-ES protocol at the paper's width (hidden 512), authors' conventions"),
+    "paper_ours_h512": (PAPER, OURS + ["protocol.k=2", "net.sizes=[196,512,10]"],
+                        "the paper's CMA-ES protocol at the paper's width (hidden 512), agentgraph's conventions"),
     **{f"paper_back_{k}": (PAPER, v, (f"the paper's CMA-ES protocol (hidden 20), authors' conventions with {k} back "
                                       "to agentgraph's")) for k, v in BACK_TO_OURS.items()},
     "paper_gradient_authors_init": (
