@@ -35,7 +35,7 @@ import optax
 import yaml
 
 from agentgraph.errors import AgentGraphError
-from agentgraph.meta.config import parse_config
+from agentgraph.meta.config import apply_overrides, parse_config
 from agentgraph.meta.context import Context, make_context
 from agentgraph.meta.evaluate import LR_GRID, run_optax, run_protocol
 from agentgraph.meta.protocol_io import load_protocol
@@ -132,6 +132,9 @@ def main() -> None:
     ap.add_argument("--meta-lr", type=float, default=None, help="default: the config's meta.meta_lr")
     ap.add_argument("--rule", default="feedback_alignment", help=", ".join(RULES))
     ap.add_argument("--config", default=None, help="default: the rule's config in RULES")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a config override for the meta-learned run and the grid (dotted path, YAML value), "
+                         "e.g. meta.outer_batch=16; repeatable")
     ap.add_argument("--out", default=None, help="default: local_rules_fa_meta_digits.json for feedback_alignment, "
                     "local_rules_<rule>_meta_digits.json otherwise, in benchmarks/results/")
     a = ap.parse_args()
@@ -145,6 +148,11 @@ def main() -> None:
     with open(config) as f:
         base = yaml.safe_load(f)
     base["protocol"]["rule"] = a.rule
+    for item in a.set:
+        field, sep, value = item.partition("=")
+        if not sep:
+            raise AgentGraphError(f"--set takes FIELD=VALUE, got {item!r}.")
+        apply_overrides(base, {field: yaml.safe_load(value)})
     if a.meta_steps:
         base["meta"]["meta_steps"] = a.meta_steps
     if a.meta_lr:
@@ -211,7 +219,8 @@ def main() -> None:
         "inner_steps": K, "runs": a.runs, "config": config, "meta_steps": cfg.meta.meta_steps,
         "command": f"nice -n 10 python benchmarks/local_rules_meta_digits.py --rule {a.rule}"
                    + (f" --meta-steps {a.meta_steps}" if a.meta_steps else "")
-                   + (f" --meta-lr {a.meta_lr}" if a.meta_lr else ""),
+                   + (f" --meta-lr {a.meta_lr}" if a.meta_lr else "")
+                   + "".join(f" --set {item}" for item in a.set),
         "meta_lr": cfg.meta.meta_lr,
         "hand_tuned": {"grid": {str(k): v["final_accuracy"] for k, v in grid.items()}, "setting": key,
                        "best_lr": best, **hand},

@@ -13,17 +13,23 @@ of an output unit ``u_j`` itself. The energy and the cost are
 
 whose stationary points under ``E + βC`` are the fixed points of
 ``u_j = Σ_i w_ij ρ(u_i) + Σ_k w_jk ρ(u_k) + b_j − β [j output] (u_j − y_j)``. One relaxation tick
-(a sweep of arrow type ``ep``) moves every unit at once, ``u ← u + γ (that − u)``, from the
-activities of the previous tick (the arrows into units are delayed). One inner step:
+moves every unit at once, ``u ← u + γ (that − u)``, from the activities of the previous tick: an
+``ep`` sweep (activity agents → synapses → units: each unit's activity agent — its activation,
+or for a unit without one an identity agent of kind ``ep_out`` — sends ``ρ`` of its copy of
+``u``; a synapse sends ``w·ρ`` up and down, declared linear, so a dense layer's sweep is two
+matrix products) then an ``ep_copy`` sweep (each unit sends its new ``u`` to its activity agent).
+No arrow is delayed. One inner step:
 
-    ``ep × (T+1)`` (free phase, from ``u = 0``) ``→ forward [loss]`` (the free fixed point's
-    loss; the free products are stored) ``→ ep × K`` (nudged, ``+β``) ``→ ep_learn``
+    ``(ep → ep_copy) × T`` (free phase, from ``u = 0``) ``→ forward [loss]`` (the free fixed
+    point's loss; the activity agents store ``ρ|0``) ``→ (ep → ep_copy) × K`` (nudged, ``+β``)
+    ``→ ep_learn``
 
-and the local update ``Δw = (lr/β) (ρ_i ρ_j|β − ρ_i ρ_j|0)``, ``Δb_j = (lr/β) (ρ_j|β − ρ_j|0)``,
-which tends to ``−lr dL/dθ`` (``L = C`` at the free fixed point) as ``β → 0``. ``nudge="centred"``
-adds a ``−β`` phase from the free fixed point (``ep_flip → ep × (K+1)``) and uses
+and the local update ``Δw = (lr/β) (ρ_i ρ_j|β − ρ_i ρ_j|0)``, ``Δb_j = (lr/β) (ρ_j|β − ρ_j|0)``
+(on ``ep_learn`` each activity agent sends its synapses the pair ``[ρ|β, ρ|0]``: the per-example
+products are formed there only), which tends to ``−lr dL/dθ`` (``L = C`` at the free fixed
+point) as ``β → 0``. ``nudge="centred"`` adds a ``−β`` phase from the free fixed point (``ep_flip → (ep → ep_copy) × K``) and uses
 ``(ρρ|β − ρρ|−β)/(2β)`` (error ``O(β²)`` instead of ``O(β)``). Meta-parameters: ``log β``,
-``log γ`` and one ``log lr`` per parameter group.
+``log γ`` and one ``log lr`` per parameter group (but ``ep_out``, which has no parameters).
 
 Example:
     >>> import numpy as np
@@ -50,14 +56,16 @@ from agentgraph.arrows.schedule import Phase, Schedule
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
 from agentgraph.network import Network
-from agentgraph.nodes import Bias, Field, Input, Kind, Synapse, Target
+from agentgraph.nodes import Activation, Bias, Field, Input, Kind, Linear, Synapse, Target
 from agentgraph.nodes._util import learning_rate
 from agentgraph.protocols.base import Protocol
 
-__all__ = ["EPSynapse", "EPUnit", "ep_activation", "ep_network", "ep_schedule", "equilibrium"]
+__all__ = ["OUT", "EPSynapse", "EPUnit", "ep_activation", "ep_network", "ep_schedule", "equilibrium"]
 
-RELAX, FLIP, LEARN = "ep", "ep_flip", "ep_learn"
-_ONE = Port(1, "sum")
+RELAX, COPY, FLIP, LEARN = "ep", "ep_copy", "ep_flip", "ep_learn"
+_ONE, _TWO = Port(1, "sum"), Port(2, "sum")
+#: The kind (and group) of the identity activity agent each unit without an activation gets.
+OUT = "ep_out"
 
 
 def _scale(params, centred: bool):
@@ -70,9 +78,9 @@ class EPUnit(Bias):
 
     State: ``b`` (per agent); per example ``u`` (pre-activation), ``u0``/``u1`` (at the free /
     ``+β`` fixed point), ``c`` (1 on output units: the target's flag), ``sign`` (the nudge: 0,
-    +1, −1), ``fresh`` (1: the next tick only sends). Ports on ``ep``: ``x`` (from the synapses
-    below), ``m`` (from above), ``y`` (``[y, 1]`` from its target); on ``ep_learn``: ``d`` (its
-    activation's change of activity). Params ``{"lr", "beta", "gamma"}``.
+    +1, −1). Ports on ``ep``: ``x`` (from the synapses below), ``m`` (from above), ``y``
+    (``[y, 1]`` from its target); on ``ep_learn``: ``d`` (its activity agent's change of
+    activity). It sends ``u`` to its activity agent on ``ep_copy``. Params ``{"lr", "beta", "gamma"}``.
 
     Example:
         >>> s = {f: jnp.zeros(()) for f in EPUnit().fields}
@@ -84,10 +92,10 @@ class EPUnit(Bias):
 
     fields = {"b": Field(), "z": Field(per_example=True), "u": Field(per_example=True),
               "u0": Field(per_example=True), "u1": Field(per_example=True), "c": Field(per_example=True),
-              "sign": Field(per_example=True), "fresh": Field(per_example=True, init=1.0)}
-    acts_on = (RELAX, FLIP, LEARN)
+              "sign": Field(per_example=True)}
+    acts_on = (RELAX, COPY, FLIP, LEARN)
     arrow_ports = {RELAX: {"x": _ONE, "m": _ONE, "y": Port(2, "sum")}, LEARN: {"d": _ONE}}
-    arrow_outputs = {RELAX: {"out": 1}}
+    arrow_outputs = {COPY: {"out": 1}}
 
     def __init__(self, centred: bool = False) -> None:
         self.centred = bool(centred)
@@ -97,71 +105,80 @@ class EPUnit(Bias):
 
     def act(self, arrow_type, params, state, inbox):
         u = state["u"]
-        if arrow_type == RELAX:
+        if arrow_type == RELAX:  # one tick: the drive of the previous tick's activities (module docstring)
             y, c = inbox["y"][0], inbox["y"][1]
             drive = inbox["x"][0] + inbox["m"][0] + state["b"] + state["sign"] * params["beta"] * c * (y - u)
-            u = jnp.where(state["fresh"] > 0, u, u + params["gamma"] * (drive - u))
-            return {**state, "u": u, "c": c, "fresh": 0.0 * state["fresh"]}, u[None], {}
-        if arrow_type == FLIP:  # centred: back to the free fixed point, nudge −β, first tick only sends
-            one = 1.0 + 0.0 * u
-            return {**state, "u1": u, "u": state["u0"], "sign": -one, "fresh": one}, {}, {}
+            return {**state, "u": u + params["gamma"] * (drive - u), "c": c}, {}, {}
+        if arrow_type == COPY:
+            return state, u[None], {}
+        if arrow_type == FLIP:  # centred: back to the free fixed point, nudge −β
+            return {**state, "u1": u, "u": state["u0"], "sign": -1.0 + 0.0 * u}, {}, {}
         c = state["c"]  # LEARN
         own = (state["u1"] - u) if self.centred else (u - state["u0"])
         delta = c * own + (1.0 - c) * inbox["d"][0]
         zero = 0.0 * u
-        reset = {**state, "u": zero, "sign": zero, "fresh": 1.0 + zero}
-        return reset, {}, {"b": _scale(params, self.centred) * delta}
+        return {**state, "u": zero, "sign": zero}, {}, {"b": _scale(params, self.centred) * delta}
 
     def backward(self, params, state, messages):  # not in the schedule; Bias's would update b
         return state, messages["m"], {}
 
 
 class EPSynapse(Synapse):
-    """A symmetric coupling: on ``ep`` it receives the activity below (``x``) and above (``m``),
-    stores their product ``p`` and sends ``w·x`` up (``out``) and ``w·m`` down (``back``); the
-    forward sweep stores the free product ``p0``, ``ep_flip`` the ``+β`` one ``p1``; ``ep_learn``
-    updates ``w`` by ``(lr/β)(p − p0)`` (centred: ``(lr/2β)(p1 − p)``).
+    """A symmetric coupling. On ``ep`` it receives the activity below (``x``) and above (``m``)
+    and sends ``w·x`` up (``out``) and ``w·m`` down (``back``), storing nothing: both outputs are
+    declared :class:`~agentgraph.nodes.Linear`, so the compiler lowers a dense block's relaxation
+    ticks to matrix products. On ``ep_learn`` it receives both ends' activity pairs
+    ``[ρ, ρ|0]`` (centred: ``[ρ|β, ρ|−β]``) and updates ``w`` by ``(lr/β)(ρ_i ρ_j − ρ_i0 ρ_j0)``
+    (centred: ``lr/2β``): the per-example products are formed there only.
 
     Example:
         >>> k = EPSynapse()
-        >>> s, out, _ = k.act("ep", None, {"w": 2.0, "x": 0.0, "p": 0.0, "p0": 0.0, "p1": 0.0},
-        ...                   {"x": jnp.array([3.0]), "m": jnp.array([0.5])})
-        >>> float(out["out"][0]), float(out["back"][0]), float(s["p"])
-        (6.0, 1.0, 1.5)
+        >>> s, out, _ = k.act("ep", None, {"w": 2.0, "x": 0.0}, {"x": jnp.array([3.0]), "m": jnp.array([0.5])})
+        >>> float(out["out"][0]), float(out["back"][0])
+        (6.0, 1.0)
+        >>> p = {"lr": 0.1, "beta": 0.5}
+        >>> _, _, upd = k.act("ep_learn", p, {"w": 2.0, "x": 0.0}, {"x": jnp.array([3.0, 1.0]), "m": jnp.array([0.5, 1.0])})
+        >>> round(float(upd["w"]), 4)  # (0.1 / 0.5) (3 · 0.5 − 1 · 1)
+        0.1
     """
 
-    fields = {**Synapse.fields, "p": Field(per_example=True), "p0": Field(per_example=True),
-              "p1": Field(per_example=True)}
-    acts_on = (RELAX, FLIP, LEARN)
-    arrow_ports = {RELAX: {"x": _ONE, "m": _ONE}}
+    acts_on = (RELAX, LEARN)
+    arrow_ports = {RELAX: {"x": _ONE, "m": _ONE}, LEARN: {"x": _TWO, "m": _TWO}}
     arrow_outputs = {RELAX: {"out": 1, "back": 1}}
 
     def __init__(self, centred: bool = False) -> None:
         self.centred = bool(centred)
 
-    def forward(self, params, state, inputs):
-        return {**state, "p0": state["p"]}, state["w"] * inputs["x"]
+    def linear(self, sweep):
+        if sweep == RELAX:
+            return {"out": Linear("x", "w"), "back": Linear("m", "w")}
+        return {"out": Linear("x", "w")} if sweep == "forward" else {}
+
+    def outer_updates(self):  # no backward sweep runs
+        return {}
+
+    def forward(self, params, state, inputs):  # the free fixed point's forward sweep: nothing to store
+        return state, state["w"] * inputs["x"]
 
     def act(self, arrow_type, params, state, inbox):
+        x, m = inbox["x"], inbox["m"]
         if arrow_type == RELAX:
-            x, m = inbox["x"][0], inbox["m"][0]
-            return {**state, "p": x * m}, {"out": (state["w"] * x)[None], "back": (state["w"] * m)[None]}, {}
-        if arrow_type == FLIP:
-            return {**state, "p1": state["p"]}, {}, {}
-        diff = (state["p1"] - state["p"]) if self.centred else (state["p"] - state["p0"])
-        return state, {}, {"w": _scale(params, self.centred) * diff}
+            return state, {"out": state["w"] * x, "back": state["w"] * m}, {}
+        return state, {}, {"w": _scale(params, self.centred) * (x[0] * m[0] - x[1] * m[1])}
 
 
 def ep_activation(kind: Kind, centred: bool = False) -> Kind:
-    """A library activation ``ρ`` (same name) as a hidden unit's activity: on ``ep`` it sends
-    ``ρ(u)`` of its unit's ``u``; it stores ``ρ`` at the free (``r0``, forward sweep) and ``+β``
-    (``r1``, ``ep_flip``) fixed points, and on ``ep_learn`` sends its unit the change
-    ``ρ − r0`` (centred: ``r1 − ρ``).
+    """A library activation ``ρ`` (same name) as a hidden unit's activity agent: it keeps a copy
+    ``x`` of its unit's ``u`` (received on ``ep_copy``, after every tick) and sends ``ρ(x)`` on
+    ``ep``; it stores ``ρ`` at the free (``r0``, forward sweep; ``x0`` the copy) and ``+β``
+    (``r1``, ``ep_flip``, which also puts the copy back to ``x0``) fixed points; on ``ep_learn``
+    it sends its unit the change ``ρ − r0`` (centred: ``r1 − ρ``) as ``out`` and its synapses the
+    pair ``[ρ, r0]`` (centred: ``[r1, ρ]``) as ``pair``, and resets the copy to 0.
 
     Example:
         >>> from agentgraph.nodes import Activation
         >>> k = ep_activation(Activation("tanh"))
-        >>> s, out, _ = k.act("ep", None, {"x": 0.0, "r0": 0.0, "r1": 0.0}, {"x": jnp.array([0.5])})
+        >>> s, out, _ = k.act("ep", None, {"x": 0.5, "x0": 0.0, "r0": 0.0, "r1": 0.0}, {})
         >>> round(float(out[0]), 4), k.name
         (0.4621, 'tanh')
     """
@@ -170,34 +187,47 @@ def ep_activation(kind: Kind, centred: bool = False) -> Kind:
     def rho(self, u):
         return self.fn(u)
 
-    def forward(self, params, state, inputs):
-        u = inputs["x"][0]
-        return {**state, "x": u, "r0": rho(self, u)}, rho(self, u)[None]
+    def forward(self, params, state, inputs):  # the copy is the unit's u (an ep_copy ran last)
+        r = rho(self, state["x"])
+        return {**state, "x0": state["x"], "r0": r}, r[None]
 
     def act(self, t, params, state, inbox):
-        if t == RELAX:
-            u = inbox["x"][0]
-            return {**state, "x": u}, rho(self, u)[None], {}
         r = rho(self, state["x"])
+        if t == RELAX:
+            return state, r[None], {}
+        if t == COPY:
+            return {**state, "x": inbox["x"][0]}, {}, {}
         if t == FLIP:
-            return {**state, "r1": r}, {}, {}
-        return state, ((state["r1"] - r) if centred else (r - state["r0"]))[None], {}
+            return {**state, "r1": r, "x": state["x0"]}, {}, {}
+        now, then = (state["r1"], r) if centred else (r, state["r0"])
+        return {**state, "x": 0.0 * r}, {"out": (now - then)[None], "pair": jnp.stack([now, then])}, {}
 
-    attrs = {"fields": {**kind.fields, "r0": Field(per_example=True), "r1": Field(per_example=True)},
-             "acts_on": (RELAX, FLIP, LEARN), "forward": forward, "act": act,
-             "arrow_ports": {RELAX: {"x": _ONE}}, "arrow_outputs": {RELAX: {"out": 1}, LEARN: {"out": 1}}}
+    attrs = {"fields": {**kind.fields, "x0": Field(per_example=True), "r0": Field(per_example=True),
+                        "r1": Field(per_example=True)},
+             "acts_on": (RELAX, COPY, FLIP, LEARN), "forward": forward, "act": act,
+             "arrow_ports": {COPY: {"x": _ONE}},
+             "arrow_outputs": {RELAX: {"out": 1}, LEARN: {"out": 1, "pair": 2}}}
     out = copy.copy(kind)
     out.__class__ = type(f"EP{base.__name__}", (base,), attrs)
     return out
 
 
+def _identity_activity(centred: bool) -> Kind:
+    """The activity agent of a unit without an activation (an output unit): ``ρ(u) = u``, kind ``ep_out``."""
+    k = copy.copy(Activation("identity"))
+    k.name = OUT
+    return ep_activation(k, centred)
+
+
 class _EPInput(Input):
-    acts_on = (RELAX,)
-    arrow_ports = {RELAX: {"data": _ONE}}
-    arrow_outputs = {RELAX: {"out": 1}}
+    acts_on = (RELAX, LEARN)
+    arrow_ports = {RELAX: {"data": _ONE}, LEARN: {"data": _ONE}}
+    arrow_outputs = {RELAX: {"out": 1}, LEARN: {"pair": 2}}
 
     def act(self, arrow_type, params, state, inbox):
-        return state, inbox["data"], {}
+        if arrow_type == RELAX:
+            return state, inbox["data"], {}
+        return state, {"pair": jnp.concatenate([inbox["data"], inbox["data"]])}, {}
 
 
 class _EPTarget(Target):
@@ -209,30 +239,37 @@ class _EPTarget(Target):
         return state, jnp.concatenate([inbox["data"], jnp.ones(1)]), {}
 
 
+def _ticks(n: int) -> tuple[Phase, ...]:
+    return tuple(p for _ in range(n) for p in (Phase(RELAX), Phase(COPY)))
+
+
 def ep_schedule(T: int, K: int, centred: bool = False) -> Schedule:
-    """The step of module docstring: free phase, loss, nudged phase(s), update.
+    """The step of module docstring: free phase, loss, nudged phase(s), update; a tick is an
+    ``ep`` sweep (the units move) then an ``ep_copy`` sweep (their activity agents copy ``u``).
 
     Example:
-        >>> ep_schedule(3, 2)
-        Schedule(ep×4 -> forward [loss] -> ep×2 -> ep_learn)
+        >>> ep_schedule(1, 2)
+        Schedule(ep -> ep_copy -> forward [loss] -> ep -> ep_copy -> ep -> ep_copy -> ep_learn)
     """
-    flip = (Phase(FLIP), Phase(RELAX, repeat=K + 1)) if centred else ()
-    return Schedule((Phase(RELAX, repeat=T + 1), Phase("forward", loss=True), Phase(RELAX, repeat=K), *flip,
-                     Phase(LEARN)))
+    flip = (Phase(FLIP), *_ticks(K)) if centred else ()
+    return Schedule((*_ticks(T), Phase("forward", loss=True), *_ticks(K), *flip, Phase(LEARN)))
 
 
 def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
     """The EP network of a library network with an L2 head (module docstring): its agents with
-    the EP kinds under the library names, and the arrows of ``ep`` (copies of the forward and
-    backward arrows, the ones into units delayed; targets into their output units) and
-    ``ep_learn`` (each activation to its unit). Fresh-weight initialisers and read-out are the
-    given network's; ties (a cnn's kernels) are kept.
+    the EP kinds under the library names, an identity activity agent (kind ``ep_out``, name
+    ``("ep_out", *unit)``) for each unit without an activation, and the arrows of ``ep``
+    (activities into synapses, copies of the forward and backward arrows; synapses into units;
+    targets into their output units), ``ep_copy`` (each unit to its activity agent) and
+    ``ep_learn`` (activity agents to their units and, as pairs, to their synapses). No arrow is
+    delayed. Fresh-weight initialisers and read-out are the given network's; ties (a cnn's
+    kernels) are kept.
 
     Example:
         >>> from agentgraph.builders import mlp_network
         >>> g = ep_network(mlp_network([3, 2], loss="l2"), T=2, K=1).graph
-        >>> g.number_of_arrows("ep"), g.number_of_arrows("ep_learn")
-        (20, 0)
+        >>> g.number_of_arrows("ep"), g.number_of_arrows("ep_copy"), g.number_of_arrows("ep_learn")
+        (20, 2, 14)
     """
     lib = net.graph
     A = lib.arrays()
@@ -243,6 +280,9 @@ def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
         raise AgentGraphError(f"equilibrium propagation runs on library networks with an L2 head, synapses and "
                               f"activations (mlp, random_dag, or a cnn of conv and dense layers with loss='l2'); "
                               f"this one has kinds {odd} (a cnn's pooling: use strided convolutions).")
+    if OUT in A.kind_names:
+        raise AgentGraphError(f"equilibrium propagation names its output activity agents' kind {OUT!r}; this network "
+                              f"already has a kind of that name.")
     t = lib.ties()
     if any(f not in ("w", "b") or r != "sum" for f, r in zip(t.fields, t.reductions)):
         raise AgentGraphError(f"equilibrium propagation keeps ties of w and b summed (a cnn's kernels); this network "
@@ -255,34 +295,43 @@ def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
     h.remove_edges_from([e for e in h.edges(keys=True, data="type") if e[3] == "backward"])
     h.graph["schedule"] = ep_schedule(T, K, centred)
     g = AgentGraph.from_networkx(h, kinds=[k for n, k in subs.items() if n in A.kind_names])
-    names = A.names
+    names = list(A.names)
     fwd, bwd = A.type_mask("forward"), A.type_mask("backward")
     is_unit, is_syn, is_act = kind_of == "bias", kind_of == "synapse", np.isin(kind_of, sorted(acts))
     ua = fwd & is_unit[A.src] & is_act[A.dst]
     act_of = np.arange(len(kind_of))
-    act_of[A.src[ua]] = A.dst[ua]  # a hidden unit's activity is its activation's; an output's its own
-    unit_of = np.arange(len(kind_of))
-    unit_of[A.dst[ua]] = A.src[ua]
+    act_of[A.src[ua]] = A.dst[ua]  # a hidden unit's activity is its activation's
+    lone = np.flatnonzero(is_unit & (act_of == np.arange(len(kind_of))))  # an output's: a new identity agent's
+    if len(lone):
+        g.add_kind(_identity_activity(centred))
+        new = [(OUT, *n) if isinstance(n, tuple) else (OUT, n) for n in (names[i] for i in lone)]
+        g.add_agents(new, OUT)
+        act_of[lone] = len(names) + np.arange(len(lone))
+        names += new
+    unit_of = np.arange(len(names))
+    unit_of[act_of[is_unit]] = np.flatnonzero(is_unit)
 
-    def add(mask, port, src=None, dst=None, src_port="out", delay=False, t=RELAX):
-        s = A.src[mask] if src is None else src
-        d = A.dst[mask] if dst is None else dst
-        if len(s):
-            g.add_arrows([names[i] for i in s], [names[i] for i in d], t, port=port, src_port=src_port, delay=delay)
+    def add(src, dst, port, t, src_port="out"):
+        if len(src):
+            g.add_arrows([names[i] for i in src], [names[i] for i in dst], t, port=port, src_port=src_port)
 
-    add(ua, "x")
-    add(fwd & is_syn[A.dst], "x")
-    add(fwd & is_syn[A.src] & is_unit[A.dst], "x", delay=True)
-    down = bwd & is_unit[A.src] & is_syn[A.dst]
-    add(down, "m", src=act_of[A.src[down]])
+    into = fwd & is_syn[A.dst]  # activity below -> synapse (an input's, or a unit's activity agent's)
+    add(act_of[A.src[into]], A.dst[into], "x", RELAX)
+    add(A.src[fwd & is_syn[A.src] & is_unit[A.dst]], A.dst[fwd & is_syn[A.src] & is_unit[A.dst]], "x", RELAX)
+    down = bwd & is_unit[A.src] & is_syn[A.dst]  # activity above -> synapse
+    add(act_of[A.src[down]], A.dst[down], "m", RELAX)
     up = bwd & is_syn[A.src] & is_act[A.dst]
-    add(up, "m", dst=unit_of[A.dst[up]], src_port="back", delay=True)
+    add(A.src[up], unit_of[A.dst[up]], "m", RELAX, src_port="back")
     loss = fwd & (kind_of[A.dst] == "l2")
     port = np.array(A.strings, dtype=object)[A.port]
     pred, tgt = loss & (port == "pred"), loss & (port == "target")
     unit_for = dict(zip(A.dst[pred].tolist(), A.src[pred].tolist()))
-    add(tgt, "y", dst=np.array([unit_for[int(d)] for d in A.dst[tgt]], np.int64))
-    add(ua, "d", src=A.dst[ua], dst=A.src[ua], t=LEARN)
+    add(A.src[tgt], np.array([unit_for[int(d)] for d in A.dst[tgt]], np.int64), "y", RELAX)
+    units = np.flatnonzero(is_unit)
+    add(units, act_of[units], "x", COPY)
+    add(act_of[units], units, "d", LEARN)
+    add(act_of[A.src[into]], A.dst[into], "x", LEARN, src_port="pair")
+    add(act_of[A.src[down]], A.dst[down], "m", LEARN, src_port="pair")
     return net.with_graph(g.validate())
 
 
@@ -316,11 +365,12 @@ def equilibrium(T: int = 20, K: int | None = None, beta: float = 0.1, gamma: flo
 
     def init(key, graph):
         f = lambda v: jnp.asarray(np.log(v), jnp.float32)
-        return {"log_beta": f(beta), "log_gamma": f(gamma), "log_lr": {g: f(rates.get(g, lr)) for g in graph.groups()}}
+        return {"log_beta": f(beta), "log_gamma": f(gamma), "log_lr": {g: f(rates.get(g, lr)) for g in graph.groups() if g != OUT}}
 
     def params(learned, stats, graph):
         b, gm = jnp.exp(learned["log_beta"]), jnp.exp(learned["log_gamma"])
-        return {g: {"lr": jnp.exp(learned["log_lr"][g]), "beta": b, "gamma": gm} for g in graph.groups()}
+        return {g: {"beta": b, "gamma": gm, **({"lr": jnp.exp(learned["log_lr"][g])} if g in learned["log_lr"] else {})}
+                for g in graph.groups()}
 
     return Protocol(name="equilibrium", network=lambda net: ep_network(net, T, K, centred), init=init, params=params,
                     settings={"T": T, "K": K, "beta": beta, "gamma": gamma, "lr": lr, "lrs": rates, "nudge": nudge})

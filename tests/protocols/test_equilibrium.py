@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agentgraph import AgentGraphError, interpreter
+from agentgraph import AgentGraphError, compile, interpreter
 from agentgraph.builders import Conv, Pool, as_network, cnn, mlp_network, random_dag_network
 from agentgraph.protocols.base import resolve
 from agentgraph.protocols.equilibrium import equilibrium
@@ -135,6 +135,21 @@ def test_compiled_matches_interpreter(name, nudge):
     g = p.network(lib).graph
     c = compare(g, p.params(p.init(None, g), {}, g), [_batch(), _batch(1)])
     assert c.worst < 1e-10, c
+
+
+def test_relaxation_ticks_are_matrix_products():
+    """On ``ep`` a dense synapse layer only sends ``w·ρ`` both ways (declared Linear): every unit
+    port that reads synapses is a ``matmul``, the synapses' own outputs are never computed and
+    they keep no per-example state (the products are formed on ``ep_learn`` only)."""
+    p = equilibrium(T=2, K=1)
+    g = p.network(mlp_network([6, 5, 3], activation="tanh", loss="l2")).graph
+    plan = compile(g).plan
+    blocks = [b for w in plan.waves("ep") for b in w]
+    unit_ports = [q.lowering for b in blocks if b.kind == "bias" for q in b.ports if q.port in ("x", "m") and q.n_edges]
+    assert unit_ports == ["matmul"] * 3, unit_ports            # hidden: from below and above; output: below
+    assert all(b.dropped == ("back", "out") for b in blocks if b.kind == "synapse")
+    assert not [f for f, spec in g.kinds["synapse"].fields.items() if spec.per_example and not spec.scratch]
+    assert not g.arrays().delay.any()                          # delayed arrows would disable the fusion
 
 
 def _tiny_cnn():
