@@ -1,7 +1,7 @@
 """Equilibrium propagation (Scellier & Bengio 2017; the centred variant of Laborde et al. 2021)
-on library networks with an L2 head: ``mlp``, ``random_dag`` and ``cnn`` (conv and dense layers; the
-kernel ties are kept, reduction ``sum``: a kernel entry moves by the sum of its uses' contrastive
-updates, which tends to ``−lr dL/dw`` of the shared weight; pooling layers are refused).
+on library networks with an L2 head: ``mlp``, ``random_dag`` and ``cnn`` (conv, average pool and
+dense layers; the kernel ties are kept, reduction ``sum``: a kernel entry moves by the sum of its
+uses' contrastive updates, which tends to ``−lr dL/dw`` of the shared weight; max pools are refused).
 
 The network becomes a symmetric recurrent one: every synapse couples its two units both ways
 with one weight. Unit ``j`` (the ``bias`` agent) holds a pre-activation ``u_j``; the activity of a
@@ -27,9 +27,11 @@ No arrow is delayed. One inner step:
 and the local update ``Δw = (lr/β) (ρ_i ρ_j|β − ρ_i ρ_j|0)``, ``Δb_j = (lr/β) (ρ_j|β − ρ_j|0)``
 (on ``ep_learn`` each activity agent sends its synapses the pair ``[ρ|β, ρ|0]``: the per-example
 products are formed there only), which tends to ``−lr dL/dθ`` (``L = C`` at the free fixed
-point) as ``β → 0``. ``nudge="centred"`` adds a ``−β`` phase from the free fixed point (``ep_flip → (ep → ep_copy) × K``) and uses
-``(ρρ|β − ρρ|−β)/(2β)`` (error ``O(β²)`` instead of ``O(β)``). Meta-parameters: ``log β``,
-``log γ`` and one ``log lr`` per parameter group (but ``ep_out``, which has no parameters).
+point) as ``β → 0``. ``nudge="centred"`` adds a ``−β`` phase from the free fixed point
+(``ep_flip → (ep → ep_copy) × K``) and uses ``(ρρ|β − ρρ|−β)/(2β)`` (error ``O(β²)`` instead of
+``O(β)``). An average pool is a fixed linear coupling (:class:`EPAvgPool` up, :class:`EPPoolDown`
+down); max pooling is refused. Meta-parameters: ``log β``, ``log γ`` and one ``log lr`` per
+parameter group (but ``ep_out`` and ``ep_pool_down``, which have no parameters).
 
 Example:
     >>> import numpy as np
@@ -56,16 +58,19 @@ from agentgraph.arrows.schedule import Phase, Schedule
 from agentgraph.errors import AgentGraphError
 from agentgraph.graph import AgentGraph
 from agentgraph.network import Network
-from agentgraph.nodes import Activation, Bias, Field, Input, Kind, Linear, Synapse, Target
+from agentgraph.nodes import Activation, AvgPool, Bias, Field, Input, Kind, Linear, Synapse, Target
 from agentgraph.nodes._util import learning_rate
 from agentgraph.protocols.base import Protocol
 
-__all__ = ["OUT", "EPSynapse", "EPUnit", "ep_activation", "ep_network", "ep_schedule", "equilibrium"]
+__all__ = ["DOWN", "OUT", "EPAvgPool", "EPPoolDown", "EPSynapse", "EPUnit", "ep_activation", "ep_network",
+           "ep_schedule", "equilibrium"]
 
 RELAX, COPY, FLIP, LEARN = "ep", "ep_copy", "ep_flip", "ep_learn"
 _ONE, _TWO = Port(1, "sum"), Port(2, "sum")
 #: The kind (and group) of the identity activity agent each unit without an activation gets.
 OUT = "ep_out"
+#: The kind of the agent that carries an average pool's coupling down (one per pool agent).
+DOWN = "ep_pool_down"
 
 
 def _scale(params, centred: bool):
@@ -137,7 +142,8 @@ class EPSynapse(Synapse):
         >>> float(out["out"][0]), float(out["back"][0])
         (6.0, 1.0)
         >>> p = {"lr": 0.1, "beta": 0.5}
-        >>> _, _, upd = k.act("ep_learn", p, {"w": 2.0, "x": 0.0}, {"x": jnp.array([3.0, 1.0]), "m": jnp.array([0.5, 1.0])})
+        >>> pairs = {"x": jnp.array([3.0, 1.0]), "m": jnp.array([0.5, 1.0])}
+        >>> _, _, upd = k.act("ep_learn", p, {"w": 2.0, "x": 0.0}, pairs)
         >>> round(float(upd["w"]), 4)  # (0.1 / 0.5) (3 · 0.5 − 1 · 1)
         0.1
     """
@@ -219,6 +225,46 @@ def _identity_activity(centred: bool) -> Kind:
     return ep_activation(k, centred)
 
 
+class EPAvgPool(AvgPool):
+    """An average pool (the library's ``avg_pool``, same forward) as a fixed linear coupling,
+    upward half: on ``ep`` it sends the mean ``x / n`` of its window's activities to the synapses
+    above, on ``ep_learn`` the mean of their pairs. The downward half is :class:`EPPoolDown`: the
+    energy's term ``w·(Σ_window ρ_i / n)·ρ_j`` drives each ``u_i`` by ``w ρ_j / n``.
+
+    Example:
+        >>> float(EPAvgPool().act("ep", None, {"n": 4.0}, {"x": jnp.array([2.0])})[1][0])
+        0.5
+    """
+
+    acts_on = (RELAX, LEARN)
+    arrow_ports = {RELAX: {"x": _ONE}, LEARN: {"x": _TWO}}
+    arrow_outputs = {RELAX: {"out": 1}, LEARN: {"pair": 2}}
+
+    def act(self, arrow_type, params, state, inbox):
+        if arrow_type == RELAX:
+            return state, inbox["x"] / state["n"], {}
+        return state, {"pair": inbox["x"] / state["n"]}, {}
+
+
+class EPPoolDown(Kind):
+    """An average pool's downward half (:class:`EPAvgPool`): on ``ep`` it receives what the
+    synapses above send down (``m``, summed) and sends ``m / n`` to each unit of the window.
+
+    Example:
+        >>> float(EPPoolDown().act("ep", None, {"n": 4.0}, {"m": jnp.array([2.0])})[1][0])
+        0.5
+    """
+
+    name = DOWN
+    fields = {"n": Field(init=1.0)}
+    acts_on = (RELAX,)
+    arrow_ports = {RELAX: {"m": _ONE}}
+    arrow_outputs = {RELAX: {"out": 1}}
+
+    def act(self, arrow_type, params, state, inbox):
+        return state, inbox["m"] / state["n"], {}
+
+
 class _EPInput(Input):
     acts_on = (RELAX, LEARN)
     arrow_ports = {RELAX: {"data": _ONE}, LEARN: {"data": _ONE}}
@@ -258,7 +304,8 @@ def ep_schedule(T: int, K: int, centred: bool = False) -> Schedule:
 def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
     """The EP network of a library network with an L2 head (module docstring): its agents with
     the EP kinds under the library names, an identity activity agent (kind ``ep_out``, name
-    ``("ep_out", *unit)``) for each unit without an activation, and the arrows of ``ep``
+    ``("ep_out", *unit)``) for each unit without an activation, a downward half (kind
+``ep_pool_down``, name ``("ep_pool_down", *pool)``) for each average pool, and the arrows of ``ep``
     (activities into synapses, copies of the forward and backward arrows; synapses into units;
     targets into their output units), ``ep_copy`` (each unit to its activity agent) and
     ``ep_learn`` (activity agents to their units and, as pairs, to their synapses). No arrow is
@@ -274,15 +321,18 @@ def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
     lib = net.graph
     A = lib.arrays()
     kind_of = np.array(A.kind_names, dtype=object)[A.kind]
-    acts = {n for n in A.kind_names if n not in ("input", "target", "synapse", "bias", "l2")}
+    acts = {n for n in A.kind_names if n not in ("input", "target", "synapse", "bias", "l2", "avg_pool")}
     odd = sorted(n for n in acts if not hasattr(lib.kinds[n], "fn") or n == "step")
     if odd:
-        raise AgentGraphError(f"equilibrium propagation runs on library networks with an L2 head, synapses and "
-                              f"activations (mlp, random_dag, or a cnn of conv and dense layers with loss='l2'); "
-                              f"this one has kinds {odd} (a cnn's pooling: use strided convolutions).")
-    if OUT in A.kind_names:
-        raise AgentGraphError(f"equilibrium propagation names its output activity agents' kind {OUT!r}; this network "
-                              f"already has a kind of that name.")
+        raise AgentGraphError(f"equilibrium propagation runs on library networks with an L2 head, synapses, "
+                              f"activations and average pools (mlp, random_dag, or a cnn of conv, avg pool and "
+                              f"dense layers with loss='l2'); this one has kinds {odd} (max pooling is not a fixed "
+                              f"linear map, so not a coupling of EP's energy: use Pool(mode='avg') or strided "
+                              f"convolutions).")
+    for name in (OUT, DOWN):
+        if name in A.kind_names:
+            raise AgentGraphError(f"equilibrium propagation names kinds of its own {name!r}; this network already "
+                                  f"has a kind of that name.")
     t = lib.ties()
     if any(f not in ("w", "b") or r != "sum" for f, r in zip(t.fields, t.reductions)):
         raise AgentGraphError(f"equilibrium propagation keeps ties of w and b summed (a cnn's kernels); this network "
@@ -290,7 +340,7 @@ def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
     if T < 0 or K < 1:
         raise AgentGraphError(f"protocol.T must be >= 0 and protocol.K >= 1, got {T} and {K}.")
     subs = {"input": _EPInput(), "target": _EPTarget(), "synapse": EPSynapse(centred), "bias": EPUnit(centred),
-            **{n: ep_activation(lib.kinds[n], centred) for n in acts}}
+            "avg_pool": EPAvgPool(), **{n: ep_activation(lib.kinds[n], centred) for n in acts}}
     h = lib.to_networkx()  # without the backward arrows: nothing runs them
     h.remove_edges_from([e for e in h.edges(keys=True, data="type") if e[3] == "backward"])
     h.graph["schedule"] = ep_schedule(T, K, centred)
@@ -310,6 +360,16 @@ def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
         names += new
     unit_of = np.arange(len(names))
     unit_of[act_of[is_unit]] = np.flatnonzero(is_unit)
+    is_pool = kind_of == "avg_pool"
+    down_of = np.arange(len(names))  # a pool's downward half
+    pools = np.flatnonzero(is_pool)
+    if len(pools):
+        g.add_kind(EPPoolDown())
+        new = [(DOWN, *n) if isinstance(n, tuple) else (DOWN, n) for n in (names[i] for i in pools)]
+        agents, init = lib.initial_states("avg_pool")  # the window sizes, in agent order like `pools`
+        g.add_agents(new, DOWN, states={"n": init["n"][np.searchsorted(agents, pools)]})
+        down_of[pools] = len(names) + np.arange(len(pools))
+        names += new
 
     def add(src, dst, port, t, src_port="out"):
         if len(src):
@@ -322,6 +382,14 @@ def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
     add(act_of[A.src[down]], A.dst[down], "m", RELAX)
     up = bwd & is_syn[A.src] & is_act[A.dst]
     add(A.src[up], unit_of[A.dst[up]], "m", RELAX, src_port="back")
+    pin = fwd & is_pool[A.dst]  # activities (or pools) below -> pool: up; their backward arrows: down
+    add(act_of[A.src[pin]], A.dst[pin], "x", RELAX)
+    add(act_of[A.src[pin]], A.dst[pin], "x", LEARN, src_port="pair")
+    syn_down, pool_pool = bwd & is_pool[A.dst] & is_syn[A.src], bwd & is_pool[A.dst] & is_pool[A.src]
+    add(A.src[syn_down], down_of[A.dst[syn_down]], "m", RELAX, src_port="back")
+    add(down_of[A.src[pool_pool]], down_of[A.dst[pool_pool]], "m", RELAX)
+    pool_down = bwd & is_pool[A.src] & is_act[A.dst]
+    add(down_of[A.src[pool_down]], unit_of[A.dst[pool_down]], "m", RELAX)
     loss = fwd & (kind_of[A.dst] == "l2")
     port = np.array(A.strings, dtype=object)[A.port]
     pred, tgt = loss & (port == "pred"), loss & (port == "target")
@@ -365,7 +433,8 @@ def equilibrium(T: int = 20, K: int | None = None, beta: float = 0.1, gamma: flo
 
     def init(key, graph):
         f = lambda v: jnp.asarray(np.log(v), jnp.float32)
-        return {"log_beta": f(beta), "log_gamma": f(gamma), "log_lr": {g: f(rates.get(g, lr)) for g in graph.groups() if g != OUT}}
+        groups = [g for g in graph.groups() if g not in (OUT, DOWN)]
+        return {"log_beta": f(beta), "log_gamma": f(gamma), "log_lr": {g: f(rates.get(g, lr)) for g in groups}}
 
     def params(learned, stats, graph):
         b, gm = jnp.exp(learned["log_beta"]), jnp.exp(learned["log_gamma"])

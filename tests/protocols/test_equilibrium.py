@@ -4,8 +4,8 @@ by ``lr`` tends to ``−dL/dθ`` as ``β → 0``, where ``L`` is the loss at the
 gradient is ``jax.grad`` through the relaxation unrolled to its fixed point (recurrent backprop),
 written here independently from the library graph's arrows; the one-sided estimate's deviation
 shrinks like ``β``, the centred one's like ``β²``. Compiled == interpreter on ``mlp``,
-``random_dag`` and a ``cnn`` (tied kernels: a kernel entry moves by the sum of its uses' updates,
-which tends to ``−dL/dw`` of the shared weight).
+``random_dag`` and a ``cnn``, with and without an average pool (tied kernels: a kernel entry
+moves by the sum of its uses' updates, which tends to ``−dL/dw`` of the shared weight).
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from agentgraph.testing import compare
 
 def fixed_point_gradient(lib, state: dict, batch: dict, gamma: float = 0.5, ticks: int = 300):
     """``(L, {agent: {"w" or "b": dL/dθ}})``: the free fixed point of the symmetric network of a
-    library graph ``lib`` (a ``Network``; ``u_j = Σ W ρ + Σ Wᵀ ρ + b_j``, outputs linear, inputs
-    clamped; a synapse whose arrow into its unit is doubled counts twice) reached by ``ticks``
-    damped iterations from 0, its loss ``½ Σ_out (u − y)²`` (batch mean) and ``jax.grad`` of it."""
+    library graph ``lib`` (a ``Network``; ``u_j = ∂H/∂ρ_j + b_j`` with the coupling
+    ``H = Σ_s w_s a_s(ρ, x) ρ_post(s)``, ``a_s`` the synapse's input activity — a unit's ``ρ``, an
+    input, or an average pool's mean of its window's — outputs linear, inputs clamped; a synapse
+    whose arrow into its unit is doubled counts twice) reached by ``ticks`` damped iterations from
+    0, its loss ``½ Σ_out (u − y)²`` (batch mean) and ``jax.grad`` of it."""
     A = lib.graph.arrays()
     names, kind = A.names, np.array(A.kind_names, dtype=object)[A.kind]
     fwd = A.type_mask("forward")
@@ -37,12 +39,26 @@ def fixed_point_gradient(lib, state: dict, batch: dict, gamma: float = 0.5, tick
     unit_of_act = {int(d): int(s) for s, d in zip(A.src[fwd], A.dst[fwd]) if kind[s] == "bias" and kind[d] != "l2"}
     fn = {col[u]: lib.graph.kinds[kind[a]].fn for a, u in unit_of_act.items()}
     syn = [i for i in range(len(names)) if kind[i] == "synapse"]
-    pre, post, mult = {}, {}, {}
+    pre, post, mult, window = {}, {}, {}, {}
     for s, d in zip(A.src[fwd].tolist(), A.dst[fwd].tolist()):
         if kind[d] == "synapse":
             pre[d] = s
         if kind[s] == "synapse" and kind[d] == "bias":
             post[s], mult[s] = d, mult.get(s, 0) + 1
+        if kind[d] == "avg_pool":
+            window.setdefault(d, []).append(s)
+    n_x = int(A.slot[[i for i in range(len(names)) if kind[i] == "input"]].max()) + 1
+
+    def activity(a) -> np.ndarray:  # a source's activity as coefficients over [x, ρ]
+        c = np.zeros(n_x + len(units))
+        if kind[a] == "input":
+            c[A.slot[a]] = 1.0
+        elif kind[a] == "avg_pool":
+            c = sum(activity(m) for m in window[a]) / len(window[a])
+        else:
+            c[n_x + col[unit_of_act[a]]] = 1.0
+        return c
+
     port = np.array(A.strings, dtype=object)[A.port]
     outs = []
     for l in (i for i in range(len(names)) if kind[i] == "l2"):
@@ -50,9 +66,7 @@ def fixed_point_gradient(lib, state: dict, batch: dict, gamma: float = 0.5, tick
         outs.append((col[into["pred"]], int(A.slot[into["target"]])))
     j_of = np.array([col[post[s]] for s in syn])
     m_of = np.array([mult[s] for s in syn], np.float64)
-    from_x = np.array([kind[pre[s]] == "input" for s in syn])
-    i_of = np.array([0 if from_x[k] else col[unit_of_act[pre[s]]] for k, s in enumerate(syn)])
-    x_of = np.array([A.slot[pre[s]] if from_x[k] else 0 for k, s in enumerate(syn)])
+    C = np.stack([activity(pre[s]) for s in syn])                              # [S, X + U]
     hidden = np.array([k in fn for k in range(len(units))])
     assert len(set(fn.values())) <= 1, "one activation"
     rho = next(iter(fn.values()), None)
@@ -64,9 +78,9 @@ def fixed_point_gradient(lib, state: dict, batch: dict, gamma: float = 0.5, tick
 
         def tick(_, u):
             r = jnp.where(hidden, rho(u), u) if rho is not None else u
-            below = jnp.where(from_x, x[:, x_of], r[:, i_of])                     # [B, S]
+            below = jnp.concatenate([x, r], 1) @ C.T                           # [B, S]
             d = (b[None] + jnp.zeros_like(u)).at[:, j_of].add(W * below)
-            d = d.at[:, i_of].add(jnp.where(from_x, 0.0, W * r[:, j_of]))
+            d = d + (W * r[:, j_of]) @ C[:, n_x:]
             return u + gamma * (d - u)
 
         u = jax.lax.fori_loop(0, ticks, tick, jnp.zeros((x.shape[0], len(units))))
@@ -171,10 +185,33 @@ def test_cnn_compiled_matches_interpreter():
     assert c.worst < 1e-10, c
 
 
+def _pooled_cnn():
+    """conv 1×2×2 on a 4×4 image, an overlapping 2×2 average pool (stride 1: a 3×3 map to 2×2),
+    a dense L2 head of 2."""
+    return as_network(cnn((1, 4, 4), [Conv(1, 2), Pool(2, stride=1)], 2, "tanh", "l2", init_std=0.5), 0.5)
+
+
+def test_average_pool_compiled_matches_interpreter():
+    """An average pool is a fixed linear coupling: up, the window's mean activity; down, ``m / n``
+    to each unit of the window (its ``ep_pool_down`` agent)."""
+    p = equilibrium(T=1, K=1, beta=0.1, gamma=0.5, lr=0.1, nudge="centred")
+    g = p.network(_pooled_cnn()).graph
+    kinds = [g.kind_of(a).name for a in g.agents()]
+    assert kinds.count("ep_pool_down") == kinds.count("avg_pool") == 4
+    rng = np.random.default_rng(0)
+    batches = [{"x": rng.normal(size=(2, 16)), "y": rng.normal(size=(2, 2))} for _ in range(2)]
+    c = compare(g, p.params(p.init(None, g), {}, g), batches)
+    assert c.worst < 1e-10, c
+
+
 @pytest.mark.slow
-def test_cnn_tied_update_tends_to_the_shared_weights_gradient():
-    """A kernel entry (a tie of 4 synapses) moves by ``−lr Σ_uses dL/dw`` as ``β → 0`` (centred)."""
-    lib, batch = _tiny_cnn(), _cnn_batch()
+@pytest.mark.parametrize("pooled", [False, True])
+def test_cnn_tied_update_tends_to_the_shared_weights_gradient(pooled):
+    """A kernel entry (a tie of 4 or 9 synapses) moves by ``−lr Σ_uses dL/dw`` as ``β → 0``
+    (centred), with and without an average pool above the convolution."""
+    lib = _pooled_cnn() if pooled else _tiny_cnn()
+    rng = np.random.default_rng(0)
+    batch = {"x": rng.normal(size=(2, 16)), "y": rng.normal(size=(2, 2))} if pooled else _cnn_batch()
     s0 = interpreter.init_state(equilibrium().network(lib).graph, 2)
     L, grads = fixed_point_gradient(lib, s0, batch)
     dev = {}
@@ -193,7 +230,7 @@ def test_cnn_tied_update_tends_to_the_shared_weights_gradient():
             for f, grad in grads[a].items():
                 num, den = num + (float(r.state[a][f] - s0[a][f]) + grad) ** 2, den + grad**2
         dev[beta] = float(np.sqrt(num / den))
-    assert dev[1e-2] < 1e-3 and dev[1e-3] < 0.2**2 * dev[1e-2], dev  # measured 1.1e-4, 9.0e-7
+    assert dev[1e-2] < 1e-3 and dev[1e-3] < 0.2**2 * dev[1e-2], dev  # measured 1.1e-4, 9.0e-7 (pooled: 1.3e-4, 1.3e-6)
 
 
 def test_settings_and_refusals():
@@ -203,8 +240,8 @@ def test_settings_and_refusals():
     assert "ep_flip" in net.graph.schedule.types()
     with pytest.raises(AgentGraphError, match="L2 head"):
         p.network(mlp_network([3, 2], loss="cross_entropy"))
-    with pytest.raises(AgentGraphError, match="pooling"):
-        p.network(as_network(cnn((1, 4, 4), [Conv(1, 2), Pool(2)], 2, "tanh", "l2"), 0.1))
+    with pytest.raises(AgentGraphError, match="max pooling"):
+        p.network(as_network(cnn((1, 4, 4), [Conv(1, 2), Pool(2, mode="max")], 2, "tanh", "l2"), 0.1))
     for bad in ({"beta": 0.0}, {"nudge": "sideways"}, {"K": 0}):
         with pytest.raises(AgentGraphError):
             resolve({"rule": "equilibrium", **bad})
