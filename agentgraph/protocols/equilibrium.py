@@ -404,7 +404,8 @@ def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
 
 
 def equilibrium(T: int = 20, K: int | None = None, beta: float = 0.1, gamma: float = 0.5, lr: float = 0.05,
-                lrs: dict[str, float] | None = None, nudge: Literal["positive", "centred"] = "positive") -> Protocol:
+                lrs: dict[str, float] | None = None, nudge: Literal["positive", "centred"] = "positive",
+                learn: tuple[Literal["lr", "beta", "gamma"], ...] = ("lr", "beta", "gamma")) -> Protocol:
     """Equilibrium propagation as a :class:`~agentgraph.protocols.base.Protocol` (config
     ``protocol: {rule: equilibrium, T: 20, beta: 0.1}``; module docstring).
 
@@ -414,6 +415,10 @@ def equilibrium(T: int = 20, K: int | None = None, beta: float = 0.1, gamma: flo
             (meta-learned as ``log_beta``, ``log_gamma``, ``log_lr[group]``).
         lrs: per-group learning rates overriding ``lr``.
         nudge: ``"positive"`` (one nudged phase, ``+β``) or ``"centred"`` (``±β``).
+        learn: which settings are meta-parameters (``log_lr``, ``log_beta``, ``log_gamma``); the
+            others stay at their given values. E.g. ``["lr"]``: only the per-group rates — on the
+            digits config β and γ sit on knife edges (γ 0.35 or 0.6 instead of 0.5 makes most
+            runs diverge), which a meta-step can cross.
 
     Example:
         >>> from agentgraph.builders import mlp_network
@@ -429,17 +434,26 @@ def equilibrium(T: int = 20, K: int | None = None, beta: float = 0.1, gamma: flo
         raise AgentGraphError(f"protocol.nudge must be 'positive' or 'centred', got {nudge!r}.")
     if T < 0 or K < 1:
         raise AgentGraphError(f"protocol.T must be >= 0 and protocol.K >= 1, got {T} and {K}.")
+    learn = tuple(learn)
+    if not learn or not set(learn) <= {"lr", "beta", "gamma"} or len(set(learn)) != len(learn):
+        raise AgentGraphError(f"protocol.learn must list some of 'lr', 'beta', 'gamma' once each, got {list(learn)}.")
     rates, centred = dict(lrs or {}), nudge == "centred"
+
+    def groups_of(graph):
+        return [g for g in graph.groups() if g not in (OUT, DOWN)]
 
     def init(key, graph):
         f = lambda v: jnp.asarray(np.log(v), jnp.float32)
-        groups = [g for g in graph.groups() if g not in (OUT, DOWN)]
-        return {"log_beta": f(beta), "log_gamma": f(gamma), "log_lr": {g: f(rates.get(g, lr)) for g in groups}}
+        out = {"log_beta": f(beta), "log_gamma": f(gamma), "log_lr": {g: f(rates.get(g, lr)) for g in groups_of(graph)}}
+        return {k: v for k, v in out.items() if k[4:] in learn}
 
     def params(learned, stats, graph):
-        b, gm = jnp.exp(learned["log_beta"]), jnp.exp(learned["log_gamma"])
-        return {g: {"beta": b, "gamma": gm, **({"lr": jnp.exp(learned["log_lr"][g])} if g in learned["log_lr"] else {})}
-                for g in graph.groups()}
+        b = jnp.exp(learned["log_beta"]) if "beta" in learn else beta
+        gm = jnp.exp(learned["log_gamma"]) if "gamma" in learn else gamma
+        lrs_ = ({g: jnp.exp(v) for g, v in learned["log_lr"].items()} if "lr" in learn
+                else {g: rates.get(g, lr) for g in groups_of(graph)})
+        return {g: {"beta": b, "gamma": gm, **({"lr": lrs_[g]} if g in lrs_ else {})} for g in graph.groups()}
 
     return Protocol(name="equilibrium", network=lambda net: ep_network(net, T, K, centred), init=init, params=params,
-                    settings={"T": T, "K": K, "beta": beta, "gamma": gamma, "lr": lr, "lrs": rates, "nudge": nudge})
+                    settings={"T": T, "K": K, "beta": beta, "gamma": gamma, "lr": lr, "lrs": rates, "nudge": nudge,
+                              "learn": list(learn)})

@@ -242,6 +242,11 @@ def test_settings_and_refusals():
         p.network(mlp_network([3, 2], loss="cross_entropy"))
     with pytest.raises(AgentGraphError, match="max pooling"):
         p.network(as_network(cnn((1, 4, 4), [Conv(1, 2), Pool(2, mode="max")], 2, "tanh", "l2"), 0.1))
-    for bad in ({"beta": 0.0}, {"nudge": "sideways"}, {"K": 0}):
+    only = resolve({"rule": "equilibrium", "beta": 0.2, "learn": ["lr"]})
+    g = only.network(mlp_network([3, 2], loss="l2")).graph
+    learned = only.init(None, g)
+    assert set(learned) == {"log_lr"} and float(only.params(learned, {}, g)["synapse:0"]["beta"]) == 0.2
+    for bad in ({"beta": 0.0}, {"nudge": "sideways"}, {"K": 0}, {"learn": []}, {"learn": ["lr", "lr"]},
+                {"learn": ["sigma"]}):
         with pytest.raises(AgentGraphError):
             resolve({"rule": "equilibrium", **bad})
