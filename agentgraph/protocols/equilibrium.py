@@ -50,6 +50,7 @@ from __future__ import annotations
 import copy
 from typing import Literal
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -405,7 +406,8 @@ def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
 
 def equilibrium(T: int = 20, K: int | None = None, beta: float = 0.1, gamma: float = 0.5, lr: float = 0.05,
                 lrs: dict[str, float] | None = None, nudge: Literal["positive", "centred"] = "positive",
-                learn: tuple[Literal["lr", "beta", "gamma"], ...] = ("lr", "beta", "gamma")) -> Protocol:
+                learn: tuple[Literal["lr", "beta", "gamma"], ...] = ("lr", "beta", "gamma"),
+                lr_max: float | None = None) -> Protocol:
     """Equilibrium propagation as a :class:`~agentgraph.protocols.base.Protocol` (config
     ``protocol: {rule: equilibrium, T: 20, beta: 0.1}``; module docstring).
 
@@ -419,6 +421,11 @@ def equilibrium(T: int = 20, K: int | None = None, beta: float = 0.1, gamma: flo
             others stay at their given values. E.g. ``["lr"]``: only the per-group rates — on the
             digits config β and γ sit on knife edges (γ 0.35 or 0.6 instead of 0.5 makes most
             runs diverge), which a meta-step can cross.
+        lr_max: a bounded parameterisation of the rates: group ``g``'s rate is
+            ``lr_max · sigmoid(θ_g)`` (meta-parameter ``logit_lr[g]`` instead of ``log_lr[g]``,
+            starting at its given rate, which must be below ``lr_max``), so no meta-step takes
+            it past ``lr_max`` — a guard for a best rate that sits next to a diverging one
+            (``None``: unbounded, ``exp(log_lr[g])``).
 
     Example:
         >>> from agentgraph.builders import mlp_network
@@ -438,22 +445,31 @@ def equilibrium(T: int = 20, K: int | None = None, beta: float = 0.1, gamma: flo
     if not learn or not set(learn) <= {"lr", "beta", "gamma"} or len(set(learn)) != len(learn):
         raise AgentGraphError(f"protocol.learn must list some of 'lr', 'beta', 'gamma' once each, got {list(learn)}.")
     rates, centred = dict(lrs or {}), nudge == "centred"
+    if lr_max is not None and not all(v < lr_max for v in (lr, *rates.values())):
+        raise AgentGraphError(f"protocol.lr_max ({lr_max}) must exceed lr and every lrs value, got {lr} and {rates}.")
+    lr_key = "log_lr" if lr_max is None else "logit_lr"
 
     def groups_of(graph):
         return [g for g in graph.groups() if g not in (OUT, DOWN)]
 
     def init(key, graph):
         f = lambda v: jnp.asarray(np.log(v), jnp.float32)
-        out = {"log_beta": f(beta), "log_gamma": f(gamma), "log_lr": {g: f(rates.get(g, lr)) for g in groups_of(graph)}}
-        return {k: v for k, v in out.items() if k[4:] in learn}
+        r = lambda g: rates.get(g, lr)  # noqa: E731
+        start = r if lr_max is None else (lambda g: r(g) / (lr_max - r(g)))  # exp(logit(r / lr_max))
+        out = {"log_beta": f(beta), "log_gamma": f(gamma), lr_key: {g: f(start(g)) for g in groups_of(graph)}}
+        return {k: v for k, v in out.items() if k.split("_")[1] in learn}
 
     def params(learned, stats, graph):
         b = jnp.exp(learned["log_beta"]) if "beta" in learn else beta
         gm = jnp.exp(learned["log_gamma"]) if "gamma" in learn else gamma
-        lrs_ = ({g: jnp.exp(v) for g, v in learned["log_lr"].items()} if "lr" in learn
-                else {g: rates.get(g, lr) for g in groups_of(graph)})
+        if "lr" not in learn:
+            lrs_ = {g: rates.get(g, lr) for g in groups_of(graph)}
+        elif lr_max is None:
+            lrs_ = {g: jnp.exp(v) for g, v in learned[lr_key].items()}
+        else:
+            lrs_ = {g: lr_max * jax.nn.sigmoid(v) for g, v in learned[lr_key].items()}
         return {g: {"beta": b, "gamma": gm, **({"lr": lrs_[g]} if g in lrs_ else {})} for g in graph.groups()}
 
     return Protocol(name="equilibrium", network=lambda net: ep_network(net, T, K, centred), init=init, params=params,
                     settings={"T": T, "K": K, "beta": beta, "gamma": gamma, "lr": lr, "lrs": rates, "nudge": nudge,
-                              "learn": list(learn)})
+                              "learn": list(learn), "lr_max": lr_max})

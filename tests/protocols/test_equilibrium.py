@@ -246,7 +246,12 @@ def test_settings_and_refusals():
     g = only.network(mlp_network([3, 2], loss="l2")).graph
     learned = only.init(None, g)
     assert set(learned) == {"log_lr"} and float(only.params(learned, {}, g)["synapse:0"]["beta"]) == 0.2
+    bounded = resolve({"rule": "equilibrium", "lr": 0.2, "lr_max": 0.25})
+    learned = bounded.init(None, g)
+    assert float(bounded.params(learned, {}, g)["synapse:0"]["lr"]) == pytest.approx(0.2)  # starts at lr
+    learned["logit_lr"]["synapse:0"] = learned["logit_lr"]["synapse:0"] + 1e3                # however far it moves
+    assert float(bounded.params(learned, {}, g)["synapse:0"]["lr"]) <= 0.25
     for bad in ({"beta": 0.0}, {"nudge": "sideways"}, {"K": 0}, {"learn": []}, {"learn": ["lr", "lr"]},
-                {"learn": ["sigma"]}):
+                {"learn": ["sigma"]}, {"lr": 0.2, "lr_max": 0.2}):
         with pytest.raises(AgentGraphError):
             resolve({"rule": "equilibrium", **bad})
