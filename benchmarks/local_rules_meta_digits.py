@@ -27,6 +27,7 @@ import glob
 import itertools
 import json
 import os
+import shlex
 import time
 
 import jax
@@ -232,8 +233,8 @@ def main() -> None:
         "command": f"nice -n 10 python benchmarks/local_rules_meta_digits.py --rule {a.rule}"
                    + (f" --meta-steps {a.meta_steps}" if a.meta_steps else "")
                    + (f" --meta-lr {a.meta_lr}" if a.meta_lr else "")
-                   + "".join(f" --set {item}" for item in a.set)
-                   + "".join(f" --meta-set {item}" for item in a.meta_set),
+                   + "".join(f" --set {shlex.quote(item)}" for item in a.set)
+                   + "".join(f" --meta-set {shlex.quote(item)}" for item in a.meta_set),
         "meta_lr": cfg.meta.meta_lr,
         "hand_tuned": {"grid": {str(k): v["final_accuracy"] for k, v in grid.items()}, "setting": key,
                        "best_lr": best, **hand},
