@@ -16,7 +16,10 @@ Run from the repository root (each ≤ ≈ 8 minutes on 2 shared cores):
     nice -n 10 python benchmarks/local_rules_meta_digits.py --rule feedback_alignment
     nice -n 10 python benchmarks/local_rules_meta_digits.py --rule predictive_coding   # also equilibrium,
         # hebbian, node_perturbation, direct_feedback_alignment, sign_symmetry
-writes ``benchmarks/results/local_rules_<fa|rule>_meta_digits.json``.
+writes ``benchmarks/results/local_rules_<fa|rule>_meta_digits.json``. ``--set FIELD=VALUE``
+overrides the config for the grid and the meta-learned run, ``--meta-set`` for the meta-learned
+run only (e.g. ``protocol.lr_max``, a parameterisation the grid's rates would not fit); both are
+recorded in the JSON's ``command``.
 """
 
 from __future__ import annotations
