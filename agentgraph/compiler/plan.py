@@ -385,9 +385,10 @@ def make_plan(
 
 def absent_fields(graph: AgentGraph, sweeps: dict, selfs) -> tuple[tuple[str, str], ...]:
     """The scratch fields (:class:`~agentgraph.nodes.Field`) no block writes: every forward block
-    of the kind lists the field in ``unwritten``, and the kind runs in no other phase that could
-    write it (no self-loop sets, no user-named sweep). Their value between steps is unspecified by
-    contract, so the state need not hold them.
+    of the kind lists the field in ``unwritten``, and the kind has no self-loop sets. Their value
+    between steps is unspecified by contract, so the state need not hold them. The kind may run in
+    user-named sweeps too (predictive coding's relays on ``pc_infer``): by the scratch contract
+    only the forward sweep writes the field and only the fused update reads it.
 
     Example:
         >>> from agentgraph import mlp
@@ -399,8 +400,7 @@ def absent_fields(graph: AgentGraph, sweeps: dict, selfs) -> tuple[tuple[str, st
     in_selfs = {rp.kind for _, sets in selfs for rp in sets}
     for kname, kd in sorted(graph.kinds.items()):
         blocks = {t: [b for w in waves for b in w if b.kind == kname] for t, waves in sweeps.items()}
-        if kname in in_selfs or not blocks.get("forward") or any(v for t, v in blocks.items()
-                                                                   if t not in ("forward", "backward")):
+        if kname in in_selfs or not blocks.get("forward"):
             continue
         for f, spec in kd.fields.items():
             if spec.scratch and all(f in b.unwritten for b in blocks["forward"]):
