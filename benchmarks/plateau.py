@@ -311,8 +311,8 @@ def _report(a, st: Study) -> int:
     kw = dict(ylabel=st.score, hline=plot_y(st.target), hline_label=st.target_label, log=st.log)
     plot_meta_curves(by_step, base + "-steps.png", xlabel="meta-step (imitation steps included)",
                      title=f"{st.title}: periodic evaluation", **kw)
-    plot_meta_curves(by_min, base + "-minutes.png", xlabel="CPU minutes of the run's process (meta-steps + set-up; "
-                     "wall minutes for runs that did not record CPU time)",
+    plot_meta_curves(by_min, base + "-minutes.png", xlabel="CPU minutes of the run's process\n(meta-steps + set-up; "
+                     "wall minutes where no CPU time was recorded)",
                      title=f"{st.title}: the same runs against time", **kw)
     plot_meta_curves(by_loss, base + "-metaloss.png", xlabel="meta-step (imitation steps included)",
                      ylabel="meta-loss (mean over 50 meta-steps)", hline=st.chance,
