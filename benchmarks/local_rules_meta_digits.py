@@ -19,7 +19,14 @@ Run from the repository root (each ≤ ≈ 8 minutes on 2 shared cores):
 writes ``benchmarks/results/local_rules_<fa|rule>_meta_digits.json``. ``--set FIELD=VALUE``
 overrides the config for the grid and the meta-learned run, ``--meta-set`` for the meta-learned
 run only (e.g. ``protocol.lr_max``, a parameterisation the grid's rates would not fit); both are
-recorded in the JSON's ``command``.
+recorded in the JSON's ``command``; ``--grid`` replaces the single rate's grid.
+
+``--rule equilibrium --diagnose [LR ...]`` meta-learns nothing: it runs :func:`diagnose` on the
+config (with ``--set``) at each rate — how far the free phase is from its fixed point after the
+inner loop, and how many of the runs diverge — and appends the rows to
+``benchmarks/results/local_rules_equilibrium_diagnosis.json``, e.g.
+    nice -n 10 python benchmarks/local_rules_meta_digits.py --rule equilibrium --diagnose 0.1 0.15 0.2 \
+        --set protocol.gamma=0.25 --set protocol.T=30
 """
 
 from __future__ import annotations
@@ -70,6 +77,8 @@ PER_LAYER = {"hebbian": {"synapse:0": (1e-6, 1e-4, 1e-3, 0.01), "synapse:1": (0.
                                    "bias:0": (0.005, 0.5), "bias:1": (0.005, 0.5)},
              "feedback_alignment": {"synapse:0": (0.5, 1.0, 1.5), "synapse:1": (0.5, 1.0, 1.5),
                                     "bias:0": (0.01, 1.0), "bias:1": (0.01, 1.0)},
+             "equilibrium": {"synapse:0": (0.1, 0.15), "synapse:1": (0.1, 0.15), "bias:0": (0.0015, 0.015, 0.15),
+                             "bias:1": (0.0015, 0.015, 0.15)},
              "direct_feedback_alignment": {"synapse:0": (0.5, 0.7, 1.0), "synapse:1": (0.5, 1.0, 1.5),
                                            "bias:0": (0.005, 0.5), "bias:1": (0.005, 0.5)}}
 EVAL_SEED = 12345  # evaluate()'s default: the same fresh networks and tasks as its protocol row
@@ -90,6 +99,70 @@ def scorer(ctx: Context, runs: int, chunk: int = 25):
     run = jax.jit(jax.vmap(lambda lrn, k: run_protocol(ctx, family, ctx.params(lrn, {}), k)[0], in_axes=(None, 0)))
     return lambda learned: np.concatenate([np.asarray(run(learned, keys[i:i + chunk]))
                                            for i in range(0, runs, chunk)])
+
+
+def diagnose(cfg_dict: dict, runs: int, long_ticks: int = 200, chunk: int = 25) -> dict:
+    """How far the free phase is from its fixed point after the inner loop, and how many runs
+    diverge, for the config ``cfg_dict`` (an equilibrium protocol, its ``lr``/``lrs`` as given)
+    on the first ``runs`` evaluation networks and tasks of :func:`scorer` (the same keys).
+
+    After the ``inner_steps`` steps, the held-out batch's predictions (the output units' ``u``
+    after ``T`` free ticks from ``u = 0``, as the accuracy reads them) are compared with those
+    after ``T + 1`` ticks (``last_tick``: the last tick's max ``|Δu|`` over examples and outputs)
+    and after ``long_ticks`` ticks (``to_fixed_point``: max ``|u_T − u_long|``). A run *diverges*
+    when its final accuracy is below 0.2 or a prediction is not finite. Returns the final
+    accuracy (mean ± s.e.), the number of diverging runs, and the medians (over the runs that
+    do not diverge) and maxima of both residuals, and the diverging runs' median last-tick change.
+
+    Example:
+        >>> d = diagnose(yaml.safe_load(open("examples/configs/local_rules_ep_digits.yaml")), 100)  # doctest: +SKIP
+        >>> d["diverged"], round(d["last_tick"]["median"], 3)                                      # doctest: +SKIP
+        (5, 0.02)
+    """
+    cfg_dict = copy.deepcopy(cfg_dict)
+    T = int(cfg_dict["protocol"].get("T", 20))
+    cfg_dict["protocol"]["K"] = int(cfg_dict["protocol"].get("K") or T)  # the nudged phase stays as given
+    ctxs = {}
+    for ticks in (T, T + 1, long_ticks):
+        c = copy.deepcopy(cfg_dict)
+        c["protocol"]["T"] = ticks
+        ctxs[ticks] = make_context(parse_config(c))
+    ctx = ctxs[T]
+    family = task_family(ctx.cfg)
+    learned = ctx.protocol.init(jax.random.PRNGKey(0), ctx.net.graph)
+    params = ctx.params(learned, {})
+    keys = jax.random.split(jax.random.split(jax.random.PRNGKey(EVAL_SEED))[0], runs)
+
+    def one(key):  # run_protocol's inner loop, keeping the final state
+        k_task, k_net = jax.random.split(key)
+        task = family.eval_sample(k_task)
+        prog = ctx.program
+        state = ctx.start(ctx.fresh(k_net, prog), task["train"]["x"].shape[1], prog)
+        stage = ctx.protocol.stage(None)
+
+        def body(s, batch):
+            return ctx.step(prog, params, s, batch, stage, None)[0], None
+
+        s, _ = jax.lax.scan(body, state, task["train"])
+        preds = {t: c.held_out(c.program, params, s, task["cv"]) for t, c in ctxs.items()}
+        acc = jnp.mean(jnp.argmax(preds[T], -1) == jnp.argmax(task["cv"]["y"], -1))
+        finite = jnp.all(jnp.isfinite(preds[T])) & jnp.all(jnp.isfinite(preds[long_ticks]))
+        return (acc, finite, jnp.max(jnp.abs(preds[T + 1] - preds[T])),
+                jnp.max(jnp.abs(preds[long_ticks] - preds[T])))
+
+    run = jax.jit(jax.vmap(one))
+    acc, finite, last, far = (np.concatenate(v) for v in zip(*[tuple(map(np.asarray, run(keys[i:i + chunk])))
+                                                                for i in range(0, runs, chunk)]))
+    bad = (acc < 0.2) | ~finite
+    ok = lambda v: v[~bad] if (~bad).any() else np.array([np.nan])  # noqa: E731
+    return {"T": T, "K": cfg_dict["protocol"]["K"], "gamma": cfg_dict["protocol"].get("gamma"),
+            "beta": cfg_dict["protocol"].get("beta"), "lr": cfg_dict["protocol"].get("lr"), "runs": runs,
+            "final_accuracy": float(acc.mean()), "se": float(acc.std() / np.sqrt(runs)), "diverged": int(bad.sum()),
+            "last_tick": {"median": float(np.median(ok(last))), "max": float(np.nanmax(ok(last)))},
+            "to_fixed_point": {"median": float(np.median(ok(far))), "max": float(np.nanmax(ok(far)))},
+            "long_ticks": long_ticks,
+            "diverged_runs": {"last_tick_median": float(np.median(last[bad])) if bad.any() else None,
+                              "finite": int(finite[bad].sum())}}
 
 
 def baselines(ctx: Context, runs: int, tune_runs: int = 10, chunk: int = 25) -> dict:
@@ -143,6 +216,13 @@ def main() -> None:
     ap.add_argument("--meta-set", action="append", default=[], metavar="FIELD=VALUE",
                     help="a config override for the meta-learned run only (e.g. protocol.lr_max=0.21: a "
                          "parameterisation the grid's rates would not fit); repeatable")
+    ap.add_argument("--grid", type=float, nargs="+", default=None, metavar="LR",
+                    help="the hand-tuned single rate's grid (default: the rule's in RULES)")
+    ap.add_argument("--diagnose", type=float, nargs="*", default=None, metavar="LR",
+                    help="equilibrium only: instead of meta-learning, diagnose() the config (with --set) at these "
+                         "rates (default: the rule's grid) — the free phase's distance from its fixed point and "
+                         "the diverging runs — and write the table to --out (default "
+                         "local_rules_equilibrium_diagnosis.json)")
     ap.add_argument("--out", default=None, help="default: local_rules_fa_meta_digits.json for feedback_alignment, "
                     "local_rules_<rule>_meta_digits.json otherwise, in benchmarks/results/")
     a = ap.parse_args()
@@ -150,7 +230,12 @@ def main() -> None:
         raise AgentGraphError(f"--rule must be one of {sorted(RULES)}, got {a.rule!r}.")
     config, key, grid_values = RULES[a.rule]
     config = a.config or config
+    grid_values = tuple(a.grid) if a.grid else grid_values
     stem = "fa" if a.rule == "feedback_alignment" else a.rule
+    if a.diagnose is not None and a.rule != "equilibrium":
+        raise AgentGraphError("--diagnose is for --rule equilibrium (the free phase's fixed point).")
+    if a.diagnose is not None:
+        a.out = a.out or os.path.join(os.path.dirname(__file__), "results", "local_rules_equilibrium_diagnosis.json")
     a.out = a.out or os.path.join(os.path.dirname(__file__), "results", f"local_rules_{stem}_meta_digits.json")
     t0 = time.time()
     with open(config) as f:
@@ -161,6 +246,25 @@ def main() -> None:
         if not sep:
             raise AgentGraphError(f"--set takes FIELD=VALUE, got {item!r}.")
         apply_overrides(base, {field: yaml.safe_load(value)})
+    if a.diagnose is not None:
+        rows = []
+        for lr in a.diagnose or grid_values:
+            d = diagnose({**base, "protocol": {**base["protocol"], key: lr}}, a.runs)
+            rows.append(d)
+            print(f"T {d['T']} gamma {d['gamma']} beta {d['beta']} lr {lr}: accuracy {d['final_accuracy']:.4f} "
+                  f"+- {d['se']:.4f}, diverged {d['diverged']}/{a.runs}, last tick max|du| median "
+                  f"{d['last_tick']['median']:.2e} (max {d['last_tick']['max']:.2e}), |u_T - u_{d['long_ticks']}| "
+                  f"median {d['to_fixed_point']['median']:.2e} (max {d['to_fixed_point']['max']:.2e}) "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+        prev = []
+        if os.path.exists(a.out):
+            with open(a.out) as f:
+                prev = json.load(f)["rows"]
+        command = (f"nice -n 10 python benchmarks/local_rules_meta_digits.py --rule {a.rule} --runs {a.runs} --diagnose "
+                   + " ".join(map(str, a.diagnose)) + "".join(f" --set {shlex.quote(item)}" for item in a.set))
+        with open(a.out, "w") as f:  # appended: one file holds every diagnosed setting
+            json.dump({"config": config, "rows": prev + [{**r, "command": command} for r in rows]}, f, indent=1)
+        return
     if a.meta_steps:
         base["meta"]["meta_steps"] = a.meta_steps
     if a.meta_lr:
@@ -236,6 +340,7 @@ def main() -> None:
         "command": f"nice -n 10 python benchmarks/local_rules_meta_digits.py --rule {a.rule}"
                    + (f" --meta-steps {a.meta_steps}" if a.meta_steps else "")
                    + (f" --meta-lr {a.meta_lr}" if a.meta_lr else "")
+                   + (" --grid " + " ".join(map(str, a.grid)) if a.grid else "")
                    + "".join(f" --set {shlex.quote(item)}" for item in a.set)
                    + "".join(f" --meta-set {shlex.quote(item)}" for item in a.meta_set),
         "meta_lr": cfg.meta.meta_lr,
