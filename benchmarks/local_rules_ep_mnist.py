@@ -8,8 +8,8 @@ Run:  nice -n 10 python benchmarks/local_rules_ep_mnist.py [--epochs 25] [--budg
       run under ``--label`` into) benchmarks/results/local_rules_ep_mnist-cpu.json)
 
 The mapping of the authors' setting (``bscellier/Towards-a-Biologically-Plausible-Backprop``,
-``train_model.py`` net1 and ``model.py``) onto the ``equilibrium`` protocol (docs/local_rules.md,
-"Equilibrium propagation on the published MNIST setting"):
+``train_model.py`` net1 and ``model.py``) onto the ``equilibrium`` protocol (docs/local_rules.md, "Benchmarks against the
+families' libraries", EP on Scellier & Bengio's setting; the default activation is relu):
 
 * their cost is ``Σ (s_out − y)²`` (no ½) and their β = 0.5, so their nudging force is
   ``2β (y − s) = 1.0 (y − s)``; ours is ``β (y − u)`` on ``½ Σ (u − y)²``: **β = 1**;
