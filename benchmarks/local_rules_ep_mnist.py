@@ -43,36 +43,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from agentgraph.builders import mlp_network
 from agentgraph.data.mnist import load_mnist_raw
 from agentgraph.protocols.base import resolve
-from agentgraph.graph import agent_graph as _agent_graph, specs as _specs
-from agentgraph.graph.agent_graph import AgentGraph
 from graph_trainer import GraphTrainer
 
-
-def _kind_of(self, agent):
-    """``AgentGraph.kind_of`` without re-assembling the graph's arrays: the library's assembles
-    them on every call, so ``ep_network`` (``from_networkx``, which checks each arrow's kinds)
-    is quadratic in the arrows and does not finish on 784-500-10; a workaround, reported."""
-    code = self._columns.agent_columns()[0][self._columns.index(agent)]
-    return self.kinds[self._columns.kind_names()[code]]
-
-
-def _declare_arrow(graph, columns, src, dst, type, port, src_port, delay=False):
-    """``specs.declare_arrow``'s checks and record, without the networkx key it returns (an
-    ``O(arrows)`` count per arrow, discarded by ``from_networkx``): the same workaround."""
-    spec = _specs.ArrowSpec(src=src, dst=dst, type=type, port=port, src_port=src_port, delay=delay)
-    _specs.check_scheduled(graph, spec.type, f"Arrow {spec.src!r} -> {spec.dst!r}")
-    s, d = columns.index(spec.src), columns.index(spec.dst)
-    port_name = _specs.default_port(graph, spec)
-    _specs.check_arrow_combo(graph, spec.src, spec.dst, spec.type, port_name, spec.src_port, delay=spec.delay)
-    columns.add_arrows(np.array([s]), np.array([d]), spec.type, port_name, spec.src_port, spec.delay)
-    return 0
-
-
-def fast_graph_building() -> None:
-    """Install the two workarounds above (process-wide; ``main`` only, never on import): without
-    them ``ep_network`` of 784-500-10 (~1.2 M arrows) does not finish in 10 minutes here."""
-    AgentGraph.kind_of = _kind_of
-    _agent_graph.declare_arrow = _declare_arrow
 
 #: The authors' net1 (train_model.py): per-layer rates α, their β, step ε, iterations.
 THEIRS = {"sizes": [784, 500, 10], "batch": 20, "epochs": 25, "n_it_neg": 20, "n_it_pos": 4, "epsilon": 0.5,
@@ -175,7 +147,6 @@ def main() -> None:
     ap.add_argument("--label", default="main")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "local_rules_ep_mnist-cpu.json"))
     a = ap.parse_args()
-    fast_graph_building()
     sizes, batch = THEIRS["sizes"], THEIRS["batch"]
     xtr, ytr, xte, yte = _data(a.n_train)
     sec = setting(THEIRS["alphas"], a.beta_theirs, a.gamma, THEIRS["n_it_neg"], THEIRS["n_it_pos"], a.nudge,

@@ -130,9 +130,10 @@ class AgentGraph:
         self._touch()
 
     def kind_of(self, agent: Hashable) -> Kind:
-        """The :class:`Kind` of ``agent``."""
-        a = self.arrays()
-        name = a.kind_names[a.kind[self._columns.index(agent)]]
+        """The :class:`Kind` of ``agent`` (read from the store, not the assembled arrays: building
+        a graph arrow by arrow asks this for every arrow)."""
+        c = self._columns
+        name = c.kind_names()[c.agent_columns()[0][c.index(agent)]]
         try:
             return self.kinds[name]
         except KeyError:

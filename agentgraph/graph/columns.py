@@ -66,6 +66,7 @@ class Columns:
         self._ties: list[TieDeclaration] = []
         self._hints: list[tuple[str, dict]] = []  # (layout name, {key: value}): builders' layout hints
         self._reductions: dict[str, str] = {}  # tie name -> reduction
+        self._pairs: dict[tuple[int, int], int] | None = None  # arrows per (src, dst), built on demand
 
     @property
     def version(self) -> int:
@@ -169,6 +170,32 @@ class Columns:
             np.full(E, self._strings(src_port), np.int32), np.full(E, bool(delay)),
         ))
         self._version += 1
+        if self._pairs is not None:
+            if E <= 16:  # one arrow at a time (add_arrow, from_networkx): keep the counts
+                for pair in zip(src.tolist(), dst.tolist()):
+                    self._pairs[pair] = self._pairs.get(pair, 0) + 1
+            else:  # a block: count again when next asked
+                self._pairs = None
+
+    def arrows_between(self, src: int, dst: int) -> int:
+        """How many arrows (of any type) agent index ``src`` sends to ``dst`` so far — the
+        networkx key of the next one. Counted once, then kept up to date arrow by arrow, so
+        declaring arrows one at a time stays linear in their number.
+
+        Example:
+            >>> c = Columns()
+            >>> _ = c.add_agents(["a", "b"], "relu", groups=None, slots=None)
+            >>> c.add_arrows(np.array([0, 0]), np.array([1, 1]), "forward", "x", "out", False)
+            >>> c.arrows_between(0, 1), c.arrows_between(1, 0)
+            (2, 0)
+        """
+        if self._pairs is None:
+            src_, dst_ = self.arrow_columns()[:2]
+            pairs: dict[tuple[int, int], int] = {}
+            for pair in zip(src_.tolist(), dst_.tolist()):
+                pairs[pair] = pairs.get(pair, 0) + 1
+            self._pairs = pairs
+        return self._pairs.get((int(src), int(dst)), 0)
 
     def add_tie(self, name: str | None, field: str, rows: np.ndarray, reduction: str) -> str:
         """Record that agents ``rows int [m]`` join tie ``name`` on ``field`` (``None``: a new

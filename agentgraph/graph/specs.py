@@ -157,8 +157,7 @@ def declare_arrow(graph: AgentGraph, columns: Columns, src: Hashable, dst: Hasha
     s, d = columns.index(spec.src), columns.index(spec.dst)
     port_name = default_port(graph, spec)
     check_arrow_combo(graph, spec.src, spec.dst, spec.type, port_name, spec.src_port, delay=spec.delay)
-    a = graph.arrays()
-    key = int(np.count_nonzero((a.src == s) & (a.dst == d)))
+    key = columns.arrows_between(s, d)
     columns.add_arrows(np.array([s]), np.array([d]), spec.type, port_name, spec.src_port, spec.delay)
     return key
 
