@@ -6,6 +6,7 @@ Run:  python benchmarks/blur_headline.py list
       python benchmarks/blur_headline.py summarise NAME [--meta-steps=N]  # write a finished run's JSON
       python benchmarks/blur_headline.py plot OUT.png EVAL.json:TITLE ...   # accuracy per inner step
       python benchmarks/blur_headline.py table                  # the tables of docs/blur.md
+      python benchmarks/blur_headline.py curves OUT.png NAME[:LABEL] ...  # evaluations against generations
 
 Each variant is ``agentgraph train CONFIG --set ...`` into ``runs/blur_headline/<name>``; after it
 finishes this writes ``benchmarks/results/runs/blur/<name>.json``: the command, a note, the
@@ -184,6 +185,22 @@ def plot(out: str, panels: list[str]) -> None:
     fig.savefig(out, dpi=110)
 
 
+def curves(out: str, names: list[str]) -> None:
+    """The periodic evaluations of finished runs (their summaries) against the generation, with
+    the paper's 0.84 as a line: ``python benchmarks/blur_headline.py curves OUT.png NAME ...``."""
+    sys.path.insert(0, ROOT)
+    from agentgraph.plots import plot_meta_curves
+
+    runs = {}
+    for spec in names:  # NAME or NAME:LABEL
+        n, label = (spec.split(":", 1) + [spec])[:2]
+        with open(os.path.join(OUT, f"{n}.json")) as f:
+            runs[label] = [(g + 1, acc) for g, acc in json.load(f)["eval_every"]]
+    plot_meta_curves(runs, out, xlabel="CMA-ES generation (population 80)",
+                     ylabel="test accuracy after 15 steps (20 networks)", hline=0.84,
+                     hline_label="the paper (hidden 512, best of 8 runs)", title="BLUR on MNIST 14x14")
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if not args or args[0] == "list":
@@ -193,6 +210,8 @@ if __name__ == "__main__":
         plot(args[1], args[2:])
     elif args[0] == "table":
         table()
+    elif args[0] == "curves":
+        curves(args[1], args[2:])
     elif args[0] == "summarise":  # a finished run's summary again (e.g. after its driver was stopped)
         names = [a for a in args[1:] if not a.startswith("--")]
         extra = [a for a in args[1:] if a.startswith("--")]
