@@ -58,4 +58,10 @@ def time_meta_steps(cfg: TrainConfig, steps: int = 5) -> dict[str, Any]:
         jax.block_until_ready(m)
         times.append(time.perf_counter() - t0)
     return {"device": str(jax.devices()[0]), "first_step_s": first, "median_step_s": float(np.median(times)),
-            "steps": steps, "step_times_s": times, "compiles": step._cache_size()}
+            "steps": steps, "step_times_s": times, "compiles": _compiles(step)}
+
+
+def _compiles(step) -> int | None:
+    """How many executables a jitted function holds (``None`` where JAX does not say)."""
+    size = getattr(step, "_cache_size", None)
+    return int(size()) if callable(size) else None
