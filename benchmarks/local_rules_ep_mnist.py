@@ -4,6 +4,7 @@ trained epoch by epoch from the same initial weights in the same batch order; te
 10,000 test images after each epoch and wall time per epoch (training only).
 
 Run:  nice -n 10 python benchmarks/local_rules_ep_mnist.py [--epochs 25] [--budget-min 20]
+      nice -n 10 python benchmarks/local_rules_ep_mnist.py --probe 100 500 --rate-scale 0.25 --label probe
       (needs MNIST in the cache: ``python -m agentgraph.data fetch mnist``; writes (merges the
       run under ``--label`` into) benchmarks/results/local_rules_ep_mnist-cpu.json)
 
@@ -131,6 +132,25 @@ def _epoch(m: Model, xtr, ytr, batch: int) -> tuple[float, float, bool]:
     return dt, float(np.mean(loss[-500:])), bool(np.all(np.isfinite(loss)))
 
 
+def probe(widths, a, xtr, ytr, steps: int = 40) -> dict:
+    """The training loss of the first ``steps`` EP steps (batch 20, the mapped setting, Glorot
+    weights) for each hidden width in ``widths``: where the loss starts and the first step whose
+    loss is not finite — does the relaxation itself blow up as the hidden layer widens?"""
+    eye = np.eye(10, dtype=np.float32)
+    sec = setting(THEIRS["alphas"], a.beta_theirs, a.gamma, THEIRS["n_it_neg"], THEIRS["n_it_pos"], a.nudge,
+                  a.rate_scale)
+    out = {}
+    for h in widths:
+        sizes = [784, h, 10]
+        m = Model(sec, sizes, glorot(sizes, a.seed), sec["lrs"], THEIRS["batch"], a.activation)
+        losses = [float(m.train(xtr[k * 20:(k + 1) * 20], eye[ytr[k * 20:(k + 1) * 20]])) for k in range(steps)]
+        bad = [k for k, v in enumerate(losses) if not np.isfinite(v)]
+        out[str(h)] = {"loss": losses, "first_non_finite_step": bad[0] if bad else None}
+        print(f"[probe] hidden {h}: loss at step 0 {losses[0]:.3f}, step {steps - 1} {losses[-1]:.3f}, "
+              f"first non-finite step {bad[0] if bad else None}", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=25)
@@ -145,10 +165,19 @@ def main() -> None:
     ap.add_argument("--rules", default="equilibrium,sgd")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--label", default="main")
+    ap.add_argument("--probe", type=int, nargs="*", default=None, metavar="HIDDEN",
+                    help="instead of training: the first 40 steps' loss at these hidden widths (stored under --label)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "local_rules_ep_mnist-cpu.json"))
     a = ap.parse_args()
     sizes, batch = THEIRS["sizes"], THEIRS["batch"]
     xtr, ytr, xte, yte = _data(a.n_train)
+    if a.probe:
+        allrec = json.load(open(a.out)) if os.path.exists(a.out) else {}
+        allrec[a.label] = {"args": vars(a), "probe": probe(a.probe, a, xtr, ytr)}
+        with open(a.out, "w") as f:
+            json.dump(allrec, f, indent=1)
+        print("wrote", a.out)
+        return
     sec = setting(THEIRS["alphas"], a.beta_theirs, a.gamma, THEIRS["n_it_neg"], THEIRS["n_it_pos"], a.nudge,
                   a.rate_scale)
     ws = glorot(sizes, a.seed)
