@@ -1,4 +1,5 @@
-"""Elementwise activation units: identity, sigmoid, tanh, relu, Heaviside step.
+"""Elementwise activation units: identity, sigmoid, tanh, relu, hard sigmoid (``clip(x, 0, 1)``),
+Heaviside step.
 
 Each unit stores its pre-activation ``x``. Gradient protocol: ``message_out = m * act'(x)``;
 the Heaviside step's derivative is 0 (as ``jax.grad`` gives).
@@ -28,6 +29,7 @@ ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
     "sigmoid": (jax.nn.sigmoid, lambda x: jax.nn.sigmoid(x) * (1 - jax.nn.sigmoid(x))),
     "tanh": (jnp.tanh, lambda x: 1 - jnp.tanh(x) ** 2),
     "relu": (jax.nn.relu, lambda x: jnp.where(x > 0, 1.0, 0.0).astype(x.dtype)),
+    "hard_sigmoid": (lambda x: jnp.clip(x, 0.0, 1.0), lambda x: ((x > 0) & (x < 1)).astype(x.dtype)),
     "step": (_step, lambda x: jnp.zeros_like(x)),
 }
 
@@ -36,7 +38,8 @@ class Activation(Kind):
     """A unit ``y = act(x)`` storing its pre-activation ``x``; the kind's name is the function's.
 
     Args:
-        fn: one of :data:`ACTIVATIONS` (``identity``, ``sigmoid``, ``tanh``, ``relu``, ``step``).
+        fn: one of :data:`ACTIVATIONS` (``identity``, ``sigmoid``, ``tanh``, ``relu``,
+            ``hard_sigmoid``, ``step``).
 
     Example:
         >>> import jax.numpy as jnp

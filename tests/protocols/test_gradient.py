@@ -51,6 +51,7 @@ CASES = [
     ((3, 3, 3), "relu", "cross_entropy", None),
     ((2, 3, 2), "identity", "l2", "tanh"),
     ((3, 4, 2), "step", "cross_entropy", None),
+    ((3, 4, 2), "hard_sigmoid", "l2", None),
 ]
 
 
