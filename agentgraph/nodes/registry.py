@@ -19,7 +19,7 @@ def default_kinds() -> dict[str, Kind]:
 
     Example:
         >>> sorted(default_kinds())[:4]
-        ['avg_pool', 'bias', 'cross_entropy', 'identity']
+        ['avg_pool', 'bias', 'cross_entropy', 'hard_sigmoid']
     """
     kinds: list[Kind] = [
         Input(), Target(), Synapse(), Bias(), Sum(), Softmax(), SoftmaxNorm(), L2Loss(),
