@@ -172,7 +172,10 @@ def main() -> None:
     sizes, batch = THEIRS["sizes"], THEIRS["batch"]
     xtr, ytr, xte, yte = _data(a.n_train)
     if a.probe:
-        allrec = json.load(open(a.out)) if os.path.exists(a.out) else {}
+        allrec = {}
+        if os.path.exists(a.out):
+            with open(a.out) as f:
+                allrec = json.load(f)
         allrec[a.label] = {"args": vars(a), "probe": probe(a.probe, a, xtr, ytr)}
         with open(a.out, "w") as f:
             json.dump(allrec, f, indent=1)

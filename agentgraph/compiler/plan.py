@@ -399,11 +399,11 @@ def absent_fields(graph: AgentGraph, sweeps: dict, selfs) -> tuple[tuple[str, st
     out = []
     in_selfs = {rp.kind for _, sets in selfs for rp in sets}
     for kname, kd in sorted(graph.kinds.items()):
-        blocks = {t: [b for w in waves for b in w if b.kind == kname] for t, waves in sweeps.items()}
-        if kname in in_selfs or not blocks.get("forward"):
+        forward = [b for w in sweeps.get("forward", ()) for b in w if b.kind == kname]
+        if kname in in_selfs or not forward:
             continue
         for f, spec in kd.fields.items():
-            if spec.scratch and all(f in b.unwritten for b in blocks["forward"]):
+            if spec.scratch and all(f in b.unwritten for b in forward):
                 out.append((kname, f))
     return tuple(out)
 
