@@ -5,6 +5,8 @@ trained epoch by epoch from the same initial weights in the same batch order; te
 
 Run:  nice -n 10 python benchmarks/local_rules_ep_mnist.py [--epochs 25] [--budget-min 20]
       nice -n 10 python benchmarks/local_rules_ep_mnist.py --probe 100 500 --rate-scale 0.25 --label probe
+      nice -n 10 python benchmarks/local_rules_ep_mnist.py --activation hard_sigmoid --output-activation hard_sigmoid \
+          --rules equilibrium,sgd,sgd_linear --label hard_sigmoid --budget-min 40   (their clipping, outputs too)
       (needs MNIST in the cache: ``python -m agentgraph.data fetch mnist``; writes (merges the
       run under ``--label`` into) benchmarks/results/local_rules_ep_mnist-cpu.json)
 
@@ -20,8 +22,12 @@ families' libraries", EP on Scellier & Bengio's setting; the default activation 
 * their step ε = 0.5 on ``s ← clip(s − ε ∂F/∂s)`` is our γ = 0.5 (``u ← u + γ(drive − u)``);
 * their β sign is drawn at random per batch; ``nudge: centred`` is that update's expectation
   (``--nudge positive``: one nudged phase at +β);
-* ρ: their hard sigmoid ``clip(s, 0, 1)`` has no library counterpart: ``sigmoid`` (bounded in
-  [0, 1]); their output is clipped to [0, 1], ours is linear (the L2 head);
+* ρ: their hard sigmoid ``clip(s, 0, 1)`` is ``--activation hard_sigmoid``; their output is clipped
+  to [0, 1] too: ``--output-activation hard_sigmoid`` (the protocol's ``output_activation``: cost
+  and nudge on ``clip(u_out)``, as theirs on the clipped output state); without it our outputs are
+  linear (the L2 head). Backprop (``sgd``) then runs on the same function, the L2 loss of the
+  clipped output (the library ``mlp``'s ``output_activation``: the loss whose gradient EP's update
+  tends to); ``sgd_linear`` is backprop with linear outputs (the earlier baseline);
 * Glorot-uniform weights ``±√(6/(n_in+n_out))``, zero biases (theirs); pixels in [0, 1] (theirs);
   training on the first 50,000 training images in their fixed order (their training split,
   no shuffling); their free phase starts from persistent particles (each example's last fixed
@@ -53,10 +59,11 @@ THEIRS = {"sizes": [784, 500, 10], "batch": 20, "epochs": 25, "n_it_neg": 20, "n
 
 
 def setting(alphas=(0.1, 0.05), beta_theirs: float = 0.5, epsilon: float = 0.5, T: int = 20, K: int = 4,
-            nudge: str = "centred", scale: float = 1.0) -> dict:
+            nudge: str = "centred", scale: float = 1.0, output_activation: str | None = None) -> dict:
     """Their setting as an ``equilibrium`` protocol section (module docstring): β = 2 β_theirs,
     rates ``lr = 2α`` per layer (weights and the biases of the layer's units), γ = ε; ``scale``
-    multiplies every rate (an adjustment).
+    multiplies every rate (an adjustment); ``output_activation`` (``hard_sigmoid``: their clipped
+    output) the protocol's, left out when ``None`` (linear outputs).
 
     Example:
         >>> s = setting()
@@ -66,8 +73,9 @@ def setting(alphas=(0.1, 0.05), beta_theirs: float = 0.5, epsilon: float = 0.5, 
     lrs = {}
     for l, a in enumerate(alphas):
         lrs[f"synapse:{l}"] = lrs[f"bias:{l}"] = round(2.0 * a * scale, 10)
-    return {"rule": "equilibrium", "T": T, "K": K, "beta": 2.0 * beta_theirs, "gamma": epsilon,
-            "lr": min(lrs.values()), "lrs": lrs, "nudge": nudge, "learn": ["lr"]}
+    out = {"rule": "equilibrium", "T": T, "K": K, "beta": 2.0 * beta_theirs, "gamma": epsilon,
+           "lr": min(lrs.values()), "lrs": lrs, "nudge": nudge, "learn": ["lr"]}
+    return out if output_activation is None else {**out, "output_activation": output_activation}
 
 
 def glorot(sizes, seed: int = 0) -> list[np.ndarray]:
@@ -77,8 +85,9 @@ def glorot(sizes, seed: int = 0) -> list[np.ndarray]:
 
 
 class Model(GraphTrainer):
-    """One rule on ``mlp(sizes)`` (``activation`` hidden units, L2 head), compiled, with the given
-    initial weights ``ws`` (zero biases) and per-group rates ``lrs`` (``section`` gives the rule).
+    """One rule on ``mlp(sizes)`` (``activation`` hidden units, L2 head; ``output_activation`` on the
+    library network's outputs — for backprop; EP takes its own in ``section``), compiled, with the
+    given initial weights ``ws`` (zero biases) and per-group rates ``lrs`` (``section`` gives the rule).
 
     Example:
         >>> sec = setting(T=2, K=1)
@@ -87,9 +96,11 @@ class Model(GraphTrainer):
         True
     """
 
-    def __init__(self, section: dict, sizes, ws, lrs: dict, batch: int, activation: str = "sigmoid"):
+    def __init__(self, section: dict, sizes, ws, lrs: dict, batch: int, activation: str = "sigmoid",
+                 output_activation: str | None = None):
         rule = resolve(section)
-        net = rule.network(mlp_network(sizes, activation=activation, loss="l2", seed=0))
+        net = rule.network(mlp_network(sizes, activation=activation, loss="l2", output_activation=output_activation,
+                                       seed=0))
         params = rule.params(rule.init(jax.random.PRNGKey(0), net.graph), {}, net.graph)
         params = {g: {**p, "lr": lrs[g]} if g in lrs else p for g, p in params.items()}
         super().__init__(net, params, batch)
@@ -138,7 +149,7 @@ def probe(widths, a, xtr, ytr, steps: int = 40) -> dict:
     loss is not finite — does the relaxation itself blow up as the hidden layer widens?"""
     eye = np.eye(10, dtype=np.float32)
     sec = setting(THEIRS["alphas"], a.beta_theirs, a.gamma, THEIRS["n_it_neg"], THEIRS["n_it_pos"], a.nudge,
-                  a.rate_scale)
+                  a.rate_scale, a.output_activation)
     out = {}
     for h in widths:
         sizes = [784, h, 10]
@@ -158,11 +169,15 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=50000)
     ap.add_argument("--activation", default="relu", help="relu equals their clip(s, 0, 1) below 1; sigmoid "
                     "(bounded, but 0.5 at rest) diverged in the first steps (docs/local_rules.md)")
+    ap.add_argument("--output-activation", default=None, help="the output units' activity (EP's protocol "
+                    "output_activation; backprop's mlp output_activation for rule sgd): hard_sigmoid is their clipped "
+                    "output; default linear")
     ap.add_argument("--nudge", default="centred", choices=["centred", "positive"])
     ap.add_argument("--gamma", type=float, default=0.5, help="their epsilon")
     ap.add_argument("--beta-theirs", type=float, default=0.5)
     ap.add_argument("--rate-scale", type=float, default=1.0, help="multiplies every rate (an adjustment)")
-    ap.add_argument("--rules", default="equilibrium,sgd")
+    ap.add_argument("--rules", default="equilibrium,sgd", help="of equilibrium, sgd (backprop, outputs as "
+                    "--output-activation), sgd_linear (backprop, linear outputs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--label", default="main")
     ap.add_argument("--probe", type=int, nargs="*", default=None, metavar="HIDDEN",
@@ -182,15 +197,18 @@ def main() -> None:
         print("wrote", a.out)
         return
     sec = setting(THEIRS["alphas"], a.beta_theirs, a.gamma, THEIRS["n_it_neg"], THEIRS["n_it_pos"], a.nudge,
-                  a.rate_scale)
+                  a.rate_scale, a.output_activation)
     ws = glorot(sizes, a.seed)
-    sections = {"equilibrium": sec, "sgd": {"rule": "sgd", "lr": sec["lr"]}}
+    bp = {"rule": "sgd", "lr": sec["lr"]}
+    sections = {"equilibrium": sec, "sgd": bp, "sgd_linear": bp}
+    lib_out = {"sgd": a.output_activation}  # EP's output activity is its protocol's; sgd_linear: linear outputs
     rules = a.rules.split(",")
     models, runs = {}, {}
     for r in rules:
         t0 = time.perf_counter()
-        models[r] = Model(sections[r], sizes, ws, sec["lrs"], batch, a.activation)
-        runs[r] = {"section": sections[r], "lrs": sec["lrs"], "test_accuracy": [], "s_per_epoch": [],
+        models[r] = Model(sections[r], sizes, ws, sec["lrs"], batch, a.activation, lib_out.get(r))
+        runs[r] = {"section": sections[r], "lrs": sec["lrs"], "library_output_activation": lib_out.get(r),
+                   "test_accuracy": [], "s_per_epoch": [],
                    "train_loss_last_500": [], "finite": [], "build_s": time.perf_counter() - t0,
                    "initial_test_accuracy": models[r].accuracy(xte, yte)}
     start = time.perf_counter()

@@ -6,13 +6,14 @@ uses' contrastive updates, which tends to ``−lr dL/dw`` of the shared weight; 
 The network becomes a symmetric recurrent one: every synapse couples its two units both ways
 with one weight. Unit ``j`` (the ``bias`` agent) holds a pre-activation ``u_j``; the activity of a
 hidden unit is its activation ``ρ(u_j)`` (its ``tanh``/``sigmoid``… agent), of an input its data,
-of an output unit ``u_j`` itself. The energy and the cost are
+of an output unit ``u_j`` itself (``output_activation``: ``ρ_out(u_j)``, e.g. the authors'
+clipped output ``hard_sigmoid``). The energy and the cost are
 
     ``E = Σ_j [u_j ρ(u_j) − P(u_j)] − Σ_{synapses} w ρ(u_i) ρ(u_j) − Σ_j b_j ρ(u_j)``  (``P′ = ρ``),
-    ``C = ½ Σ_out (u_j − y_j)²``,
+    ``C = ½ Σ_out (ρ(u_j) − y_j)²``  (``ρ = ρ_out`` on the outputs, the identity by default),
 
-whose stationary points under ``E + βC`` are the fixed points of
-``u_j = Σ_i w_ij ρ(u_i) + Σ_k w_jk ρ(u_k) + b_j − β [j output] (u_j − y_j)``. One relaxation tick
+whose stationary points under ``E + βC`` (``∂/∂u_j = ρ′(u_j) × […]``) are the fixed points of
+``u_j = Σ_i w_ij ρ(u_i) + Σ_k w_jk ρ(u_k) + b_j − β [j output] (ρ(u_j) − y_j)``. One relaxation tick
 moves every unit at once, ``u ← u + γ (that − u)``, from the activities of the previous tick: an
 ``ep`` sweep (activity agents → synapses → units: each unit's activity agent — its activation,
 or for a unit without one an identity agent of kind ``ep_out`` — sends ``ρ`` of its copy of
@@ -59,7 +60,8 @@ from agentgraph.graph import AgentGraph
 from agentgraph.network import Network
 from agentgraph.protocols.base import Protocol
 from agentgraph.protocols.equilibrium_kinds import (COPY, DOWN, FLIP, LEARN, OUT, RELAX, EPAvgPool, EPInput, EPPoolDown,
-                                                    EPSynapse, EPTarget, EPUnit, ep_activation, identity_activity)
+                                                    EPSynapse, EPTarget, EPUnit, check_output_activation, ep_activation,
+                                                    output_activity)
 
 __all__ = ["DOWN", "OUT", "EPAvgPool", "EPPoolDown", "EPSynapse", "EPUnit", "ep_activation", "ep_network",
            "ep_schedule", "equilibrium"]
@@ -81,10 +83,11 @@ def ep_schedule(T: int, K: int, centred: bool = False) -> Schedule:
     return Schedule((*_ticks(T), Phase("forward", loss=True), *_ticks(K), *flip, Phase(LEARN)))
 
 
-def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
+def ep_network(net: Network, T: int, K: int, centred: bool = False, output_activation: str | None = None) -> Network:
     """The EP network of a library network with an L2 head (module docstring): its agents with
-    the EP kinds under the library names, an identity activity agent (kind ``ep_out``, name
-    ``("ep_out", *unit)``) for each unit without an activation, a downward half (kind
+    the EP kinds under the library names, an activity agent (kind ``ep_out``, name
+    ``("ep_out", *unit)``: the identity, or ``output_activation``'s ``ρ_out``) for each unit
+    without an activation (an output unit), a downward half (kind
 ``ep_pool_down``, name ``("ep_pool_down", *pool)``) for each average pool, and the arrows of ``ep``
     (activities into synapses, copies of the forward and backward arrows; synapses into units;
     targets into their output units), ``ep_copy`` (each unit to its activity agent) and
@@ -119,7 +122,15 @@ def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
                               f"ties {sorted(set(zip(t.fields, t.reductions)))}.")
     if T < 0 or K < 1:
         raise AgentGraphError(f"protocol.T must be >= 0 and protocol.K >= 1, got {T} and {K}.")
-    subs = {"input": EPInput(), "target": EPTarget(), "synapse": EPSynapse(centred), "bias": EPUnit(centred),
+    check_output_activation(output_activation)
+    heads = A.type_mask("forward") & (kind_of[A.dst] == "l2") & (kind_of[A.src] != "target")
+    if (kind_of[A.src[heads]] != "bias").any():
+        raise AgentGraphError(f"equilibrium propagation nudges the output units themselves; this network's L2 head "
+                              f"reads kinds {sorted(set(kind_of[A.src[heads]]) - {'bias'})} (an output activation "
+                              f"of the builder): build it without one (output_activation=None) and give the "
+                              f"protocol's output_activation instead.")
+    subs = {"input": EPInput(), "target": EPTarget(), "synapse": EPSynapse(centred),
+            "bias": EPUnit(centred, output_activation),
             "avg_pool": EPAvgPool(), **{n: ep_activation(lib.kinds[n], centred) for n in acts}}
     h = lib.to_networkx()  # without the backward arrows: nothing runs them
     h.remove_edges_from([e for e in h.edges(keys=True, data="type") if e[3] == "backward"])
@@ -133,7 +144,7 @@ def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
     act_of[A.src[ua]] = A.dst[ua]  # a hidden unit's activity is its activation's
     lone = np.flatnonzero(is_unit & (act_of == np.arange(len(kind_of))))  # an output's: a new identity agent's
     if len(lone):
-        g.add_kind(identity_activity(centred))
+        g.add_kind(output_activity(centred, output_activation))
         new = [(OUT, *n) if isinstance(n, tuple) else (OUT, n) for n in (names[i] for i in lone)]
         g.add_agents(new, OUT)
         act_of[lone] = len(names) + np.arange(len(lone))
@@ -186,7 +197,7 @@ def ep_network(net: Network, T: int, K: int, centred: bool = False) -> Network:
 def equilibrium(T: int = 20, K: int | None = None, beta: float = 0.1, gamma: float = 0.5, lr: float = 0.05,
                 lrs: dict[str, float] | None = None, nudge: Literal["positive", "centred"] = "positive",
                 learn: tuple[Literal["lr", "beta", "gamma"], ...] = ("lr", "beta", "gamma"),
-                lr_max: float | None = None) -> Protocol:
+                lr_max: float | None = None, output_activation: str | None = None) -> Protocol:
     """Equilibrium propagation as a :class:`~agentgraph.protocols.base.Protocol` (config
     ``protocol: {rule: equilibrium, T: 20, beta: 0.1}``; module docstring).
 
@@ -205,6 +216,11 @@ def equilibrium(T: int = 20, K: int | None = None, beta: float = 0.1, gamma: flo
             starting at its given rate, which must be below ``lr_max``), so no meta-step takes
             it past ``lr_max`` — a guard for a best rate that sits next to a diverging one
             (``None``: unbounded, ``exp(log_lr[g])``).
+        output_activation: the output units' activity ``ρ_out`` (a library activation but
+            ``step``: ``hard_sigmoid`` is Scellier & Bengio's clipped output); the energy, the
+            cost ``½ Σ_out (ρ_out(u) − y)²``, the nudge ``β (y − ρ_out(u))`` and the update all
+            use ``ρ_out(u)``, so the update still tends to ``−lr dL/dθ`` of that loss. ``None``
+            (default): linear outputs, ``ρ(u) = u``.
 
     Example:
         >>> from agentgraph.builders import mlp_network
@@ -227,6 +243,7 @@ def equilibrium(T: int = 20, K: int | None = None, beta: float = 0.1, gamma: flo
     if lr_max is not None and not all(v < lr_max for v in (lr, *rates.values())):
         raise AgentGraphError(f"protocol.lr_max ({lr_max}) must exceed lr and every lrs value, got {lr} and {rates}.")
     lr_key = "log_lr" if lr_max is None else "logit_lr"
+    check_output_activation(output_activation)
 
     def groups_of(graph):
         return [g for g in graph.groups() if g not in (OUT, DOWN)]
@@ -249,6 +266,7 @@ def equilibrium(T: int = 20, K: int | None = None, beta: float = 0.1, gamma: flo
             lrs_ = {g: lr_max * jax.nn.sigmoid(v) for g, v in learned[lr_key].items()}
         return {g: {"beta": b, "gamma": gm, **({"lr": lrs_[g]} if g in lrs_ else {})} for g in graph.groups()}
 
-    return Protocol(name="equilibrium", network=lambda net: ep_network(net, T, K, centred), init=init, params=params,
+    return Protocol(name="equilibrium", network=lambda net: ep_network(net, T, K, centred, output_activation),
+                    init=init, params=params,
                     settings={"T": T, "K": K, "beta": beta, "gamma": gamma, "lr": lr, "lrs": rates, "nudge": nudge,
-                              "learn": list(learn), "lr_max": lr_max})
+                              "learn": list(learn), "lr_max": lr_max, "output_activation": output_activation})

@@ -1,6 +1,7 @@
 """The agent kinds of equilibrium propagation (:mod:`agentgraph.protocols.equilibrium`): the unit
 (:class:`EPUnit`, under the name ``bias``), the symmetric synapse (:class:`EPSynapse`), the activity
-agents (:func:`ep_activation`, and the identity ``ep_out`` agent of a unit without an activation),
+agents (:func:`ep_activation`, and the ``ep_out`` agent of a unit without an activation —
+:func:`output_activity`: the identity or ``protocol.output_activation``),
 the average pool's two couplings (:class:`EPAvgPool` up, :class:`EPPoolDown` down), and the input
 and target kinds that take part in the relaxation. The protocol module wires them into a network
 and a schedule; the arrow types are ``ep`` (one relaxation sweep), ``ep_copy``, ``ep_flip`` and
@@ -14,11 +15,13 @@ import copy
 import jax.numpy as jnp
 
 from agentgraph.arrows.ports import Port
-from agentgraph.nodes import Activation, AvgPool, Bias, Field, Input, Kind, Linear, Synapse, Target
+from agentgraph.errors import AgentGraphError
+from agentgraph.nodes import ACTIVATIONS, Activation, AvgPool, Bias, Field, Input, Kind, Linear, Synapse, Target
 from agentgraph.nodes._util import learning_rate
 
-__all__ = ["COPY", "DOWN", "FLIP", "LEARN", "OUT", "RELAX", "EPAvgPool", "EPInput", "EPPoolDown", "EPSynapse",
-           "EPTarget", "EPUnit", "ep_activation", "identity_activity"]
+__all__ = ["COPY", "DOWN", "FLIP", "LEARN", "OUT", "OUTPUT_ACTIVATIONS", "RELAX", "EPAvgPool", "EPInput", "EPPoolDown",
+           "EPSynapse", "EPTarget", "EPUnit", "check_output_activation", "ep_activation", "identity_activity",
+           "output_activity"]
 
 RELAX, COPY, FLIP, LEARN = "ep", "ep_copy", "ep_flip", "ep_learn"
 _ONE, _TWO = Port(1, "sum"), Port(2, "sum")
@@ -26,6 +29,22 @@ _ONE, _TWO = Port(1, "sum"), Port(2, "sum")
 OUT = "ep_out"
 #: The kind of the agent that carries an average pool's coupling down (one per pool agent).
 DOWN = "ep_pool_down"
+#: The activities an output unit may have (``protocol.output_activation``): the library's activations
+#: but ``step`` (zero derivative everywhere: no nudge would reach the network, as for hidden units).
+OUTPUT_ACTIVATIONS = tuple(sorted(n for n in ACTIVATIONS if n != "step"))
+
+
+def check_output_activation(name: str | None) -> str | None:
+    """``name`` if it is ``None`` or one of :data:`OUTPUT_ACTIVATIONS`, else an :class:`AgentGraphError`.
+
+    Example:
+        >>> check_output_activation("hard_sigmoid")
+        'hard_sigmoid'
+    """
+    if name is not None and name not in OUTPUT_ACTIVATIONS:
+        raise AgentGraphError(f"protocol.output_activation must be null (output units linear, rho(u) = u) or one "
+                              f"of {list(OUTPUT_ACTIVATIONS)}, got {name!r}.")
+    return name
 
 
 def _scale(params, centred: bool):
@@ -42,6 +61,13 @@ class EPUnit(Bias):
     (``[y, 1]`` from its target); on ``ep_learn``: ``d`` (its activity agent's change of
     activity). It sends ``u`` to its activity agent on ``ep_copy``. Params ``{"lr", "beta", "gamma"}``.
 
+    ``output``: the output units' activity ``ρ_out`` (a name of :data:`OUTPUT_ACTIVATIONS`; ``None``:
+    ``u`` itself). With it the cost is ``½ Σ_out (ρ_out(u) − y)²``: an output's nudge is
+    ``β (y − ρ_out(u))`` (the stationarity of ``E + βC`` divided by ``ρ_out′(u)``, like a hidden
+    unit's), the ``forward`` sweep sends ``ρ_out(u)`` (the L2 head's prediction; a hidden unit's goes
+    only to its activation agent, which ignores it) and ``b`` moves by the change of ``ρ_out`` its
+    activity agent sends on ``ep_learn`` (``∂E/∂b_j = −ρ(u_j)``), as a hidden unit's.
+
     Example:
         >>> s = {f: jnp.zeros(()) for f in EPUnit().fields}
         >>> p = {"lr": 0.1, "beta": 0.5, "gamma": 1.0}
@@ -57,25 +83,34 @@ class EPUnit(Bias):
     arrow_ports = {RELAX: {"x": _ONE, "m": _ONE, "y": Port(2, "sum")}, LEARN: {"d": _ONE}}
     arrow_outputs = {COPY: {"out": 1}}
 
-    def __init__(self, centred: bool = False) -> None:
+    def __init__(self, centred: bool = False, output: str | None = None) -> None:
         self.centred = bool(centred)
+        self.output = check_output_activation(output)
+
+    def _out(self, u):
+        """``ρ_out(u)`` (``u`` without an output activity)."""
+        return u if self.output is None else ACTIVATIONS[self.output][0](u)
 
     def forward(self, params, state, inputs):  # the free fixed point: read the loss, mark, nudge next
-        return {**state, "z": inputs["x"][0], "u0": state["u"], "sign": 1.0 + 0.0 * state["sign"]}, state["u"][None]
+        u = state["u"]
+        return {**state, "z": inputs["x"][0], "u0": u, "sign": 1.0 + 0.0 * state["sign"]}, self._out(u)[None]
 
     def act(self, arrow_type, params, state, inbox):
         u = state["u"]
         if arrow_type == RELAX:  # one tick: the drive of the previous tick's activities (module docstring)
             y, c = inbox["y"][0], inbox["y"][1]
-            drive = inbox["x"][0] + inbox["m"][0] + state["b"] + state["sign"] * params["beta"] * c * (y - u)
+            drive = inbox["x"][0] + inbox["m"][0] + state["b"] + state["sign"] * params["beta"] * c * (y - self._out(u))
             return {**state, "u": u + params["gamma"] * (drive - u), "c": c}, {}, {}
         if arrow_type == COPY:
             return state, u[None], {}
         if arrow_type == FLIP:  # centred: back to the free fixed point, nudge −β
             return {**state, "u1": u, "u": state["u0"], "sign": -1.0 + 0.0 * u}, {}, {}
         c = state["c"]  # LEARN
-        own = (state["u1"] - u) if self.centred else (u - state["u0"])
-        delta = c * own + (1.0 - c) * inbox["d"][0]
+        if self.output is None:  # an output's activity is u: its own change (bit for bit as before the option)
+            own = (state["u1"] - u) if self.centred else (u - state["u0"])
+            delta = c * own + (1.0 - c) * inbox["d"][0]
+        else:  # every unit: its activity agent's change of ρ
+            delta = inbox["d"][0]
         zero = 0.0 * u
         return {**state, "u": zero, "sign": zero}, {}, {"b": _scale(params, self.centred) * delta}
 
@@ -173,16 +208,30 @@ def ep_activation(kind: Kind, centred: bool = False) -> Kind:
     return out
 
 
+def output_activity(centred: bool, activation: str | None = None) -> Kind:
+    """The activity agent of a unit without an activation (an output unit), kind ``ep_out``:
+    ``ρ_out(u)``, the library activation ``activation`` (one of :data:`OUTPUT_ACTIVATIONS`;
+    ``None``: the identity, ``ρ(u) = u``).
+
+    Example:
+        >>> k = output_activity(False, "hard_sigmoid")
+        >>> s, out, _ = k.act("ep", None, {"x": 1.5, "x0": 0.0, "r0": 0.0, "r1": 0.0}, {})
+        >>> k.name, float(out[0])
+        ('ep_out', 1.0)
+    """
+    k = copy.copy(Activation(check_output_activation(activation) or "identity"))
+    k.name = OUT
+    return ep_activation(k, centred)
+
+
 def identity_activity(centred: bool) -> Kind:
-    """The activity agent of a unit without an activation (an output unit): ``ρ(u) = u``, kind ``ep_out``.
+    """The activity agent of an output unit without an output activity: ``ρ(u) = u``, kind ``ep_out``.
 
     Example:
         >>> identity_activity(False).name
         'ep_out'
     """
-    k = copy.copy(Activation("identity"))
-    k.name = OUT
-    return ep_activation(k, centred)
+    return output_activity(centred)
 
 
 class EPAvgPool(AvgPool):

@@ -25,3 +25,11 @@ def test_glorot_bounds_per_layer():
     for w, (a, b) in zip(ws, [(6, 4), (4, 3)]):
         assert np.abs(w).max() <= np.sqrt(6 / (a + b)) and np.abs(w).max() > 0.5 * np.sqrt(6 / (a + b))
     assert np.array_equal(ws[0], ep.glorot([6, 4, 3], seed=1)[0])
+
+
+def test_setting_clipped_outputs_only_when_asked():
+    from agentgraph.protocols.base import resolve
+    assert "output_activation" not in ep.setting()  # the earlier runs' sections, unchanged
+    s = ep.setting(output_activation="hard_sigmoid")  # their clipped output: the protocol's option
+    assert s["output_activation"] == "hard_sigmoid"
+    assert resolve(s).settings["output_activation"] == "hard_sigmoid"

@@ -24,13 +24,14 @@ from agentgraph.protocols.equilibrium import equilibrium
 from agentgraph.testing import compare
 
 
-def fixed_point_gradient(lib, state: dict, batch: dict, gamma: float = 0.5, ticks: int = 300):
+def fixed_point_gradient(lib, state: dict, batch: dict, gamma: float = 0.5, ticks: int = 300, out_rho=None):
     """``(L, {agent: {"w" or "b": dL/dθ}})``: the free fixed point of the symmetric network of a
     library graph ``lib`` (a ``Network``; ``u_j = ∂H/∂ρ_j + b_j`` with the coupling
     ``H = Σ_s w_s a_s(ρ, x) ρ_post(s)``, ``a_s`` the synapse's input activity — a unit's ``ρ``, an
-    input, or an average pool's mean of its window's — outputs linear, inputs clamped; a synapse
-    whose arrow into its unit is doubled counts twice) reached by ``ticks`` damped iterations from
-    0, its loss ``½ Σ_out (u − y)²`` (batch mean) and ``jax.grad`` of it."""
+    input, or an average pool's mean of its window's — outputs linear (or of activity ``out_rho``),
+    inputs clamped; a synapse whose arrow into its unit is doubled counts twice) reached by
+    ``ticks`` damped iterations from 0, its loss ``½ Σ_out (ρ_out(u) − y)²`` (batch mean) and
+    ``jax.grad`` of it."""
     A = lib.graph.arrays()
     names, kind = A.names, np.array(A.kind_names, dtype=object)[A.kind]
     fwd = A.type_mask("forward")
@@ -71,20 +72,21 @@ def fixed_point_gradient(lib, state: dict, batch: dict, gamma: float = 0.5, tick
     assert len(set(fn.values())) <= 1, "one activation"
     rho = next(iter(fn.values()), None)
     o_col, o_slot = np.array([k for k, _ in outs]), np.array([t for _, t in outs])
+    out = out_rho or (lambda u: u)
 
     @jax.jit
     def loss(w, b):
         W = w * m_of
 
         def tick(_, u):
-            r = jnp.where(hidden, rho(u), u) if rho is not None else u
+            r = jnp.where(hidden, rho(u), out(u)) if rho is not None else out(u)
             below = jnp.concatenate([x, r], 1) @ C.T                           # [B, S]
             d = (b[None] + jnp.zeros_like(u)).at[:, j_of].add(W * below)
             d = d + (W * r[:, j_of]) @ C[:, n_x:]
             return u + gamma * (d - u)
 
         u = jax.lax.fori_loop(0, ticks, tick, jnp.zeros((x.shape[0], len(units))))
-        return jnp.mean(jnp.sum(0.5 * (u[:, o_col] - y[:, o_slot]) ** 2, 1))
+        return jnp.mean(jnp.sum(0.5 * (out(u[:, o_col]) - y[:, o_slot]) ** 2, 1))
 
     with jax.enable_x64(True):
         x, y = jnp.asarray(batch["x"]), jnp.asarray(batch["y"])
@@ -101,9 +103,10 @@ def _batch(seed: int = 0) -> dict:
     return {"x": rng.normal(size=(2, 3)), "y": rng.normal(size=(2, 2))}
 
 
-def ep_deviation(lib, beta: float, nudge: str, T: int, gamma: float, batch: dict, reference) -> tuple[float, float]:
+def ep_deviation(lib, beta: float, nudge: str, T: int, gamma: float, batch: dict, reference,
+                 output_activation: str | None = None) -> tuple[float, float]:
     """(the step's loss, ``‖Δθ/lr + dL/dθ‖ / ‖dL/dθ‖``) of one interpreted EP step (lr = 1)."""
-    p = equilibrium(T=T, K=T, beta=beta, gamma=gamma, lr=1.0, nudge=nudge)
+    p = equilibrium(T=T, K=T, beta=beta, gamma=gamma, lr=1.0, nudge=nudge, output_activation=output_activation)
     g = p.network(lib).graph
     s0 = interpreter.init_state(g, 2)
     r = interpreter.step(g, s0, jax.tree.map(float, p.params(p.init(None, g), {}, g)), batch)
@@ -255,3 +258,67 @@ def test_settings_and_refusals():
                 {"learn": ["sigma"]}, {"lr": 0.2, "lr_max": 0.2}):
         with pytest.raises(AgentGraphError):
             resolve({"rule": "equilibrium", **bad})
+
+
+# -- output_activation: the output units' activity ρ_out (the authors' clipped output: hard_sigmoid) --------------
+
+def _unit_batch(seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"x": rng.normal(size=(2, 3)), "y": rng.uniform(size=(2, 2))}
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "hard_sigmoid"])
+def test_output_activity_update_tends_to_the_loss_gradient(act):
+    """With ``ρ_out`` on the outputs (cost ``½ Σ (ρ_out(u) − y)²``, nudge ``β (y − ρ_out(u))``) the
+    update still tends to ``−dL/dθ`` of that loss, ``O(β)`` one-sided and ``O(β²)`` centred (hard
+    sigmoid: no output sits on a kink at this fixed point, so the gradient exists there)."""
+    from agentgraph.nodes import ACTIVATIONS
+    lib, b = mlp_network([3, 4, 2], activation="tanh", loss="l2", init_std=0.5, seed=0), _unit_batch()
+    L, ref = fixed_point_gradient(lib, interpreter.init_state(lib.graph, 2), b, out_rho=ACTIVATIONS[act][0])
+    loss1, d1 = ep_deviation(lib, 1e-1, "positive", 40, 0.8, b, ref, act)
+    loss2, d2 = ep_deviation(lib, 1e-2, "positive", 40, 0.8, b, ref, act)
+    assert abs(loss1 - L) < 1e-6 and loss1 == loss2            # the loss is on ρ_out(u) at the free fixed point
+    assert d2 < 0.03 and d2 < 0.2 * d1, (d1, d2)               # measured 0.022, 0.0023 (hard: 0.13, 0.014)
+    _, c2 = ep_deviation(lib, 1e-2, "centred", 40, 0.8, b, ref, act)
+    assert c2 < (1e-4 if act == "sigmoid" else 1e-3), c2       # measured 7.8e-6 (hard: 2.2e-4)
+
+
+@pytest.mark.parametrize("act,nudge", [("hard_sigmoid", "positive"), ("hard_sigmoid", "centred"), ("sigmoid", "centred")])
+def test_output_activity_compiled_matches_interpreter(act, nudge):
+    lib = mlp_network([3, 4, 2], activation="hard_sigmoid", loss="l2", init_std=0.5, seed=0)
+    p = equilibrium(T=3, K=2, beta=0.1, gamma=0.5, lr=0.1, nudge=nudge, output_activation=act)
+    g = p.network(lib).graph
+    c = compare(g, p.params(p.init(None, g), {}, g), [_unit_batch(), _unit_batch(1)])
+    assert c.worst < 1e-10, c
+
+
+def test_output_activity_identity_is_the_linear_output_and_hard_sigmoid_clips():
+    """``output_activation: identity`` (the general path: bias moved by its activity agent's change)
+    is the default's linear output; ``hard_sigmoid`` keeps the prediction in [0, 1] where the
+    linear outputs of the same large weights leave it."""
+    lib, b = mlp_network([3, 6, 2], activation="tanh", loss="l2", init_std=3.0, seed=0), _unit_batch()
+    out = {}
+    for act in (None, "identity", "hard_sigmoid"):
+        p = equilibrium(T=6, K=3, beta=0.5, gamma=0.5, lr=0.1, nudge="centred", output_activation=act)
+        g = p.network(lib).graph
+        s0 = interpreter.init_state(g, 2)
+        r = interpreter.step(g, s0, jax.tree.map(float, p.params(p.init(None, g), {}, g)), b)
+        pred = np.array([[float(r.state[("loss", j)]["pred"][k]) for j in range(2)] for k in range(2)])
+        out[act] = (r, pred, {a: r.state[a] for a in s0 if a[0] in ("w", "b")})
+    (r0, p0, s0), (r1, p1, s1) = out[None], out["identity"]
+    assert abs(r0.loss - r1.loss) < 1e-12 and np.abs(p0 - p1).max() < 1e-12
+    assert max(float(np.max(np.abs(s0[a][f] - s1[a][f]))) for a in s0 for f in s0[a]) < 1e-12
+    _, ph, _ = out["hard_sigmoid"]
+    assert (p0 < 0).any() or (p0 > 1).any(), p0                # linear outputs leave [0, 1] here
+    assert ((ph >= 0) & (ph <= 1)).all(), ph
+    assert abs(out["hard_sigmoid"][0].loss - float(np.mean(np.sum(0.5 * (ph - b["y"]) ** 2, 1)))) < 1e-12
+
+
+def test_output_activation_refusals():
+    for bad in ("step", "softmax"):
+        with pytest.raises(AgentGraphError, match="output_activation.*hard_sigmoid"):
+            resolve({"rule": "equilibrium", "output_activation": bad})
+    assert resolve({"rule": "equilibrium", "output_activation": "hard_sigmoid"}).settings["output_activation"] == \
+        "hard_sigmoid"
+    with pytest.raises(AgentGraphError, match="protocol's output_activation"):
+        equilibrium(T=2).network(mlp_network([3, 4, 2], activation="tanh", loss="l2", output_activation="sigmoid"))
