@@ -140,9 +140,19 @@ class AgentGraph:
             raise unknown_kind(self, agent, name) from None
 
     def group_of(self, agent: Hashable) -> str:
-        """The parameter-sharing group of ``agent`` (its kind's name unless declared)."""
-        a = self.arrays()
-        return a.group_names[a.group[self._columns.index(agent)]]
+        """The parameter-sharing group of ``agent`` (its kind's name unless declared; read from the
+        store like :meth:`kind_of`).
+
+        Example:
+            >>> from agentgraph import mlp
+            >>> g = mlp([2, 1], loss="l2")
+            >>> g.group_of(next(a for a in g.agents() if g.kind_of(a).name == "synapse"))
+            'synapse:0'
+        """
+        c = self._columns
+        kind, group, _ = c.agent_columns()
+        i = c.index(agent)
+        return c.group_names()[group[i]] if group[i] >= 0 else c.kind_names()[kind[i]]
 
     # -- declaring -----------------------------------------------------------------------------
     def add_agent(
