@@ -283,7 +283,8 @@ def test_output_activity_update_tends_to_the_loss_gradient(act):
     assert c2 < (1e-4 if act == "sigmoid" else 1e-3), c2       # measured 7.8e-6 (hard: 2.2e-4)
 
 
-@pytest.mark.parametrize("act,nudge", [("hard_sigmoid", "positive"), ("hard_sigmoid", "centred"), ("sigmoid", "centred")])
+@pytest.mark.parametrize("act,nudge", [("hard_sigmoid", "positive"), ("hard_sigmoid", "centred"),
+                                       ("sigmoid", "centred")])
 def test_output_activity_compiled_matches_interpreter(act, nudge):
     lib = mlp_network([3, 4, 2], activation="hard_sigmoid", loss="l2", init_std=0.5, seed=0)
     p = equilibrium(T=3, K=2, beta=0.1, gamma=0.5, lr=0.1, nudge=nudge, output_activation=act)
