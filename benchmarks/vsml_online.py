@@ -33,6 +33,8 @@ from agentgraph.data import load_dataset
 from agentgraph.meta.context import make_context
 from agentgraph.meta.evaluate import LR_GRID
 from agentgraph.meta.net_config import RandomDagNetConfig
+from agentgraph.cli_args import overrides
+from agentgraph.meta.checkpoints import checkpoint_eval_config
 from agentgraph.meta.protocol_io import checkpoint_config, load_protocol
 from agentgraph.network import fresh_weights, with_weights
 
@@ -157,8 +159,11 @@ def main() -> None:
     ap.add_argument("--edge-prob", type=float, default=0.15)
     ap.add_argument("--parallel-prob", type=float, default=0.05)
     ap.add_argument("--activation", default="tanh", help="hidden activation of the baselines' random networks")
+    ap.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                    help="override the checkpoint's config (dotted path, YAML value), e.g. net.sizes=[196,10] "
+                    "data.image_size=14: run a protocol on another network; repeatable")
     a = ap.parse_args()
-    cfg = checkpoint_config(a.ckpt)
+    cfg = checkpoint_eval_config(a.ckpt, overrides=overrides(a.set)) if a.set else checkpoint_config(a.ckpt)
     if a.net == "config":
         cfgs = [cfg]
     else:
@@ -190,7 +195,7 @@ def main() -> None:
             curves[meth].append(acc)
             online[meth].append(on)
     res = {"metric": "accuracy", "steps": list(range(0, T + 1, every)), "dataset": name, "checkpoint": a.ckpt,
-           "runs": a.runs, "net": a.net if a.net == "config" else {
+           "overrides": a.set or [], "runs": a.runs, "net": a.net if a.net == "config" else {
                "kind": "random_dag", "graphs": len(ctxs), "n_hidden": a.n_hidden, "edge_prob": a.edge_prob,
                "parallel_prob": a.parallel_prob, "baseline_activation": a.activation,
                "synapses": [len(c.base.graph.agents("synapse")) for c in ctxs]}}
