@@ -35,7 +35,7 @@ from agentgraph.meta.evaluate import LR_GRID
 from agentgraph.meta.net_config import RandomDagNetConfig
 from agentgraph.cli_args import overrides
 from agentgraph.meta.checkpoints import checkpoint_eval_config
-from agentgraph.meta.protocol_io import checkpoint_config, load_protocol
+from agentgraph.meta.protocol_io import load_protocol
 from agentgraph.network import fresh_weights, with_weights
 
 
@@ -163,7 +163,7 @@ def main() -> None:
                     help="override the checkpoint's config (dotted path, YAML value), e.g. net.sizes=[196,10] "
                     "data.image_size=14: run a protocol on another network; repeatable")
     a = ap.parse_args()
-    cfg = checkpoint_eval_config(a.ckpt, overrides=overrides(a.set)) if a.set else checkpoint_config(a.ckpt)
+    cfg = checkpoint_eval_config(a.ckpt, overrides=overrides(a.set))
     if a.net == "config":
         cfgs = [cfg]
     else:
